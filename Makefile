@@ -1,0 +1,37 @@
+# Two commands for a newcomer: `make search` (the main job) and `make test`.
+# Both create or update the virtual environment in $(VENV) first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.melnas-installed
+
+.PHONY: install test test-fast test-slow search bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU wheel; an unpinned torch pulls several GB of CUDA packages.
+	$(PY) -m pip install -q torch==2.13.0
+	# tinysoundfont declares pyaudio, which it does not need to render offline.
+	$(PY) -m pip install -q --no-deps tinysoundfont
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: test-fast test-slow
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+search: $(STAMP)
+	$(VENV)/bin/melnas-demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_prepare.py
+	$(PY) benchmarks/bench_supernet.py
+
+clean:
+	rm -rf $(VENV) outputs multirun
