@@ -1,0 +1,204 @@
+"""Latency measurement and the per-unit latency table (nas.latency)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nas.latency as latency
+from nas.latency import (
+    Calibration,
+    LatencyTable,
+    evaluate_predictions,
+    fit_calibration,
+    held_out_archs,
+    latency_table_for,
+    measure_latency,
+    resolve_device,
+)
+from tests.test_cost import SumInputs, ToySpace
+
+SHAPE = (1, 8, 6)
+
+
+class FakeMeasure:
+    """Stands in for measure_latency: 1 ms per parameter-free unit, else params / 100 ms."""
+
+    def __init__(self):
+        self.calls: list[tuple[tuple[int, ...], int]] = []
+
+    def __call__(self, model, input_shape, *, device, threads, warmup, repeats, num_inputs=1):
+        self.calls.append((tuple(input_shape), num_inputs))
+        return 1.0 + sum(p.numel() for p in model.parameters()) / 100.0
+
+
+@pytest.fixture
+def fake_measure(monkeypatch):
+    fake = FakeMeasure()
+    monkeypatch.setattr(latency, "measure_latency", fake)
+    return fake
+
+
+# ---- measure_latency ------------------------------------------------------------------
+
+
+def test_measure_latency_restores_threads_and_mode():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))
+    model.train()
+    threads = torch.get_num_threads()
+    ms = measure_latency(model, SHAPE, threads=1, warmup=1, repeats=3)
+    assert ms > 0
+    assert torch.get_num_threads() == threads
+    assert model.training
+
+
+def test_measure_latency_multi_input_and_bad_arguments():
+    assert measure_latency(SumInputs(), SHAPE, num_inputs=3, warmup=0, repeats=2) > 0
+    conv = nn.Conv2d(1, 1, 1)
+    with pytest.raises(ValueError, match="repeats"):
+        measure_latency(conv, SHAPE, repeats=0)
+    with pytest.raises(ValueError, match="threads"):
+        measure_latency(conv, SHAPE, threads=0)
+    with pytest.raises(ValueError, match="input_shape"):
+        measure_latency(conv, (1, -1, 3))
+
+
+def test_device_auto_is_cpu_without_cuda():
+    assert resolve_device("auto") == torch.device("cpu")  # conftest hides CUDA
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("cuda")
+
+
+# ---- calibration fit --------------------------------------------------------------------
+
+
+def test_fit_calibration_recovers_a_linear_map():
+    sums = np.array([1.0, 2.0, 3.0, 5.0])
+    scale, offset = fit_calibration(sums, 1.3 * sums + 0.4)
+    assert scale == pytest.approx(1.3) and offset == pytest.approx(0.4)
+
+
+def test_fit_calibration_falls_back_to_a_ratio():
+    # two archs, or sums too alike to tell slope from offset: a scale only
+    assert fit_calibration([2.0, 4.0], [3.0, 6.0]) == pytest.approx((1.5, 0.0))
+    assert fit_calibration([2.0, 2.1, 2.05], [4.0, 4.2, 4.1]) == pytest.approx((2.0, 0.0))
+    with pytest.raises(ValueError):
+        fit_calibration([1.0, 0.0], [1.0, 1.0])
+
+
+# ---- the table --------------------------------------------------------------------------
+
+
+def _table(tmp_path, space=None, **kw):
+    space = space or ToySpace()
+    kw.setdefault("calibration_archs", 0)
+    return space, latency_table_for(space, num_classes=3, input_shape=SHAPE, cache_dir=tmp_path, **kw)
+
+
+def test_unknown_units_are_measured_once_and_saved(tmp_path, fake_measure):
+    space, table = _table(tmp_path)
+    arch = space.arch([3, (), 1, (0,), 3, (0, 1)])
+    layers = space.layers(arch, num_classes=3, input_shape=SHAPE)
+    predicted = table.predict(layers)
+    # stem 36, conv3 144, conv1 16, head 4*3+3 (all / 100 + 1 ms), two sum units (1 ms each)
+    expected = sum(1.0 + p / 100 for p in (36, 144, 16, 144, 15)) + 2 * 1.0
+    assert predicted == pytest.approx(expected)
+    assert len(fake_measure.calls) == len({u.key for u in layers}) == 6  # conv3 appears twice
+    assert sorted(n for _, n in fake_measure.calls) == [1, 1, 1, 1, 2, 3]  # sums get their inputs
+
+    # a second table on the same file measures nothing
+    _, again = _table(tmp_path)
+    assert again.path == table.path
+    assert again.predict_arch(space, arch) == pytest.approx(expected)
+    assert len(fake_measure.calls) == 6
+    saved = json.loads(table.path.read_text())
+    assert set(saved["units"]) == {u.key for u in layers}
+    assert saved["context"]["threads"] == 1 and saved["context"]["input_shape"] == list(SHAPE)
+
+
+def test_contexts_get_their_own_files(tmp_path, fake_measure):
+    space, base = _table(tmp_path)
+    paths = {
+        base.path,
+        _table(tmp_path, threads=2)[1].path,
+        latency_table_for(space, num_classes=3, input_shape=(1, 8, 8), cache_dir=tmp_path, calibration_archs=0).path,
+        latency_table_for(space, num_classes=4, input_shape=SHAPE, cache_dir=tmp_path, calibration_archs=0).path,
+        _table(tmp_path, ToySpace(width=6))[1].path,  # same name, other config
+    }
+    assert len(paths) == 5
+    with pytest.raises(ValueError, match="not 'other'"):
+        other = ToySpace()
+        other.name = "other"
+        base.predict_arch(other, other.random_arch(np.random.default_rng(0)))
+
+
+def test_concurrent_writers_are_merged(tmp_path, fake_measure):
+    space, first = _table(tmp_path)
+    _, second = _table(tmp_path)
+    a = space.arch([1, (), 1, (), 1, ()])
+    b = space.arch([3, (), 3, (), 3, ()])
+    first.predict_arch(space, a)
+    second.predict_arch(space, b)  # saved after first: must keep first's units
+    keys = set(json.loads(first.path.read_text())["units"])
+    assert {u.key for u in first.layers_of(space, a)} | {u.key for u in first.layers_of(space, b)} == keys
+
+
+def test_calibration_is_fitted_stored_and_applied(tmp_path, fake_measure, monkeypatch):
+    # whole models "measure" 1.5x their unit sum plus 2 ms
+    def whole(self, space, arch):
+        return 1.5 * self.unit_sum(self.layers_of(space, arch)) + 2.0
+
+    monkeypatch.setattr(LatencyTable, "measure_arch", whole)
+    space, table = _table(tmp_path, calibration_archs=6)
+    assert table.calibration.scale == pytest.approx(1.5)
+    assert table.calibration.offset_ms == pytest.approx(2.0)
+    assert len(table.calibration.arch_hashes) == 6
+    arch = space.random_arch(np.random.default_rng(7))
+    raw = table.unit_sum(table.layers_of(space, arch))
+    assert table.predict_arch(space, arch) == pytest.approx(1.5 * raw + 2.0)
+
+    reloaded = LatencyTable(table.path, table.context)
+    assert reloaded.calibration == table.calibration
+    held = held_out_archs(space, reloaded, 5, seed=0)  # seed 0 drew the calibration archs too
+    assert not {a.hash for a in held} & set(table.calibration.arch_hashes)
+    report = evaluate_predictions(reloaded, space, held)
+    assert report.median_abs_error_pct == pytest.approx(0.0, abs=1e-9)
+    assert report.table_path == table.path
+
+
+def test_bad_table_files_are_reported(tmp_path, fake_measure):
+    space, table = _table(tmp_path)
+    table.predict_arch(space, space.arch([1, (), 1, (), 1, ()]))
+    data = json.loads(table.path.read_text())
+    data["context"]["threads"] = 8
+    table.path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="another context"):
+        _table(tmp_path)
+    table.path.write_text("{not json")
+    with pytest.raises(ValueError, match="delete it"):
+        _table(tmp_path)
+
+
+def test_default_cache_dir_follows_melnas_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("MELNAS_CACHE", str(tmp_path))
+    assert latency.default_cache_dir() == tmp_path / "latency"
+    monkeypatch.delenv("MELNAS_CACHE")
+    assert latency.default_cache_dir().parts[-3:] == (".cache", "melnas", "latency")
+
+
+def test_real_measurements_end_to_end(tmp_path):
+    """No fakes: a small calibrated table predicts positive latencies for held-out archs."""
+    space = ToySpace(width=8)
+    table = latency_table_for(
+        space, num_classes=3, input_shape=(1, 16, 16), cache_dir=tmp_path,
+        calibration_archs=4, warmup=2, repeats=5,
+    )
+    assert isinstance(table.calibration, Calibration) and table.calibration.scale > 0
+    report = evaluate_predictions(table, space, held_out_archs(space, table, 3, seed=1))
+    assert len(report.rows) == 3
+    assert all(r.predicted_ms > 0 and r.measured_ms > 0 for r in report.rows)
+    assert np.isfinite(report.max_abs_error_pct)
