@@ -160,6 +160,18 @@ class SearchSpace(ABC):
         """Named reference archs (e.g. ``mobilenetv3_small``); empty by default."""
         return {}
 
+    def preset(self, name: str) -> tuple["SearchSpace", Arch]:
+        """The space a named preset lives in, and its arch.
+
+        By default that is this space and ``self.presets[name]``. A space whose presets
+        need another configuration (MobileNetV3-Large vs -Small backbones) overrides
+        this to return a space configured for the preset, all other settings kept.
+        """
+        presets = self.presets
+        if name not in presets:
+            raise ValueError(f"space {self.name!r} has no preset {name!r}; available: {sorted(presets)}")
+        return self, presets[name]
+
     def arch_string(self, arch: Arch) -> str:
         """A compact human-readable form; spaces override it with something terser."""
         parts = []

@@ -1,0 +1,503 @@
+"""The ``mobilenetv3`` space: inverted-residual layers on a MobileNetV3 backbone.
+
+The backbone (``small`` or ``large``) fixes what MobileNetV3 fixes: the layer count,
+each layer's output channels and stride, the stem and the head. Per layer the search
+picks (labels ``l{i}_*``):
+
+- ``l{i}_kernel``: depthwise kernel, from ``kernels`` (default 3, 5, 7);
+- ``l{i}_expand``: expansion ratio, from ``expand_ratios`` plus the reference
+  network's own ratio for that layer (so both torchvision networks are points of the
+  space; e.g. 2.3 = 184/80, 3.67 ~ 88/24, 4.5 = 72/16);
+- ``l{i}_se``: squeeze-and-excite on/off;
+- ``l{i}_act``: ``relu`` or ``hswish``;
+- ``l{i}_skip``: drop the block (identity), offered only where identity is valid
+  (stride 1 and as many input as output channels), so the search varies depth.
+
+Channel counts follow torchvision exactly: every width-1.0 count (stem, outputs,
+expanded = ``round(in_1.0 * ratio)``, classifier hidden) is scaled by ``width`` and
+rounded with ``make_divisible(c * width, 8)``; the last conv has 6x the last block's
+channels. Presets ``mobilenetv3_large``/``mobilenetv3_small`` therefore reproduce
+``torchvision.models.mobilenet_v3_large/small`` (5,483,032 / 2,542,856 parameters at
+1000 classes, width 1.0).
+
+Input is ``(channels, n_mels, frames)``; the stem stride is set per axis
+(``stem_stride: [freq, time]``), and global pooling in the head lets the number of
+frames vary.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any, Sequence
+
+from torch import Tensor, nn
+
+from child_models.init import kaiming_init_
+from child_models.mobilenet import (
+    BlockSpec,
+    HeadSpec,
+    InvertedResidualChoices,
+    MobileNetV3,
+    StemSpec,
+)
+from child_models.ops import make_divisible, pair
+from search_spaces.base import Arch, Categorical, InputShape, LayerCost, SearchSpace, Supernet
+
+ACTIVATION_TOKENS = {"relu": "re", "hswish": "hs"}
+HEAD_EXPANSION = 6  # torchvision: last conv = 6 x the last block's output channels
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer of a reference backbone at width 1.0 (torchvision's bneck table)."""
+
+    out_channels: int
+    stride: int
+    kernel: int
+    expand: float
+    se: bool
+    activation: str
+
+
+@dataclass(frozen=True)
+class Backbone:
+    stem_channels: int
+    head_channels: int  # hidden width of the classifier at width 1.0
+    layers: tuple[LayerRow, ...]
+
+
+_R = LayerRow
+BACKBONES: dict[str, Backbone] = {
+    "large": Backbone(
+        stem_channels=16,
+        head_channels=1280,
+        layers=(
+            _R(out_channels=16, stride=1, kernel=3, expand=1, se=False, activation="relu"),
+            _R(out_channels=24, stride=2, kernel=3, expand=4, se=False, activation="relu"),
+            _R(out_channels=24, stride=1, kernel=3, expand=3, se=False, activation="relu"),
+            _R(out_channels=40, stride=2, kernel=5, expand=3, se=True, activation="relu"),
+            _R(out_channels=40, stride=1, kernel=5, expand=3, se=True, activation="relu"),
+            _R(out_channels=40, stride=1, kernel=5, expand=3, se=True, activation="relu"),
+            _R(out_channels=80, stride=2, kernel=3, expand=6, se=False, activation="hswish"),
+            _R(out_channels=80, stride=1, kernel=3, expand=2.5, se=False, activation="hswish"),
+            _R(out_channels=80, stride=1, kernel=3, expand=2.3, se=False, activation="hswish"),
+            _R(out_channels=80, stride=1, kernel=3, expand=2.3, se=False, activation="hswish"),
+            _R(out_channels=112, stride=1, kernel=3, expand=6, se=True, activation="hswish"),
+            _R(out_channels=112, stride=1, kernel=3, expand=6, se=True, activation="hswish"),
+            _R(out_channels=160, stride=2, kernel=5, expand=6, se=True, activation="hswish"),
+            _R(out_channels=160, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
+            _R(out_channels=160, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
+        ),
+    ),
+    "small": Backbone(
+        stem_channels=16,
+        head_channels=1024,
+        layers=(
+            _R(out_channels=16, stride=2, kernel=3, expand=1, se=True, activation="relu"),
+            _R(out_channels=24, stride=2, kernel=3, expand=4.5, se=False, activation="relu"),
+            _R(out_channels=24, stride=1, kernel=3, expand=3.67, se=False, activation="relu"),
+            _R(out_channels=40, stride=2, kernel=5, expand=4, se=True, activation="hswish"),
+            _R(out_channels=40, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
+            _R(out_channels=40, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
+            _R(out_channels=48, stride=1, kernel=5, expand=3, se=True, activation="hswish"),
+            _R(out_channels=48, stride=1, kernel=5, expand=3, se=True, activation="hswish"),
+            _R(out_channels=96, stride=2, kernel=5, expand=6, se=True, activation="hswish"),
+            _R(out_channels=96, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
+            _R(out_channels=96, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
+        ),
+    ),
+}
+PRESET_BACKBONES = {"mobilenetv3_large": "large", "mobilenetv3_small": "small"}
+
+
+def _number(value: Any, setting: str) -> int | float:
+    """A positive ratio as an int when integral (``4.0 -> 4``), so JSON stays tidy."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{setting} must hold positive numbers, got {value!r}")
+    return int(value) if float(value).is_integer() else float(value)
+
+
+@dataclass(frozen=True)
+class _LayerPlan:
+    """What is fixed about layer ``index`` once the space is configured."""
+
+    index: int
+    in_channels: int
+    out_channels: int
+    stride: tuple[int, int]
+    expanded: dict  # ratio option -> expanded channels (after width scaling)
+    skippable: bool
+
+
+class MobileNetV3Space(SearchSpace):
+    """Kernel / expansion / SE / activation / depth search on a MobileNetV3 backbone.
+
+    Args:
+        backbone: ``"small"`` or ``"large"``: the stage table (channels, strides, stem,
+            head) of torchvision's MobileNetV3-Small or -Large.
+        width: multiplier on every channel count (torchvision's ``width_mult``).
+        kernels: depthwise kernel sizes to choose from (odd).
+        expand_ratios: expansion ratios to choose from; each layer also offers its
+            reference ratio.
+        stem_stride: stem stride ``(freq, time)`` (or one int for both).
+        head_channels: classifier hidden width before width scaling; ``None`` = the
+            backbone's (1024 small, 1280 large).
+        dropout: classifier dropout.
+        bn_momentum, bn_eps: every batchnorm's (torchvision: 0.01, 0.001).
+    """
+
+    name = "mobilenetv3"
+
+    def __init__(
+        self,
+        *,
+        backbone: str = "small",
+        width: float = 1.0,
+        kernels: Sequence[int] = (3, 5, 7),
+        expand_ratios: Sequence[float] = (3, 4, 6),
+        stem_stride: int | Sequence[int] = (2, 2),
+        head_channels: int | None = None,
+        dropout: float = 0.2,
+        bn_momentum: float = 0.01,
+        bn_eps: float = 0.001,
+    ) -> None:
+        if backbone not in BACKBONES:
+            raise ValueError(f"search_space.backbone={backbone!r}: choose one of {sorted(BACKBONES)}")
+        if isinstance(width, bool) or not isinstance(width, (int, float)) or width <= 0:
+            raise ValueError(f"search_space.width must be a positive number, got {width!r}")
+        kernels = tuple(kernels)
+        if not kernels or any(
+            isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0 for k in kernels
+        ):
+            raise ValueError(f"search_space.kernels must be positive odd ints, got {list(kernels)}")
+        ratios = tuple(_number(r, "search_space.expand_ratios") for r in expand_ratios)
+        if not ratios:
+            raise ValueError("search_space.expand_ratios is empty")
+        if head_channels is not None:
+            if isinstance(head_channels, bool) or not isinstance(head_channels, int) or head_channels < 1:
+                raise ValueError(f"search_space.head_channels must be a positive int or null, got {head_channels!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"search_space.dropout must be in [0, 1), got {dropout}")
+        if not 0.0 < bn_momentum <= 1.0 or bn_eps <= 0:
+            raise ValueError(f"search_space.bn_momentum must be in (0, 1] and bn_eps > 0, got {bn_momentum}, {bn_eps}")
+        try:
+            self.stem_stride = pair(tuple(stem_stride) if not isinstance(stem_stride, int) else stem_stride)
+        except (TypeError, ValueError):
+            raise ValueError(f"search_space.stem_stride must be an int or [freq, time] ints, got {stem_stride!r}") from None
+        self.backbone = backbone
+        self.width = width
+        self.kernels = tuple(sorted(set(kernels)))
+        self.expand_ratios = tuple(sorted(set(ratios)))
+        self.head_channels = head_channels
+        self.dropout = float(dropout)
+        self.bn_momentum = float(bn_momentum)
+        self.bn_eps = float(bn_eps)
+        self._table = BACKBONES[backbone]
+        self._plans = self._plan_layers()
+        self._decisions = self._make_decisions()
+
+    # ---- configuration ------------------------------------------------------------
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments with ``_target_``: a YAML/JSON dict that rebuilds this space."""
+        return {"_target_": f"{type(self).__module__}.{type(self).__qualname__}", **self._kwargs()}
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {
+            "backbone": self.backbone,
+            "width": self.width,
+            "kernels": list(self.kernels),
+            "expand_ratios": list(self.expand_ratios),
+            "stem_stride": list(self.stem_stride),
+            "head_channels": self.head_channels,
+            "dropout": self.dropout,
+            "bn_momentum": self.bn_momentum,
+            "bn_eps": self.bn_eps,
+        }
+
+    def _scale(self, channels: float) -> int:
+        return make_divisible(channels * self.width, 8)
+
+    def _plan_layers(self) -> tuple[_LayerPlan, ...]:
+        plans = []
+        ref_in = self._table.stem_channels
+        for i, row in enumerate(self._table.layers):
+            in_ch, out_ch = self._scale(ref_in), self._scale(row.out_channels)
+            ratios = sorted(set(self.expand_ratios) | {_number(row.expand, "backbone expand")})
+            expanded = {r: self._scale(round(ref_in * r)) for r in ratios}
+            skippable = row.stride == 1 and in_ch == out_ch
+            plans.append(_LayerPlan(i, in_ch, out_ch, pair(row.stride), expanded, skippable))
+            ref_in = row.out_channels
+        return tuple(plans)
+
+    def _make_decisions(self) -> tuple[Categorical, ...]:
+        decisions: list[Categorical] = []
+        for plan in self._plans:
+            i = plan.index
+            decisions += [
+                Categorical(f"l{i}_kernel", self.kernels),
+                Categorical(f"l{i}_expand", tuple(plan.expanded)),
+                Categorical(f"l{i}_se", (False, True)),
+                Categorical(f"l{i}_act", tuple(ACTIVATION_TOKENS)),
+            ]
+            if plan.skippable:
+                decisions.append(Categorical(f"l{i}_skip", (False, True)))
+        return tuple(decisions)
+
+    @property
+    def decisions(self) -> Sequence[Categorical]:
+        return self._decisions
+
+    @property
+    def norm_layer(self) -> partial:
+        return partial(nn.BatchNorm2d, eps=self.bn_eps, momentum=self.bn_momentum)
+
+    # ---- arch -> specs ------------------------------------------------------------
+
+    def _checked(self, arch: Arch) -> Arch:
+        if not isinstance(arch, Arch):
+            raise TypeError(f"expected an Arch, got {type(arch).__name__}")
+        if arch.space != self.name:
+            raise ValueError(f"arch is for space {arch.space!r}, not {self.name!r}")
+        return self.arch(arch.as_dict())
+
+    def block_specs(self, arch: Arch) -> list[BlockSpec | None]:
+        """One ``BlockSpec`` per backbone layer, ``None`` where the arch skips it."""
+        choice = self._checked(arch).as_dict()
+        specs: list[BlockSpec | None] = []
+        for plan in self._plans:
+            i = plan.index
+            if choice.get(f"l{i}_skip", False):
+                specs.append(None)
+                continue
+            specs.append(
+                BlockSpec(
+                    in_channels=plan.in_channels,
+                    expanded_channels=plan.expanded[choice[f"l{i}_expand"]],
+                    out_channels=plan.out_channels,
+                    kernel_size=choice[f"l{i}_kernel"],
+                    stride=plan.stride,
+                    use_se=choice[f"l{i}_se"],
+                    activation=choice[f"l{i}_act"],
+                )
+            )
+        return specs
+
+    def stem_spec(self, in_channels: int) -> StemSpec:
+        return StemSpec(
+            in_channels=in_channels,
+            out_channels=self._scale(self._table.stem_channels),
+            stride=self.stem_stride,
+        )
+
+    def head_spec(self, num_classes: int) -> HeadSpec:
+        last = self._plans[-1].out_channels
+        hidden = self.head_channels if self.head_channels is not None else self._table.head_channels
+        return HeadSpec(
+            in_channels=last,
+            conv_channels=HEAD_EXPANSION * last,
+            hidden_channels=self._scale(hidden),
+            num_classes=num_classes,
+            dropout=self.dropout,
+        )
+
+    # ---- the SearchSpace contract ---------------------------------------------------
+
+    def build(self, arch: Arch, *, num_classes: int, input_shape: InputShape) -> MobileNetV3:
+        channels, _, _ = _check_shape(input_shape, num_classes)
+        blocks = [spec for spec in self.block_specs(arch) if spec is not None]
+        return MobileNetV3(
+            stem=self.stem_spec(channels),
+            blocks=blocks,
+            head=self.head_spec(num_classes),
+            norm_layer=self.norm_layer,
+        )
+
+    def supernet(self, *, num_classes: int, input_shape: InputShape) -> "MobileNetV3Supernet":
+        _check_shape(input_shape, num_classes)
+        return MobileNetV3Supernet(self, num_classes=num_classes, input_shape=input_shape)
+
+    def layers(self, arch: Arch, *, num_classes: int, input_shape: InputShape) -> list[LayerCost]:
+        """Units that partition the network: the stem, every present block, the head.
+
+        A skipped layer is an identity and costs nothing, so it has no unit. Each key
+        names the unit kind, every field of its spec and its input ``CxHxW``.
+        """
+        channels, height, width = _check_shape(input_shape, num_classes)
+        norm = self.norm_layer
+        stem = self.stem_spec(channels)
+        units = [_unit("stem", stem, (channels, height, width), norm)]
+        height, width = _strided(height, stem.stride[0]), _strided(width, stem.stride[1])
+        for spec in self.block_specs(arch):
+            if spec is None:
+                continue
+            units.append(_unit("block", spec, (spec.in_channels, height, width), norm))
+            height, width = _strided(height, spec.stride[0]), _strided(width, spec.stride[1])
+        head = self.head_spec(num_classes)
+        units.append(_unit("head", head, (head.in_channels, height, width), norm))
+        return units
+
+    # ---- presets ------------------------------------------------------------------
+
+    @property
+    def presets(self) -> dict[str, Arch]:
+        """The torchvision network(s) of this backbone, when ``kernels`` allows them."""
+        presets = {}
+        for name, backbone in PRESET_BACKBONES.items():
+            if backbone == self.backbone and all(r.kernel in self.kernels for r in self._table.layers):
+                presets[name] = self._reference_arch()
+        return presets
+
+    def preset(self, name: str) -> tuple["MobileNetV3Space", Arch]:
+        """``(space, arch)`` of a named preset; the space is this one with the preset's backbone."""
+        if name not in PRESET_BACKBONES:
+            raise ValueError(f"space {self.name!r} has no preset {name!r}; available: {sorted(PRESET_BACKBONES)}")
+        space = self
+        if PRESET_BACKBONES[name] != self.backbone:
+            space = type(self)(**{**self._kwargs(), "backbone": PRESET_BACKBONES[name]})
+        if name not in space.presets:
+            needed = sorted({r.kernel for r in space._table.layers})
+            raise ValueError(f"preset {name!r} needs kernels {needed}; search_space.kernels is {list(self.kernels)}")
+        return space, space.presets[name]
+
+    def _reference_arch(self) -> Arch:
+        values: dict[str, Any] = {}
+        for plan, row in zip(self._plans, self._table.layers):
+            i = plan.index
+            values.update(
+                {
+                    f"l{i}_kernel": row.kernel,
+                    f"l{i}_expand": row.expand,
+                    f"l{i}_se": row.se,
+                    f"l{i}_act": row.activation,
+                }
+            )
+            if plan.skippable:
+                values[f"l{i}_skip"] = False
+        return self.arch(values)
+
+    # ---- strings ------------------------------------------------------------------
+
+    def arch_string(self, arch: Arch) -> str:
+        """One token per layer joined by ``_``: ``k5e4se-hs`` (kernel 5, expansion 4,
+        SE, h-swish), ``k3e3.67-re`` (no SE, ReLU), or ``skip``."""
+        choice = self._checked(arch).as_dict()
+        tokens = []
+        for plan in self._plans:
+            i = plan.index
+            if choice.get(f"l{i}_skip", False):
+                tokens.append("skip")
+                continue
+            se = "se" if choice[f"l{i}_se"] else ""
+            act = ACTIVATION_TOKENS[choice[f"l{i}_act"]]
+            tokens.append(f"k{choice[f'l{i}_kernel']}e{choice[f'l{i}_expand']}{se}-{act}")
+        return "_".join(tokens)
+
+    def arch_from_string(self, text: str) -> Arch:
+        """Parse ``arch_string``'s format; a skipped layer's other choices take their
+        first option (they do not change the network)."""
+        tokens = text.strip().split("_")
+        if len(tokens) != len(self._plans):
+            raise ValueError(f"arch string has {len(tokens)} layers, space {self.name!r} ({self.backbone}) has {len(self._plans)}: {text!r}")
+        acts = {token: name for name, token in ACTIVATION_TOKENS.items()}
+        first = {d.name: d.options[0] for d in self._decisions}
+        values: dict[str, Any] = {}
+        for plan, token in zip(self._plans, tokens):
+            i = plan.index
+            if plan.skippable:
+                values[f"l{i}_skip"] = token == "skip"
+            if token == "skip":
+                if not plan.skippable:
+                    raise ValueError(f"layer {i} cannot be skipped (token {token!r} in {text!r})")
+                values.update({f"l{i}_{k}": first[f"l{i}_{k}"] for k in ("kernel", "expand", "se", "act")})
+                continue
+            match = _TOKEN.fullmatch(token)
+            if match is None:
+                raise ValueError(f"layer {i}: {token!r} is not like 'k5e4se-hs', 'k3e3-re' or 'skip'")
+            values.update(
+                {
+                    f"l{i}_kernel": int(match["kernel"]),
+                    f"l{i}_expand": _number(float(match["expand"]), f"layer {i} expansion"),
+                    f"l{i}_se": match["se"] is not None,
+                    f"l{i}_act": acts[match["act"]],
+                }
+            )
+        return self.arch(values)
+
+
+_TOKEN = re.compile(r"k(?P<kernel>\d+)e(?P<expand>\d+(?:\.\d+)?)(?P<se>se)?-(?P<act>re|hs)")
+
+
+class MobileNetV3Supernet(Supernet):
+    """Every candidate of every layer of a ``MobileNetV3Space``; ``forward(x, arch)``.
+
+    ``[B, C, n_mels, frames] -> [B, num_classes]``. Stem and head are shared by all
+    archs; each layer is an ``InvertedResidualChoices`` (see there for the sharing).
+    """
+
+    def __init__(self, space: MobileNetV3Space, *, num_classes: int, input_shape: InputShape) -> None:
+        super().__init__()
+        channels, _, _ = _check_shape(input_shape, num_classes)
+        self.space = space
+        norm = space.norm_layer
+        self.stem = space.stem_spec(channels).build(norm)
+        self.layers = nn.ModuleList(
+            InvertedResidualChoices(
+                in_channels=plan.in_channels,
+                out_channels=plan.out_channels,
+                stride=plan.stride,
+                expanded_options=list(plan.expanded.values()),
+                kernel_sizes=space.kernels,
+                norm_layer=norm,
+            )
+            for plan in space._plans
+        )
+        self.head = space.head_spec(num_classes).build(norm)
+        kaiming_init_(self)
+
+    def forward(self, x: Tensor, arch: Arch) -> Tensor:  # type: ignore[override]
+        x = self.stem(x)
+        for layer, spec in zip(self.layers, self.space.block_specs(arch)):
+            if spec is not None:
+                x = layer(x, spec)
+        return self.head(x)
+
+    def subnet_state_dict(self, arch: Arch) -> dict[str, Tensor]:
+        """The chosen path's tensors under ``space.build(arch)``'s names (not copies)."""
+        state = {f"stem.{k}": v for k, v in self.stem.state_dict().items()}
+        present = [(layer, spec) for layer, spec in zip(self.layers, self.space.block_specs(arch)) if spec is not None]
+        for j, (layer, spec) in enumerate(present):
+            state.update({f"blocks.{j}.{k}": v for k, v in layer.block_state_dict(spec).items()})
+        state.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
+        return state
+
+
+def _check_shape(input_shape: Sequence[int], num_classes: int) -> tuple[int, int, int]:
+    shape = tuple(input_shape)
+    if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+        raise ValueError(f"input_shape must be (channels, n_mels, frames) positive ints, got {input_shape!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    return shape  # type: ignore[return-value]
+
+
+def _strided(size: int, stride: int) -> int:
+    """Output length of an odd-kernel, same-padded conv."""
+    return (size - 1) // stride + 1
+
+
+def _unit(kind: str, spec: StemSpec | BlockSpec | HeadSpec, shape: tuple[int, int, int], norm) -> LayerCost:
+    fields = ",".join(f"{k}={_key_value(v)}" for k, v in asdict(spec).items())
+    key = f"mobilenetv3.{kind}({fields},input={'x'.join(map(str, shape))})"
+
+    def build() -> nn.Module:
+        return kaiming_init_(spec.build(norm))
+
+    return LayerCost(key=key, input_shape=shape, build=build)
+
+
+def _key_value(value: Any) -> str:
+    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
