@@ -1,0 +1,1 @@
+"""Hydra configs, importable so that installed entry points find them (pkg://conf)."""
