@@ -86,14 +86,14 @@ class ModelSummary:
     input_shape: tuple[int, ...]
     params: int
     macs: int
-    units: tuple[UnitCost, ...]
+    layers: tuple[UnitCost, ...]
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["input_shape"] = list(self.input_shape)
-        data["units"] = [
+        data["layers"] = [
             {**asdict(u), "input_shape": list(u.input_shape), "output_shape": list(u.output_shape)}
-            for u in self.units
+            for u in self.layers
         ]
         return data
 
@@ -131,5 +131,5 @@ def model_summary(
         input_shape=tuple(input_shape),
         params=count_params(model),
         macs=count_macs(model, input_shape),
-        units=tuple(rows),
+        layers=tuple(rows),
     )

@@ -146,17 +146,17 @@ def test_model_summary_rows_add_up_to_the_whole_model():
     arch = space.arch([3, (), 1, (0,), 3, (0, 1)])
     summary = model_summary(space, arch, num_classes=5, input_shape=(1, 12, 10))
     units = space.layers(arch, num_classes=5, input_shape=(1, 12, 10))
-    assert [u.key for u in summary.units] == [u.key for u in units]
-    assert summary.units[-1].output_shape == (5,)
-    assert summary.units[0].output_shape == (4, 12, 10)
-    assert [u.num_inputs for u in summary.units if u.key.startswith("sum")] == [2, 3]
+    assert [u.key for u in summary.layers] == [u.key for u in units]
+    assert summary.layers[-1].output_shape == (5,)
+    assert summary.layers[0].output_shape == (4, 12, 10)
+    assert [u.num_inputs for u in summary.layers if u.key.startswith("sum")] == [2, 3]
     # the toy space has no glue outside its units: per-unit figures add up exactly
-    assert summary.params == sum(u.params for u in summary.units)
-    assert summary.macs == sum(u.macs for u in summary.units)
+    assert summary.params == sum(u.params for u in summary.layers)
+    assert summary.macs == sum(u.macs for u in summary.layers)
     assert summary.macs == 4 * 9 * 120 + (9 + 1 + 9) * 16 * 120 + 4 * 5
     data = summary.to_json_dict()
     assert data["arch"] == arch.to_json_dict() and data["input_shape"] == [1, 12, 10]
-    assert len(data["units"]) == len(units)
+    assert len(data["layers"]) == len(units)
 
 
 def test_toy_space_random_archs_are_valid():

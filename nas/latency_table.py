@@ -1,0 +1,304 @@
+"""The per-unit latency lookup table, its calibration, and its held-out error report.
+
+A network's latency is predicted as the sum of the measured latencies of its
+``space.layers(...)`` units, mapped through a linear calibration fitted on a few
+whole networks (``Calibration``). Build tables with ``nas.latency.latency_table_for``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+
+import numpy as np
+from torch import nn
+
+from search_spaces.base import Arch, Categorical, InputShape, LayerCost, SearchSpace
+
+TABLE_FORMAT = 1
+
+
+class Measure(Protocol):
+    """Times ``model`` at batch 1 on inputs of ``input_shape``; returns ms."""
+
+    def __call__(self, model: nn.Module, input_shape: Sequence[int], *, num_inputs: int = 1) -> float: ...
+
+
+def space_fingerprint(space: SearchSpace, *, num_classes: int, input_shape: InputShape) -> str:
+    """A hash of what a space is, without knowing its constructor arguments.
+
+    The decisions (names and options) plus the unit keys of a reference arch (first
+    option everywhere, no skips) change whenever a config change (widths, depth,
+    strides, ...) changes the networks the space builds.
+    """
+    reference = space.arch(
+        [d.options[0] if isinstance(d, Categorical) else () for d in space.decisions]
+    )
+    keys = [u.key for u in space.layers(reference, num_classes=num_classes, input_shape=input_shape)]
+    decisions = [
+        [d.name, list(d.options)] if isinstance(d, Categorical) else [d.name, d.num_inputs]
+        for d in space.decisions
+    ]
+    blob = json.dumps({"decisions": decisions, "reference_units": keys}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``whole-model ms ~= scale * (sum of unit ms) + offset_ms``, fitted on measured archs.
+
+    Isolated units miss what a whole network adds or saves: the per-call overhead
+    of the network's own ``forward`` and the glue between units, and cache effects
+    (a unit timed alone keeps its weights and input hot). A linear map fitted on a
+    few whole-model measurements absorbs both. ``arch_hashes`` are the archs it was
+    fitted on (kept out of held-out error reports); ``fit_error_pct`` is the median
+    absolute error on them.
+    """
+
+    scale: float = 1.0
+    offset_ms: float = 0.0
+    arch_hashes: tuple[str, ...] = ()
+    fit_error_pct: float | None = None
+
+    def apply(self, unit_sum_ms: float) -> float:
+        return self.scale * unit_sum_ms + self.offset_ms
+
+
+def fit_calibration(unit_sums_ms: Sequence[float], measured_ms: Sequence[float]) -> tuple[float, float]:
+    """Least-squares (scale, offset) minimising the *relative* error of the prediction.
+
+    Relative residuals ``(scale * s + offset - m) / m`` are what the error target is
+    stated in. With fewer than 3 archs, or unit sums too alike to separate a slope
+    from an offset, only the scale is fitted.
+    """
+    sums = np.asarray(unit_sums_ms, dtype=float)
+    meas = np.asarray(measured_ms, dtype=float)
+    if sums.shape != meas.shape or sums.size == 0 or np.any(sums <= 0) or np.any(meas <= 0):
+        raise ValueError("calibration needs matching, positive unit sums and measurements")
+    if sums.size >= 3 and sums.max() / sums.min() > 1.25:
+        design = np.stack([sums / meas, 1.0 / meas], axis=1)
+        (scale, offset), *_ = np.linalg.lstsq(design, np.ones_like(meas), rcond=None)
+        if scale > 0 and np.all(scale * sums + offset > 0):
+            return float(scale), float(offset)
+    return float(np.median(meas / sums)), 0.0
+
+
+class LatencyTable:
+    """Per-unit latencies (ms) keyed by ``LayerCost.key``, for one measuring context.
+
+    ``context`` is everything the latencies depend on (see
+    ``nas.latency.table_context``); the JSON file at ``path`` belongs to that one
+    context. Unknown units are timed with ``measure`` on first use and the file is
+    rewritten atomically (merged with what other processes wrote meanwhile), so a
+    table is built once per machine and then only read. ``measure`` is
+    ``nas.latency.measure_latency`` bound to a device and thread count, or any
+    function with the ``Measure`` signature (e.g. one timing on a phone).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        context: Mapping[str, Any],
+        *,
+        measure: Measure,
+    ) -> None:
+        self.path = Path(path)
+        self.context = dict(context)
+        self.measure = measure
+        self.units: dict[str, float] = {}
+        self.calibration: Calibration | None = None
+        if self.path.is_file():
+            self._merge_from_disk()
+
+    # ---- context ----
+    @property
+    def input_shape(self) -> InputShape:
+        return tuple(self.context["input_shape"])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.context["num_classes"])
+
+    # ---- persistence ----
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"latency table {self.path} is unreadable ({err}); delete it to rebuild") from err
+        if data.get("format") != TABLE_FORMAT or data.get("context") != self.context:
+            raise ValueError(
+                f"latency table {self.path} was made for another context or format; delete it to rebuild"
+            )
+        return data
+
+    def _merge_from_disk(self) -> None:
+        data = self._read()
+        self.units = {**data.get("units", {}), **self.units}
+        if self.calibration is None and data.get("calibration"):
+            cal = data["calibration"]
+            self.calibration = Calibration(
+                scale=float(cal["scale"]),
+                offset_ms=float(cal["offset_ms"]),
+                arch_hashes=tuple(cal.get("arch_hashes", ())),
+                fit_error_pct=cal.get("fit_error_pct"),
+            )
+
+    def save(self) -> None:
+        """Merge with the file on disk (under a lock) and replace it atomically."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(self.path.with_name(self.path.name + ".lock")):
+            if self.path.is_file():
+                self._merge_from_disk()
+            data = {
+                "format": TABLE_FORMAT,
+                "context": self.context,
+                "calibration": None if self.calibration is None else asdict(self.calibration),
+                "units": dict(sorted(self.units.items())),
+            }
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(data, fh, indent=1)
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+    # ---- measuring and predicting ----
+    def measure_missing(self, layers: Sequence[LayerCost]) -> int:
+        """Measure every unit whose key is not in the table yet; save; return how many."""
+        missing = {u.key: u for u in layers if u.key not in self.units}
+        for key, unit in missing.items():
+            self.units[key] = self.measure(unit.build(), unit.input_shape, num_inputs=unit.num_inputs)
+        if missing:
+            self.save()
+        return len(missing)
+
+    def unit_sum(self, layers: Sequence[LayerCost]) -> float:
+        """Sum of the isolated unit latencies (ms), before calibration."""
+        self.measure_missing(layers)
+        return sum(self.units[u.key] for u in layers)
+
+    def predict(self, layers: Sequence[LayerCost]) -> float:
+        """Predicted whole-model latency (ms) of a network made of ``layers``."""
+        total = self.unit_sum(layers)
+        return total if self.calibration is None else self.calibration.apply(total)
+
+    def layers_of(self, space: SearchSpace, arch: Arch) -> list[LayerCost]:
+        if space.name != self.context["space"]:
+            raise ValueError(f"latency table {self.path} is for space {self.context['space']!r}, not {space.name!r}")
+        return space.layers(arch, num_classes=self.num_classes, input_shape=self.input_shape)
+
+    def predict_arch(self, space: SearchSpace, arch: Arch) -> float:
+        """Predicted latency (ms) of ``space.build(arch)`` in this table's context."""
+        return self.predict(self.layers_of(space, arch))
+
+    def measure_arch(self, space: SearchSpace, arch: Arch) -> float:
+        """Measured latency (ms) of the standalone build of ``arch`` in this table's context."""
+        model = space.build(arch, num_classes=self.num_classes, input_shape=self.input_shape)
+        return self.measure(model, self.input_shape)
+
+    def calibrate(self, space: SearchSpace, archs: Sequence[Arch]) -> Calibration:
+        """Fit and store the unit-sum -> whole-model map on ``archs`` (each built and timed)."""
+        if not archs:
+            raise ValueError("calibration needs at least one arch")
+        sums = [self.unit_sum(self.layers_of(space, a)) for a in archs]
+        measured = [self.measure_arch(space, a) for a in archs]
+        scale, offset = fit_calibration(sums, measured)
+        errors = [abs(scale * s + offset - m) / m * 100 for s, m in zip(sums, measured)]
+        self.calibration = Calibration(
+            scale=scale,
+            offset_ms=offset,
+            arch_hashes=tuple(a.hash for a in archs),
+            fit_error_pct=float(np.median(errors)),
+        )
+        self.save()
+        return self.calibration
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (POSIX); elsewhere atomic replacement alone guards the file."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; a lost update only means re-measuring a unit
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# ---- held-out error report (melnas-latency) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchLatency:
+    arch_string: str
+    hash: str
+    predicted_ms: float
+    measured_ms: float
+
+    @property
+    def error_pct(self) -> float:
+        """Signed error of the prediction, in % of the measured latency."""
+        return (self.predicted_ms - self.measured_ms) / self.measured_ms * 100.0
+
+
+@dataclass(frozen=True)
+class PredictionReport:
+    table_path: Path
+    calibration: Calibration | None
+    rows: tuple[ArchLatency, ...]
+
+    @property
+    def median_abs_error_pct(self) -> float:
+        return float(np.median([abs(r.error_pct) for r in self.rows]))
+
+    @property
+    def max_abs_error_pct(self) -> float:
+        return float(max(abs(r.error_pct) for r in self.rows))
+
+
+def held_out_archs(space: SearchSpace, table: LatencyTable, num_archs: int, *, seed: int) -> list[Arch]:
+    """``num_archs`` distinct random archs, none of them one the table was calibrated on."""
+    if num_archs < 1:
+        raise ValueError(f"num_archs must be >= 1, got {num_archs}")
+    taken = set(table.calibration.arch_hashes if table.calibration else ())
+    rng = np.random.default_rng(seed)
+    archs: list[Arch] = []
+    for _ in range(100 * num_archs):
+        arch = space.random_arch(rng)
+        if arch.hash not in taken:
+            taken.add(arch.hash)
+            archs.append(arch)
+            if len(archs) == num_archs:
+                return archs
+    raise ValueError(f"space {space.name!r} has too few distinct archs to hold out {num_archs}")
+
+
+def evaluate_predictions(
+    table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], *, progress: Callable[[ArchLatency], None] | None = None
+) -> PredictionReport:
+    """Predict, then measure whole, each arch; ``progress`` is called with each row."""
+    rows = []
+    for arch in archs:
+        row = ArchLatency(
+            arch_string=space.arch_string(arch),
+            hash=arch.hash,
+            predicted_ms=table.predict_arch(space, arch),
+            measured_ms=table.measure_arch(space, arch),
+        )
+        rows.append(row)
+        if progress is not None:
+            progress(row)
+    return PredictionReport(table_path=table.path, calibration=table.calibration, rows=tuple(rows))
