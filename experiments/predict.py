@@ -1,0 +1,62 @@
+"""melnas-predict: class probabilities for audio files with a trained model.pt.
+
+    melnas-predict outputs/train/<date>/<time>/model.pt song.wav take2.flac
+    melnas-predict model.pt *.wav --windows --json > predictions.json
+
+A file that cannot be read is reported on stderr with the reason and the others are
+still predicted; the exit code is non-zero only when no file could be predicted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from nas.latency import resolve_device
+from nas.model_io import load_model
+from nas.predict import format_prediction, predict_files
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="melnas-predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="a model.pt written by melnas-train")
+    parser.add_argument("files", nargs="+", help="audio files (any format melnas-prepare reads)")
+    parser.add_argument("--windows", action="store_true", help="also give the probabilities of every window")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    parser.add_argument("--top-k", type=int, default=3, help="classes shown per file in text output (default 3)")
+    parser.add_argument("--batch-size", type=int, default=64, help="windows per forward pass (default 64)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        trained = load_model(args.model, device=resolve_device(args.device))
+    except (ValueError, FileNotFoundError) as error:
+        print(f"melnas-predict: {error}", file=sys.stderr)
+        return 2
+    predictions = []
+    for prediction in predict_files(trained, args.files, batch_size=args.batch_size):
+        predictions.append(prediction)
+        if not prediction.ok:
+            print(f"melnas-predict: skipped {prediction.path}: {prediction.error}", file=sys.stderr)
+        elif not args.json:
+            print(format_prediction(prediction, top_k=args.top_k, windows=args.windows), flush=True)
+    if args.json:
+        document = {
+            "model": args.model,
+            "class_names": trained.class_names,
+            "files": [p.to_json_dict(windows=args.windows) for p in predictions if p.ok],
+            "failed": [p.to_json_dict(windows=False) for p in predictions if not p.ok],
+        }
+        print(json.dumps(document, indent=2))
+    failed = sum(not p.ok for p in predictions)
+    if failed:
+        print(f"melnas-predict: {failed} of {len(predictions)} files could not be read", file=sys.stderr)
+    return 1 if failed == len(predictions) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Save and load a trained model as ``model.pt``: one plain dict, loadable with ``weights_only=True``.
+
+The file holds no pickled classes: the network is rebuilt from ``space_config`` (the
+search-space YAML dict with its ``_target_``) and ``arch`` (the arch JSON dict) through
+``nas.registry.build_space``, then its ``state_dict`` is loaded strictly. Everything
+needed to use the model later travels with it: class names, input shape and the data
+parameters (features and normalisation) that ``nas.data.features.windows_from_file``
+needs to turn a new recording into model input.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import nn
+
+from nas.registry import build_space
+from search_spaces.base import Arch, SearchSpace
+
+FORMAT = "melnas.model"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("state_dict", "arch", "space_config", "num_classes", "class_names", "input_shape", "data_meta")
+
+
+@dataclass
+class TrainedModel:
+    """A model rebuilt from ``model.pt`` with everything saved next to its weights."""
+
+    model: nn.Module
+    space: SearchSpace
+    arch: Arch
+    space_config: dict[str, Any]
+    class_names: list[str]
+    input_shape: tuple[int, int, int]
+    data_meta: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)  # origin, arch_string, training summary ...
+    path: Path | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def arch_string(self) -> str:
+        return self.space.arch_string(self.arch)
+
+
+def to_plain(value: Any) -> Any:
+    """Turn configs, numpy values and paths into the plain types ``weights_only`` accepts."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return to_plain(OmegaConf.to_container(value, resolve=True))
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"cannot store a {type(value).__name__} in model.pt: {value!r}")
+
+
+def build_network(
+    space_config: Mapping[str, Any], arch_json: Mapping[str, Any], *, num_classes: int, input_shape: tuple[int, ...]
+) -> tuple[SearchSpace, Arch, nn.Module]:
+    """Instantiate the space, validate the arch against it and build the standalone network."""
+    space = build_space(dict(space_config))
+    arch = space.arch_from_json_dict(arch_json)
+    model = space.build(arch, num_classes=int(num_classes), input_shape=tuple(int(v) for v in input_shape))
+    return space, arch, model
+
+
+def save_model(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    arch: Arch,
+    space_config: Mapping[str, Any],
+    class_names: list[str],
+    input_shape: tuple[int, int, int],
+    data_meta: Mapping[str, Any],
+    info: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model.pt`` atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "arch": to_plain(arch.to_json_dict()),
+        "space_config": to_plain(space_config),
+        "num_classes": len(class_names),
+        "class_names": [str(c) for c in class_names],
+        "input_shape": [int(v) for v in input_shape],
+        "data_meta": to_plain(data_meta),
+        "info": to_plain(dict(info or {})),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw dict of a ``model.pt`` (``weights_only=True``), with its keys checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}: pass the model.pt written by melnas-train")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a corrupt or foreign file
+        raise ValueError(f"{path} is not a readable melnas model.pt: {err}") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a melnas model.pt (missing format tag {FORMAT!r})")
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise ValueError(f"{path} lacks the keys {missing}; re-train it with melnas-train")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format version {payload['format_version']}, newer than this melnas "
+            f"({FORMAT_VERSION}); upgrade melnas"
+        )
+    return payload
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> TrainedModel:
+    """Rebuild the network of ``model.pt``, load its weights strictly, put it in eval mode."""
+    payload = read_checkpoint(path)
+    space, arch, model = build_network(
+        payload["space_config"],
+        payload["arch"],
+        num_classes=payload["num_classes"],
+        input_shape=payload["input_shape"],
+    )
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as err:
+        raise ValueError(
+            f"the weights in {path} do not fit the network rebuilt from its space_config and arch: {err}"
+        ) from err
+    model.to(device).eval()
+    return TrainedModel(
+        model=model,
+        space=space,
+        arch=arch,
+        space_config=dict(payload["space_config"]),
+        class_names=list(payload["class_names"]),
+        input_shape=tuple(payload["input_shape"]),
+        data_meta=dict(payload["data_meta"]),
+        info=dict(payload.get("info", {})),
+        path=Path(path),
+    )

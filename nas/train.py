@@ -1,0 +1,410 @@
+"""Retrain one architecture from scratch on a prepared cache, keep its best epoch, evaluate it.
+
+The recipe (``conf/train/*.yaml``): an optimizer built by Hydra (SGD with Nesterov
+momentum or AdamW; no weight decay on biases and norm parameters), a per-step cosine
+schedule after a linear warm-up, cross-entropy with label smoothing, SpecAugment
+masking (on/off), gradient-norm clipping, and early stopping on validation accuracy
+with a patience in epochs. The weights of the best validation epoch are kept, saved as
+``model.pt`` and scored on the test split (``metrics.json``).
+
+``arch`` is either an arch file (``best_arch.json`` / any file holding an arch JSON; a
+search's file carries the ``space_config`` it was searched in, which is used as is) or a
+preset name, looked up first in the configured ``search_space`` and then in every
+registered space.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+
+from nas.augment import SpecAugment
+from nas.data.dataset import open_prepared, make_loader
+from nas.evaluate import LatencySettings, evaluate_model, format_summary, write_report
+from nas.latency import resolve_device
+from nas.model_io import TrainedModel, build_network, save_model, to_plain
+from nas.registry import available_spaces, build_space, space_config as registered_space_config
+
+log = logging.getLogger(__name__)
+
+
+# ---- what to train ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """An arch to train: its JSON, the space config to build it in, and where it came from."""
+
+    arch_json: dict[str, Any]
+    space_config: dict[str, Any]
+    origin: str  # controller name of the search that found it ("enas_lstm", "random", ...) or "preset"
+    source: str  # the arch file, or "preset:<name>"
+
+
+def resolve_arch(spec: str, *, search_space: Mapping[str, Any], space_overrides: Mapping[str, Any] | None = None) -> ArchSpec:
+    """Turn ``arch=...`` (a file path or a preset name) into an ``ArchSpec``.
+
+    ``search_space`` is the composed ``search_space`` config group; it is the space of a
+    preset found in it, and of an arch file that names that space and carries no
+    ``space_config``. ``space_overrides`` are applied on top in every case.
+    """
+    spec = str(spec)
+    path = Path(spec).expanduser()
+    if path.suffix == ".json" or path.is_file():
+        result = _arch_from_file(path, search_space)
+    else:
+        result = _arch_from_preset(spec, search_space)
+    if space_overrides:
+        merged = {**result.space_config, **to_plain(dict(space_overrides))}
+        result = ArchSpec(result.arch_json, merged, result.origin, result.source)
+    return result
+
+
+def _arch_from_file(path: Path, search_space: Mapping[str, Any]) -> ArchSpec:
+    if not path.is_file():
+        raise ValueError(f"arch file {path} does not exist: pass a search's best_arch.json or a preset name")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"arch file {path} is not valid JSON: {err}") from err
+    arch_json = data["arch"] if isinstance(data.get("arch"), Mapping) else data
+    if "space" not in arch_json or "choices" not in arch_json:
+        raise ValueError(f'arch file {path} holds no arch: it needs "space" and "choices" keys')
+    space_name = str(arch_json["space"])
+    if isinstance(data.get("space_config"), Mapping):
+        space_cfg = dict(data["space_config"])
+    elif build_space(dict(search_space)).name == space_name:
+        space_cfg = dict(search_space)
+    else:
+        space_cfg = registered_space_config(space_name)
+    origin = str(data.get("controller") or _controller_of_search_dir(path.parent) or "arch file")
+    return ArchSpec({"space": space_name, "choices": dict(arch_json["choices"])}, space_cfg, origin, str(path))
+
+
+def _arch_from_preset(name: str, search_space: Mapping[str, Any]) -> ArchSpec:
+    """Ask the configured space first, then every registered one, for preset ``name``."""
+    configs = [dict(search_space)] + [registered_space_config(n) for n in available_spaces()]
+    reasons: list[str] = []
+    for cfg in configs:
+        space = build_space(cfg)
+        try:
+            preset_space, arch = space.preset(name)
+        except ValueError as err:
+            reasons.append(str(err))
+            continue
+        if preset_space is not space:  # e.g. MobileNetV3-Large needs the large backbone
+            cfg = dict(preset_space.config)
+        return ArchSpec(arch.to_json_dict(), cfg, "preset", f"preset:{name}")
+    raise ValueError(
+        f"arch={name!r} is neither an existing arch file nor a preset: " + "; ".join(dict.fromkeys(reasons))
+    )
+
+
+def _controller_of_search_dir(run_dir: Path) -> str | None:
+    """The controller recorded in a search run's ``search_log.jsonl`` (first line), if any."""
+    log_path = run_dir / "search_log.jsonl"
+    if not log_path.is_file():
+        return None
+    with log_path.open() as fh:
+        for line in fh:
+            if line.strip():
+                return json.loads(line).get("controller")
+    return None
+
+
+# ---- the training loop ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The training recipe; ``conf/train/default.yaml`` documents every field."""
+
+    epochs: int
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.01
+    label_smoothing: float = 0.1
+    patience: int = 10
+    grad_clip_norm: float | None = 5.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"train.epochs must be >= 1, got {self.epochs}")
+        if self.patience < 1:
+            raise ValueError(f"train.patience must be >= 1, got {self.patience}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"train.warmup_epochs must be >= 0, got {self.warmup_epochs}")
+
+
+@dataclass
+class FitResult:
+    best_epoch: int  # 1-based
+    best_val_accuracy: float
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+    history: list[dict[str, float]]
+
+
+def parameter_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """Weight decay on conv/linear weights only; biases and norm scales/shifts get none."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
+    """LR factor per optimizer step: linear warm-up to 1, then cosine down to ``min_ratio``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _run_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    loss_fn: nn.Module,
+    *,
+    device: torch.device,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    augment: nn.Module | None = None,
+    grad_clip_norm: float | None = None,
+) -> tuple[float, float]:
+    """One pass; trains when ``optimizer`` is given, else scores. Returns (mean loss, accuracy)."""
+    training = optimizer is not None
+    model.train(training)
+    total_loss, correct, seen = 0.0, 0, 0
+    with torch.set_grad_enabled(training):
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if training and augment is not None:
+                x = augment(x)
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if grad_clip_norm:
+                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
+                optimizer.step()
+                scheduler.step()
+            total_loss += float(loss.detach()) * y.numel()
+            correct += int((logits.argmax(1) == y).sum())
+            seen += y.numel()
+    if seen == 0:
+        raise ValueError("a data loader yielded no examples: the split is empty or smaller than one batch")
+    return total_loss / seen, correct / seen
+
+
+def fit(
+    model: nn.Module,
+    *,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    optimizer_factory: Callable[[list[dict[str, Any]]], torch.optim.Optimizer],
+    recipe: Recipe,
+    augment: nn.Module | None = None,
+    device: torch.device = torch.device("cpu"),
+    writer: SummaryWriter | None = None,
+) -> FitResult:
+    """Train ``model`` in place; at the end it holds the weights of its best validation epoch.
+
+    The best epoch has the highest validation accuracy (ties: lower validation loss);
+    training stops after ``recipe.patience`` epochs without a better one.
+    """
+    model.to(device)
+    if augment is not None:
+        augment.to(device)
+    optimizer = optimizer_factory(parameter_groups(model))
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise ValueError("the train split gives no batch: lower train.batch_size or add data")
+    total_steps = recipe.epochs * steps_per_epoch
+    warmup_steps = int(round(recipe.warmup_epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(total_steps, warmup_steps, recipe.min_lr_ratio)
+    )
+    train_loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    val_loss_fn = nn.CrossEntropyLoss()
+    best_key = (-1.0, -math.inf)
+    best_state: dict[str, torch.Tensor] = {}
+    best_epoch, history = 0, []
+    start = time.perf_counter()
+    epoch = 0
+    for epoch in range(1, recipe.epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]
+        epoch_start = time.perf_counter()
+        train_loss, train_acc = _run_epoch(
+            model, train_loader, train_loss_fn, device=device, optimizer=optimizer, scheduler=scheduler,
+            augment=augment, grad_clip_norm=recipe.grad_clip_norm,
+        )
+        val_loss, val_acc = _run_epoch(model, val_loader, val_loss_fn, device=device)
+        row = {
+            "epoch": epoch, "lr": lr, "train_loss": train_loss, "train_accuracy": train_acc,
+            "val_loss": val_loss, "val_accuracy": val_acc, "seconds": time.perf_counter() - epoch_start,
+        }
+        history.append(row)
+        if writer is not None:
+            for key in ("lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+                writer.add_scalar(key.replace("_", "/", 1), row[key], epoch)
+        improved = (val_acc, -val_loss) > best_key
+        if improved:
+            best_key, best_epoch = (val_acc, -val_loss), epoch
+            best_state = copy.deepcopy(model.state_dict())
+        log.info(
+            "epoch %d/%d  lr %.4g  train loss %.4f acc %.4f  val loss %.4f acc %.4f%s  (%.1fs)",
+            epoch, recipe.epochs, lr, train_loss, train_acc, val_loss, val_acc, "  *" if improved else "",
+            row["seconds"],
+        )
+        if epoch - best_epoch >= recipe.patience:
+            log.info("early stop: no better validation accuracy for %d epochs", recipe.patience)
+            break
+    model.load_state_dict(best_state)
+    return FitResult(
+        best_epoch=best_epoch,
+        best_val_accuracy=best_key[0],
+        epochs_run=epoch,
+        stopped_early=epoch < recipe.epochs,
+        seconds=time.perf_counter() - start,
+        history=history,
+    )
+
+
+# ---- the melnas-train job -------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    model_path: Path
+    metrics_path: Path
+    metrics: dict[str, Any]
+
+
+def build_augment(cfg: Mapping[str, Any]) -> SpecAugment | None:
+    """``train.spec_augment`` -> a ``SpecAugment`` module, or None when disabled."""
+    settings = dict(cfg)
+    if not settings.pop("enabled", False):
+        return None
+    return SpecAugment(**settings)
+
+
+def train_model(cfg: DictConfig, out_dir: str | Path) -> TrainResult:
+    """Train ``cfg.arch`` with the ``cfg.train`` recipe on ``cfg.data.cache_dir``; write into ``out_dir``.
+
+    Writes ``model.pt``, ``metrics.json`` (test split), ``per_class.csv``,
+    ``confusion_matrix.png``, ``history.csv`` and TensorBoard events under ``tensorboard/``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(int(cfg.seed))
+    device = resolve_device(cfg.device)
+    spec = resolve_arch(
+        cfg.arch,
+        search_space=OmegaConf.to_container(cfg.search_space, resolve=True),
+        space_overrides=OmegaConf.to_container(cfg.train.space_overrides, resolve=True),
+    )
+    data = open_prepared(cfg.data.cache_dir)
+    data_meta = {**data.meta, "cache_dir": str(Path(data.cache_dir).resolve())}
+    space, arch, model = build_network(
+        spec.space_config, spec.arch_json, num_classes=data.num_classes, input_shape=data.input_shape
+    )
+    arch_string = space.arch_string(arch)
+    log.info("training %s arch %s (%s) on %s", spec.origin, arch_string, spec.source, data.cache_dir)
+
+    recipe = Recipe(
+        epochs=int(cfg.train.epochs),
+        warmup_epochs=float(cfg.train.warmup_epochs),
+        min_lr_ratio=float(cfg.train.min_lr_ratio),
+        label_smoothing=float(cfg.train.label_smoothing),
+        patience=int(cfg.train.patience),
+        grad_clip_norm=cfg.train.grad_clip_norm,
+    )
+    batch_size = int(cfg.train.batch_size)
+    train_loader = make_loader(
+        data, "train", batch_size=batch_size, shuffle=True, seed=int(cfg.seed), drop_last=True,
+        num_workers=int(cfg.train.num_workers),
+    )
+    val_loader = make_loader(data, "val", batch_size=int(cfg.train.eval_batch_size), shuffle=False)
+    writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+    writer.add_text("arch", f"{spec.origin}: `{arch_string}`")
+    try:
+        result = fit(
+            model,
+            train_loader=train_loader,
+            val_loader=val_loader,
+            optimizer_factory=instantiate(cfg.train.optimizer),
+            recipe=recipe,
+            augment=build_augment(cfg.train.spec_augment),
+            device=device,
+            writer=writer,
+        )
+        training = {
+            "best_epoch": result.best_epoch,
+            "best_val_accuracy": result.best_val_accuracy,
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+            "train_seconds": result.seconds,
+            "recipe": to_plain(cfg.train),
+            "seed": int(cfg.seed),
+        }
+        info = {"origin": spec.origin, "source": spec.source, "arch_string": arch_string, "training": training}
+        model_path = save_model(
+            out_dir / "model.pt",
+            model=model,
+            arch=arch,
+            space_config=spec.space_config,
+            class_names=data.class_names,
+            input_shape=data.input_shape,
+            data_meta=data_meta,
+            info=info,
+        )
+        _write_history(result.history, out_dir / "history.csv")
+        trained = TrainedModel(
+            model=model, space=space, arch=arch, space_config=spec.space_config,
+            class_names=list(data.class_names), input_shape=tuple(data.input_shape),
+            data_meta=data_meta, info=info, path=model_path,
+        )
+        metrics = evaluate_model(
+            trained, data, split="test", batch_size=int(cfg.train.eval_batch_size), device=device,
+            latency=LatencySettings(**cfg.latency),
+        )
+        metrics.update({"source": spec.source, "retrained": True, "training": training})
+        paths = write_report(metrics, out_dir)
+        for key in ("accuracy", "f1_macro", "precision_macro", "recall_macro", "latency_ms"):
+            writer.add_scalar(f"test/{key}", metrics[key], result.best_epoch)
+    finally:
+        writer.close()
+    log.info("best epoch %d of %d (val accuracy %.4f)\n%s", result.best_epoch, result.epochs_run,
+             result.best_val_accuracy, format_summary(metrics))
+    return TrainResult(out_dir=out_dir, model_path=model_path, metrics_path=paths["metrics"], metrics=metrics)
+
+
+def _write_history(history: list[dict[str, float]], path: Path) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
