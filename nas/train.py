@@ -51,7 +51,7 @@ class ArchSpec:
 
     arch_json: dict[str, Any]
     space_config: dict[str, Any]
-    origin: str  # controller name of the search that found it ("enas_lstm", "random", ...) or "preset"
+    origin: str  # the controller of the search that found it ("enas_lstm", "random", ...) or "preset:<name>"
     source: str  # the arch file, or "preset:<name>"
 
 
@@ -108,7 +108,7 @@ def _arch_from_preset(name: str, search_space: Mapping[str, Any]) -> ArchSpec:
             continue
         if preset_space is not space:  # e.g. MobileNetV3-Large needs the large backbone
             cfg = dict(preset_space.config)
-        return ArchSpec(arch.to_json_dict(), cfg, "preset", f"preset:{name}")
+        return ArchSpec(arch.to_json_dict(), cfg, f"preset:{name}", f"preset:{name}")
     raise ValueError(
         f"arch={name!r} is neither an existing arch file nor a preset: " + "; ".join(dict.fromkeys(reasons))
     )

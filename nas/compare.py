@@ -1,0 +1,351 @@
+"""Compare run outputs: one table of every arch, the accuracy-latency Pareto front, a plot.
+
+Reads only what runs wrote, never a model or a data set:
+
+- a **train dir** (``metrics.json`` from ``melnas-train`` / ``melnas-eval``): one row
+  with test accuracy, macro F1, params, MACs and *measured* latency;
+- a **search dir** (``top_archs.json``, else ``search_log.jsonl``): one row per final
+  arch with its *proxy* accuracy (validation accuracy under the supernet's shared
+  weights), the latency the lookup table *predicted*, and the search reward.
+
+Proxy and test accuracies are not comparable (shared-weight accuracy ranks archs
+only loosely: Kendall tau ~0.2 in CNN spaces, Sciuto et al. 2019), so the two kinds
+of rows get separate Pareto fronts and separate panels of the plot. A search row whose
+arch was retrained in one of the given runs is marked ``retrained``, and the retrained
+row carries that arch's search reward.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from nas.pareto import pareto_front
+
+TEST = "test"
+PROXY = "proxy"
+SKIP_DIRS = {".hydra", "tensorboard", "checkpoints"}
+
+
+@dataclass
+class Row:
+    run: str  # the run directory, relative to the common parent of all runs
+    origin: str  # the search controller (enas_lstm, evolution, random) or preset:<name>
+    accuracy_kind: str  # "test" (retrained) or "proxy" (shared weights, search only)
+    arch_hash: str
+    arch_string: str
+    accuracy: float | None
+    f1_macro: float | None = None
+    params: int | None = None
+    macs: int | None = None
+    latency_ms: float | None = None  # measured for test rows, predicted for proxy rows
+    reward: float | None = None  # the search reward of this arch, where a search scored it
+    retrained: bool = False
+    pareto: bool = False  # on the front of its own kind (test or proxy)
+
+
+@dataclass
+class Comparison:
+    rows: list[Row]
+    markdown: str
+    markdown_path: Path
+    csv_path: Path
+    plot_path: Path
+
+
+# ---- reading runs -------------------------------------------------------------------
+
+
+def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run directories at or below ``paths`` (a train or search dir is not searched further)."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise ValueError(f"{path} is not a directory: pass run directories (or folders holding them)")
+        runs = list(_walk(path))
+        if not runs:
+            raise ValueError(
+                f"{path} holds no run outputs (metrics.json, top_archs.json or search_log.jsonl)"
+            )
+        found += [r for r in runs if r not in found]
+    return found
+
+
+def _walk(path: Path) -> Iterable[Path]:
+    if _is_train_dir(path) or _is_search_dir(path):
+        yield path
+        return
+    for child in sorted(p for p in path.iterdir() if p.is_dir() and p.name not in SKIP_DIRS):
+        yield from _walk(child)
+
+
+def _is_train_dir(path: Path) -> bool:
+    return (path / "metrics.json").is_file()
+
+
+def _is_search_dir(path: Path) -> bool:
+    return (path / "top_archs.json").is_file() or (path / "search_log.jsonl").is_file()
+
+
+def arch_hash(arch_json: Mapping[str, Any]) -> str:
+    """The stable id ``search_spaces.base.Arch.hash`` gives, computed from the JSON alone."""
+    canonical = {"space": arch_json["space"], "choices": arch_json["choices"]}
+    return hashlib.sha1(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+
+
+def read_train_dir(path: Path, label: str) -> Row:
+    metrics = _read_json(path / "metrics.json")
+    missing = [k for k in ("accuracy", "latency_ms", "arch") if k not in metrics]
+    if missing:
+        raise ValueError(f"{path / 'metrics.json'} lacks {missing}: was it written by melnas-train or melnas-eval?")
+    return Row(
+        run=label,
+        origin=str(metrics.get("origin", "unknown")),
+        accuracy_kind=TEST,
+        arch_hash=str(metrics.get("arch_hash") or arch_hash(metrics["arch"])),
+        arch_string=str(metrics.get("arch_string", "")),
+        accuracy=metrics["accuracy"],
+        f1_macro=metrics.get("f1_macro"),
+        params=metrics.get("params"),
+        macs=metrics.get("macs"),
+        latency_ms=metrics["latency_ms"],
+        retrained=True,
+    )
+
+
+def read_search_dir(path: Path, label: str) -> list[Row]:
+    """Rows of ``top_archs.json``; without it (an interrupted run), the best-scored
+    line of each arch in ``search_log.jsonl``."""
+    log = _read_jsonl(path / "search_log.jsonl") if (path / "search_log.jsonl").is_file() else []
+    if (path / "top_archs.json").is_file():
+        entries = _read_json(path / "top_archs.json")
+        if not isinstance(entries, list):
+            raise ValueError(f"{path / 'top_archs.json'} must hold a list of archs")
+    else:
+        best: dict[str, dict[str, Any]] = {}
+        for line in log:
+            key = line.get("hash") or arch_hash(line["arch"])
+            if key not in best or _num(line.get("reward"), -math.inf) > _num(best[key].get("reward"), -math.inf):
+                best[key] = line
+        entries = list(best.values())
+    controller = _controller(path, log)
+    rows = []
+    for entry in entries:
+        arch = entry["arch"] if isinstance(entry.get("arch"), Mapping) else entry
+        rows.append(
+            Row(
+                run=label,
+                origin=str(entry.get("controller") or controller),
+                accuracy_kind=PROXY,
+                arch_hash=str(entry.get("hash") or arch_hash(arch)),
+                arch_string=str(entry.get("arch_str") or entry.get("arch_string") or ""),
+                accuracy=entry.get("accuracy"),
+                params=entry.get("params"),
+                macs=entry.get("macs"),
+                latency_ms=entry.get("latency_ms"),
+                reward=entry.get("reward"),
+            )
+        )
+    return rows
+
+
+def _controller(path: Path, log: Sequence[Mapping[str, Any]]) -> str:
+    """The search's controller: from its log lines, else from Hydra's recorded choices."""
+    for line in log:
+        if line.get("controller"):
+            return str(line["controller"])
+    hydra_file = path / ".hydra" / "hydra.yaml"
+    if hydra_file.is_file():
+        import yaml
+
+        choices = (yaml.safe_load(hydra_file.read_text()) or {}).get("hydra", {}).get("runtime", {}).get("choices", {})
+        if choices.get("controller"):
+            return str(choices["controller"])
+    return "unknown"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read {path}: {err}") from err
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    lines = []
+    with path.open() as fh:
+        for number, text in enumerate(fh, 1):
+            if text.strip():
+                try:
+                    lines.append(json.loads(text))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{number} is not valid JSON: {err}") from err
+    return lines
+
+
+def _num(value: Any, default: float) -> float:
+    return default if value is None else float(value)
+
+
+def collect_rows(paths: Iterable[str | Path]) -> list[Row]:
+    """Every arch of every run found under ``paths``, linked and marked (see the module doc)."""
+    runs = find_run_dirs(paths)
+    labels = _labels(runs)
+    rows: list[Row] = []
+    for run in runs:
+        if _is_train_dir(run):
+            rows.append(read_train_dir(run, labels[run]))
+        else:
+            rows += read_search_dir(run, labels[run])
+    link_retrained(rows)
+    mark_pareto(rows)
+    return sorted(rows, key=_order)
+
+
+def _labels(runs: Sequence[Path]) -> dict[Path, str]:
+    resolved = [r.resolve() for r in runs]
+    if len(resolved) == 1:
+        return {runs[0]: runs[0].resolve().name}
+    parent = Path(*_common_parts([r.parts for r in resolved]))
+    return {run: str(r.relative_to(parent)) or r.name for run, r in zip(runs, resolved)}
+
+
+def _common_parts(parts: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
+    common: list[str] = []
+    for level in zip(*parts):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return tuple(common)
+
+
+def link_retrained(rows: list[Row]) -> None:
+    """Mark search rows whose arch was retrained; give retrained rows their search reward."""
+    trained = {r.arch_hash for r in rows if r.accuracy_kind == TEST}
+    rewards = {r.arch_hash: r.reward for r in rows if r.accuracy_kind == PROXY and r.reward is not None}
+    for row in rows:
+        if row.accuracy_kind == PROXY:
+            row.retrained = row.arch_hash in trained
+        elif row.reward is None:
+            row.reward = rewards.get(row.arch_hash)
+
+
+def mark_pareto(rows: list[Row]) -> None:
+    """Pareto front (accuracy up, latency down) within each accuracy kind separately."""
+    for kind in (TEST, PROXY):
+        group = [r for r in rows if r.accuracy_kind == kind]
+        for row, on_front in zip(group, pareto_front([r.accuracy for r in group], [r.latency_ms for r in group])):
+            row.pareto = on_front
+
+
+def _order(row: Row) -> tuple:
+    return (row.accuracy_kind != TEST, -_num(row.accuracy, -1.0), _num(row.latency_ms, math.inf))
+
+
+# ---- writing ------------------------------------------------------------------------
+
+COLUMNS = [
+    ("run", "run"), ("origin", "origin"), ("accuracy_kind", "acc. kind"), ("accuracy", "accuracy"),
+    ("f1_macro", "F1 (macro)"), ("params", "params"), ("macs", "MACs"), ("latency_ms", "latency ms"),
+    ("reward", "search reward"), ("retrained", "retrained"), ("pareto", "Pareto"), ("arch_hash", "arch"),
+]
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return ("★" if value else "") if key == "pareto" else ("yes" if value else "no")
+    if key in ("accuracy", "f1_macro", "reward"):
+        return f"{value:.4f}"
+    if key == "latency_ms":
+        return f"{value:.3f}"
+    if key in ("params", "macs"):
+        return f"{int(value):,}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    header = "| " + " | ".join(title for _, title in COLUMNS) + " |"
+    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    body = ["| " + " | ".join(_cell(key, getattr(row, key)) for key, _ in COLUMNS) + " |" for row in rows]
+    notes = [
+        "",
+        "acc. kind `test`: retrained from scratch, test-split accuracy, measured latency "
+        "(CPU, 1 thread, batch 1). `proxy`: search only, validation accuracy with the "
+        "supernet's shared weights and the latency table's prediction; not comparable with "
+        "`test` rows. ★ = on the accuracy-latency Pareto front of its kind.",
+    ]
+    return "\n".join([header, rule, *body, *notes])
+
+
+def write_csv(rows: Sequence[Row], path: Path) -> Path:
+    names = [f.name for f in fields(Row)]
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(asdict(row) for row in rows)
+    return path
+
+
+def plot_pareto(rows: Sequence[Row], path: Path) -> Path:
+    """Accuracy vs latency: retrained models (test) and search-only archs (proxy) in two panels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        (TEST, "retrained: test accuracy vs measured latency"),
+        (PROXY, "search only: proxy accuracy vs predicted latency"),
+    ]
+    panels = [(kind, title) for kind, title in panels if any(r.accuracy_kind == kind for r in rows)]
+    origins = sorted({r.origin for r in rows})
+    colours = {o: plt.get_cmap("tab10")(i % 10) for i, o in enumerate(origins)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
+    for ax, (kind, title) in zip(axes[0], panels):
+        group = [r for r in rows if r.accuracy_kind == kind and r.accuracy is not None and r.latency_ms is not None]
+        for origin in origins:
+            points = [r for r in group if r.origin == origin]
+            if points:
+                ax.scatter([r.latency_ms for r in points], [r.accuracy for r in points], color=colours[origin],
+                           label=origin, s=60 if kind == TEST else 30, alpha=0.9 if kind == TEST else 0.6,
+                           edgecolors="black" if kind == TEST else "none")
+        front = sorted((r for r in group if r.pareto), key=lambda r: r.latency_ms)
+        if front:
+            ax.step([r.latency_ms for r in front], [r.accuracy for r in front], where="post", color="black",
+                    linestyle="-" if kind == TEST else "--", linewidth=1, label="Pareto front")
+        if kind == TEST:
+            for r in group:
+                ax.annotate(r.run, (r.latency_ms, r.accuracy), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("latency (ms, batch 1)")
+        ax.set_ylabel("test accuracy" if kind == TEST else "proxy accuracy (shared weights)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def compare_runs(paths: Iterable[str | Path], out_dir: str | Path) -> Comparison:
+    """``melnas-compare``: write ``compare.md``, ``compare.csv`` and ``pareto.png`` to ``out_dir``."""
+    rows = collect_rows(paths)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    markdown = markdown_table(rows)
+    markdown_path = out_dir / "compare.md"
+    markdown_path.write_text(markdown + "\n")
+    return Comparison(
+        rows=rows,
+        markdown=markdown,
+        markdown_path=markdown_path,
+        csv_path=write_csv(rows, out_dir / "compare.csv"),
+        plot_path=plot_pareto(rows, out_dir / "pareto.png"),
+    )
