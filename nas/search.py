@@ -1,0 +1,332 @@
+"""``run_search``: an ENAS search from a composed ``conf/search.yaml``, resumable.
+
+The run directory receives (see the brief's run-output contract)::
+
+    checkpoints/last.pt    written atomically after every epoch
+    search_log.jsonl       one line per scored arch (phase "controller" or "final")
+    tensorboard/           train loss/accuracy per minibatch; per epoch: validation
+                           accuracy, reward, baseline, entropy, latency, choice
+                           probabilities, the best arch so far (text)
+    best_arch.json         the best final arch: {"space", "choices", "space_config",
+                           "accuracy", "latency_ms", "reward", ...}
+    top_archs.json         the top ``trainer.final.top_k`` of the same, best first
+    search_summary.json    per-epoch figures (reward, entropy, phase times) and totals
+
+Resuming: ``resume=true`` with the same config and ``hydra.run.dir`` pointing at the
+interrupted run continues from ``checkpoints/last.pt``; the result is identical to an
+uninterrupted run on the same machine (same seed, CPU). The checkpoint holds the
+supernet, controller, optimizer and LR schedule, counters, the best archs so far, the
+size of ``search_log.jsonl`` at that point (later lines are dropped on resume) and the
+Python/NumPy/torch generator states.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field, fields
+from functools import partial
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from controllers.base import Controller
+from nas.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    load_checkpoint,
+    preserved_rng_state,
+    restore_rng_state,
+    save_checkpoint,
+)
+from nas.data.dataset import make_loader, open_prepared
+from nas.data.prepare import prepare_dataset
+from nas.device import resolve_device
+from nas.latency import latency_table_for
+from nas.registry import build_space
+from nas.scoring import LatencyLookup, check_bn_mode
+from nas.search_phases import (
+    FinalSettings,
+    SearchContext,
+    SearchState,
+    TrainerSettings,
+    choice_labels,
+    controller_phase,
+    final_phase,
+    train_shared_epoch,
+)
+from nas.tracking import RunTracker
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+CHECKPOINT_FORMAT = 1
+# Settings that may differ between an interrupted run and its resumption.
+RESUME_FREE_KEYS = {"resume", "trainer.progress", "trainer.stop_after_epochs", "trainer.num_workers",
+                    "trainer.device", "trainer.threads", "data.num_workers", "data.rebuild"}
+
+
+@dataclass
+class SearchOutcome:
+    """What ``run_search`` returns; ``finished`` is false after ``trainer.stop_after_epochs``."""
+
+    run_dir: Path
+    finished: bool
+    epochs_done: int
+    top: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        return self.top[0] if self.top else None
+
+
+def trainer_settings(trainer: Mapping[str, Any]) -> TrainerSettings:
+    """``TrainerSettings`` from the ``trainer`` config group; ValueError names unknown keys."""
+    values = dict(trainer)
+    final = dict(values.pop("final", {}) or {})
+    known = {f.name for f in fields(TrainerSettings)}
+    known_final = {f.name for f in fields(FinalSettings)}
+    unknown = sorted(set(values) - known) + sorted(f"final.{k}" for k in set(final) - known_final)
+    if unknown:
+        raise ValueError(f"unknown trainer settings {unknown}; known: {sorted(known)}")
+    settings = TrainerSettings(**values, final=FinalSettings(**final))
+    check_bn_mode(settings.bn_mode)
+    check_bn_mode(settings.final.bn_mode)
+    return settings
+
+
+def run_search(cfg: DictConfig, *, run_dir: str | Path) -> SearchOutcome:
+    """Run (or, with ``cfg.resume``, continue) the search described by ``cfg`` in ``run_dir``."""
+    run_dir = Path(run_dir)
+    settings = trainer_settings(OmegaConf.to_container(cfg.trainer, resolve=True))
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    device = resolve_device(settings.device)
+    checkpoint_path = run_dir / CHECKPOINT
+    resume = bool(cfg.resume)
+    if resume and not checkpoint_path.is_file():
+        raise CheckpointError(
+            f"resume=true but there is no {checkpoint_path}: pass hydra.run.dir=<the run directory to resume>"
+        )
+    if not resume and checkpoint_path.is_file():
+        raise ValueError(
+            f"{run_dir} already holds a search ({checkpoint_path}); pass resume=true to continue it "
+            "or choose another hydra.run.dir"
+        )
+
+    prepare_dataset(cfg.data, progress=settings.progress)  # builds the cache or reuses an up-to-date one
+    data = open_prepared(cfg.data.cache_dir)
+    seed = int(cfg.seed)
+    seed_everything(seed)
+    space_config = OmegaConf.to_container(cfg.search_space, resolve=True)
+    space = build_space(space_config)
+    supernet = space.supernet(num_classes=data.num_classes, input_shape=data.input_shape).to(device)
+    controller: Controller = instantiate(cfg.controller)(space.decisions, seed=seed)
+    reward = instantiate(cfg.reward)
+    latency_cfg = OmegaConf.to_container(cfg.latency, resolve=True)
+    with preserved_rng_state():
+        table = latency_table_for(
+            space, num_classes=data.num_classes, input_shape=data.input_shape, seed=seed, **latency_cfg
+        )
+    loader = partial(make_loader, data, num_workers=settings.num_workers)
+    steps_per_epoch = len(data.rows("train")) // settings.batch_size
+    optimizer = torch.optim.SGD(
+        supernet.parameters(), lr=settings.lr, momentum=settings.momentum,
+        nesterov=settings.nesterov, weight_decay=settings.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(1, settings.epochs * steps_per_epoch), eta_min=settings.lr_min
+    )
+    run_identity = identity_of(cfg)
+    checkpoint = load_checkpoint(checkpoint_path) if resume else None
+    if checkpoint is not None:
+        check_resumable(checkpoint, run_identity, checkpoint_path)
+    tracker = RunTracker(
+        run_dir, progress=settings.progress,
+        purge_step=None if checkpoint is None else checkpoint["state"]["train_step"] + 1,
+    )
+    ctx = SearchContext(
+        space=space, supernet=supernet, controller=controller, controller_name=controller_label(controller),
+        reward=reward, latency=LatencyLookup(table.predict_arch, space), make_loader=loader,
+        optimizer=optimizer, scheduler=scheduler, tracker=tracker, device=device, settings=settings, seed=seed,
+    )
+    if checkpoint is not None:
+        restore(ctx, checkpoint)
+        tracker.info(f"resumed {run_dir} after epoch {ctx.state.epoch}/{settings.epochs}")
+    else:
+        tracker.info(
+            f"search {space.name} ({len(space.decisions)} decisions) with {ctx.controller_name} on {device}: "
+            f"{data.num_classes} classes, input {data.input_shape}, {steps_per_epoch} train steps/epoch"
+        )
+    try:
+        return _search(ctx, run_dir, space_config, run_identity)
+    finally:
+        tracker.close()
+
+
+def _search(ctx: SearchContext, run_dir: Path, space_config: dict, run_identity: dict) -> SearchOutcome:
+    s = ctx.settings
+    labels = choice_labels(ctx.space)
+    epochs_this_call = 0
+    while ctx.state.epoch < s.epochs:
+        if s.stop_after_epochs is not None and epochs_this_call >= s.stop_after_epochs:
+            ctx.tracker.info(f"stopped after epoch {ctx.state.epoch} (trainer.stop_after_epochs); resume=true continues")
+            return SearchOutcome(run_dir, False, ctx.state.epoch, history=ctx.state.history)
+        epoch = ctx.state.epoch
+        summary = train_shared_epoch(ctx, epoch) | controller_phase(ctx, epoch)
+        summary["epoch"] = epoch + 1
+        ctx.state.epoch += 1
+        ctx.state.history.append(summary)
+        log_epoch(ctx, summary, labels)
+        save_checkpoint(run_dir / CHECKPOINT, checkpoint_state(ctx, run_identity))
+        epochs_this_call += 1
+    start = time.perf_counter()
+    ranked = final_phase(ctx)
+    top = [arch_result(r, space_config) for r in ranked[: s.final.top_k]]
+    write_json(run_dir / "best_arch.json", top[0])
+    write_json(run_dir / "top_archs.json", top)
+    final_s = time.perf_counter() - start
+    write_json(run_dir / "search_summary.json", {
+        "epochs": ctx.state.history, "final_s": final_s, "final_candidates": len(ranked), "best": top[0],
+    })
+    ctx.tracker.scalars(
+        {"final/reward": top[0]["reward"], "final/accuracy": top[0]["accuracy"], "final/latency_ms": top[0]["latency_ms"]},
+        ctx.state.train_step,
+    )
+    ctx.tracker.text("final/best_arch", f"`{top[0]['arch_str']}`", ctx.state.train_step)
+    ctx.tracker.info(
+        f"final: {len(ranked)} distinct archs scored on the whole val split in {final_s:.1f} s; best "
+        f"{top[0]['arch_str']}: accuracy {top[0]['accuracy']:.4f}, latency {top[0]['latency_ms']:.3f} ms, "
+        f"reward {top[0]['reward']:.4f}"
+    )
+    return SearchOutcome(run_dir, True, ctx.state.epoch, top=top, history=ctx.state.history)
+
+
+def log_epoch(ctx: SearchContext, summary: dict[str, float], labels: dict[str, list[str]]) -> None:
+    """TensorBoard epoch scalars and probabilities, and the one-line console summary."""
+    step = ctx.state.train_step
+    ctx.tracker.scalars({f"epoch/{k}": v for k, v in summary.items() if k != "epoch"}, step)
+    ctx.tracker.probabilities(ctx.controller.probabilities(), step, labels=labels)
+    if ctx.state.best:
+        best = ctx.state.best[0]
+        ctx.tracker.text(
+            "best_arch_so_far",
+            f"`{best['arch_str']}` reward {best['reward']:.4f}, accuracy {best['accuracy']:.4f} "
+            f"(val minibatch), latency {best['latency_ms']:.3f} ms",
+            step,
+        )
+    s = ctx.settings
+    parts = [
+        f"epoch {summary['epoch']}/{s.epochs}",
+        f"train loss {summary['train_loss']:.3f} acc {summary['train_accuracy']:.3f}",
+    ]
+    if "reward_mean" in summary:
+        parts += [
+            f"val acc {summary['val_accuracy']:.3f}",
+            f"reward mean {summary['reward_mean']:.4f} max {summary['reward_max']:.4f}",
+            f"latency {summary['latency_ms']:.2f} ms",
+            f"entropy {summary['entropy']:.2f}",
+        ]
+    else:
+        parts.append("controller warm-up")
+    total = summary["shared_s"] + summary["controller_s"]
+    parts.append(f"{total:.1f} s (shared {summary['shared_s']:.1f} s, controller {summary['controller_s']:.1f} s)")
+    ctx.tracker.info(" | ".join(parts))
+
+
+def arch_result(record: Mapping[str, Any], space_config: dict) -> dict[str, Any]:
+    """A ``best_arch.json`` entry: the arch JSON, the space config that rebuilds it, its scores."""
+    return {
+        **record["arch"],
+        "space_config": space_config,
+        "accuracy": record["accuracy"],
+        "latency_ms": record["latency_ms"],
+        "reward": record["reward"],
+        "hash": record["hash"],
+        "arch_str": record["arch_str"],
+        "controller": record["controller"],
+    }
+
+
+# ---- checkpoints ------------------------------------------------------------------------
+
+
+def checkpoint_state(ctx: SearchContext, run_identity: dict) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "identity": run_identity,
+        "state": ctx.state.to_dict(),
+        "supernet": ctx.supernet.state_dict(),
+        "controller": ctx.controller.state_dict(),
+        "optimizer": ctx.optimizer.state_dict(),
+        "scheduler": ctx.scheduler.state_dict(),
+        "rng": capture_rng_state(),
+        "log_bytes": ctx.tracker.log_bytes(),
+    }
+
+
+def check_resumable(checkpoint: Mapping[str, Any], identity: dict, path: Path) -> None:
+    """CheckpointError unless ``checkpoint`` was written by a run of the same config."""
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} has checkpoint format {checkpoint.get('format')}, expected {CHECKPOINT_FORMAT}")
+    saved = checkpoint["identity"]
+    changed = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
+    if changed:
+        details = "; ".join(f"{k}: {saved.get(k)!r} -> {identity.get(k)!r}" for k in changed[:8])
+        raise CheckpointError(
+            f"resume=true needs the config the run in {path.parent.parent} was started with; changed: {details}"
+        )
+
+
+def restore(ctx: SearchContext, checkpoint: Mapping[str, Any]) -> None:
+    ctx.supernet.load_state_dict(checkpoint["supernet"])
+    ctx.controller.load_state_dict(checkpoint["controller"])
+    ctx.optimizer.load_state_dict(checkpoint["optimizer"])
+    ctx.scheduler.load_state_dict(checkpoint["scheduler"])
+    ctx.state = SearchState(**checkpoint["state"])
+    ctx.tracker.truncate_log(int(checkpoint["log_bytes"]))
+    restore_rng_state(checkpoint["rng"])
+
+
+def identity_of(cfg: DictConfig) -> dict[str, Any]:
+    """The config as flat ``dotted.key -> value`` pairs, minus what a resume may change."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        elif prefix not in RESUME_FREE_KEYS:
+            flat[prefix] = node
+
+    walk("", OmegaConf.to_container(cfg, resolve=True))
+    return flat
+
+
+# ---- small helpers ----------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def controller_label(controller: Controller) -> str:
+    """The controller's config-group option (``enas_lstm``) in a Hydra app, else its class name."""
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get("controller")
+        if choice:
+            return str(choice)
+    return type(controller).__name__
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)

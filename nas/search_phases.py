@@ -1,0 +1,320 @@
+"""The three phases of an ENAS search (Pham et al. 2018), on an assembled ``SearchContext``.
+
+1. ``train_shared_epoch``: one pass over the train split; every minibatch trains the
+   supernet along a freshly sampled arch (no gradient reaches the controller).
+2. ``controller_phase``: K controller steps; each samples M archs, scores them on one
+   validation minibatch with the shared weights, turns accuracy and predicted latency
+   into rewards and calls ``controller.update``.
+3. ``final_phase``: candidates from the controller, each scored on the whole
+   validation split; the top k by reward are the result of the search.
+
+Every random draw here comes from checkpointed state: the controller's own generator,
+torch's global generator (dropout, loader seeds) and loaders seeded from the run seed
+and the epoch (``derive_seed``), so a resumed run repeats an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from controllers.base import Controller, Sample
+from nas.scoring import ArchScorer, Batch, LatencyLookup
+from nas.tracking import RunTracker
+from search_spaces.base import Arch, Categorical, SearchSpace, Supernet
+
+LoaderFactory = Callable[..., Any]  # make_loader bound to the prepared data
+
+
+def derive_seed(seed: int, *keys: int | str) -> int:
+    """A 31-bit seed for one random stream (``derive_seed(seed, "train", epoch)``)."""
+    words = [int(seed)] + [k if isinstance(k, int) else int.from_bytes(k.encode(), "little") for k in keys]
+    return int(np.random.SeedSequence(words).generate_state(1)[0] >> 1)
+
+
+@dataclass(frozen=True)
+class FinalSettings:
+    """The end of the search: which archs are scored on the whole validation split."""
+
+    num_samples: int = 100  # fresh controller samples (deduplicated by hash)
+    top_k: int = 5  # archs kept in top_archs.json
+    bn_mode: str = "recalibrate"
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1 or self.top_k < 1:
+            raise ValueError(f"trainer.final needs num_samples >= 1 and top_k >= 1, got {self}")
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """``conf/trainer/*.yaml``; defaults from the ENAS macro search where it has one."""
+
+    epochs: int = 10
+    batch_size: int = 64  # ENAS: 128
+    lr: float = 0.05  # ENAS: cosine 0.05 -> 5e-4
+    lr_min: float = 5e-4
+    momentum: float = 0.9  # ENAS: Nesterov 0.9
+    nesterov: bool = True
+    weight_decay: float = 2.5e-4  # ENAS search: l2 2.5e-4
+    grad_clip: float = 5.0  # ENAS: gradient-norm clip 5
+    controller_steps: int = 20  # K per epoch (ENAS: 50 steps x 20 aggregated samples)
+    archs_per_step: int = 10  # M
+    controller_warmup: float = 0.0  # fraction of controller steps without updates (TuNAS: 0.25)
+    val_batch_size: int = 128
+    bn_mode: str = "batch"
+    bn_recalibration_batches: int = 2
+    final: FinalSettings = field(default_factory=FinalSettings)
+    num_workers: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    progress: bool = True
+    stop_after_epochs: int | None = None  # end this invocation after N epochs (a simulated kill)
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "controller_steps", "archs_per_step", "val_batch_size")
+        bad = [f"trainer.{k}={getattr(self, k)}" for k in positive if getattr(self, k) < 1]
+        if self.lr <= 0 or self.lr_min < 0 or self.lr_min > self.lr:
+            bad.append(f"trainer.lr={self.lr}, trainer.lr_min={self.lr_min} (need 0 <= lr_min <= lr, lr > 0)")
+        if not 0.0 <= self.controller_warmup < 1.0:
+            bad.append(f"trainer.controller_warmup={self.controller_warmup} (need 0 <= x < 1)")
+        if self.grad_clip <= 0 or self.bn_recalibration_batches < 1 or self.num_workers < 0:
+            bad.append("trainer.grad_clip > 0, trainer.bn_recalibration_batches >= 1, trainer.num_workers >= 0")
+        if self.threads is not None and self.threads < 1:
+            bad.append(f"trainer.threads={self.threads} (need null or >= 1)")
+        if self.stop_after_epochs is not None and self.stop_after_epochs < 1:
+            bad.append(f"trainer.stop_after_epochs={self.stop_after_epochs} (need null or >= 1)")
+        if bad:
+            raise ValueError("invalid search trainer settings: " + "; ".join(bad))
+
+
+@dataclass
+class SearchState:
+    """Counters and results that a checkpoint carries besides the modules."""
+
+    epoch: int = 0  # completed epochs
+    train_step: int = 0  # shared-weight minibatches done
+    controller_step: int = 0  # controller steps done (warm-up steps included)
+    best: list[dict[str, Any]] = field(default_factory=list)  # best scored archs so far
+    history: list[dict[str, float]] = field(default_factory=list)  # one summary per epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("epoch", "train_step", "controller_step", "best", "history")}
+
+
+@dataclass
+class SearchContext:
+    """Everything the phases act on; assembled by ``nas.search.run_search``."""
+
+    space: SearchSpace
+    supernet: Supernet
+    controller: Controller
+    controller_name: str
+    reward: Callable[[float, float], float]
+    latency: LatencyLookup
+    make_loader: LoaderFactory  # make_loader(split, *, batch_size, shuffle, seed, drop_last)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    tracker: RunTracker
+    device: torch.device
+    settings: TrainerSettings
+    seed: int
+    state: SearchState = field(default_factory=SearchState)
+
+    def to_device(self, batch: Batch) -> Batch:
+        x, y = batch
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+# ---- phase 1: shared weights ------------------------------------------------------------
+
+
+def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
+    """One pass over the train split; returns mean loss, accuracy and the time taken."""
+    start = time.perf_counter()
+    s = ctx.settings
+    loader = ctx.make_loader(
+        "train", batch_size=s.batch_size, shuffle=True, seed=derive_seed(ctx.seed, "train", epoch), drop_last=True
+    )
+    num_batches = len(loader)
+    if num_batches == 0:
+        raise ValueError(
+            f"the train split has fewer examples than trainer.batch_size={s.batch_size}; lower it"
+        )
+    with torch.no_grad():
+        archs = [ctx.space.arch(sample.values) for sample in ctx.controller.sample(num_batches)]
+    ctx.supernet.train()
+    loss_sum = correct = seen = 0.0
+    with ctx.tracker.bar(num_batches, f"epoch {epoch + 1} shared") as bar:
+        for arch, batch in zip(archs, loader):
+            x, y = ctx.to_device(batch)
+            logits = ctx.supernet(x, arch)
+            loss = F.cross_entropy(logits, y)
+            ctx.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(ctx.supernet.parameters(), s.grad_clip)
+            ctx.optimizer.step()
+            ctx.scheduler.step()
+            ctx.state.train_step += 1
+            batch_correct = float((logits.detach().argmax(dim=1) == y).sum())
+            loss_sum += float(loss.detach()) * len(y)
+            correct += batch_correct
+            seen += len(y)
+            ctx.tracker.scalars(
+                {"train/loss": float(loss.detach()), "train/accuracy": batch_correct / len(y),
+                 "train/lr": ctx.optimizer.param_groups[0]["lr"]},
+                ctx.state.train_step,
+            )
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            bar.update()
+    return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen, "shared_s": time.perf_counter() - start}
+
+
+# ---- phase 2: controller ----------------------------------------------------------------
+
+
+def cycle_batches(ctx: SearchContext, split: str, *, batch_size: int, tag: str) -> Iterator[Batch]:
+    """Endless shuffled minibatches of ``split``; pass p is shuffled with seed (run, tag, p)."""
+    rounds = 0
+    while True:
+        loader = ctx.make_loader(
+            split, batch_size=batch_size, shuffle=True, seed=derive_seed(ctx.seed, tag, rounds), drop_last=False
+        )
+        if len(loader) == 0:
+            raise ValueError(f"the {split} split is empty")
+        for batch in loader:
+            yield ctx.to_device(batch)
+        rounds += 1
+
+
+def recalibration_batches(ctx: SearchContext, epoch: int) -> list[Batch]:
+    """The train batches every arch of one phase re-estimates its BN statistics on."""
+    stream = cycle_batches(ctx, "train", batch_size=ctx.settings.batch_size, tag=f"recalibrate-{epoch}")
+    return [next(stream) for _ in range(ctx.settings.bn_recalibration_batches)]
+
+
+def controller_phase(ctx: SearchContext, epoch: int) -> dict[str, float]:
+    """K controller steps of M archs each; returns means over the phase and the time taken."""
+    start = time.perf_counter()
+    s = ctx.settings
+    warmup_steps = int(s.controller_warmup * s.epochs * s.controller_steps)
+    val_stream = cycle_batches(ctx, "val", batch_size=s.val_batch_size, tag=f"controller-{epoch}")
+    recal = recalibration_batches(ctx, epoch) if s.bn_mode == "recalibrate" else []
+    rewards: list[float] = []
+    accuracies: list[float] = []
+    latencies: list[float] = []
+    entropies: list[float] = []
+    update_stats: dict[str, list[float]] = {}
+    with ArchScorer(ctx.supernet, bn_mode=s.bn_mode, recalibration_batches=recal) as scorer, \
+            ctx.tracker.bar(s.controller_steps, f"epoch {epoch + 1} controller") as bar:
+        for _ in range(s.controller_steps):
+            ctx.state.controller_step += 1
+            bar.update()
+            if ctx.state.controller_step <= warmup_steps:
+                continue
+            batch = next(val_stream)
+            samples = ctx.controller.sample(s.archs_per_step)
+            records = [score_sample(ctx, scorer, sample, [batch], phase="controller", epoch=epoch) for sample in samples]
+            step_rewards = [r["reward"] for r in records]
+            stats = ctx.controller.update(samples, step_rewards)
+            ctx.tracker.log_scored(records)
+            remember_best(ctx, records)
+            rewards += step_rewards
+            accuracies += [r["accuracy"] for r in records]
+            latencies += [r["latency_ms"] for r in records]
+            entropies += [sample.entropy for sample in samples]
+            for key, value in stats.items():
+                update_stats.setdefault(key, []).append(float(value))
+            ctx.tracker.scalars(
+                {"controller/reward_mean": float(np.mean(step_rewards)),
+                 "controller/reward_max": float(np.max(step_rewards)),
+                 "controller/sample_entropy": float(np.mean([x.entropy for x in samples]))}
+                | {f"controller/{k}": float(v) for k, v in stats.items()},
+                ctx.state.controller_step,
+            )
+            bar.set_postfix(reward=f"{np.mean(step_rewards):.3f}")
+    summary = {"controller_s": time.perf_counter() - start}
+    if rewards:
+        summary |= {
+            "reward_mean": float(np.mean(rewards)),
+            "reward_max": float(np.max(rewards)),
+            "val_accuracy": float(np.mean(accuracies)),
+            "latency_ms": float(np.mean(latencies)),
+            "entropy": float(np.mean(entropies)),
+        } | {f"update_{k}": float(np.mean(v)) for k, v in update_stats.items()}
+    return summary
+
+
+def score_sample(
+    ctx: SearchContext, scorer: ArchScorer, sample: Sample | Arch, batches: list[Batch], *, phase: str, epoch: int
+) -> dict[str, Any]:
+    """Accuracy on ``batches``, predicted latency and reward of one arch, as a log record."""
+    arch = sample if isinstance(sample, Arch) else ctx.space.arch(sample.values)
+    accuracy = scorer.accuracy(arch, batches)
+    latency_ms = ctx.latency(arch)
+    return {
+        "arch": arch.to_json_dict(),
+        "arch_str": ctx.space.arch_string(arch),
+        "hash": arch.hash,
+        "accuracy": accuracy,
+        "latency_ms": latency_ms,
+        "reward": float(ctx.reward(accuracy, latency_ms)),
+        "phase": phase,
+        "epoch": epoch + 1,
+        "controller": ctx.controller_name,
+    }
+
+
+def rank_key(record: dict[str, Any]) -> tuple[float, float, float, str]:
+    """Best first: higher reward, then higher accuracy, then lower latency, then hash (a total order)."""
+    return (-record["reward"], -record["accuracy"], record["latency_ms"], record["hash"])
+
+
+def remember_best(ctx: SearchContext, records: list[dict[str, Any]]) -> None:
+    """Keep the ``final.top_k`` best distinct archs scored so far (latest score of each)."""
+    by_hash = {r["hash"]: r for r in ctx.state.best}
+    by_hash.update({r["hash"]: r for r in records})
+    ctx.state.best = sorted(by_hash.values(), key=rank_key)[: ctx.settings.final.top_k]
+
+
+# ---- phase 3: final selection -----------------------------------------------------------
+
+
+def final_phase(ctx: SearchContext) -> list[dict[str, Any]]:
+    """Score the candidates on the whole validation split; return them ranked, best first.
+
+    Candidates: ``final.num_samples`` fresh controller samples plus the best archs the
+    controller phases found, deduplicated by hash (first occurrence kept).
+    """
+    s = ctx.settings
+    epoch = ctx.state.epoch - 1
+    candidates: dict[str, Arch] = {}
+    with torch.no_grad():
+        drawn = [ctx.space.arch(sample.values) for sample in ctx.controller.sample(s.final.num_samples)]
+    for arch in drawn + [ctx.space.arch_from_json_dict(r["arch"]) for r in ctx.state.best]:
+        candidates.setdefault(arch.hash, arch)
+    val = [ctx.to_device(b) for b in ctx.make_loader("val", batch_size=s.val_batch_size, shuffle=False, seed=0)]
+    if not val:
+        raise ValueError("the val split is empty: nothing to score the final archs on")
+    recal = recalibration_batches(ctx, ctx.state.epoch) if s.final.bn_mode == "recalibrate" else []
+    records = []
+    with ArchScorer(ctx.supernet, bn_mode=s.final.bn_mode, recalibration_batches=recal) as scorer, \
+            ctx.tracker.bar(len(candidates), "final") as bar:
+        for arch in candidates.values():
+            records.append(score_sample(ctx, scorer, arch, val, phase="final", epoch=epoch))
+            bar.update()
+    ctx.tracker.log_scored(records)
+    return sorted(records, key=rank_key)
+
+
+def choice_labels(space: SearchSpace) -> dict[str, list[str]]:
+    """TensorBoard labels of each decision's probabilities: option values or input indices."""
+    return {
+        d.name: [str(o) for o in d.options] if isinstance(d, Categorical) else [f"in{j}" for j in range(d.num_inputs)]
+        for d in space.decisions
+    }
