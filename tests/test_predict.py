@@ -1,0 +1,86 @@
+"""melnas-predict: per-file and per-window probabilities; bad files reported, the rest predicted."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from experiments.predict import main as predict_main
+from nas.data.features import windows_from_file
+from nas.model_io import load_model
+from nas.predict import predict_file, window_probabilities
+from tests.test_train_fixtures import SAMPLE_RATE, tiny_cache, tiny_trained  # noqa: F401 (fixtures)
+
+
+@pytest.fixture
+def recordings(tmp_path):
+    """A wav, a flac at another sample rate in stereo, and three bad files."""
+    t = np.arange(int(3.2 * SAMPLE_RATE)) / SAMPLE_RATE
+    tone = (0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)
+    sf.write(tmp_path / "low.wav", tone, SAMPLE_RATE)
+    t44 = np.arange(int(2.0 * 44100)) / 44100
+    high = 0.3 * np.sin(2 * np.pi * 1760.0 * t44)
+    sf.write(tmp_path / "high.flac", np.stack([high, high], axis=1).astype(np.float32), 44100)
+    (tmp_path / "text.wav").write_text("this is not audio")
+    sf.write(tmp_path / "short.wav", tone[: SAMPLE_RATE // 10], SAMPLE_RATE)  # 0.1 s < min_seconds
+    return {
+        "good": [tmp_path / "low.wav", tmp_path / "high.flac"],
+        "bad": [tmp_path / "text.wav", tmp_path / "short.wav", tmp_path / "missing.ogg"],
+    }
+
+
+def test_file_probabilities_are_the_mean_of_its_windows(tiny_trained, recordings):
+    trained = load_model(tiny_trained.model_path)
+    path = recordings["good"][0]
+    prediction = predict_file(trained, path)
+    windows = windows_from_file(path, trained.data_meta)
+    expected = window_probabilities(trained, windows)
+    assert len(prediction.windows) == windows.shape[0] == 5  # 3.2 s, 1 s windows, 0.5 s hop
+    assert [w.start_seconds for w in prediction.windows] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert prediction.windows[-1].end_seconds == 3.0
+    got = np.array([list(w.probabilities.values()) for w in prediction.windows])
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_allclose(list(prediction.probabilities.values()), expected.mean(0), rtol=1e-6)
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0)
+    assert prediction.label == trained.class_names[int(expected.mean(0).argmax())]
+
+
+def test_cli_reports_bad_files_and_predicts_the_rest(tiny_trained, recordings, capsys):
+    files = [str(p) for p in (recordings["bad"][0], *recordings["good"], *recordings["bad"][1:])]
+    code = predict_main([str(tiny_trained.model_path), *files, "--json", "--windows"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    document = json.loads(out)
+    assert [f["path"] for f in document["files"]] == [str(p) for p in recordings["good"]]
+    assert document["class_names"] == ["high", "low", "noise"]
+    for entry in document["files"]:
+        assert sum(entry["probabilities"].values()) == pytest.approx(1.0)
+        assert len(entry["windows"]) == entry["num_windows"] >= 1
+    failed = {f["path"]: f["error"] for f in document["failed"]}
+    assert set(failed) == {str(p) for p in recordings["bad"]}
+    assert "cannot decode" in failed[str(recordings["bad"][0])]
+    assert "too short" in failed[str(recordings["bad"][1])]
+    assert "cannot read" in failed[str(recordings["bad"][2])]
+    for path in recordings["bad"]:
+        assert f"skipped {path}:" in err
+    assert "3 of 5 files could not be read" in err
+
+
+def test_cli_text_output(tiny_trained, recordings, capsys):
+    code = predict_main([str(tiny_trained.model_path), str(recordings["good"][0]), "--windows", "--top-k", "2"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].startswith(f"{recordings['good'][0]}: ") and "5 windows" in lines[0]
+    assert len(lines) == 1 + 5
+    assert lines[1].split()[0] == "0.00-1.00"
+
+
+def test_cli_fails_only_when_every_file_fails(tiny_trained, recordings, capsys):
+    assert predict_main([str(tiny_trained.model_path), *map(str, recordings["bad"])]) == 1
+    assert predict_main([str(recordings["good"][0]), str(recordings["good"][0])]) == 2  # not a model
+    _, err = capsys.readouterr()
+    assert "not a readable melnas model.pt" in err
