@@ -1,0 +1,232 @@
+"""The ENAS macro search space (Pham et al. 2018), for log-mel input.
+
+``num_layers`` (L) layers of ``filters`` (F) channels. Decisions, in the order the
+ENAS controller samples them:
+
+- ``l{i}_op`` (every layer): one of ``conv3x3, sep3x3, conv5x5, sep5x5, avgpool3x3,
+  maxpool3x3`` (the original branch order).
+- ``l{i}_skip`` (layers ``i >= 1``): any subset of positions ``0 .. i-1`` summed into
+  the layer's output before its BN. Position 0 is the stem, position ``j + 1`` layer
+  ``j``'s output; layer ``i``'s own input (position ``i``) is always read, so it is not
+  a choice. This is the original code's indexing.
+
+Pooling by factorized reduction of every live position follows layers ``L//3 - 1`` and
+``2*(L//3) - 1``. The stem is a ``stem_kernel`` conv with stride ``stem_stride``
+(frequency, time) + BN: an early downsample that makes a CPU search affordable (see
+``conf/search_space/enas_macro.yaml``); ``stem_stride=1`` is the original.
+
+Compact string (``arch_string`` / ``parse_arch_string``): one token per layer joined by
+``|``, an op code (``c3 s3 c5 s5 ap mp``) then ``<`` and the skip positions, e.g.
+``c3|s5<0|mp|c5<0,2``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Sequence
+
+from child_models.enas import (
+    EnasChild,
+    EnasConfig,
+    EnasHead,
+    EnasPlan,
+    EnasSupernet,
+    make_stem,
+    reductions_needed,
+)
+from child_models.enas_ops import BRANCH_OPS, FactorizedReduction, SkipSum, make_branch
+from search_spaces.base import Arch, Categorical, Decision, InputChoice, InputShape, LayerCost, SearchSpace
+
+OP_CODES: dict[str, str] = {
+    "conv3x3": "c3",
+    "sep3x3": "s3",
+    "conv5x5": "c5",
+    "sep5x5": "s5",
+    "avgpool3x3": "ap",
+    "maxpool3x3": "mp",
+}
+_OPS_BY_CODE = {code: op for op, code in OP_CODES.items()}
+
+
+def op_name(layer: int) -> str:
+    return f"l{layer}_op"
+
+
+def skip_name(layer: int) -> str:
+    return f"l{layer}_skip"
+
+
+def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and v >= 1 for v in pair):
+        raise ValueError(f"enas_macro: {what} must be a positive int or [freq, time], got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+def _check_build_args(num_classes: int, input_shape: InputShape) -> tuple[int, int, int]:
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(isinstance(v, int) and v >= 1 for v in shape):
+        raise ValueError(f"input_shape must be (channels, n_mels, frames) positive ints, got {input_shape!r}")
+    return shape  # type: ignore[return-value]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class EnasMacroSpace(SearchSpace):
+    """The ENAS general child as a search space (see the module docstring)."""
+
+    name = "enas_macro"
+
+    def __init__(
+        self,
+        *,
+        num_layers: int = 12,
+        filters: int = 36,
+        keep_prob: float = 0.9,
+        stem_kernel: int = 3,
+        stem_stride: int | Sequence[int] = 1,
+    ) -> None:
+        self.config = EnasConfig(
+            num_layers=int(num_layers),
+            filters=int(filters),
+            stem_kernel=int(stem_kernel),
+            stem_stride=_pair(stem_stride, "stem_stride"),
+            keep_prob=float(keep_prob),
+        )
+
+    @cached_property
+    def decisions(self) -> tuple[Decision, ...]:  # type: ignore[override]
+        ops = tuple(BRANCH_OPS)
+        decisions: list[Decision] = []
+        for i in range(self.config.num_layers):
+            decisions.append(Categorical(op_name(i), ops))
+            if i > 0:
+                decisions.append(InputChoice(skip_name(i), i))
+        return tuple(decisions)
+
+    # ---- arch <-> plan ----------------------------------------------------------------
+
+    def plan(self, arch: Arch) -> EnasPlan:
+        """The ops and skip positions ``arch`` chooses; ValueError if it is not of this space."""
+        names = tuple(d.name for d in self.decisions)
+        if arch.space != self.name or arch.names != names:
+            raise ValueError(
+                f"arch of space {arch.space!r} with {len(arch.names)} decisions does not fit "
+                f"{self.name!r} with {self.config.num_layers} layers ({len(names)} decisions)"
+            )
+        layers = range(self.config.num_layers)
+        return EnasPlan(
+            ops=tuple(str(arch[op_name(i)]) for i in layers),
+            skips=tuple(tuple(arch[skip_name(i)]) if i > 0 else () for i in layers),  # type: ignore[arg-type]
+        )
+
+    def arch_from_plan(self, plan: EnasPlan) -> Arch:
+        values: dict[str, object] = {}
+        for i, (op, skip) in enumerate(zip(plan.ops, plan.skips)):
+            values[op_name(i)] = op
+            if i > 0:
+                values[skip_name(i)] = skip
+        return self.arch(values)  # type: ignore[arg-type]
+
+    def arch_string(self, arch: Arch) -> str:
+        plan = self.plan(arch)
+        tokens = []
+        for op, skip in zip(plan.ops, plan.skips):
+            tokens.append(OP_CODES[op] + ("<" + ",".join(map(str, skip)) if skip else ""))
+        return "|".join(tokens)
+
+    def parse_arch_string(self, text: str) -> Arch:
+        """Inverse of ``arch_string``."""
+        tokens = text.strip().split("|")
+        if len(tokens) != self.config.num_layers:
+            raise ValueError(f"arch string {text!r} has {len(tokens)} layers, the space {self.config.num_layers}")
+        ops, skips = [], []
+        for i, token in enumerate(tokens):
+            code, _, skip_text = token.partition("<")
+            if code not in _OPS_BY_CODE:
+                raise ValueError(f"arch string layer {i}: unknown op code {code!r}; use one of {list(_OPS_BY_CODE)}")
+            try:
+                skip = tuple(int(v) for v in skip_text.split(",")) if skip_text else ()
+            except ValueError:
+                raise ValueError(f"arch string layer {i}: bad skip list {skip_text!r}") from None
+            ops.append(_OPS_BY_CODE[code])
+            skips.append(skip)
+        if skips[0]:
+            raise ValueError("arch string layer 0 cannot have skip inputs")
+        return self.arch_from_plan(EnasPlan(ops=tuple(ops), skips=tuple(skips)))
+
+    @property
+    def presets(self) -> dict[str, Arch]:
+        """Hand-made references: plain stacks of one op, no skips."""
+        n = self.config.num_layers
+        return {
+            f"plain_{op}": self.arch_from_plan(EnasPlan(ops=(op,) * n, skips=((),) * n))
+            for op in ("conv3x3", "sep3x3")
+        }
+
+    # ---- models ----------------------------------------------------------------------
+
+    def supernet(self, *, num_classes: int, input_shape: InputShape) -> EnasSupernet:
+        channels, _, _ = _check_build_args(num_classes, input_shape)
+        return EnasSupernet(config=self.config, decode=self.plan, in_channels=channels, num_classes=num_classes)
+
+    def build(self, arch: Arch, *, num_classes: int, input_shape: InputShape) -> EnasChild:
+        channels, _, _ = _check_build_args(num_classes, input_shape)
+        return EnasChild(config=self.config, plan=self.plan(arch), in_channels=channels, num_classes=num_classes)
+
+    def layers(self, arch: Arch, *, num_classes: int, input_shape: InputShape) -> list[LayerCost]:
+        """Stem, per layer its branch op and skip-sum+BN, the needed reductions, the head.
+
+        Every parameter of ``build(arch)`` belongs to exactly one unit.
+        """
+        channels, height, width = _check_build_args(num_classes, input_shape)
+        cfg, plan, f = self.config, self.plan(arch), self.config.filters
+        sf, st = cfg.stem_stride
+        units = [
+            LayerCost(
+                key=f"enas.stem:cin={channels},cout={f},k={cfg.stem_kernel},s={sf}x{st},hw={height}x{width}",
+                input_shape=(channels, height, width),
+                build=lambda: make_stem(cfg, in_channels=channels),
+            )
+        ]
+        h, w = _ceil_div(height, sf), _ceil_div(width, st)
+        needed = reductions_needed(plan, cfg.pool_layers)
+        for i, (op, skip) in enumerate(zip(plan.ops, plan.skips)):
+            units.append(
+                LayerCost(
+                    key=f"enas.branch:op={op},cin={f},cout={f},hw={h}x{w}",
+                    input_shape=(f, h, w),
+                    build=lambda op=op: make_branch(op, in_channels=f, out_channels=f),
+                )
+            )
+            if i > 0:
+                units.append(
+                    LayerCost(
+                        key=f"enas.skip_sum_bn:c={f},inputs={len(skip) + 1},hw={h}x{w}",
+                        input_shape=(f, h, w),
+                        build=lambda: SkipSum(channels=f),
+                        num_inputs=len(skip) + 1,
+                    )
+                )
+            if i in cfg.pool_layers:
+                for _ in range(sum(p == i for p, _ in needed)):
+                    units.append(
+                        LayerCost(
+                            key=f"enas.factorized_reduction:cin={f},cout={f},hw={h}x{w}",
+                            input_shape=(f, h, w),
+                            build=lambda: FactorizedReduction(in_channels=f, out_channels=f),
+                        )
+                    )
+                h, w = _ceil_div(h, 2), _ceil_div(w, 2)
+        units.append(
+            LayerCost(
+                key=f"enas.head:cin={f},classes={num_classes},hw={h}x{w}",
+                input_shape=(f, h, w),
+                build=lambda: EnasHead(channels=f, num_classes=num_classes, keep_prob=cfg.keep_prob),
+            )
+        )
+        return units
