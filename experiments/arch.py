@@ -19,13 +19,10 @@ import numpy as np
 import yaml
 
 from nas.cost import ModelSummary, model_summary
+from nas.latency import DEFAULT_NUM_CLASSES, ModelInput, resolve_model_input
 from nas.model_io import read_checkpoint
 from nas.registry import available_spaces, build_space
 from search_spaces.base import Arch, SearchSpace
-
-AUDIO_INPUT_SHAPE = (1, 64, 63)  # 64 mel bands x 63 frames: 1 s at the default data settings
-DEFAULT_NUM_CLASSES = 10
-
 
 def parse_input_shape(text: str) -> tuple[int, int, int]:
     """``"1x64x63"`` -> ``(1, 64, 63)`` (channels x n_mels x frames)."""
@@ -106,19 +103,10 @@ def _space_for(name: str | None, args: argparse.Namespace, *, config: dict | Non
     return build_space(name, **overrides)
 
 
-def _preset(space: SearchSpace, name: str) -> tuple[SearchSpace, Arch]:
-    """A preset may need a differently configured space: ``space.preset(name)`` says so when defined."""
-    if hasattr(space, "preset"):
-        return space.preset(name)
-    if name not in space.presets:
-        raise ValueError(f"space {space.name!r} has no preset {name!r}; presets: {', '.join(space.presets) or 'none'}")
-    return space, space.presets[name]
-
-
 def resolve_archs(args: argparse.Namespace) -> tuple[list[tuple[SearchSpace, Arch]], int | None, tuple | None]:
     """The (space, arch) pairs to describe, plus classes and input shape stored with them (if any)."""
     if args.preset is not None:
-        return [_preset(_space_for(args.space, args), args.preset)], None, None
+        return [_space_for(args.space, args).preset(args.preset)], None, None
     if args.random is not None:
         if args.random < 1:
             raise ValueError(f"--random needs N >= 1, got {args.random}")
@@ -137,21 +125,17 @@ def resolve_archs(args: argparse.Namespace) -> tuple[list[tuple[SearchSpace, Arc
     return pairs, stored.get("num_classes"), shape
 
 
-def resolve_shape(
-    args: argparse.Namespace, stored_classes: int | None, stored_shape: tuple | None
-) -> tuple[int, tuple[int, int, int]]:
-    """Explicit flags win, then the data cache, then what the arch file stored, then the audio default."""
-    cache_classes = cache_shape = None
+def resolve_input(args: argparse.Namespace, stored_classes: int | None, stored_shape: tuple | None) -> ModelInput:
+    """Flags win, then --data-cache, then what an arch file stored, then the audio default."""
     if args.data_cache is not None:
-        from nas.data.dataset import open_prepared  # the data stack loads only when a cache is asked for
-
-        data = open_prepared(args.data_cache)
-        cache_classes, cache_shape = data.num_classes, tuple(data.input_shape)
-    num_classes = args.num_classes or cache_classes or stored_classes or DEFAULT_NUM_CLASSES
-    shape = args.input or cache_shape or stored_shape or AUDIO_INPUT_SHAPE
-    if num_classes < 1:
-        raise ValueError(f"--num-classes must be >= 1, got {num_classes}")
-    return int(num_classes), tuple(int(v) for v in shape)  # type: ignore[return-value]
+        if not args.data_cache.is_dir():
+            raise ValueError(f"--data-cache {args.data_cache} is not a folder: pass the data.cache_dir of melnas-prepare")
+        stored_classes = stored_shape = None
+    return resolve_model_input(
+        data_cache=args.data_cache,
+        num_classes=args.num_classes or stored_classes,
+        input_shape=args.input or stored_shape,
+    )
 
 
 def format_summary(summary: ModelSummary) -> str:
@@ -178,8 +162,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         pairs, stored_classes, stored_shape = resolve_archs(args)
-        num_classes, shape = resolve_shape(args, stored_classes, stored_shape)
-        summaries = [model_summary(s, a, num_classes=num_classes, input_shape=shape) for s, a in pairs]
+        model_input = resolve_input(args, stored_classes, stored_shape)
+        summaries = [
+            model_summary(s, a, num_classes=model_input.num_classes, input_shape=model_input.input_shape)
+            for s, a in pairs
+        ]
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"melnas-arch: {err}")
     if args.json:

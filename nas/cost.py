@@ -107,13 +107,18 @@ def _shape_of(output: Any) -> tuple[int, ...]:
 def model_summary(
     space: "SearchSpace", arch: "Arch", *, num_classes: int, input_shape: "InputShape"
 ) -> ModelSummary:
-    """Params and MACs per ``space.layers(...)`` unit (output shapes at batch 1) and in total."""
+    """Params and MACs per ``space.layers(...)`` unit (output shapes at batch 1) and in total.
+
+    Units with the same key are the same unit (the ``LayerCost`` contract): each key
+    is built and counted once.
+    """
+    by_key: dict[str, UnitCost] = {}
     rows = []
     for unit in space.layers(arch, num_classes=num_classes, input_shape=input_shape):
-        module = unit.build()
-        out, flops = _count_forward(module, unit.input_shape, unit.num_inputs)
-        rows.append(
-            UnitCost(
+        if unit.key not in by_key:
+            module = unit.build()
+            out, flops = _count_forward(module, unit.input_shape, unit.num_inputs)
+            by_key[unit.key] = UnitCost(
                 key=unit.key,
                 params=count_params(module),
                 macs=int(flops) // 2,
@@ -121,7 +126,7 @@ def model_summary(
                 num_inputs=unit.num_inputs,
                 output_shape=_shape_of(out),
             )
-        )
+        rows.append(by_key[unit.key])
     model = space.build(arch, num_classes=num_classes, input_shape=input_shape)
     return ModelSummary(
         space=space.name,

@@ -18,13 +18,15 @@ import platform
 import statistics
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from nas.data.dataset import open_prepared
 from nas.device import resolve_device
 from nas.latency_table import (
     ArchLatency,
@@ -40,20 +42,28 @@ from nas.latency_table import (
 from search_spaces.base import InputShape, SearchSpace
 
 __all__ = [
+    "AUDIO_INPUT_SHAPE",
+    "DEFAULT_NUM_CLASSES",
     "ArchLatency",
     "Calibration",
     "LatencyTable",
     "Measure",
+    "ModelInput",
     "PredictionReport",
     "default_cache_dir",
+    "check_latency_table",
     "evaluate_predictions",
     "fit_calibration",
     "held_out_archs",
     "latency_table_for",
     "measure_latency",
+    "resolve_model_input",
     "table_context",
     "torch_threads",
 ]
+
+AUDIO_INPUT_SHAPE = (1, 64, 63)  # 64 mel bands x 63 frames: 1 s at the default data settings
+DEFAULT_NUM_CLASSES = 10
 
 
 @contextmanager
@@ -177,3 +187,52 @@ def latency_table_for(
         rng = np.random.default_rng(seed)
         table.calibrate(space, [space.random_arch(rng) for _ in range(calibration_archs)])
     return table
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What a model is built and timed for, and where that came from (for the console)."""
+
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    source: str
+
+
+def resolve_model_input(
+    *,
+    data_cache: str | Path | None = None,
+    num_classes: int | None = None,
+    input_shape: Sequence[int] | None = None,
+) -> ModelInput:
+    """Explicit values win; then a prepared cache at ``data_cache`` (if that folder exists);
+    then the audio default (1 x 64 mels x 63 frames, 10 classes)."""
+    sources = []
+    if data_cache is not None and Path(data_cache).expanduser().is_dir():
+        data = open_prepared(data_cache)  # a folder that is not a usable cache is an error, not a default
+        num_classes = num_classes or data.num_classes
+        input_shape = input_shape or data.input_shape
+        sources.append(f"prepared data in {data_cache}")
+    if num_classes is None or input_shape is None:
+        sources.append("audio default")
+    shape = tuple(int(v) for v in (input_shape or AUDIO_INPUT_SHAPE))
+    classes = int(num_classes or DEFAULT_NUM_CLASSES)
+    if len(shape) != 3 or min(shape) < 1 or classes < 1:
+        raise ValueError(f"need input_shape [channels, n_mels, frames] > 0 and num_classes >= 1, got {shape}, {classes}")
+    return ModelInput(classes, shape, " + ".join(sources) or "given")  # type: ignore[arg-type]
+
+
+def check_latency_table(
+    space: SearchSpace,
+    *,
+    num_classes: int,
+    input_shape: InputShape,
+    num_archs: int = 20,
+    seed: int = 1,
+    progress: Callable[[ArchLatency], None] | None = None,
+    **table_settings: Any,
+) -> PredictionReport:
+    """Build or load this machine's table (``latency_table_for(**table_settings)``), then
+    predict and measure ``num_archs`` held-out random archs (drawn with ``seed``)."""
+    table = latency_table_for(space, num_classes=num_classes, input_shape=input_shape, **table_settings)
+    archs = held_out_archs(space, table, num_archs, seed=seed)
+    return evaluate_predictions(table, space, archs, progress=progress)

@@ -256,7 +256,10 @@ class ArchLatency:
 
 @dataclass(frozen=True)
 class PredictionReport:
+    """Predicted vs measured latency of archs the table was not calibrated on."""
+
     table_path: Path
+    context: dict[str, Any]
     calibration: Calibration | None
     rows: tuple[ArchLatency, ...]
 
@@ -267,6 +270,16 @@ class PredictionReport:
     @property
     def max_abs_error_pct(self) -> float:
         return float(max(abs(r.error_pct) for r in self.rows))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "table": str(self.table_path),
+            "context": self.context,
+            "calibration": None if self.calibration is None else asdict(self.calibration),
+            "median_abs_error_pct": self.median_abs_error_pct,
+            "max_abs_error_pct": self.max_abs_error_pct,
+            "archs": [{**asdict(r), "error_pct": r.error_pct} for r in self.rows],
+        }
 
 
 def held_out_archs(space: SearchSpace, table: LatencyTable, num_archs: int, *, seed: int) -> list[Arch]:
@@ -301,4 +314,6 @@ def evaluate_predictions(
         rows.append(row)
         if progress is not None:
             progress(row)
-    return PredictionReport(table_path=table.path, calibration=table.calibration, rows=tuple(rows))
+    return PredictionReport(
+        table_path=table.path, context=table.context, calibration=table.calibration, rows=tuple(rows)
+    )
