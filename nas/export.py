@@ -75,11 +75,14 @@ def export_torchscript(trained: TrainedModel, path: str | Path) -> ExportCheck:
     path = Path(path)
     model = trained.model.cpu().eval()
     same, longer = _sample_inputs(trained)
-    with torch.no_grad():
-        traced = torch.jit.trace(model, same[:1], check_trace=False)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(traced, str(path), _extra_files={"melnas.json": json.dumps(export_metadata(trained))})
-    loaded = torch.jit.load(str(path), map_location="cpu").eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch >= 2.10 flags TorchScript as deprecated in favour of torch.export; it is
+        # still what C++/mobile runtimes load, so melnas exports it deliberately.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(model, same[:1], check_trace=False)
+        torch.jit.save(traced, str(path), _extra_files={"melnas.json": json.dumps(export_metadata(trained))})
+        loaded = torch.jit.load(str(path), map_location="cpu").eval()
 
     def run(x: torch.Tensor) -> np.ndarray:
         with torch.no_grad():

@@ -1,0 +1,136 @@
+"""melnas-compare on fabricated run directories; the Pareto front on hand-checked examples."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from experiments.compare import main as compare_main
+from nas.compare import PROXY, TEST, arch_hash, collect_rows, compare_runs
+from nas.pareto import pareto_front
+from search_spaces.base import Arch
+
+
+def test_pareto_front_hand_checked():
+    # (accuracy, latency):  A .90/5  B .85/2  C .80/3 (dominated by B)  D .90/6 (dominated by A)
+    #                       E .95/9  F .85/2 (equal to B: both stay)    G missing latency
+    accuracy = [0.90, 0.85, 0.80, 0.90, 0.95, 0.85, 0.99]
+    latency = [5.0, 2.0, 3.0, 6.0, 9.0, 2.0, None]
+    assert pareto_front(accuracy, latency) == [True, True, False, False, True, True, False]
+    assert pareto_front([], []) == []
+    with pytest.raises(ValueError, match="one latency per accuracy"):
+        pareto_front([0.5], [])
+
+
+def test_arch_hash_matches_the_space_contract():
+    arch = Arch("toy", ("a", "b"), (3, (0, 2)))
+    assert arch_hash(json.loads(arch.to_json())) == arch.hash
+
+
+def _arch(ops: str) -> dict:
+    return {"space": "toy", "choices": {"l0": ops, "skip": [0]}}
+
+
+def _search_dir(path: Path, controller: str, entries: list[tuple[str, float, float, float]]) -> None:
+    """A search run: top_archs.json (arch, proxy accuracy, predicted latency, reward) + search_log.jsonl."""
+    path.mkdir(parents=True)
+    top = [{**_arch(ops), "space_config": {"_target_": "x.Toy"}, "accuracy": acc, "latency_ms": lat,
+            "reward": reward, "hash": arch_hash(_arch(ops)), "arch_str": ops, "controller": controller}
+           for ops, acc, lat, reward in entries]
+    (path / "top_archs.json").write_text(json.dumps(top))
+    (path / "best_arch.json").write_text(json.dumps(top[0]))
+    with (path / "search_log.jsonl").open("w") as fh:
+        for entry in top:
+            fh.write(json.dumps({"arch": _arch(entry["arch_str"]), "arch_str": entry["arch_str"],
+                                 "hash": entry["hash"], "accuracy": entry["accuracy"],
+                                 "latency_ms": entry["latency_ms"], "reward": entry["reward"],
+                                 "phase": "final", "epoch": 3, "controller": controller}) + "\n")
+
+
+def _train_dir(path: Path, origin: str, ops: str, acc: float, lat: float) -> None:
+    path.mkdir(parents=True)
+    metrics = {"accuracy": acc, "f1_macro": acc - 0.01, "precision_macro": acc, "recall_macro": acc,
+               "params": 1000, "macs": 20000, "latency_ms": lat, "arch": _arch(ops),
+               "arch_hash": arch_hash(_arch(ops)), "arch_string": ops, "origin": origin, "retrained": True,
+               "per_class": [], "confusion_matrix": []}
+    (path / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture
+def demo_like(tmp_path: Path) -> Path:
+    """Two searches, three retrained models, laid out like a melnas-demo output dir."""
+    root = tmp_path / "demo"
+    _search_dir(root / "search_enas", "enas_lstm", [("c3", 0.70, 2.0, 0.69), ("s5", 0.75, 4.0, 0.68),
+                                                     ("mp", 0.60, 3.0, 0.55)])
+    _search_dir(root / "search_random", "random", [("c5", 0.72, 5.0, 0.66), ("ap", 0.50, 1.0, 0.49)])
+    _train_dir(root / "train_enas", "enas_lstm", "c3", 0.91, 1.5)
+    _train_dir(root / "train_random", "random", "c5", 0.89, 2.5)  # slower and less accurate: dominated
+    _train_dir(root / "train_mobilenetv3_small", "preset:mobilenetv3_small", "mbv3", 0.93, 4.0)
+    (root / "train_enas" / "tensorboard").mkdir()  # ignored sub-folders
+    return root
+
+
+def test_rows_links_and_fronts(demo_like):
+    rows = collect_rows([demo_like])
+    tested = [r for r in rows if r.accuracy_kind == TEST]
+    proxy = [r for r in rows if r.accuracy_kind == PROXY]
+    assert len(tested) == 3 and len(proxy) == 5
+    # retrained rows first, most accurate first
+    assert [r.run for r in tested] == ["train_mobilenetv3_small", "train_enas", "train_random"]
+    by_run = {r.run: r for r in tested}
+    assert by_run["train_enas"].pareto and by_run["train_mobilenetv3_small"].pareto
+    assert not by_run["train_random"].pareto
+    # a retrained row carries its arch's search reward; the preset has none
+    assert by_run["train_enas"].reward == 0.69 and by_run["train_random"].reward == 0.66
+    assert by_run["train_mobilenetv3_small"].reward is None
+    # search rows: origin from the controller, retrained flag, their own front
+    proxy_by_arch = {r.arch_string: r for r in proxy}
+    assert proxy_by_arch["c3"].origin == "enas_lstm" and proxy_by_arch["ap"].origin == "random"
+    assert proxy_by_arch["c3"].retrained and proxy_by_arch["c5"].retrained and not proxy_by_arch["s5"].retrained
+    # proxy front by hand: ap .50/1, c3 .70/2, s5 .75/4 on it; mp .60/3 (c3 dominates), c5 .72/5 (s5 dominates) off
+    assert {a for a, r in proxy_by_arch.items() if r.pareto} == {"ap", "c3", "s5"}
+
+
+def test_compare_writes_table_csv_and_plot(demo_like, tmp_path, capsys):
+    out = tmp_path / "compare"
+    code = compare_main([str(demo_like / "search_enas"), str(demo_like / "search_random"),
+                         str(demo_like / "train_enas"), str(demo_like / "train_random"),
+                         str(demo_like / "train_mobilenetv3_small"), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert printed.splitlines()[0].startswith("| run | origin | acc. kind | accuracy")
+    assert f"Pareto plot: {out / 'pareto.png'}" in printed
+    assert (out / "pareto.png").stat().st_size > 5000
+    assert (out / "compare.md").read_text().strip() in printed
+    with (out / "compare.csv").open() as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 8
+    enas = next(r for r in table if r["run"] == "train_enas")
+    assert enas["pareto"] == "True" and enas["accuracy_kind"] == TEST and enas["origin"] == "enas_lstm"
+
+
+def test_search_without_top_archs_uses_its_log(tmp_path):
+    run = tmp_path / "interrupted"
+    _search_dir(run, "evolution", [("c3", 0.7, 2.0, 0.6)])
+    (run / "top_archs.json").unlink()
+    with (run / "search_log.jsonl").open("a") as fh:  # the same arch scored again, better
+        fh.write(json.dumps({"arch": _arch("c3"), "arch_str": "c3", "accuracy": 0.8, "latency_ms": 2.0,
+                             "reward": 0.7, "phase": "controller", "controller": "evolution"}) + "\n")
+    rows = compare_runs([run], tmp_path / "out").rows
+    assert len(rows) == 1 and rows[0].reward == 0.7 and rows[0].origin == "evolution"
+
+
+def test_compare_errors(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert compare_main([str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "holds no run outputs" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not a directory"):
+        collect_rows([tmp_path / "missing"])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "metrics.json").write_text("{}")
+    with pytest.raises(ValueError, match="lacks"):
+        collect_rows([bad])
