@@ -228,7 +228,9 @@ class MobileNetV3Space(SearchSpace):
             in_ch, out_ch = self._scale(ref_in), self._scale(row.out_channels)
             ratios = sorted(set(self.expand_ratios) | {_number(row.expand, "backbone expand")})
             expanded = {r: self._scale(round(ref_in * r)) for r in ratios}
-            skippable = row.stride == 1 and in_ch == out_ch
+            # Judged on the width-1.0 table so that the decisions, and arch files, do not
+            # depend on width (rounding can make in == out at one width only).
+            skippable = row.stride == 1 and ref_in == row.out_channels
             plans.append(_LayerPlan(i, in_ch, out_ch, pair(row.stride), expanded, skippable))
             ref_in = row.out_channels
         return tuple(plans)
