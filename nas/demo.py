@@ -1,0 +1,168 @@
+"""The whole melnas journey in one process (``melnas-demo``, ``make search``).
+
+Synthesise the bundled data set (skipped when its folder already holds audio), prepare
+it (the cache is reused when up to date), run one search per controller with the same
+experiment (so the baselines get the ENAS search's budget exactly), retrain each
+search's winner and each preset with the same recipe, and compare everything::
+
+    <out_dir>/search_<controller>/   one melnas-search run dir per controller
+    <out_dir>/train_<controller>/    its winner retrained (melnas-train)
+    <out_dir>/train_<preset>/        each preset retrained
+    <out_dir>/compare/               compare.md, compare.csv, pareto.png
+    <out_dir>/demo_summary.json      what ran, how long each step took
+
+Each step calls the same plain function as its console command, with a config composed
+from the same YAML files; the composed config is saved in the step's ``.hydra/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nas.compare import Comparison, compare_runs
+from nas.data.prepare import prepare_dataset
+from nas.registry import CONF_DIR
+from nas.search import run_search
+from nas.train import train_model
+
+log = logging.getLogger("melnas.demo")
+
+
+@dataclass
+class DemoResult:
+    out_dir: Path
+    comparison: Comparison
+    seconds: dict[str, float] = field(default_factory=dict)  # step -> wall time
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
+    start = time.perf_counter()
+    log.info("== %s", step)
+    yield
+    seconds[step] = time.perf_counter() - start
+    log.info("== %s done in %.1f s", step, seconds[step])
+
+
+@contextmanager
+def _hydra_choices_of(cfg: DictConfig) -> Iterator[None]:
+    """Make ``HydraConfig.get()`` describe ``cfg`` (composed with its hydra node) while a
+    step runs, as it would in that step's own console command; restore it afterwards.
+    (The search loop names a run's controller after ``hydra.runtime.choices``.)"""
+    instance = HydraConfig.instance()
+    saved = instance.cfg
+    instance.set_config(cfg)
+    try:
+        yield
+    finally:
+        instance.cfg = saved
+
+
+def compose_step(config_name: str, overrides: Sequence[str], data: DictConfig) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` like its console command would, with the demo's
+    ``data`` group put in place of the default one."""
+    if GlobalHydra.instance().is_initialized():  # inside melnas-demo: its config search path
+        cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    else:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.data = OmegaConf.create(OmegaConf.to_container(data, resolve=True))
+    return cfg
+
+
+def _job_config(cfg: DictConfig) -> DictConfig:
+    """``cfg`` without its hydra node: what the step function receives."""
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+
+
+def _save_step_config(run_dir: Path, cfg: DictConfig, overrides: Sequence[str]) -> None:
+    hydra_dir = run_dir / ".hydra"
+    hydra_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(_job_config(cfg), hydra_dir / "config.yaml", resolve=True)
+    (hydra_dir / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+
+
+def run_demo(cfg: DictConfig, out_dir: str | Path) -> DemoResult:
+    """Run the journey described by ``conf/demo.yaml`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    demo = cfg.demo
+
+    with _timed(seconds, "synthesise"):
+        _synthesise_if_missing(cfg)
+    with _timed(seconds, "prepare"):
+        report = prepare_dataset(cfg.data, progress=bool(demo.progress))
+        log.info("%s", report.summary())
+
+    arch_files: dict[str, Path] = {}
+    for controller in demo.controllers:
+        run_dir = out_dir / f"search_{controller}"
+        overrides = [f"controller={controller}", f"seed={cfg.seed}", *demo.search_overrides]
+        if demo.experiment:
+            overrides.insert(1, f"experiment={demo.experiment}")
+        step_cfg = compose_step("search", overrides, cfg.data)
+        _save_step_config(run_dir, step_cfg, overrides)
+        with _timed(seconds, f"search_{controller}"), _hydra_choices_of(step_cfg):
+            outcome = run_search(_job_config(step_cfg), run_dir=run_dir)
+        if not outcome.finished:
+            raise RuntimeError(f"the {controller} search in {run_dir} stopped before its end")
+        arch_files[controller] = run_dir / "best_arch.json"
+
+    targets = [(f"train_{c}", str(path)) for c, path in arch_files.items()]
+    targets += [(f"train_{preset}", preset) for preset in demo.presets]
+    for name, arch in targets:
+        run_dir = out_dir / name
+        overrides = [f"arch={arch}", f"train={demo.train_recipe}", f"seed={cfg.seed}", *demo.train_overrides]
+        if arch in demo.presets:
+            overrides += list(demo.preset_overrides)
+        step_cfg = compose_step("train", overrides, cfg.data)
+        _save_step_config(run_dir, step_cfg, overrides)
+        with _timed(seconds, name), _hydra_choices_of(step_cfg):
+            train_model(_job_config(step_cfg), run_dir)
+
+    with _timed(seconds, "compare"):
+        comparison = compare_runs([out_dir / name for name in sorted(_run_names(arch_files, targets))],
+                                  out_dir / "compare")
+    seconds["total"] = sum(seconds.values())
+    (out_dir / "demo_summary.json").write_text(json.dumps({
+        "seconds": seconds,
+        "controllers": list(demo.controllers),
+        "presets": list(demo.presets),
+        "experiment": demo.experiment,
+        "train_recipe": demo.train_recipe,
+        "compare": str(comparison.markdown_path),
+        "plot": str(comparison.plot_path),
+    }, indent=2) + "\n")
+    return DemoResult(out_dir=out_dir, comparison=comparison, seconds=seconds)
+
+
+def _run_names(arch_files: dict[str, Path], targets: Sequence[tuple[str, str]]) -> list[str]:
+    return [f"search_{c}" for c in arch_files] + [name for name, _ in targets]
+
+
+def _synthesise_if_missing(cfg: DictConfig) -> None:
+    """Write the bundled data set into ``data.root`` unless it (or a manifest) is already there."""
+    root = Path(cfg.data.root)
+    if cfg.data.manifest or (root.is_dir() and any(p.is_file() for p in root.rglob("*"))):
+        log.info("data: using %s as it is (delete it to synthesise afresh)", cfg.data.manifest or root)
+        return
+    raise NotImplementedError("synth")
+
+
+def step_table(result: DemoResult) -> str:
+    """Wall time per step, for the console."""
+    width = max(len(step) for step in result.seconds)
+    return "\n".join(f"{step:<{width}}  {s / 60:5.1f} min" for step, s in result.seconds.items())
