@@ -1,0 +1,85 @@
+"""melnas-search configs: every option of every group composes and instantiates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from controllers.base import Controller
+from nas.registry import build_space
+from nas.search import trainer_settings
+from search_spaces.base import SearchSpace
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def compose_search(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="search", overrides=list(overrides))
+
+
+def test_every_group_the_search_needs_has_options() -> None:
+    for group in ("search_space", "controller", "reward", "trainer", "experiment"):
+        assert options(group), f"conf/{group}/ has no option"
+    assert {"mobilenetv3", "enas_macro"} <= set(options("search_space"))
+    assert {"enas_lstm", "random", "evolution"} <= set(options("controller"))
+    assert {"mnas", "mnas_hard", "tunas", "accuracy"} <= set(options("reward"))
+    assert "quick" in options("experiment")
+
+
+def test_defaults_compose_to_valid_settings() -> None:
+    cfg = compose_search()
+    settings = trainer_settings(OmegaConf.to_container(cfg.trainer, resolve=True))
+    assert settings.batch_size == cfg.data.batch_size
+    assert cfg.resume is False and isinstance(cfg.seed, int)
+    assert set(cfg.latency) >= {"device", "threads", "cache_dir", "calibration_archs", "warmup", "repeats"}
+
+
+@pytest.mark.parametrize("space", options("search_space"))
+def test_every_search_space_builds_its_decisions(space: str) -> None:
+    cfg = compose_search(f"search_space={space}")
+    built = build_space(OmegaConf.to_container(cfg.search_space, resolve=True))
+    assert isinstance(built, SearchSpace) and built.decisions
+
+
+@pytest.mark.parametrize("controller", options("controller"))
+def test_every_controller_builds_from_a_space_s_decisions(controller: str) -> None:
+    cfg = compose_search(f"controller={controller}", "search_space=enas_macro")
+    space = build_space(OmegaConf.to_container(cfg.search_space, resolve=True))
+    built = instantiate(cfg.controller)(space.decisions, seed=1)
+    assert isinstance(built, Controller)
+    sample = built.sample(2)[0]
+    space.arch(sample.values)  # a valid arch of the space
+
+
+@pytest.mark.parametrize("reward", options("reward"))
+def test_every_reward_scores_accuracy_and_latency(reward: str) -> None:
+    cfg = compose_search(f"reward={reward}", "reward.target_ms=3")
+    fn = instantiate(cfg.reward)
+    fast, slow = fn(0.8, 1.0), fn(0.8, 30.0)
+    assert isinstance(fast, float) and isinstance(slow, float)
+    assert fn(0.9, 2.0) >= fn(0.8, 2.0)  # more accurate never scores lower
+    assert slow <= fast  # ten times over the target never scores higher
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes_with_every_controller(experiment: str) -> None:
+    for controller in options("controller"):
+        cfg = compose_search(f"experiment={experiment}", f"controller={controller}", "reward.target_ms=3")
+        trainer_settings(OmegaConf.to_container(cfg.trainer, resolve=True))
+        assert cfg.reward.target_ms == 3
+
+
+def test_quick_experiment_shrinks_the_default_search() -> None:
+    default, quick = compose_search(), compose_search("experiment=quick")
+    for key in ("trainer.epochs", "trainer.final.num_samples", "latency.repeats"):
+        assert OmegaConf.select(quick, key) < OmegaConf.select(default, key), key
+    assert quick.trainer.device == "auto"  # CUDA when present
