@@ -1,0 +1,84 @@
+"""melnas-demo: its step configs (fast), and the whole journey at tiny settings (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from nas.demo import compose_step
+from nas.registry import CONF_DIR
+from tests.test_train_fixtures import write_tone_dataset
+
+
+def _demo_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="demo", overrides=list(overrides))
+
+
+def test_steps_get_the_demo_data_and_their_own_choices(tmp_path):
+    demo = _demo_cfg(f"data.root={tmp_path}/audio", f"data.cache_dir={tmp_path}/cache", "data.n_mels=40")
+    search = compose_step("search", ["controller=random", f"experiment={demo.demo.experiment}"], demo.data)
+    assert search.data.n_mels == 40 and search.data.root == f"{tmp_path}/audio"
+    assert search.hydra.runtime.choices.controller == "random"
+    assert search.trainer.batch_size == search.data.batch_size
+    train = compose_step("train", ["arch=mobilenetv3_small", f"train={demo.demo.train_recipe}"], demo.data)
+    assert train.data.cache_dir == f"{tmp_path}/cache" and train.train.epochs <= 20
+
+
+def test_demo_defaults_match_the_documented_journey():
+    demo = _demo_cfg().demo
+    assert list(demo.controllers) == ["enas_lstm", "random"]
+    assert demo.experiment == "quick" and demo.train_recipe == "quick"
+    assert list(demo.presets) == ["mobilenetv3_small"]
+
+
+TINY_SEARCH = [
+    "search_space=enas_macro", "search_space.num_layers=3", "search_space.filters=8",
+    "trainer.epochs=1", "trainer.controller_steps=2", "trainer.archs_per_step=2",
+    "trainer.final.num_samples=4", "trainer.final.top_k=3", "latency.calibration_archs=2",
+    "latency.repeats=3", "latency.warmup=1", "trainer.progress=false",
+]
+
+
+def _hydra_list(items: list[str]) -> str:
+    """A list of override strings as one Hydra command-line value (quoted: they hold '=')."""
+    return "[" + ",".join(f'"{item}"' for item in items) + "]"
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_journey(tmp_path):
+    """The console command, end to end, on tiny generated audio and tiny settings."""
+    root = write_tone_dataset(tmp_path / "audio")
+    out = tmp_path / "demo"
+    search_overrides = _hydra_list([*TINY_SEARCH, f"latency.cache_dir={tmp_path / 'latency'}"])
+    command = [
+        str(Path(sys.executable).parent / "melnas-demo"),
+        f"hydra.run.dir={out}", f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}",
+        "data.n_mels=32", "data.num_workers=1", "data.batch_size=16", "demo.experiment=null",
+        "demo.progress=false",
+        f"demo.search_overrides={search_overrides}",
+        f"demo.train_overrides={_hydra_list(['train.epochs=2', 'latency.repeats=3', 'latency.warmup=1'])}",
+        f"demo.preset_overrides={_hydra_list(['search_space.width=0.25'])}",
+    ]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("search_enas_lstm", "search_random"):
+        assert (out / name / "best_arch.json").is_file()
+        assert (out / name / ".hydra" / "config.yaml").is_file()
+    for name in ("train_enas_lstm", "train_random", "train_mobilenetv3_small"):
+        assert (out / name / "model.pt").is_file() and (out / name / "metrics.json").is_file()
+    origins = {json.loads((out / n / "metrics.json").read_text())["origin"]
+               for n in ("train_enas_lstm", "train_random", "train_mobilenetv3_small")}
+    assert origins == {"enas_lstm", "random", "preset:mobilenetv3_small"}
+    assert f"Pareto plot: {out / 'compare' / 'pareto.png'}" in done.stdout
+    assert "| train_enas_lstm | enas_lstm | test |" in done.stdout
+    assert (out / "compare" / "pareto.png").is_file()
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert summary["seconds"]["total"] > 0
