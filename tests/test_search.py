@@ -1,0 +1,236 @@
+"""melnas-search end to end on tiny generated audio, through the real data pipeline,
+spaces, controllers, rewards and latency tables: outputs, resume equivalence
+(in-process stop and a real SIGKILL), multirun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+from nas.checkpoint import CheckpointError, load_checkpoint
+from nas.registry import build_space
+from nas.search import CHECKPOINT, run_search
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+CLASSES = {"low": 220.0, "high": 1760.0, "noise": None}
+
+
+def write_tiny_audio(root: Path) -> None:
+    """3 classes x 4 recordings x 1.5 s at 8 kHz: sines at two pitches and noise."""
+    rng = np.random.default_rng(0)
+    sr = 8000
+    t = np.arange(int(1.5 * sr)) / sr
+    for label, freq in CLASSES.items():
+        (root / label).mkdir(parents=True)
+        for i in range(4):
+            tone = np.sin(2 * np.pi * freq * (1 + 0.03 * i) * t) if freq else rng.standard_normal(t.size)
+            signal_ = 0.3 * tone + 0.01 * rng.standard_normal(t.size)
+            sf.write(root / label / f"{i}.wav", signal_.astype(np.float32), sr)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("search")
+    write_tiny_audio(root / "audio")
+    return root
+
+
+def tiny_overrides(workdir: Path, *extra: str) -> list[str]:
+    """A search that runs in seconds: 0.5 s windows of 16 mels, a quarter-width space."""
+    return [
+        f"data.root={workdir / 'audio'}",
+        f"data.cache_dir={workdir / 'cache'}",
+        "data.sample_rate=8000",
+        "data.window_seconds=0.5",
+        "data.n_mels=16",
+        "data.splits={train: 0.5, val: 0.25, test: 0.25}",
+        "data.num_workers=1",
+        "search_space=mobilenetv3",
+        "search_space.width=0.25",
+        "search_space.kernels=[3,5]",
+        "search_space.expand_ratios=[3]",
+        "reward.target_ms=1.0",
+        "trainer.epochs=2",
+        "trainer.batch_size=8",
+        "trainer.val_batch_size=8",
+        "trainer.controller_steps=2",
+        "trainer.archs_per_step=3",
+        "trainer.final.num_samples=4",
+        "trainer.final.top_k=3",
+        "trainer.progress=false",
+        "trainer.device=auto",
+        "trainer.threads=2",
+        f"latency.cache_dir={workdir / 'latency'}",
+        "latency.calibration_archs=2",
+        "latency.warmup=0",
+        "latency.repeats=1",
+        *extra,
+    ]
+
+
+def search(workdir: Path, run_dir: Path, *extra: str):
+    """``run_search`` as ``melnas-search`` calls it: with Hydra's runtime info (the
+    controller's config name labels the log) and the config without its hydra node."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="search", overrides=tiny_overrides(workdir, *extra), return_hydra_config=True)
+    hydra_config = HydraConfig.instance()
+    saved = hydra_config.cfg
+    hydra_config.set_config(cfg)
+    try:
+        return run_search(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), run_dir=run_dir)
+    finally:
+        hydra_config.cfg = saved
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(workdir: Path) -> Path:
+    run_dir = workdir / "uninterrupted"
+    outcome = search(workdir, run_dir)
+    assert outcome.finished and outcome.epochs_done == 2
+    return run_dir
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "search_log.jsonl").read_text().splitlines()]
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Same result files byte for byte, same final supernet, controller and optimizer."""
+    for name in ("best_arch.json", "top_archs.json", "search_log.jsonl"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    ca, cb = load_checkpoint(a / CHECKPOINT), load_checkpoint(b / CHECKPOINT)
+    assert ca["supernet"].keys() == cb["supernet"].keys()
+    assert all(torch.equal(ca["supernet"][k], cb["supernet"][k]) for k in ca["supernet"])
+    assert repr(ca["controller"]) == repr(cb["controller"])
+    assert repr(ca["optimizer"]) == repr(cb["optimizer"])
+    assert without_timings(ca["state"]) == without_timings(cb["state"])
+
+
+def without_timings(state: dict) -> dict:
+    history = [{k: v for k, v in epoch.items() if not k.endswith("_s")} for epoch in state["history"]]
+    return {**state, "history": history}
+
+
+def test_search_writes_every_output(uninterrupted: Path) -> None:
+    best = json.loads((uninterrupted / "best_arch.json").read_text())
+    top = json.loads((uninterrupted / "top_archs.json").read_text())
+    assert {"space", "choices", "space_config", "accuracy", "latency_ms", "reward"} <= set(best)
+    assert top[0] == best and 1 <= len(top) <= 3
+    assert [t["reward"] for t in top] == sorted((t["reward"] for t in top), reverse=True)
+    # The arch file rebuilds: its space_config makes the space, the space reads the file.
+    space = build_space(best["space_config"])
+    arch = space.load_arch(uninterrupted / "best_arch.json")
+    assert arch.hash == best["hash"]
+    model = space.build(arch, num_classes=3, input_shape=(1, 16, 32))
+    assert model(torch.zeros(2, 1, 16, 32)).shape == (2, 3)
+
+    log = read_log(uninterrupted)
+    controller_lines = [r for r in log if r["phase"] == "controller"]
+    assert {r["controller"] for r in log} == {"enas_lstm"}
+    final_lines = [r for r in log if r["phase"] == "final"]
+    assert len(controller_lines) == 2 * 2 * 3  # epochs x K x M
+    assert {r["epoch"] for r in controller_lines} == {1, 2}
+    assert best["hash"] in {r["hash"] for r in final_lines}
+    assert len({r["hash"] for r in final_lines}) == len(final_lines)  # deduplicated
+    for r in log:
+        assert {"arch", "arch_str", "hash", "accuracy", "latency_ms", "reward", "phase", "epoch", "controller"} <= set(r)
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["latency_ms"] > 0
+    summary = json.loads((uninterrupted / "search_summary.json").read_text())
+    assert [e["epoch"] for e in summary["epochs"]] == [1, 2]
+    assert all(e["shared_s"] > 0 and e["controller_s"] > 0 for e in summary["epochs"])
+    assert list((uninterrupted / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_tensorboard_holds_the_promised_curves(uninterrupted: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(uninterrupted / "tensorboard"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    for tag in ("train/loss", "train/accuracy", "epoch/val_accuracy", "epoch/reward_mean", "epoch/reward_max",
+                "epoch/entropy", "epoch/latency_ms", "epoch/shared_s", "epoch/controller_s"):
+        assert tag in scalars, tag
+    assert any(t.startswith("epoch/update_") and "baseline" in t for t in scalars)
+    assert any(t.startswith("choice_prob/l0_kernel/") for t in scalars)
+    assert "best_arch_so_far/text_summary" in events.Tags()["tensors"]
+
+
+@pytest.mark.parametrize("controller", ["enas_lstm", "evolution"])
+def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(
+    workdir: Path, uninterrupted: Path, controller: str, tmp_path: Path
+) -> None:
+    reference = uninterrupted
+    if controller != "enas_lstm":
+        reference = tmp_path / "reference"
+        search(workdir, reference, f"controller={controller}")
+    run_dir = tmp_path / "stopped"
+    first = search(workdir, run_dir, f"controller={controller}", "trainer.stop_after_epochs=1")
+    assert not first.finished and first.epochs_done == 1
+    assert not (run_dir / "best_arch.json").exists()
+    with pytest.raises(ValueError, match="resume=true"):
+        search(workdir, run_dir, f"controller={controller}")
+    with pytest.raises(CheckpointError, match="trainer.epochs"):
+        search(workdir, run_dir, f"controller={controller}", "resume=true", "trainer.epochs=3")
+    resumed = search(workdir, run_dir, f"controller={controller}", "resume=true")
+    assert resumed.finished and resumed.epochs_done == 2
+    assert_same_run(reference, run_dir)
+
+
+def test_killed_during_the_second_epoch_and_resumed_ends_like_an_uninterrupted_run(
+    workdir: Path, uninterrupted: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "experiments.search", *tiny_overrides(workdir), f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = run_dir / "search_log.jsonl"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if log.exists() and '"epoch": 2' in log.read_text():
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    output = proc.communicate()[0].decode()
+    assert proc.returncode == -signal.SIGKILL, f"the search was not killed mid-run:\n{output}"
+    assert load_checkpoint(run_dir / CHECKPOINT)["state"]["epoch"] == 1, "killed after the second epoch ended"
+    assert '"epoch": 2' in log.read_text()  # lines of the lost epoch, to be dropped on resume
+
+    subprocess.run(command + ["resume=true"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    assert_same_run(uninterrupted, run_dir)
+
+
+def test_controller_warmup_skips_the_first_controller_steps(workdir: Path, tmp_path: Path) -> None:
+    outcome = search(workdir, tmp_path / "warmup", "trainer.epochs=1", "trainer.controller_warmup=0.5")
+    controller_lines = [r for r in read_log(tmp_path / "warmup") if r["phase"] == "controller"]
+    assert len(controller_lines) == 3  # K=2 steps, the first one a warm-up step, M=3
+    assert "reward_mean" in outcome.history[0]
+
+
+def test_multirun_sweep_with_the_basic_launcher(workdir: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    command = [sys.executable, "-m", "experiments.search", "-m", *tiny_overrides(workdir, "trainer.epochs=1"),
+               "controller=evolution,random", "reward.target_ms=3", f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True)
+    controllers = set()
+    for job in ("0", "1"):
+        best = json.loads((sweep / job / "best_arch.json").read_text())
+        controllers.add(best["controller"])
+        assert (sweep / job / ".hydra" / "config.yaml").is_file()
+    assert controllers == {"evolution", "random"}
