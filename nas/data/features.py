@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from nas.data.audio import load_audio
-from nas.data.errors import AudioDecodeError
+from nas.data.errors import AudioDecodeError, DataError
 
 __all__ = [
     "AudioDecodeError",
@@ -120,7 +120,7 @@ class FeatureParams:
 
 def _require(ok: bool, key: str, value: Any, expected: str) -> None:
     if not ok:
-        raise ValueError(f"data.{key}={value!r} is invalid: expected {expected}")
+        raise DataError(f"data.{key}={value!r} is invalid: expected {expected}")
 
 
 def cut_windows(signal: np.ndarray, params: FeatureParams) -> tuple[np.ndarray, np.ndarray]:

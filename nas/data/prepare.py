@@ -10,8 +10,6 @@ usable recordings are known; normalisation statistics come from the train split.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from nas.data import cache
 from nas.data.errors import AudioDecodeError, DataError
 from nas.data.examples import plot_examples
 from nas.data.features import FeatureParams, file_features
+from nas.data.parallel import available_cores, process_pool
 from nas.data.manifest import Listing, Recording, Skipped, read_manifest, scan_folder
 from nas.data.splits import SPLITS, SplitRatios, assign_splits
 
@@ -55,7 +54,7 @@ class PrepareSettings:
             raise DataError("set data.cache_dir: the folder the prepared cache is written to")
         workers = data.get("num_workers")
         if workers is not None and int(workers) < 0:
-            raise ValueError(f"data.num_workers={workers} is invalid: expected >= 0 or null")
+            raise DataError(f"data.num_workers={workers} is invalid: expected >= 0 or null")
         return cls(
             root=Path(root).expanduser() if root and not manifest else None,
             manifest=Path(manifest).expanduser() if manifest else None,
@@ -74,12 +73,7 @@ class PrepareSettings:
 
     @property
     def workers(self) -> int:
-        if self.num_workers is not None:
-            return self.num_workers
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            return os.cpu_count() or 1
+        return available_cores() if self.num_workers is None else self.num_workers
 
 
 @dataclass
@@ -242,26 +236,8 @@ def _featurise_all(recordings: Sequence[Recording], params: FeatureParams,
         return
     workers = min(workers, len(tasks))
     chunk = max(1, min(16, len(tasks) // (workers * 8)))
-    with _pool_context().Pool(workers, initializer=_limit_threads) as pool:
+    with process_pool(workers, preload=__name__) as pool:
         yield from pool.imap(_featurise_one, tasks, chunksize=chunk)
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """A fork server that has imported the main script and this module, where the
-    platform has one: workers then start in milliseconds, without inheriting the
-    caller's threads (torch, tqdm, TensorBoard) the way plain fork would. Else spawn."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", __name__])
-    return context
-
-
-def _limit_threads() -> None:
-    """One BLAS thread per worker: the pool already uses every core."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
 
 
 def _featurise_one(task: tuple[int, str, FeatureParams]) -> _FileResult:
@@ -316,7 +292,7 @@ def _plot(path: Path, class_names: Sequence[str], features: np.ndarray,
         numbers = (train or candidates)[0]
         picks.append(numbers[len(numbers) // 2])
     plot_examples(path, class_names, [features[i] for i in picks],
-                  [f"{rows[i].source} @ {rows[i].offset_seconds:.1f} s" for i in picks],
+                  [f"{Path(rows[i].source).name} @ {rows[i].offset_seconds:.1f} s" for i in picks],
                   frame_hop_seconds=params.frame_hop_seconds)
 
 

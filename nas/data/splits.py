@@ -31,16 +31,16 @@ class SplitRatios:
     def __post_init__(self) -> None:
         values = self.as_tuple()
         if any(value < 0 for value in values) or self.train <= 0:
-            raise ValueError(f"data.splits={self.as_dict()} is invalid: ratios must be >= 0 "
+            raise DataError(f"data.splits={self.as_dict()} is invalid: ratios must be >= 0 "
                              "and train > 0")
         if abs(sum(values) - 1.0) > 1e-6:
-            raise ValueError(f"data.splits={self.as_dict()} is invalid: ratios must sum to 1")
+            raise DataError(f"data.splits={self.as_dict()} is invalid: ratios must sum to 1")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, float]) -> SplitRatios:
         unknown = set(values) - set(SPLITS)
         if unknown:
-            raise ValueError(f"data.splits has unknown key(s) {sorted(unknown)}; "
+            raise DataError(f"data.splits has unknown key(s) {sorted(unknown)}; "
                              f"expected {list(SPLITS)}")
         return cls(**{key: float(value) for key, value in values.items()})
 
@@ -78,7 +78,7 @@ def assign_splits(
 ) -> list[str]:
     """One split name per recording (inputs are parallel sequences, one item each)."""
     if not len(labels) == len(groups) == len(fixed):
-        raise ValueError("labels, groups and fixed must have the same length")
+        raise DataError("labels, groups and fixed must have the same length")
     group_labels: dict[str, Counter] = defaultdict(Counter)
     group_fixed: dict[str, set[str]] = defaultdict(set)
     for label, group, split in zip(labels, groups, fixed):

@@ -1,0 +1,309 @@
+"""The bundled instrument data set: phrases rendered through SoundFonts to audio files.
+
+``synthesize(settings)`` writes ``out_dir/<class>/<class>_<nnn>_<soundfont>_p<program>.flac``.
+Every file has its own generator seeded by ``(seed, class, file number)``, so the set
+is the same whatever the worker count. Files of a class cycle over the available
+SoundFonts and, within one, over the class's General MIDI programs. A hidden
+``out_dir/.melnas-synth.json`` records what was written: running again with the same
+settings reuses the files; other settings replace them (and only them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import soundfile
+from tqdm import tqdm
+
+from nas.data.errors import DataError
+from nas.data.parallel import available_cores, process_pool
+from nas.data.phrases import BAND, InstrumentClass, Note, make_phrase
+
+GENERATOR_VERSION = 1  # bump when the same settings would give different audio
+RECORD = ".melnas-synth.json"
+DRUM_BANK = 128
+RELEASE_FADE_SECONDS = 0.08
+
+
+def bundled_soundfont() -> Path:
+    """TimGM6mb.sf2, the General MIDI SoundFont that ships inside pretty_midi."""
+    import pretty_midi
+
+    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    out_dir: Path = Path("data/instruments")
+    seed: int = 0
+    files_per_class: int = 32
+    min_seconds: float = 3.5
+    max_seconds: float = 5.5
+    sample_rate: int = 22050
+    classes: tuple[str, ...] | None = None  # None: every class of the band
+    soundfonts: tuple[Path, ...] = ()  # the user's, on top of those found
+    system_soundfonts: tuple[Path, ...] = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),)
+    num_workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.files_per_class < 1:
+            raise DataError(f"synth.files_per_class={self.files_per_class}: expected >= 1")
+        if not 1.0 <= self.min_seconds <= self.max_seconds:
+            raise DataError(f"synth.min_seconds={self.min_seconds}, max_seconds="
+                             f"{self.max_seconds}: expected 1 <= min_seconds <= max_seconds")
+        if self.sample_rate < 8000:
+            raise DataError(f"synth.sample_rate={self.sample_rate}: expected >= 8000")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> SynthSettings:
+        classes = cfg.get("classes")
+        return cls(
+            out_dir=Path(cfg.get("out_dir", cls.out_dir)).expanduser(),
+            seed=int(cfg.get("seed", cls.seed)),
+            files_per_class=int(cfg.get("files_per_class", cls.files_per_class)),
+            min_seconds=float(cfg.get("min_seconds", cls.min_seconds)),
+            max_seconds=float(cfg.get("max_seconds", cls.max_seconds)),
+            sample_rate=int(cfg.get("sample_rate", cls.sample_rate)),
+            classes=None if classes is None else tuple(str(c) for c in classes),
+            soundfonts=tuple(Path(p).expanduser() for p in cfg.get("soundfonts") or ()),
+            system_soundfonts=tuple(Path(p) for p in cfg.get("system_soundfonts",
+                                                             cls.system_soundfonts) or ()),
+            num_workers=None if cfg.get("num_workers") is None else int(cfg["num_workers"]),
+        )
+
+    def instruments(self) -> tuple[InstrumentClass, ...]:
+        known = {instrument.name: instrument for instrument in BAND}
+        if self.classes is None:
+            return BAND
+        unknown = [name for name in self.classes if name not in known]
+        if unknown or not self.classes:
+            raise DataError(f"synth.classes={list(self.classes)}: unknown {unknown}; "
+                             f"choose from {sorted(known)} (or null for all)")
+        return tuple(known[name] for name in self.classes)
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """Everything that decides one output file."""
+
+    path: Path
+    instrument: InstrumentClass
+    soundfont: Path
+    program: int
+    style: str
+    seconds: float
+    seed: tuple[int, ...]
+
+
+@dataclass
+class SynthReport:
+    out_dir: Path
+    reused: bool
+    soundfonts: list[Path]
+    files: dict[str, int]  # class -> files
+    minutes: float
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # warnings worth reading
+
+    def summary(self) -> str:
+        action = "reused (same settings; files already there)" if self.reused else \
+            f"written in {self.seconds:.1f} s"
+        lines = [f"instrument set {self.out_dir}: {action}",
+                 f"{len(self.files)} classes, {sum(self.files.values())} files, "
+                 f"{self.minutes:.1f} minutes of audio",
+                 "soundfonts: " + ", ".join(str(p) for p in self.soundfonts)]
+        lines += [f"  {name:<18}{count:>4} files" for name, count in self.files.items()]
+        return "\n".join(lines + self.notes)
+
+
+def find_soundfonts(settings: SynthSettings) -> list[Path]:
+    """The bundled font, the system fonts that are installed, and the user's (which
+    must exist and load)."""
+    missing = [str(p) for p in settings.soundfonts if not p.is_file()]
+    if missing:
+        raise DataError(f"synth.soundfonts: {missing} not found; give paths of .sf2/.sf3 files")
+    found = [bundled_soundfont()] + [p for p in settings.system_soundfonts if p.is_file()]
+    fonts: list[Path] = []
+    for path in found + list(settings.soundfonts):
+        if path.resolve() not in [f.resolve() for f in fonts]:
+            fonts.append(path)
+    for path in fonts:
+        _load_soundfont(str(path))  # a clear error now rather than in a worker
+    return fonts
+
+
+@lru_cache(maxsize=4)
+def _load_soundfont(path: str) -> Any:
+    from tinysoundfont import _tinysoundfont
+
+    try:
+        return _tinysoundfont.SoundFont(path)
+    except Exception as error:  # noqa: BLE001 - the binding raises a bare Exception type
+        raise DataError(f"cannot load SoundFont {path}: {error}") from error
+
+
+def _has_preset(path: Path, program: int, drums: bool) -> bool:
+    return _load_soundfont(str(path)).get_preset_name(DRUM_BANK if drums else 0,
+                                                      program) != "<None>"
+
+
+def plan(settings: SynthSettings, fonts: Sequence[Path]) -> tuple[list[FileSpec], list[str]]:
+    """The files to write (and notes about programs a SoundFont lacks)."""
+    specs, notes = [], []
+    for instrument in settings.instruments():
+        options = [(font, program) for font in fonts for program in instrument.programs
+                   if _has_preset(font, program, instrument.drums)]
+        if not options:
+            raise DataError(f"no SoundFont among {[str(f) for f in fonts]} has any program "
+                            f"{list(instrument.programs)} for class {instrument.name!r}")
+        per_font = {font: [p for f, p in options if f == font] for font in fonts}
+        usable = [font for font in fonts if per_font[font]]
+        for font in fonts:
+            if len(per_font[font]) < len(instrument.programs):
+                lacking = sorted(set(instrument.programs) - set(per_font[font]))
+                notes.append(f"note: {font.name} lacks program(s) {lacking} of "
+                             f"{instrument.name}; using the others")
+        class_key = zlib.crc32(instrument.name.encode("utf-8"))
+        for number in range(settings.files_per_class):
+            seed = (settings.seed, class_key, number)
+            rng = np.random.default_rng((*seed, 0))  # the plan's stream; the music's is 1
+            font = usable[number % len(usable)]
+            programs = per_font[font]
+            program = programs[(number // len(usable)) % len(programs)]
+            style = str(rng.choice(instrument.styles))
+            seconds = float(rng.uniform(settings.min_seconds, settings.max_seconds))
+            name = (f"{instrument.name}_{number:03d}_{_slug(font.stem)}_p{program:03d}.flac")
+            specs.append(FileSpec(settings.out_dir / instrument.name / name, instrument, font,
+                                  program, style, seconds, seed))
+    return specs, notes
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "", text.lower()) or "soundfont"
+
+
+def render(notes: Sequence[Note], soundfont: Path, program: int, drums: bool,
+           seconds: float, sample_rate: int) -> np.ndarray:
+    """Play ``notes`` on ``program`` of ``soundfont``: ``float32 [round(seconds * rate)]``
+    (the tail is faded out; peak not normalised)."""
+    from tinysoundfont import _tinysoundfont
+
+    font = _load_soundfont(str(soundfont))
+    font.reset()
+    font.set_output(_tinysoundfont.OutputMode.Mono, sample_rate, 0.0)
+    channel = 9 if drums else 0
+    font.channel_set_bank(channel, DRUM_BANK if drums else 0)
+    font.channel_set_preset_number(channel, program, drums)
+    events = sorted([(round(n.start * sample_rate), 1, n.key, n.velocity) for n in notes]
+                    + [(round((n.start + n.duration) * sample_rate), 0, n.key, 0.0)
+                       for n in notes])  # at one instant, note-offs (0) before note-ons
+    total = round(seconds * sample_rate)
+    audio = np.zeros(total, dtype=np.float32)
+    position = 0
+    for when, is_on, key, velocity in events:
+        when = min(when, total)
+        if when > position:
+            font.render(audio[position:when].view(np.uint8))
+            position = when
+        if is_on:
+            font.channel_note_on(channel, key, velocity)
+        else:
+            font.channel_note_off(channel, key)
+    if position < total:
+        font.render(audio[position:].view(np.uint8))
+    fade = min(total, round(RELEASE_FADE_SECONDS * sample_rate))
+    audio[total - fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    return audio
+
+
+def synthesize_file(spec: FileSpec, sample_rate: int) -> float:
+    """Compose, render, level and write one file; returns its duration in seconds."""
+    rng = np.random.default_rng((*spec.seed, 1))
+    notes = make_phrase(spec.style, spec.instrument, spec.seconds, rng)
+    audio = render(notes, spec.soundfont, spec.program, spec.instrument.drums, spec.seconds,
+                   sample_rate)
+    peak = float(np.max(np.abs(audio)))
+    if not np.isfinite(peak) or peak < 1e-4:
+        raise RuntimeError(f"silent render: {spec.soundfont.name} program {spec.program} "
+                           f"({spec.instrument.name}, {spec.style})")
+    level = 10 ** (rng.uniform(-14.0, -2.0) / 20)  # varied recording levels
+    audio = audio * (level / peak)
+    audio += rng.normal(0.0, 10 ** (rng.uniform(-75.0, -55.0) / 20), audio.size).astype(np.float32)
+    spec.path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(spec.path, np.clip(audio, -1.0, 1.0), sample_rate, format="FLAC",
+                    subtype="PCM_16")
+    return audio.size / sample_rate
+
+
+def _synthesize_task(task: tuple[FileSpec, int]) -> float:
+    return synthesize_file(*task)
+
+
+def _fingerprint(settings: SynthSettings, fonts: Sequence[Path]) -> str:
+    identity = {key: value for key, value in asdict(settings).items()
+                if key not in ("num_workers", "out_dir", "soundfonts", "system_soundfonts")}
+    identity["generator_version"] = GENERATOR_VERSION
+    identity["fonts"] = [(f.name, f.stat().st_size) for f in fonts]
+    identity["instruments"] = [asdict(i) for i in settings.instruments()]
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def synthesize(settings: SynthSettings, *, progress: bool = True) -> SynthReport:
+    """Write the instrument set to ``settings.out_dir`` (or reuse it when unchanged)."""
+    started = time.perf_counter()
+    fonts = find_soundfonts(settings)
+    specs, notes = plan(settings, fonts)
+    fingerprint = _fingerprint(settings, fonts)
+    record_path = settings.out_dir / RECORD
+    previous = _read_record(record_path)
+    counts: dict[str, int] = {}
+    for spec in specs:
+        counts[spec.instrument.name] = counts.get(spec.instrument.name, 0) + 1
+    if previous.get("fingerprint") == fingerprint and all(s.path.is_file() for s in specs):
+        return SynthReport(settings.out_dir, True, fonts, counts,
+                           previous.get("seconds", 0.0) / 60, notes=notes)
+    for old in previous.get("files", []):
+        (settings.out_dir / old).unlink(missing_ok=True)
+    record_path.unlink(missing_ok=True)
+    tasks = [(spec, settings.sample_rate) for spec in specs]
+    workers = min(available_cores() if settings.num_workers is None else settings.num_workers,
+                  len(tasks))
+    bar = tqdm(total=len(tasks), desc="melnas-synth", unit="file", disable=not progress)
+    if workers <= 1:
+        durations = []
+        for task in tasks:
+            durations.append(_synthesize_task(task))
+            bar.update()
+    else:
+        with process_pool(workers, preload=__name__) as pool:
+            durations = []
+            for duration in pool.imap(_synthesize_task, tasks, chunksize=4):
+                durations.append(duration)
+                bar.update()
+    bar.close()
+    total_seconds = float(sum(durations))
+    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps({
+        "fingerprint": fingerprint,
+        "seconds": total_seconds,
+        "soundfonts": [str(f) for f in fonts],
+        "files": [spec.path.relative_to(settings.out_dir).as_posix() for spec in specs],
+    }, indent=1), encoding="utf-8")
+    return SynthReport(settings.out_dir, False, fonts, counts, total_seconds / 60,
+                       time.perf_counter() - started, notes)
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
