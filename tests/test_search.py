@@ -1,6 +1,6 @@
 """melnas-search end to end on tiny generated audio, through the real data pipeline,
 spaces, controllers, rewards and latency tables: outputs, resume equivalence
-(in-process stop and a real SIGKILL), multirun."""
+(in-process stop and a real SIGKILL), multirun. One fast smoke run; the rest is slow."""
 
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ from omegaconf import OmegaConf
 from nas.checkpoint import CheckpointError, load_checkpoint
 from nas.registry import build_space
 from nas.search import CHECKPOINT, run_search
-
-pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -51,8 +49,13 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def tiny_overrides(workdir: Path, *extra: str) -> list[str]:
-    """A search that runs in seconds: 0.5 s windows of 16 mels, a quarter-width space."""
+TINY_MOBILENET = ["search_space=mobilenetv3", "search_space.width=0.25", "search_space.kernels=[3,5]",
+                  "search_space.expand_ratios=[3]"]
+TINY_ENAS = ["search_space=enas_macro", "search_space.num_layers=3", "search_space.filters=8"]
+
+
+def tiny_overrides(workdir: Path, *extra: str, space: list[str] = TINY_MOBILENET) -> list[str]:
+    """A search that runs in seconds: 0.5 s windows of 16 mels, a tiny space."""
     return [
         f"data.root={workdir / 'audio'}",
         f"data.cache_dir={workdir / 'cache'}",
@@ -61,10 +64,6 @@ def tiny_overrides(workdir: Path, *extra: str) -> list[str]:
         "data.n_mels=16",
         "data.splits={train: 0.5, val: 0.25, test: 0.25}",
         "data.num_workers=1",
-        "search_space=mobilenetv3",
-        "search_space.width=0.25",
-        "search_space.kernels=[3,5]",
-        "search_space.expand_ratios=[3]",
         "reward.target_ms=1.0",
         "trainer.epochs=2",
         "trainer.batch_size=8",
@@ -80,15 +79,16 @@ def tiny_overrides(workdir: Path, *extra: str) -> list[str]:
         "latency.calibration_archs=2",
         "latency.warmup=0",
         "latency.repeats=1",
+        *space,
         *extra,
     ]
 
 
-def search(workdir: Path, run_dir: Path, *extra: str):
+def search(workdir: Path, run_dir: Path, *extra: str, space: list[str] = TINY_MOBILENET):
     """``run_search`` as ``melnas-search`` calls it: with Hydra's runtime info (the
     controller's config name labels the log) and the config without its hydra node."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="search", overrides=tiny_overrides(workdir, *extra), return_hydra_config=True)
+        cfg = compose(config_name="search", overrides=tiny_overrides(workdir, *extra, space=space), return_hydra_config=True)
     hydra_config = HydraConfig.instance()
     saved = hydra_config.cfg
     hydra_config.set_config(cfg)
@@ -127,6 +127,21 @@ def without_timings(state: dict) -> dict:
     return {**state, "history": history}
 
 
+def test_smoke_search_in_the_enas_macro_space(workdir: Path, tmp_path: Path) -> None:
+    """One tiny epoch in the space with skip connections (InputChoice decisions)."""
+    outcome = search(
+        workdir, tmp_path / "smoke", "trainer.epochs=1", "trainer.controller_steps=1", "trainer.archs_per_step=2",
+        "trainer.final.num_samples=2", "trainer.final.top_k=2", "trainer.final.bn_mode=batch",
+        space=TINY_ENAS,
+    )
+    assert outcome.finished and outcome.best is not None
+    best = json.loads((tmp_path / "smoke" / "best_arch.json").read_text())
+    assert best["space"] == "enas_macro" and best["space_config"]["num_layers"] == 3
+    assert build_space(best["space_config"]).load_arch(tmp_path / "smoke" / "best_arch.json").hash == best["hash"]
+    assert len(read_log(tmp_path / "smoke")) == 2 + len({r["hash"] for r in read_log(tmp_path / "smoke")[2:]})
+
+
+@pytest.mark.slow
 def test_search_writes_every_output(uninterrupted: Path) -> None:
     best = json.loads((uninterrupted / "best_arch.json").read_text())
     top = json.loads((uninterrupted / "top_archs.json").read_text())
@@ -157,6 +172,7 @@ def test_search_writes_every_output(uninterrupted: Path) -> None:
     assert list((uninterrupted / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_tensorboard_holds_the_promised_curves(uninterrupted: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -171,6 +187,7 @@ def test_tensorboard_holds_the_promised_curves(uninterrupted: Path) -> None:
     assert "best_arch_so_far/text_summary" in events.Tags()["tensors"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("controller", ["enas_lstm", "evolution"])
 def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(
     workdir: Path, uninterrupted: Path, controller: str, tmp_path: Path
@@ -192,6 +209,7 @@ def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(
     assert_same_run(reference, run_dir)
 
 
+@pytest.mark.slow
 def test_killed_during_the_second_epoch_and_resumed_ends_like_an_uninterrupted_run(
     workdir: Path, uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -215,6 +233,7 @@ def test_killed_during_the_second_epoch_and_resumed_ends_like_an_uninterrupted_r
     assert_same_run(uninterrupted, run_dir)
 
 
+@pytest.mark.slow
 def test_controller_warmup_skips_the_first_controller_steps(workdir: Path, tmp_path: Path) -> None:
     outcome = search(workdir, tmp_path / "warmup", "trainer.epochs=1", "trainer.controller_warmup=0.5")
     controller_lines = [r for r in read_log(tmp_path / "warmup") if r["phase"] == "controller"]
@@ -222,6 +241,7 @@ def test_controller_warmup_skips_the_first_controller_steps(workdir: Path, tmp_p
     assert "reward_mean" in outcome.history[0]
 
 
+@pytest.mark.slow
 def test_multirun_sweep_with_the_basic_launcher(workdir: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     command = [sys.executable, "-m", "experiments.search", "-m", *tiny_overrides(workdir, "trainer.epochs=1"),
