@@ -56,7 +56,8 @@ class ArchSpec:
 
 
 def resolve_arch(spec: str, *, search_space: Mapping[str, Any], space_overrides: Mapping[str, Any] | None = None) -> ArchSpec:
-    """Turn ``arch=...`` (a file path or a preset name) into an ``ArchSpec``.
+    """Turn ``arch=...`` (an arch file, a search run dir holding ``best_arch.json``, or a
+    preset name) into an ``ArchSpec``.
 
     ``search_space`` is the composed ``search_space`` config group; it is the space of a
     preset found in it, and of an arch file that names that space and carries no
@@ -64,6 +65,8 @@ def resolve_arch(spec: str, *, search_space: Mapping[str, Any], space_overrides:
     """
     spec = str(spec)
     path = Path(spec).expanduser()
+    if path.is_dir() and (path / "best_arch.json").is_file():  # a search run dir
+        path = path / "best_arch.json"
     if path.suffix == ".json" or path.is_file():
         result = _arch_from_file(path, search_space)
     else:

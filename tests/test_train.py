@@ -115,6 +115,12 @@ def test_space_overrides_apply_on_top(tiny_cache, tmp_path):
     assert spec.space_config["filters"] == 12 and spec.origin == "enas_lstm"
 
 
+def test_a_search_run_dir_stands_for_its_best_arch(tmp_path):
+    entry = _write_search_arch(tmp_path / "best_arch.json", filters=6, controller="evolution")
+    spec = resolve_arch(str(tmp_path), search_space={})
+    assert spec.arch_json["choices"] == entry["choices"] and spec.source == str(tmp_path / "best_arch.json")
+
+
 def test_resolve_arch_errors_name_the_problem(tmp_path):
     space_cfg = {"_target_": "search_spaces.enas_macro.EnasMacroSpace", "num_layers": 3, "filters": 8}
     with pytest.raises(ValueError, match="plain_conv3x3"):
