@@ -113,10 +113,17 @@ PRESET_BACKBONES = {"mobilenetv3_large": "large", "mobilenetv3_small": "small"}
 
 
 def _number(value: Any, setting: str) -> int | float:
-    """A positive ratio as an int when integral (``4.0 -> 4``), so JSON stays tidy."""
+    """A positive number, as an int when integral (``4.0 -> 4``) so that JSON stays tidy."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"{setting} must hold positive numbers, got {value!r}")
+        raise ValueError(f"{setting} must be positive numbers, got {value!r}")
     return int(value) if float(value).is_integer() else float(value)
+
+
+def _odd_sizes(values: Sequence[int], setting: str) -> tuple[int, ...]:
+    sizes = tuple(values)
+    if not sizes or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0 for k in sizes):
+        raise ValueError(f"{setting} must be a non-empty list of positive odd ints, got {list(sizes)}")
+    return tuple(sorted(set(sizes)))
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,7 @@ class _LayerPlan:
     in_channels: int
     out_channels: int
     stride: tuple[int, int]
-    expanded: dict  # ratio option -> expanded channels (after width scaling)
+    expanded: dict[int | float, int]  # ratio option -> expanded channels (width applied)
     skippable: bool
 
 
@@ -165,31 +172,26 @@ class MobileNetV3Space(SearchSpace):
     ) -> None:
         if backbone not in BACKBONES:
             raise ValueError(f"search_space.backbone={backbone!r}: choose one of {sorted(BACKBONES)}")
-        if isinstance(width, bool) or not isinstance(width, (int, float)) or width <= 0:
-            raise ValueError(f"search_space.width must be a positive number, got {width!r}")
-        kernels = tuple(kernels)
-        if not kernels or any(
-            isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0 for k in kernels
+        self.backbone = backbone
+        self.width = _number(width, "search_space.width")
+        self.kernels = _odd_sizes(kernels, "search_space.kernels")
+        self.expand_ratios = tuple(sorted({_number(r, "search_space.expand_ratios") for r in expand_ratios}))
+        if not self.expand_ratios:
+            raise ValueError("search_space.expand_ratios is empty: give at least one ratio")
+        try:
+            self.stem_stride = pair(stem_stride)
+        except TypeError:
+            raise ValueError(f"search_space.stem_stride must be [freq, time] ints, got {stem_stride!r}") from None
+        if head_channels is not None and (
+            isinstance(head_channels, bool) or not isinstance(head_channels, int) or head_channels < 1
         ):
-            raise ValueError(f"search_space.kernels must be positive odd ints, got {list(kernels)}")
-        ratios = tuple(_number(r, "search_space.expand_ratios") for r in expand_ratios)
-        if not ratios:
-            raise ValueError("search_space.expand_ratios is empty")
-        if head_channels is not None:
-            if isinstance(head_channels, bool) or not isinstance(head_channels, int) or head_channels < 1:
-                raise ValueError(f"search_space.head_channels must be a positive int or null, got {head_channels!r}")
+            raise ValueError(f"search_space.head_channels must be a positive int or null, got {head_channels!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"search_space.dropout must be in [0, 1), got {dropout}")
         if not 0.0 < bn_momentum <= 1.0 or bn_eps <= 0:
-            raise ValueError(f"search_space.bn_momentum must be in (0, 1] and bn_eps > 0, got {bn_momentum}, {bn_eps}")
-        try:
-            self.stem_stride = pair(tuple(stem_stride) if not isinstance(stem_stride, int) else stem_stride)
-        except (TypeError, ValueError):
-            raise ValueError(f"search_space.stem_stride must be an int or [freq, time] ints, got {stem_stride!r}") from None
-        self.backbone = backbone
-        self.width = width
-        self.kernels = tuple(sorted(set(kernels)))
-        self.expand_ratios = tuple(sorted(set(ratios)))
+            raise ValueError(
+                f"search_space.bn_momentum must be in (0, 1] and bn_eps > 0, got {bn_momentum}, {bn_eps}"
+            )
         self.head_channels = head_channels
         self.dropout = float(dropout)
         self.bn_momentum = float(bn_momentum)
@@ -354,15 +356,19 @@ class MobileNetV3Space(SearchSpace):
         return presets
 
     def preset(self, name: str) -> tuple["MobileNetV3Space", Arch]:
-        """``(space, arch)`` of a named preset; the space is this one with the preset's backbone."""
+        """``(space, arch)`` of a named preset: the space is this one with the preset's backbone."""
         if name not in PRESET_BACKBONES:
-            raise ValueError(f"space {self.name!r} has no preset {name!r}; available: {sorted(PRESET_BACKBONES)}")
+            raise ValueError(
+                f"space {self.name!r} has no preset {name!r}; available: {sorted(PRESET_BACKBONES)}"
+            )
         space = self
         if PRESET_BACKBONES[name] != self.backbone:
             space = type(self)(**{**self._kwargs(), "backbone": PRESET_BACKBONES[name]})
         if name not in space.presets:
             needed = sorted({r.kernel for r in space._table.layers})
-            raise ValueError(f"preset {name!r} needs kernels {needed}; search_space.kernels is {list(self.kernels)}")
+            raise ValueError(
+                f"preset {name!r} needs kernels {needed}; search_space.kernels is {list(self.kernels)}"
+            )
         return space, space.presets[name]
 
     def _reference_arch(self) -> Arch:
@@ -403,7 +409,10 @@ class MobileNetV3Space(SearchSpace):
         first option (they do not change the network)."""
         tokens = text.strip().split("_")
         if len(tokens) != len(self._plans):
-            raise ValueError(f"arch string has {len(tokens)} layers, space {self.name!r} ({self.backbone}) has {len(self._plans)}: {text!r}")
+            raise ValueError(
+                f"arch string {text!r} has {len(tokens)} layers; the {self.backbone} backbone has "
+                f"{len(self._plans)}"
+            )
         acts = {token: name for name, token in ACTIVATION_TOKENS.items()}
         first = {d.name: d.options[0] for d in self._decisions}
         values: dict[str, Any] = {}
@@ -414,7 +423,7 @@ class MobileNetV3Space(SearchSpace):
             if token == "skip":
                 if not plan.skippable:
                     raise ValueError(f"layer {i} cannot be skipped (token {token!r} in {text!r})")
-                values.update({f"l{i}_{k}": first[f"l{i}_{k}"] for k in ("kernel", "expand", "se", "act")})
+                values.update({f"l{i}_{k}": first[f"l{i}_{k}"] for k in _BLOCK_CHOICES})
                 continue
             match = _TOKEN.fullmatch(token)
             if match is None:
@@ -430,6 +439,7 @@ class MobileNetV3Space(SearchSpace):
         return self.arch(values)
 
 
+_BLOCK_CHOICES = ("kernel", "expand", "se", "act")
 _TOKEN = re.compile(r"k(?P<kernel>\d+)e(?P<expand>\d+(?:\.\d+)?)(?P<se>se)?-(?P<act>re|hs)")
 
 
@@ -440,7 +450,9 @@ class MobileNetV3Supernet(Supernet):
     archs; each layer is an ``InvertedResidualChoices`` (see there for the sharing).
     """
 
-    def __init__(self, space: MobileNetV3Space, *, num_classes: int, input_shape: InputShape) -> None:
+    def __init__(
+        self, space: MobileNetV3Space, *, num_classes: int, input_shape: InputShape
+    ) -> None:
         super().__init__()
         channels, _, _ = _check_shape(input_shape, num_classes)
         self.space = space
@@ -470,7 +482,8 @@ class MobileNetV3Supernet(Supernet):
     def subnet_state_dict(self, arch: Arch) -> dict[str, Tensor]:
         """The chosen path's tensors under ``space.build(arch)``'s names (not copies)."""
         state = {f"stem.{k}": v for k, v in self.stem.state_dict().items()}
-        present = [(layer, spec) for layer, spec in zip(self.layers, self.space.block_specs(arch)) if spec is not None]
+        specs = self.space.block_specs(arch)
+        present = [(layer, spec) for layer, spec in zip(self.layers, specs) if spec is not None]
         for j, (layer, spec) in enumerate(present):
             state.update({f"blocks.{j}.{k}": v for k, v in layer.block_state_dict(spec).items()})
         state.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
@@ -480,7 +493,9 @@ class MobileNetV3Supernet(Supernet):
 def _check_shape(input_shape: Sequence[int], num_classes: int) -> tuple[int, int, int]:
     shape = tuple(input_shape)
     if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-        raise ValueError(f"input_shape must be (channels, n_mels, frames) positive ints, got {input_shape!r}")
+        raise ValueError(
+            f"input_shape must be (channels, n_mels, frames), positive ints; got {input_shape!r}"
+        )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     return shape  # type: ignore[return-value]
@@ -491,7 +506,10 @@ def _strided(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
 
-def _unit(kind: str, spec: StemSpec | BlockSpec | HeadSpec, shape: tuple[int, int, int], norm) -> LayerCost:
+def _unit(
+    kind: str, spec: StemSpec | BlockSpec | HeadSpec, shape: tuple[int, int, int], norm: partial
+) -> LayerCost:
+    """A latency-table unit whose key names ``kind``, every spec field and the input CxHxW."""
     fields = ",".join(f"{k}={_key_value(v)}" for k, v in asdict(spec).items())
     key = f"mobilenetv3.{kind}({fields},input={'x'.join(map(str, shape))})"
 
