@@ -74,8 +74,11 @@ def fit_calibration(unit_sums_ms: Sequence[float], measured_ms: Sequence[float])
     """Least-squares (scale, offset) minimising the *relative* error of the prediction.
 
     Relative residuals ``(scale * s + offset - m) / m`` are what the error target is
-    stated in. With fewer than 3 archs, or unit sums too alike to separate a slope
-    from an offset, only the scale is fitted.
+    stated in. The offset is the whole network's own overhead, so it may not be
+    negative: a negative fit (noise) would predict absurd, even negative, latencies
+    for archs smaller than those calibrated on. Then, and with fewer than 3 archs or
+    unit sums too alike to separate a slope from an offset, only a scale is fitted:
+    the median ratio measured / unit sum.
     """
     sums = np.asarray(unit_sums_ms, dtype=float)
     meas = np.asarray(measured_ms, dtype=float)
@@ -84,7 +87,7 @@ def fit_calibration(unit_sums_ms: Sequence[float], measured_ms: Sequence[float])
     if sums.size >= 3 and sums.max() / sums.min() > 1.25:
         design = np.stack([sums / meas, 1.0 / meas], axis=1)
         (scale, offset), *_ = np.linalg.lstsq(design, np.ones_like(meas), rcond=None)
-        if scale > 0 and np.all(scale * sums + offset > 0):
+        if scale > 0 and offset >= 0:
             return float(scale), float(offset)
     return float(np.median(meas / sums)), 0.0
 

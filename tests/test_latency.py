@@ -79,6 +79,9 @@ def test_fit_calibration_falls_back_to_a_ratio():
     # two archs, or sums too alike to tell slope from offset: a scale only
     assert fit_calibration([2.0, 4.0], [3.0, 6.0]) == pytest.approx((1.5, 0.0))
     assert fit_calibration([2.0, 2.1, 2.05], [4.0, 4.2, 4.1]) == pytest.approx((2.0, 0.0))
+    # a negative offset (noise) is refused: small archs would be predicted near or below zero
+    scale, offset = fit_calibration([1.0, 2.0, 4.0], [1.0, 3.0, 7.0])
+    assert offset == 0.0 and scale == pytest.approx(1.5)  # median of 1, 1.5, 1.75
     with pytest.raises(ValueError):
         fit_calibration([1.0, 0.0], [1.0, 1.0])
 
