@@ -109,7 +109,8 @@ def measure_latency(
     times: list[float] = []
     try:
         with torch_threads(threads), torch.no_grad():
-            inputs = [torch.randn((1, *shape), device=dev) for _ in range(num_inputs)]
+            gen = torch.Generator().manual_seed(0)  # the caller's global RNG stream stays untouched
+            inputs = [torch.randn((1, *shape), generator=gen).to(dev) for _ in range(num_inputs)]
             for _ in range(warmup):
                 model(*inputs)
             sync()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from search_spaces.base import Arch, Categorical, InputShape, LayerCost, SearchSpace
@@ -178,7 +179,7 @@ class LatencyTable:
         """Measure every unit whose key is not in the table yet; save; return how many."""
         missing = {u.key: u for u in layers if u.key not in self.units}
         for key, unit in missing.items():
-            self.units[key] = self.measure(unit.build(), unit.input_shape, num_inputs=unit.num_inputs)
+            self.units[key] = self.measure(_build_quietly(unit.build), unit.input_shape, num_inputs=unit.num_inputs)
         if missing:
             self.save()
         return len(missing)
@@ -204,7 +205,9 @@ class LatencyTable:
 
     def measure_arch(self, space: SearchSpace, arch: Arch) -> float:
         """Measured latency (ms) of the standalone build of ``arch`` in this table's context."""
-        model = space.build(arch, num_classes=self.num_classes, input_shape=self.input_shape)
+        model = _build_quietly(
+            lambda: space.build(arch, num_classes=self.num_classes, input_shape=self.input_shape)
+        )
         return self.measure(model, self.input_shape)
 
     def calibrate(self, space: SearchSpace, archs: Sequence[Arch]) -> Calibration:
@@ -223,6 +226,16 @@ class LatencyTable:
         )
         self.save()
         return self.calibration
+
+
+def _build_quietly(factory: Callable[[], nn.Module]) -> nn.Module:
+    """Build a module without drawing from the caller's global torch RNG.
+
+    Weight init draws random numbers; a search that measures a new unit mid-run must
+    continue exactly as one that found the unit already in the table (resume).
+    """
+    with torch.random.fork_rng(devices=[]):
+        return factory()
 
 
 @contextmanager

@@ -186,6 +186,17 @@ def test_default_cache_dir_follows_melnas_cache(monkeypatch, tmp_path):
     assert latency.default_cache_dir().parts[-3:] == (".cache", "melnas", "latency")
 
 
+def test_measuring_leaves_the_global_rng_alone(tmp_path):
+    """A search measuring a new unit mid-run must continue as if the unit had been known."""
+    space, table = _table(tmp_path)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    table.predict_arch(space, space.arch([3, (), 1, (0,), 3, (0, 1)]))  # measures 6 units for real
+    table.measure_arch(space, space.arch([1, (), 1, (), 1, ()]))
+    assert len(table.units) == 6
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_real_measurements_end_to_end(tmp_path):
     """No fakes: a small calibrated table predicts positive latencies for held-out archs."""
     space = ToySpace(width=8)
