@@ -1,0 +1,402 @@
+"""The ENAS LSTM controller (Pham et al. 2018, arXiv 1802.03268), generic over any space.
+
+An LSTM cell walks the space's decisions in order, one step per decision:
+
+- ``Categorical``: a softmax head sized from the decision's options reads the hidden
+  state; the next input is the embedding of the chosen option (one table per decision).
+- ``InputChoice`` with ``n`` inputs: attention over the ``n`` most recent *anchors*
+  (hidden states that stand for earlier layers): ``q_j = v^T tanh(W1 a_j + W2 h)``,
+  logits ``[-q_j, q_j]``, one Bernoulli per input; the next input is the sum of the
+  chosen anchors divided by ``1 + number chosen``. With ``n = 0`` nothing is sampled and
+  the next input is the start token (ENAS feeds it after layer 0).
+
+Anchor rule (how "earlier layers' hidden states" maps onto a flat list of decisions):
+an anchor is recorded after the step of the *first decision* and after the step of
+*every InputChoice*. An InputChoice closes a layer, as in ENAS, where each layer ends
+with its skip step; the first-decision anchor stands for a first layer that has no
+InputChoice of its own. Input ``j`` of an InputChoice with ``n`` inputs is the
+``n - j``-th most recent anchor, so input 0 is the oldest of the ``n``. This reproduces
+ENAS's macro controller for both conventions a space may use (layer 0 with or without
+an ``InputChoice(num_inputs=0)``). If a space asks for more inputs than anchors exist
+(e.g. skip choices only on some layers), the missing oldest layers are represented by
+learned vectors (``extra_anchors``), so each input stays distinguishable.
+
+Differences from the TF code, on purpose:
+- ``Sample.entropy`` is the exact entropy of every distribution on the sampled path;
+  ENAS logs ``p(a) * -log p(a)`` of the drawn choice only. It enters the reward scaled
+  by ``entropy_weight`` (1e-4), so the difference is negligible for learning.
+- Skip penalty exactly as ENAS: ``KL(sigmoid([-q, q]) || [1 - t, t])`` summed over
+  inputs and averaged over the InputChoices, although the sampling probability is
+  ``softmax([-q, q])[1] = sigmoid(2q)``; at the penalty's optimum the sampled skip rate
+  is therefore about 0.31, not 0.4.
+
+Defaults and where they come from (melodyguan/enas, ``src/cifar10/``):
+
+============================  ========  ===============================================
+``lstm_size``                 64        main.py (``lstm_size=64, lstm_num_layers=1``)
+init uniform ±``init_range``  0.1       general_controller.py ``_create_params``
+``tanh_constant``             1.5       scripts/cifar10_macro_search.sh
+``temperature``               None      main.py flag default
+``entropy_weight``            1e-4      macro_search.sh; added to the reward (build_trainer)
+``baseline_decay``            0.99      main.py ``controller_bl_dec``
+``skip_target``               0.4       macro_search.sh
+``skip_weight``               0.8       macro_search.sh
+``lr``                        1e-3      macro_search.sh; never decayed (main.py)
+Adam ``betas[0]``, ``eps``    0.0, 1e-3 src/utils.py ``get_train_ops``
+============================  ========  ===============================================
+
+ENAS aggregates the gradients of 20 samples per step (``controller_num_aggregate``),
+updating the baseline after each sample's reward; ``update`` does the same for the
+samples it gets: per sample ``R = reward + entropy_weight * entropy``,
+``b <- b - (1 - decay)(b - R)``, advantage ``R - b``; loss
+``mean(-log p * advantage) + skip_weight * mean(skip penalty)``; one Adam step.
+
+``update`` recomputes the log-probabilities with gradient by teacher-forcing the
+samples, so a ``Sample`` holds no graph and samples may come from a checkpoint.
+Everything runs in float32 on the CPU (a ``LSTMCell`` loop over the decisions, batched
+over samples) on one intra-op thread: the tensors are tiny ([batch, 64]), so threads
+gain nothing, and on a busy CPU each parallel region waits for descheduled threads
+(measured: sample+update of 20 archs 28 ms on 1 thread, 1.4 s on 2 threads at load 12 on
+2 cores).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from controllers.base import Controller, Sample, check_count
+from search_spaces.base import ArchValue, Categorical, Decision, InputChoice
+
+# A teacher-forced choice: option indices [B] for a Categorical, an inclusion mask [B, n]
+# (bool) for an InputChoice.
+Choice = Tensor
+
+
+@dataclass
+class Rollout:
+    """One batched pass over the decisions. ``B`` = batch size."""
+
+    choices: list[Choice]
+    probs: list[Tensor]  # per decision: option probs [B, size] or inclusion probs [B, n]
+    log_prob: Tensor  # [B], with gradient when not under no_grad
+    entropy: Tensor  # [B]
+    skip_penalty: Tensor  # [B], mean over InputChoices with inputs of the summed KL
+    skips: Tensor  # [B], number of inputs chosen
+
+
+class EnasPolicy(nn.Module):
+    """The controller's parameters and its batched walk over the decisions."""
+
+    def __init__(
+        self,
+        decisions: Sequence[Decision],
+        *,
+        lstm_size: int,
+        tanh_constant: float | None,
+        temperature: float | None,
+        skip_target: float,
+    ) -> None:
+        super().__init__()
+        self.decisions = tuple(decisions)
+        self.tanh_constant = tanh_constant
+        self.temperature = temperature
+        self.start = nn.Parameter(torch.empty(1, lstm_size))  # ENAS g_emb
+        self.lstm = nn.LSTMCell(lstm_size, lstm_size, bias=False)  # ENAS stack_lstm has no bias
+        categoricals = [d for d in self.decisions if isinstance(d, Categorical)]
+        self.embeddings = nn.ModuleList(nn.Embedding(d.size, lstm_size) for d in categoricals)
+        self.heads = nn.ModuleList(nn.Linear(lstm_size, d.size, bias=False) for d in categoricals)
+        self.attn_anchor = nn.Linear(lstm_size, lstm_size, bias=False)  # ENAS w_attn_1
+        self.attn_query = nn.Linear(lstm_size, lstm_size, bias=False)  # ENAS w_attn_2
+        self.attn_v = nn.Linear(lstm_size, 1, bias=False)  # ENAS v_attn
+        self.extra_anchors = nn.Parameter(torch.empty(_missing_anchors(self.decisions), lstm_size))
+        self.register_buffer(
+            "log_skip_target", torch.tensor([1.0 - skip_target, skip_target]).log(), persistent=False
+        )
+
+    def shape_logits(self, logits: Tensor) -> Tensor:
+        if self.temperature is not None:
+            logits = logits / self.temperature
+        if self.tanh_constant is not None:
+            logits = self.tanh_constant * torch.tanh(logits)
+        return logits
+
+    def rollout(
+        self,
+        batch: int,
+        *,
+        generator: torch.Generator | None = None,
+        forced: Sequence[Choice] | None = None,
+    ) -> Rollout:
+        """Sample ``batch`` archs with ``generator``, or score the ``forced`` choices."""
+        size = self.start.shape[1]
+        h = c = self.start.new_zeros(batch, size)
+        x = self.start.expand(batch, size)
+        anchors: list[Tensor] = []  # [B, H] each, oldest first
+        choices: list[Choice] = []
+        probs: list[Tensor] = []
+        log_prob = self.start.new_zeros(batch)
+        entropy = self.start.new_zeros(batch)
+        skips = self.start.new_zeros(batch)
+        penalties: list[Tensor] = []
+        k = 0  # index of the next categorical's embedding and head
+        for step, d in enumerate(self.decisions):
+            h, c = self.lstm(x, (h, c))
+            if isinstance(d, Categorical):
+                logp = F.log_softmax(self.shape_logits(self.heads[k](h)), dim=-1)  # [B, size]
+                p = logp.exp()
+                if forced is not None:
+                    choice = forced[step]
+                else:
+                    u = torch.rand(batch, 1, generator=generator)
+                    choice = (p.cumsum(-1) < u).sum(-1).clamp(max=d.size - 1)  # inverse CDF
+                log_prob = log_prob + logp.gather(1, choice[:, None]).squeeze(1)
+                entropy = entropy - (p * logp).sum(-1)
+                x = self.embeddings[k](choice)
+                k += 1
+            elif d.num_inputs == 0:
+                choice, p = h.new_zeros(batch, 0, dtype=torch.bool), h.new_zeros(batch, 0)
+                x = self.start.expand(batch, size)
+            else:
+                earlier = self._earlier(anchors, d.num_inputs, batch)  # [B, n, H]
+                q = self.attn_v(torch.tanh(self.attn_anchor(earlier) + self.attn_query(h)[:, None]))
+                logits = self.shape_logits(torch.cat([-q, q], dim=-1))  # [B, n, 2]
+                logp = F.log_softmax(logits, dim=-1)
+                p = logp[..., 1].exp()  # inclusion probability [B, n]
+                if forced is not None:
+                    choice = forced[step]
+                else:
+                    choice = torch.rand(batch, d.num_inputs, generator=generator) < p
+                log_prob = log_prob + logp.gather(-1, choice.long()[..., None]).squeeze(-1).sum(-1)
+                entropy = entropy - (logp.exp() * logp).sum((-1, -2))
+                # ENAS skip penalty: KL(sigmoid(logits) || [1 - t, t]), summed over inputs.
+                s_log = F.logsigmoid(logits)
+                penalties.append((s_log.exp() * (s_log - self.log_skip_target)).sum((-1, -2)))
+                chosen = choice.to(h.dtype)
+                skips = skips + chosen.sum(-1)
+                x = (chosen[..., None] * earlier).sum(1) / (1.0 + chosen.sum(-1, keepdim=True))
+            if step == 0 or isinstance(d, InputChoice):
+                anchors.append(h)
+            choices.append(choice)
+            probs.append(p)
+        skip_penalty = torch.stack(penalties).mean(0) if penalties else log_prob.new_zeros(batch)
+        return Rollout(choices, probs, log_prob, entropy, skip_penalty, skips)
+
+    def _earlier(self, anchors: list[Tensor], n: int, batch: int) -> Tensor:
+        """The anchors of the ``n`` previous layers, oldest first: [B, n, H]."""
+        missing = max(0, n - len(anchors))
+        extra = [self.extra_anchors[i].expand(batch, -1) for i in range(missing)]
+        return torch.stack(extra + anchors[len(anchors) - (n - missing) :], dim=1)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run the block with one intra-op thread, restoring the caller's setting after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _missing_anchors(decisions: Sequence[Decision]) -> int:
+    """The most inputs any InputChoice asks for beyond the anchors recorded before it."""
+    recorded, missing = 0, 0
+    for step, d in enumerate(decisions):
+        if isinstance(d, InputChoice):
+            missing = max(missing, d.num_inputs - recorded)
+        if step == 0 or isinstance(d, InputChoice):
+            recorded += 1
+    return missing
+
+
+class EnasLstmController(Controller):
+    """REINFORCE-trained LSTM policy over a space's decisions (defaults: ENAS macro search)."""
+
+    def __init__(
+        self,
+        decisions: Sequence[Decision],
+        *,
+        seed: int = 0,
+        lstm_size: int = 64,
+        init_range: float = 0.1,
+        tanh_constant: float | None = 1.5,
+        temperature: float | None = None,
+        entropy_weight: float = 1e-4,
+        baseline_decay: float = 0.99,
+        skip_target: float = 0.4,
+        skip_weight: float = 0.8,
+        lr: float = 1e-3,
+        adam_beta1: float = 0.0,
+        adam_eps: float = 1e-3,
+        marginal_samples: int = 256,
+    ) -> None:
+        super().__init__(decisions, seed=seed)
+        _check_positive_int("lstm_size", lstm_size)
+        _check_positive_int("marginal_samples", marginal_samples)
+        _check_range("init_range", init_range, low=0.0, low_open=True)
+        _check_range("lr", lr, low=0.0, low_open=True)
+        _check_range("adam_eps", adam_eps, low=0.0, low_open=True)
+        _check_range("adam_beta1", adam_beta1, low=0.0, high=1.0, high_open=True)
+        _check_range("baseline_decay", baseline_decay, low=0.0, high=1.0, high_open=True)
+        _check_range("skip_target", skip_target, low=0.0, high=1.0, low_open=True, high_open=True)
+        _check_range("skip_weight", skip_weight, low=0.0)
+        _check_range("entropy_weight", entropy_weight, low=0.0)
+        if tanh_constant is not None:
+            _check_range("tanh_constant", tanh_constant, low=0.0, low_open=True)
+        if temperature is not None:
+            _check_range("temperature", temperature, low=0.0, low_open=True)
+        self.entropy_weight = float(entropy_weight)
+        self.baseline_decay = float(baseline_decay)
+        self.skip_weight = float(skip_weight)
+        self.marginal_samples = int(marginal_samples)
+        self._generator = torch.Generator().manual_seed(self.seed)
+        self.policy = EnasPolicy(
+            self.decisions,
+            lstm_size=int(lstm_size),
+            tanh_constant=None if tanh_constant is None else float(tanh_constant),
+            temperature=None if temperature is None else float(temperature),
+            skip_target=float(skip_target),
+        )
+        for param in self.policy.parameters():
+            nn.init.uniform_(param, -init_range, init_range, generator=self._generator)
+        self.optimizer = torch.optim.Adam(
+            self.policy.parameters(), lr=float(lr), betas=(float(adam_beta1), 0.999), eps=float(adam_eps)
+        )
+        self.baseline = 0.0  # ENAS starts the moving average at 0
+        self.num_updates = 0
+
+    # ---- proposals -------------------------------------------------------------------
+
+    def sample(self, n: int) -> list[Sample]:
+        n = check_count(n)
+        with torch.no_grad(), _one_thread():
+            out = self.policy.rollout(n, generator=self._generator)
+        return [
+            Sample(self._values(out.choices, b), float(out.log_prob[b]), float(out.entropy[b]))
+            for b in range(n)
+        ]
+
+    def _values(self, choices: list[Choice], b: int) -> tuple[ArchValue, ...]:
+        values: list[ArchValue] = []
+        for d, choice in zip(self.decisions, choices):
+            if isinstance(d, Categorical):
+                values.append(d.options[int(choice[b])])
+            else:
+                values.append(tuple(int(i) for i in torch.nonzero(choice[b]).flatten()))
+        return tuple(values)
+
+    def _encode(self, samples: Sequence[Sample]) -> list[Choice]:
+        """The samples' values as the index tensors ``rollout(forced=...)`` takes."""
+        forced: list[Choice] = []
+        for i, d in enumerate(self.decisions):
+            if isinstance(d, Categorical):
+                forced.append(torch.tensor([d.options.index(d.validate(s.values[i])) for s in samples]))
+            else:
+                mask = torch.zeros(len(samples), d.num_inputs, dtype=torch.bool)
+                for b, s in enumerate(samples):
+                    mask[b, list(d.validate(s.values[i]))] = True
+                forced.append(mask)
+        return forced
+
+    # ---- learning --------------------------------------------------------------------
+
+    def update(self, samples: Sequence[Sample], rewards: Sequence[float]) -> dict[str, float]:
+        with _one_thread():
+            return self._update(samples, rewards)
+
+    def _update(self, samples: Sequence[Sample], rewards: Sequence[float]) -> dict[str, float]:
+        r = self._check_update(samples, rewards)
+        out = self.policy.rollout(len(samples), forced=self._encode(samples))
+        entropy = out.entropy.detach().double().numpy()
+        total = r + self.entropy_weight * entropy  # ENAS adds the entropy bonus to the reward
+        advantages = np.empty_like(total)
+        for i, reward in enumerate(total):  # baseline moves after each sample, as in ENAS
+            self.baseline -= (1.0 - self.baseline_decay) * (self.baseline - float(reward))
+            advantages[i] = reward - self.baseline
+        policy_loss = -(out.log_prob * torch.as_tensor(advantages, dtype=out.log_prob.dtype)).mean()
+        skip_penalty = out.skip_penalty.mean()
+        loss = policy_loss + self.skip_weight * skip_penalty
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.sqrt(sum((p.grad**2).sum() for p in self.policy.parameters() if p.grad is not None))
+        self.optimizer.step()
+        self.num_updates += 1
+        num_inputs = sum(d.num_inputs for d in self.decisions if isinstance(d, InputChoice))
+        return {
+            "loss": float(loss.detach()),
+            "policy_loss": float(policy_loss.detach()),
+            "skip_penalty": float(skip_penalty.detach()),
+            "baseline": self.baseline,
+            "advantage_mean": float(advantages.mean()),
+            "reward_mean": float(r.mean()),
+            "reward_max": float(r.max()),
+            "entropy": float(entropy.mean()),
+            "log_prob_mean": float(out.log_prob.detach().mean()),
+            "skip_rate": float(out.skips.mean()) / num_inputs if num_inputs else 0.0,
+            "grad_norm": float(grad_norm),
+        }
+
+    def probabilities(self) -> dict[str, list[float]]:
+        """Monte-Carlo marginals: the conditional probabilities averaged over
+        ``marginal_samples`` sampled paths. A generator seeded from (seed, number of
+        updates) is used, so calling this never changes the samples that follow."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.num_updates)
+        with torch.no_grad(), _one_thread():
+            out = self.policy.rollout(self.marginal_samples, generator=generator)
+        return {d.name: p.mean(0).tolist() for d, p in zip(self.decisions, out.probs)}
+
+    # ---- resuming --------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "decision_names": [d.name for d in self.decisions],
+            "seed": self.seed,  # seeds probabilities()
+            "policy": copy.deepcopy(self.policy.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "generator": self._generator.get_state(),
+            "baseline": self.baseline,
+            "num_updates": self.num_updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._check_state_keys(state, ["seed", "policy", "optimizer", "generator", "baseline", "num_updates"])
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._generator.set_state(state["generator"])
+        self.baseline = float(state["baseline"])
+        self.num_updates = int(state["num_updates"])
+        self.seed = int(state["seed"])
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"enas_lstm {name} must be a positive integer, got {value!r}")
+
+
+def _check_range(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"enas_lstm {name} must be a finite number, got {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low}"
+        hi = "inf)" if high is None else f"{high}{')' if high_open else ']'}"
+        raise ValueError(f"enas_lstm {name}={value!r} is outside {lo}, {hi}")
