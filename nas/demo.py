@@ -32,6 +32,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nas.compare import Comparison, compare_runs
 from nas.data.prepare import prepare_dataset
+from nas.data.synth import RECORD as SYNTH_RECORD
+from nas.data.synth import SynthSettings, synthesize
 from nas.registry import CONF_DIR
 from nas.search import run_search
 from nas.train import train_model
@@ -72,14 +74,17 @@ def _hydra_choices_of(cfg: DictConfig) -> Iterator[None]:
 def compose_step(config_name: str, overrides: Sequence[str], data: DictConfig) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` like its console command would, with the demo's
     ``data`` group put in place of the default one."""
-    if GlobalHydra.instance().is_initialized():  # inside melnas-demo: its config search path
-        cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
-    else:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    cfg = _compose(config_name, overrides)
     with open_dict(cfg):
         cfg.data = OmegaConf.create(OmegaConf.to_container(data, resolve=True))
     return cfg
+
+
+def _compose(config_name: str, overrides: Sequence[str]) -> DictConfig:
+    if GlobalHydra.instance().is_initialized():  # inside melnas-demo: its config search path
+        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
 
 
 def _job_config(cfg: DictConfig) -> DictConfig:
@@ -102,7 +107,7 @@ def run_demo(cfg: DictConfig, out_dir: str | Path) -> DemoResult:
     demo = cfg.demo
 
     with _timed(seconds, "synthesise"):
-        _synthesise_if_missing(cfg)
+        synthesise_if_missing(cfg)
     with _timed(seconds, "prepare"):
         report = prepare_dataset(cfg.data, progress=bool(demo.progress))
         log.info("%s", report.summary())
@@ -153,13 +158,19 @@ def _run_names(arch_files: dict[str, Path], targets: Sequence[tuple[str, str]]) 
     return [f"search_{c}" for c in arch_files] + [name for name, _ in targets]
 
 
-def _synthesise_if_missing(cfg: DictConfig) -> None:
-    """Write the bundled data set into ``data.root`` unless it (or a manifest) is already there."""
+def synthesise_if_missing(cfg: DictConfig) -> None:
+    """Write the bundled instrument set into ``data.root``, unless ``data.root`` holds audio
+    that melnas-synth did not write (the user's own folder) or ``data.manifest`` is set.
+    ``synthesize`` itself reuses an unchanged set, so a second demo run costs nothing here."""
     root = Path(cfg.data.root)
-    if cfg.data.manifest or (root.is_dir() and any(p.is_file() for p in root.rglob("*"))):
-        log.info("data: using %s as it is (delete it to synthesise afresh)", cfg.data.manifest or root)
+    ours = (root / SYNTH_RECORD).is_file()
+    if cfg.data.manifest or (not ours and root.is_dir() and any(p.is_file() for p in root.rglob("*"))):
+        log.info("data: using %s as it is", cfg.data.manifest or root)
         return
-    raise NotImplementedError("synth")
+    synth_cfg = _compose("synth", list(cfg.demo.synth_overrides))
+    settings = SynthSettings.from_config({**OmegaConf.to_container(synth_cfg.synth, resolve=True),
+                                          "out_dir": str(root)})
+    log.info("%s", synthesize(settings, progress=bool(cfg.demo.progress)).summary())
 
 
 def step_table(result: DemoResult) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from nas.demo import compose_step
+from nas.demo import compose_step, synthesise_if_missing
 from nas.registry import CONF_DIR
 from tests.test_train_fixtures import write_tone_dataset
 
@@ -82,3 +82,17 @@ def test_demo_runs_the_whole_journey(tmp_path):
     assert (out / "compare" / "pareto.png").is_file()
     summary = json.loads((out / "demo_summary.json").read_text())
     assert summary["seconds"]["total"] > 0
+
+
+def test_synthesis_writes_the_bundled_set_but_never_into_a_users_folder(tmp_path):
+    tiny_synth = '["synth.files_per_class=1","synth.classes=[piano]","synth.min_seconds=1","synth.max_seconds=1",' \
+                 '"synth.num_workers=0"]'
+    fresh = tmp_path / "fresh"
+    cfg = _demo_cfg(f"data.root={fresh}", f"demo.synth_overrides={tiny_synth}", "demo.progress=false")
+    synthesise_if_missing(cfg)
+    assert [p.parent.name for p in fresh.rglob("*") if p.is_file() and not p.name.startswith(".")] == ["piano"]
+
+    users = write_tone_dataset(tmp_path / "users", files_per_class=1)
+    before = sorted(users.rglob("*"))
+    synthesise_if_missing(_demo_cfg(f"data.root={users}", f"demo.synth_overrides={tiny_synth}"))
+    assert sorted(users.rglob("*")) == before
