@@ -198,8 +198,8 @@ def render(notes: Sequence[Note], soundfont: Path, program: int, drums: bool,
     from tinysoundfont import _tinysoundfont
 
     font = _load_soundfont(str(soundfont))
-    font.reset()
     font.set_output(_tinysoundfont.OutputMode.Mono, sample_rate, 0.0)
+    _silence(font, sample_rate)
     channel = 9 if drums else 0
     font.channel_set_bank(channel, DRUM_BANK if drums else 0)
     font.channel_set_preset_number(channel, program, drums)
@@ -223,6 +223,21 @@ def render(notes: Sequence[Note], soundfont: Path, program: int, drums: bool,
     fade = min(total, round(RELEASE_FADE_SECONDS * sample_rate))
     audio[total - fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
     return audio
+
+
+def _silence(font: Any, sample_rate: int) -> None:
+    """End every voice of the previous file and reset the channels, so a file sounds the
+    same whichever files the process rendered before it (``reset`` alone lets voices
+    ring on, and a stopped voice still fades out over a few milliseconds)."""
+    for channel in range(16):
+        font.channel_sounds_off(channel)
+    scratch = np.zeros(sample_rate // 10, dtype=np.float32)
+    for _ in range(50):
+        font.render(scratch.view(np.uint8))
+        if not scratch.any():
+            break
+        scratch[:] = 0.0
+    font.reset()
 
 
 def synthesize_file(spec: FileSpec, sample_rate: int) -> float:

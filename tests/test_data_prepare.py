@@ -1,0 +1,258 @@
+"""prepare_dataset / melnas-prepare end to end on tiny generated folders."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from hydra import compose, initialize_config_dir
+
+from nas.data import cache
+from nas.data.errors import DataError
+from nas.data.prepare import prepare_dataset
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+CLASSES = {"bass": 110.0, "flute": 880.0, "noise": None}
+
+
+def clip(seconds: float, rate: int, freq: float | None, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * rate)) / rate
+    if freq is None:
+        return (0.2 * rng.standard_normal(t.size)).astype(np.float32)
+    return (0.4 * np.sin(2 * np.pi * freq * (1 + 0.05 * seed) * t)).astype(np.float32)
+
+
+def make_folder(root: Path, per_class: int = 5) -> Path:
+    """``root/<class>/`` with ``per_class`` clips of 1.5-2.5 s at mixed rates and formats."""
+    for number, (name, freq) in enumerate(CLASSES.items()):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            rate = (16000, 22050, 44100)[i % 3]
+            suffix = (".wav", ".flac", ".ogg")[i % 3]
+            soundfile.write(root / name / f"{name}_{i}{suffix}",
+                            clip(1.5 + 0.25 * i, rate, freq, seed=10 * number + i), rate)
+    return root
+
+
+def data_cfg(root: Path, cache_dir: Path, **overrides) -> dict:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="prepare", overrides=[
+            f"data.root={root}", f"data.cache_dir={cache_dir}", "data.num_workers=1",
+            *[f"data.{key}={value}" for key, value in overrides.items()]])
+    return cfg.data
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def add_broken_files(root: Path) -> dict[str, str]:
+    """Every kind of bad input, keyed by file name, with a piece of the expected reason."""
+    bass = root / "bass"
+    (bass / "text.wav").write_text("not audio at all")
+    (bass / "empty.flac").write_bytes(b"")
+    soundfile.write(bass / "trunc.wav", clip(2.0, 16000, 110.0, 1), 16000)
+    (bass / "trunc.wav").write_bytes((bass / "trunc.wav").read_bytes()[:40])
+    nan = clip(2.0, 16000, 110.0, 2)
+    nan[1000] = np.nan
+    soundfile.write(bass / "nan.wav", nan, 16000, subtype="FLOAT")
+    inf = clip(2.0, 16000, 110.0, 3)
+    inf[5] = -np.inf
+    soundfile.write(bass / "inf.wav", inf, 16000, subtype="FLOAT")
+    soundfile.write(bass / "blip.wav", clip(0.2, 16000, 110.0, 4), 16000)
+    (bass / "notes.txt").write_text("session notes")
+    (root / "loose.wav").write_bytes(b"RIFF")
+    return {"text.wav": "cannot decode", "empty.flac": "empty file", "trunc.wav": "cannot decode",
+            "nan.wav": "NaN or infinite", "inf.wav": "NaN or infinite", "blip.wav": "too short",
+            "notes.txt": "not an audio file extension", "loose.wav": "not inside a class folder"}
+
+
+def test_builds_cache_and_skips_every_bad_file(tmp_path):
+    root = make_folder(tmp_path / "audio")
+    # usable odd inputs: multichannel, 96 kHz, a short clip that gets padded, a non-ASCII name
+    soundfile.write(root / "flute" / "stereo_96k.wav",
+                    np.stack([clip(2.0, 96000, 880.0, 7)] * 2, 1), 96000)
+    soundfile.write(root / "noise" / "kurz_ß_音.wav", clip(0.7, 16000, None, 8), 16000)
+    broken = add_broken_files(root)
+    report = prepare_dataset(data_cfg(root, tmp_path / "cache"), progress=False)
+    cache_dir = tmp_path / "cache"
+
+    skipped = {Path(row["path"]).name: row["reason"] for row in read_csv(cache_dir / "skipped.csv")}
+    assert set(skipped) == set(broken)
+    for name, reason in broken.items():
+        assert reason in skipped[name], (name, skipped[name])
+    assert report.skipped == len(broken)
+
+    rows = read_csv(cache_dir / "index.csv")
+    sources = {row["source"] for row in rows}
+    assert "noise/kurz_ß_音.wav" in sources and "flute/stereo_96k.wav" in sources
+    assert len(sources) == 3 * 5 + 2
+    features = np.load(cache_dir / "features.npy", mmap_mode="r")
+    assert features.dtype == np.float16 and features.shape == (len(rows), 64, 63)
+    assert np.isfinite(features).all()
+    meta = json.loads((cache_dir / "meta.json").read_text())
+    assert meta["class_names"] == sorted(CLASSES)
+    assert meta["input_shape"] == [1, 64, 63] and len(meta["mean"]) == 64
+    assert meta["hop_seconds"] == 0.5 and meta["sample_rate"] == 16000
+    assert (cache_dir / "examples.png").stat().st_size > 10_000
+    assert "skipped files: 8" in report.summary()
+
+
+def test_no_recording_in_two_splits_and_stats_from_train(tmp_path):
+    root = make_folder(tmp_path / "audio", per_class=7)
+    prepare_dataset(data_cfg(root, tmp_path / "cache"), progress=False)
+    rows = read_csv(tmp_path / "cache" / "index.csv")
+    splits_of = defaultdict(set)
+    for row in rows:
+        splits_of[row["source"]].add(row["split"])
+    assert all(len(s) == 1 for s in splits_of.values())
+    per_class = defaultdict(lambda: defaultdict(int))
+    for source, (split,) in splits_of.items():
+        per_class[source.split("/")[0]][split] += 1
+    for name in CLASSES:  # 7 recordings at 0.7/0.15/0.15 -> 5/1/1
+        assert dict(per_class[name]) == {"train": 5, "val": 1, "test": 1}
+    features = np.load(tmp_path / "cache" / "features.npy").astype(np.float64)
+    train = np.array([row["split"] == "train" for row in rows])
+    meta = json.loads((tmp_path / "cache" / "meta.json").read_text())
+    np.testing.assert_allclose(meta["mean"], features[train].mean(axis=(0, 2)), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(meta["std"], features[train].std(axis=(0, 2)), rtol=1e-3, atol=1e-3)
+    assert not np.allclose(meta["mean"], features.mean(axis=(0, 2)), atol=1e-3)
+
+
+def test_reuse_and_rebuild(tmp_path):
+    root = make_folder(tmp_path / "audio", per_class=3)
+    cache_dir = tmp_path / "cache"
+    first = prepare_dataset(data_cfg(root, cache_dir), progress=False)
+    assert not first.reused and "no complete cache" in first.summary()
+    stamp = (cache_dir / "features.npy").stat().st_mtime_ns
+    again = prepare_dataset(data_cfg(root, cache_dir, num_workers=2, batch_size=8), progress=False)
+    assert again.reused and "reused" in again.summary()
+    assert (cache_dir / "features.npy").stat().st_mtime_ns == stamp
+    assert again.windows == first.windows
+
+    changed = prepare_dataset(data_cfg(root, cache_dir, n_mels=32), progress=False)
+    assert not changed.reused and "parameters or input files changed" in changed.summary()
+    assert np.load(cache_dir / "features.npy", mmap_mode="r").shape[1] == 32
+
+    soundfile.write(root / "bass" / "new.wav", clip(2.0, 16000, 110.0, 99), 16000)
+    added = prepare_dataset(data_cfg(root, cache_dir, n_mels=32), progress=False)
+    assert not added.reused
+    assert "bass/new.wav" in {row["source"] for row in read_csv(cache_dir / "index.csv")}
+
+    forced = prepare_dataset(data_cfg(root, cache_dir, n_mels=32, rebuild=True), progress=False)
+    assert not forced.reused and "data.rebuild=true" in forced.summary()
+
+
+def test_parallel_build_equals_serial(tmp_path):
+    root = make_folder(tmp_path / "audio", per_class=4)
+    prepare_dataset(data_cfg(root, tmp_path / "one"), progress=False)
+    prepare_dataset(data_cfg(root, tmp_path / "two", num_workers=2), progress=False)
+    np.testing.assert_array_equal(np.load(tmp_path / "one" / "features.npy"),
+                                  np.load(tmp_path / "two" / "features.npy"))
+    assert (tmp_path / "one" / "index.csv").read_text() == (tmp_path / "two" / "index.csv").read_text()
+
+
+def test_class_without_usable_file_stops_and_lists_reasons(tmp_path):
+    root = make_folder(tmp_path / "audio", per_class=2)
+    (root / "voice").mkdir()
+    (root / "voice" / "a.wav").write_text("garbage")
+    (root / "voice" / "b.wav").write_bytes(b"")
+    with pytest.raises(DataError, match=r"class\(es\) \['voice'\] have no usable recording"):
+        prepare_dataset(data_cfg(root, tmp_path / "cache"), progress=False)
+    reasons = read_csv(tmp_path / "cache" / "skipped.csv")
+    assert {Path(r["path"]).name for r in reasons} == {"a.wav", "b.wav"}
+    assert not (tmp_path / "cache" / "meta.json").exists()
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda root: None, "does not exist"),
+    (lambda root: root.mkdir(), "has no class sub-folders"),
+    (lambda root: (root / "guitar").mkdir(parents=True), r"\['guitar'\] .* hold no audio files"),
+])
+def test_unusable_root_stops_with_what_to_do(tmp_path, setup, message):
+    root = tmp_path / "audio"
+    setup(root)
+    with pytest.raises(DataError, match=message):
+        prepare_dataset(data_cfg(root, tmp_path / "cache"), progress=False)
+
+
+def write_manifest(path: Path, rows: list[tuple[str, ...]], header: str) -> Path:
+    path.write_text(header + "\n" + "\n".join(",".join(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_manifest_with_groups_and_fixed_splits(tmp_path, monkeypatch):
+    stems = tmp_path / "stems"
+    rows = []
+    for song in range(6):
+        (stems / f"song{song}").mkdir(parents=True)
+        for name, freq in (("bass", 110.0), ("lead", 660.0)):
+            soundfile.write(stems / f"song{song}" / f"{name}.wav", clip(1.5, 16000, freq, song), 16000)
+            split = "test" if song == 5 else ""
+            rows.append((f"stems/song{song}/{name}.wav", name, f"song{song}", split))
+    manifest = write_manifest(tmp_path / "list.csv", rows, "path,label,group,split")
+    elsewhere = tmp_path / "run"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # relative paths resolve against the manifest, not the cwd
+    cfg = data_cfg(tmp_path / "ignored", tmp_path / "cache", manifest=str(manifest))
+    report = prepare_dataset(cfg, progress=False)
+    assert report.class_names == ["bass", "lead"]
+    index = read_csv(tmp_path / "cache" / "index.csv")
+    split_of_group = defaultdict(set)
+    for row in index:
+        split_of_group[row["group"]].add(row["split"])
+    assert all(len(s) == 1 for s in split_of_group.values())
+    assert split_of_group["song5"] == {"test"}
+    assert index[0]["source"] == "stems/song0/bass.wav"
+
+
+def test_manifest_naming_missing_files(tmp_path):
+    soundfile.write(tmp_path / "a.wav", clip(1.0, 16000, 440.0, 0), 16000)
+    manifest = write_manifest(tmp_path / "m.csv", [("a.wav", "x"), ("gone/b.wav", "y"),
+                                                   ("c.flac", "y")], "path,label")
+    with pytest.raises(DataError, match=r"names 2 file\(s\) that do not exist.*gone/b.wav, c.flac"):
+        prepare_dataset(data_cfg(tmp_path, tmp_path / "cache", manifest=str(manifest)),
+                        progress=False)
+
+
+@pytest.mark.parametrize("header,rows,message", [
+    ("file,label", [("a.wav", "x")], r"lacks column\(s\) \['path'\]"),
+    ("path,label,split", [("a.wav", "x", "holdout")], "split 'holdout' is not one of"),
+    ("path,label", [("a.wav", "")], "line 2: empty path or label"),
+    ("path,label", [("a.wav", "x"), ("a.wav", "y")], "listed twice"),
+])
+def test_malformed_manifest(tmp_path, header, rows, message):
+    soundfile.write(tmp_path / "a.wav", clip(1.0, 16000, 440.0, 0), 16000)
+    manifest = write_manifest(tmp_path / "m.csv", rows, header)
+    with pytest.raises(DataError, match=message):
+        prepare_dataset(data_cfg(tmp_path, tmp_path / "cache", manifest=str(manifest)),
+                        progress=False)
+
+
+def test_entry_point_reports_data_errors_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.prepare", f"data.root={tmp_path / 'missing'}",
+         f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_entry_point_prints_summary(tmp_path):
+    root = make_folder(tmp_path / "audio", per_class=3)
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.prepare", f"data.root={root}",
+         f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}",
+         "progress=false"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "3 classes, 9 recordings" in result.stdout
+    assert str(tmp_path / "cache" / cache.EXAMPLES) in result.stdout
