@@ -141,54 +141,76 @@ class EnasPolicy(nn.Module):
         h = c = self.start.new_zeros(batch, size)
         x = self.start.expand(batch, size)
         anchors: list[Tensor] = []  # [B, H] each, oldest first
-        choices: list[Choice] = []
-        probs: list[Tensor] = []
-        log_prob = self.start.new_zeros(batch)
-        entropy = self.start.new_zeros(batch)
-        skips = self.start.new_zeros(batch)
+        zeros = self.start.new_zeros(batch)
+        out = Rollout(choices=[], probs=[], log_prob=zeros, entropy=zeros, skip_penalty=zeros, skips=zeros)
         penalties: list[Tensor] = []
         k = 0  # index of the next categorical's embedding and head
         for step, d in enumerate(self.decisions):
             h, c = self.lstm(x, (h, c))
+            force = None if forced is None else forced[step]
             if isinstance(d, Categorical):
-                logp = F.log_softmax(self.shape_logits(self.heads[k](h)), dim=-1)  # [B, size]
-                p = logp.exp()
-                if forced is not None:
-                    choice = forced[step]
-                else:
-                    u = torch.rand(batch, 1, generator=generator)
-                    choice = (p.cumsum(-1) < u).sum(-1).clamp(max=d.size - 1)  # inverse CDF
-                log_prob = log_prob + logp.gather(1, choice[:, None]).squeeze(1)
-                entropy = entropy - (p * logp).sum(-1)
-                x = self.embeddings[k](choice)
+                choice, p, x = self._categorical(k, d, h, out, generator, force)
                 k += 1
-            elif d.num_inputs == 0:
+            elif d.num_inputs == 0:  # nothing to choose; ENAS feeds the start token after layer 0
                 choice, p = h.new_zeros(batch, 0, dtype=torch.bool), h.new_zeros(batch, 0)
                 x = self.start.expand(batch, size)
             else:
-                earlier = self._earlier(anchors, d.num_inputs, batch)  # [B, n, H]
-                q = self.attn_v(torch.tanh(self.attn_anchor(earlier) + self.attn_query(h)[:, None]))
-                logits = self.shape_logits(torch.cat([-q, q], dim=-1))  # [B, n, 2]
-                logp = F.log_softmax(logits, dim=-1)
-                p = logp[..., 1].exp()  # inclusion probability [B, n]
-                if forced is not None:
-                    choice = forced[step]
-                else:
-                    choice = torch.rand(batch, d.num_inputs, generator=generator) < p
-                log_prob = log_prob + logp.gather(-1, choice.long()[..., None]).squeeze(-1).sum(-1)
-                entropy = entropy - (logp.exp() * logp).sum((-1, -2))
-                # ENAS skip penalty: KL(sigmoid(logits) || [1 - t, t]), summed over inputs.
-                s_log = F.logsigmoid(logits)
-                penalties.append((s_log.exp() * (s_log - self.log_skip_target)).sum((-1, -2)))
-                chosen = choice.to(h.dtype)
-                skips = skips + chosen.sum(-1)
-                x = (chosen[..., None] * earlier).sum(1) / (1.0 + chosen.sum(-1, keepdim=True))
+                earlier = self._earlier(anchors, d.num_inputs, batch)
+                choice, p, x = self._input_choice(earlier, h, out, penalties, generator, force)
             if step == 0 or isinstance(d, InputChoice):
                 anchors.append(h)
-            choices.append(choice)
-            probs.append(p)
-        skip_penalty = torch.stack(penalties).mean(0) if penalties else log_prob.new_zeros(batch)
-        return Rollout(choices, probs, log_prob, entropy, skip_penalty, skips)
+            out.choices.append(choice)
+            out.probs.append(p)
+        if penalties:
+            out.skip_penalty = torch.stack(penalties).mean(0)
+        return out
+
+    def _categorical(
+        self,
+        k: int,
+        d: Categorical,
+        h: Tensor,
+        out: Rollout,
+        generator: torch.Generator | None,
+        force: Choice | None,
+    ) -> tuple[Choice, Tensor, Tensor]:
+        """Choose option indices [B] from the hidden state [B, H]; returns (choice, probs
+        [B, size], next input [B, H]) and adds to ``out``'s log-prob and entropy."""
+        logp = F.log_softmax(self.shape_logits(self.heads[k](h)), dim=-1)  # [B, size]
+        p = logp.exp()
+        if force is None:
+            u = torch.rand(h.shape[0], 1, generator=generator)
+            choice = (p.cumsum(-1) < u).sum(-1).clamp(max=d.size - 1)  # inverse CDF
+        else:
+            choice = force
+        out.log_prob = out.log_prob + logp.gather(1, choice[:, None]).squeeze(1)
+        out.entropy = out.entropy - (p * logp).sum(-1)
+        return choice, p, self.embeddings[k](choice)
+
+    def _input_choice(
+        self,
+        earlier: Tensor,
+        h: Tensor,
+        out: Rollout,
+        penalties: list[Tensor],
+        generator: torch.Generator | None,
+        force: Choice | None,
+    ) -> tuple[Choice, Tensor, Tensor]:
+        """Choose a subset of the ``earlier`` anchors [B, n, H] by attention from ``h``
+        [B, H]; returns (inclusion mask [B, n], inclusion probs [B, n], next input [B, H])."""
+        q = self.attn_v(torch.tanh(self.attn_anchor(earlier) + self.attn_query(h)[:, None]))  # [B, n, 1]
+        logits = self.shape_logits(torch.cat([-q, q], dim=-1))  # [B, n, 2]
+        logp = F.log_softmax(logits, dim=-1)
+        p = logp[..., 1].exp()
+        choice = torch.rand(p.shape, generator=generator) < p if force is None else force
+        out.log_prob = out.log_prob + logp.gather(-1, choice.long()[..., None]).squeeze(-1).sum(-1)
+        out.entropy = out.entropy - (logp.exp() * logp).sum((-1, -2))
+        # ENAS skip penalty: KL(sigmoid(logits) || [1 - t, t]), summed over the inputs.
+        s_log = F.logsigmoid(logits)
+        penalties.append((s_log.exp() * (s_log - self.log_skip_target)).sum((-1, -2)))
+        chosen = choice.to(h.dtype)
+        out.skips = out.skips + chosen.sum(-1)
+        return choice, p, (chosen[..., None] * earlier).sum(1) / (1.0 + chosen.sum(-1, keepdim=True))
 
     def _earlier(self, anchors: list[Tensor], n: int, batch: int) -> Tensor:
         """The anchors of the ``n`` previous layers, oldest first: [B, n, H]."""

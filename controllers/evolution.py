@@ -69,11 +69,7 @@ class EvolutionController(Controller):
         self._best: Member | None = None
         self._num_evaluated = 0
         # Decisions a mutation can change, and how many alternatives each offers.
-        self._mutable = [
-            i
-            for i, d in enumerate(self.decisions)
-            if (isinstance(d, Categorical) and d.size > 1) or (isinstance(d, InputChoice) and d.num_inputs > 0)
-        ]
+        self._mutable = [i for i, d in enumerate(self.decisions) if self._num_alternatives(d) > 0]
         alternatives = [self._num_alternatives(self.decisions[i]) for i in self._mutable]
         self._mutation_entropy = (
             math.log(len(alternatives)) + sum(math.log(a) for a in alternatives) / len(alternatives)
@@ -174,10 +170,11 @@ class EvolutionController(Controller):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state_keys(state, ["rng", "population", "best", "num_evaluated"])
-        if (state.get("population_size"), state.get("sample_size")) != (self.population_size, self.sample_size):
+        saved = (state.get("population_size"), state.get("sample_size"))
+        if saved != (self.population_size, self.sample_size):
             raise ValueError(
-                f"evolution state has population_size={state.get('population_size')}, "
-                f"sample_size={state.get('sample_size')}; this controller has "
+                f"evolution state has population_size={saved[0]}, sample_size={saved[1]}; "
+                "this controller has "
                 f"{self.population_size}, {self.sample_size}: resume with the same settings"
             )
         population = [(self._canonical(values), float(reward)) for values, reward in state["population"]]

@@ -114,7 +114,10 @@ def most_likely(controller: Controller) -> tuple:
     values = []
     for d in controller.decisions:
         p = probs[d.name]
-        values.append(d.options[int(np.argmax(p))] if isinstance(d, Categorical) else tuple(i for i, q in enumerate(p) if q > 0.5))
+        if isinstance(d, Categorical):
+            values.append(d.options[int(np.argmax(p))])
+        else:
+            values.append(tuple(i for i, q in enumerate(p) if q > 0.5))
     return tuple(values)
 
 
@@ -262,7 +265,8 @@ def test_evolution_mutates_one_decision_and_the_oldest_die():
         population = [values for values, _ in controller.state_dict()["population"]]
         if len(population) == 10:  # full: every proposal is a one-entry mutation of a member
             for s in samples:
-                distances = [sum(a != b for a, b in zip(entries(decisions, s.values), entries(decisions, p))) for p in population]
+                child = entries(decisions, s.values)
+                distances = [sum(a != b for a, b in zip(child, entries(decisions, p))) for p in population]
                 assert min(distances) == 1
         else:  # filling up: uniform proposals
             assert all(s.log_prob == pytest.approx(-uniform_entropy(decisions)) for s in samples)
@@ -365,7 +369,15 @@ def test_lstm_anchors_one_per_layer():
 
 @pytest.mark.parametrize(
     "setting, value",
-    [("lr", 0.0), ("lstm_size", 0), ("baseline_decay", 1.0), ("skip_target", 1.0), ("tanh_constant", -1.0), ("temperature", 0.0), ("entropy_weight", float("nan"))],
+    [
+        ("lr", 0.0),
+        ("lstm_size", 0),
+        ("baseline_decay", 1.0),
+        ("skip_target", 1.0),
+        ("tanh_constant", -1.0),
+        ("temperature", 0.0),
+        ("entropy_weight", float("nan")),
+    ],
 )
 def test_lstm_settings_are_checked(setting, value):
     with pytest.raises(ValueError, match=setting):
