@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import scipy.fft
 
 from nas.data.audio import load_audio
 from nas.data.errors import AudioDecodeError, DataError
@@ -193,7 +194,7 @@ def log_mel(windows: np.ndarray, params: FeatureParams) -> np.ndarray:
         padded = np.pad(chunk, ((0, 0), (half, half)))
         frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=1)
         frames = frames[:, :: params.frame_hop_samples][:, : params.frames] * hann
-        spectrum = np.fft.rfft(frames, axis=-1)  # [n, frames, n_fft // 2 + 1]
+        spectrum = scipy.fft.rfft(frames, axis=-1)  # [n, frames, n_fft // 2 + 1], complex64
         power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
         mel = power @ bank.T  # [n, frames, n_mels]
         out[start : start + chunk.shape[0]] = (

@@ -6,6 +6,8 @@ import multiprocessing
 import os
 from multiprocessing.pool import Pool
 
+from threadpoolctl import threadpool_limits
+
 
 def available_cores() -> int:
     try:
@@ -32,6 +34,10 @@ def process_pool(workers: int, preload: str) -> Pool:
 
 def _one_thread() -> None:
     """One BLAS thread per worker: the pool already uses every core."""
-    from threadpoolctl import threadpool_limits
-
     threadpool_limits(1)
+
+
+def one_blas_thread() -> threadpool_limits:
+    """Context manager for work done in the calling process: small matrix products are
+    slower with several BLAS threads, many times slower on a busy machine."""
+    return threadpool_limits(1)

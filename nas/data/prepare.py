@@ -23,8 +23,8 @@ from nas.data import cache
 from nas.data.errors import AudioDecodeError, DataError
 from nas.data.examples import plot_examples
 from nas.data.features import FeatureParams, file_features
-from nas.data.parallel import available_cores, process_pool
 from nas.data.manifest import Listing, Recording, Skipped, read_manifest, scan_folder
+from nas.data.parallel import available_cores, one_blas_thread, process_pool
 from nas.data.splits import SPLITS, SplitRatios, assign_splits
 
 log = logging.getLogger(__name__)
@@ -232,7 +232,8 @@ def _featurise_all(recordings: Sequence[Recording], params: FeatureParams,
     """Results in input order, from a process pool when ``workers > 1``."""
     tasks = [(index, str(recording.path), params) for index, recording in enumerate(recordings)]
     if workers <= 1 or len(tasks) < 2:
-        yield from map(_featurise_one, tasks)
+        with one_blas_thread():
+            yield from map(_featurise_one, tasks)
         return
     workers = min(workers, len(tasks))
     chunk = max(1, min(16, len(tasks) // (workers * 8)))
