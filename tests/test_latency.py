@@ -30,7 +30,7 @@ class FakeMeasure:
     def __init__(self):
         self.calls: list[tuple[tuple[int, ...], int]] = []
 
-    def __call__(self, model, input_shape, *, device, threads, warmup, repeats, num_inputs=1):
+    def __call__(self, model, input_shape, *, device, threads, warmup, repeats, statistic, num_inputs=1):
         self.calls.append((tuple(input_shape), num_inputs))
         return 1.0 + sum(p.numel() for p in model.parameters()) / 100.0
 
@@ -64,6 +64,9 @@ def test_measure_latency_multi_input_and_bad_arguments():
         measure_latency(conv, SHAPE, threads=0)
     with pytest.raises(ValueError, match="input_shape"):
         measure_latency(conv, (1, -1, 3))
+    with pytest.raises(ValueError, match="statistic"):
+        measure_latency(conv, SHAPE, statistic="mean")
+    assert measure_latency(conv, SHAPE, warmup=0, repeats=3, statistic="min") > 0
 
 
 # ---- calibration fit --------------------------------------------------------------------
@@ -121,11 +124,12 @@ def test_contexts_get_their_own_files(tmp_path, fake_measure):
     paths = {
         base.path,
         _table(tmp_path, threads=2)[1].path,
+        _table(tmp_path, statistic="min")[1].path,
         latency_table_for(space, num_classes=3, input_shape=(1, 8, 8), cache_dir=tmp_path, calibration_archs=0).path,
         latency_table_for(space, num_classes=4, input_shape=SHAPE, cache_dir=tmp_path, calibration_archs=0).path,
         _table(tmp_path, ToySpace(width=6))[1].path,  # same name, other config
     }
-    assert len(paths) == 5
+    assert len(paths) == 6
     with pytest.raises(ValueError, match="not 'other'"):
         other = ToySpace()
         other.name = "other"
