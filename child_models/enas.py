@@ -6,14 +6,14 @@ output of layer ``j``. Layer ``i`` reads position ``i`` (the previous layer), ru
 branch op, and (for ``i >= 1``) adds the positions it chose as skip inputs (any of
 ``0 .. i-1``: the stem and the layers before its direct input), then applies BN::
 
-    out_i = branch_i(pos[i])                             if i == 0
-    out_i = BN_i(pos[s_1] + ... + pos[s_k] + branch_i(pos[i]))   otherwise
+    out_0 = branch_0(pos[0])
+    out_i = BN_i(pos[s_1] + ... + pos[s_k] + branch_i(pos[i]))     for i >= 1
 
 After each pooling layer ``p`` (``L//3 - 1`` and ``2*(L//3) - 1``, as in the original)
 every position is replaced by its factorized reduction (H and W halved; the filter
 count stays, as in the original's search mode). Only positions that a later layer or
-the head still reads are reduced: the others are dead, and neither the standalone
-model nor the supernet computes them. The head is global average pooling, dropout
+the head still reads are reduced: the original also reduces the others, whose
+results nothing reads; neither the standalone model nor the supernet computes them. The head is global average pooling, dropout
 and a linear classifier.
 
 Both models run the same routine (``_run``) and differ only in where they find each
