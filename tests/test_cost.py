@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -166,3 +168,47 @@ def test_toy_space_random_archs_are_valid():
         arch = space.random_arch(rng)
         out = space.build(arch, num_classes=3, input_shape=(1, 8, 6))(torch.zeros(2, 1, 8, 6))
         assert out.shape == (2, 3)
+
+
+# ---- melnas-arch ----------------------------------------------------------------------
+
+TORCHVISION_PARAMS = {"mobilenetv3_large": 5_483_032, "mobilenetv3_small": 2_542_856}
+
+
+@pytest.mark.parametrize("preset", sorted(TORCHVISION_PARAMS))
+def test_melnas_arch_presets_match_torchvision(preset, capsys):
+    from experiments.arch import main
+
+    main(["--space", "mobilenetv3", "--preset", preset, "--set", "width=1.0",
+          "--num-classes", "1000", "--input", "3x224x224", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["params"] == TORCHVISION_PARAMS[preset]
+    assert data["macs"] == sum(u["macs"] for u in data["layers"]) > 0
+    assert data["arch"]["space"] == "mobilenetv3" and data["input_shape"] == [3, 224, 224]
+
+
+def test_melnas_arch_reads_arch_files_and_samples(tmp_path, capsys):
+    from experiments.arch import main
+    from nas.registry import build_space, space_config
+
+    space = build_space("enas_macro")
+    archs = [space.random_arch(np.random.default_rng(s)) for s in range(2)]
+    best = tmp_path / "best_arch.json"
+    best.write_text(json.dumps({**archs[0].to_json_dict(), "space_config": space_config("enas_macro"), "reward": 0.5}))
+    main(["--arch", str(best), "--input", "1x32x24", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["arch"] == archs[0].to_json_dict() and data["num_classes"] == 10
+
+    top = tmp_path / "top_archs.json"
+    top.write_text(json.dumps([{**a.to_json_dict(), "reward": 0.1} for a in archs]))
+    main(["--arch", str(top), "--input", "1x32x24", "--num-classes", "4"])
+    out = capsys.readouterr().out
+    assert out.count("total (whole model)") == 2 and "classes 4" in out
+
+    main(["--space", "enas_macro", "--random", "2", "--seed", "3", "--input", "1x32x24", "--json"])
+    assert len(json.loads(capsys.readouterr().out)) == 2
+
+    with pytest.raises(SystemExit, match="not --space"):
+        main(["--arch", str(best), "--space", "mobilenetv3"])
+    with pytest.raises(SystemExit, match="no preset"):
+        main(["--space", "enas_macro", "--preset", "nope"])

@@ -7,18 +7,23 @@ import json
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from torch import nn
 
 import nas.latency as latency
 from nas.latency import (
     Calibration,
     LatencyTable,
+    check_latency_table,
     evaluate_predictions,
     fit_calibration,
     held_out_archs,
     latency_table_for,
     measure_latency,
+    resolve_model_input,
 )
+from nas.registry import CONF_DIR, available_spaces, build_space
 from tests.test_cost import SumInputs, ToySpace
 
 SHAPE = (1, 8, 6)
@@ -213,3 +218,40 @@ def test_real_measurements_end_to_end(tmp_path):
     assert len(report.rows) == 3
     assert all(r.predicted_ms > 0 and r.measured_ms > 0 for r in report.rows)
     assert np.isfinite(report.max_abs_error_pct)
+
+
+# ---- melnas-latency's config --------------------------------------------------------
+
+
+@pytest.mark.parametrize("space_name", available_spaces())
+def test_latency_config_composes_and_runs(space_name, tmp_path):
+    """conf/latency.yaml's `latency:` keys are latency_table_for's arguments, for every space."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            config_name="latency",
+            overrides=[
+                f"search_space={space_name}", "num_archs=2", "input_shape=[1,16,16]", "num_classes=3",
+                f"data.cache_dir={tmp_path / 'no_cache'}", f"latency.cache_dir={tmp_path}",
+                "latency.calibration_archs=2", "latency.warmup=0", "latency.repeats=2",
+            ],
+        )
+    model_input = resolve_model_input(
+        data_cache=cfg.data.cache_dir, num_classes=cfg.num_classes, input_shape=list(cfg.input_shape)
+    )
+    assert (model_input.num_classes, model_input.input_shape) == (3, (1, 16, 16))
+    space = build_space(OmegaConf.to_container(cfg.search_space, resolve=True))
+    report = check_latency_table(
+        space, num_classes=3, input_shape=(1, 16, 16), num_archs=cfg.num_archs, seed=cfg.seed,
+        **OmegaConf.to_container(cfg.latency, resolve=True),
+    )
+    assert len(report.rows) == 2 and report.table_path.parent == tmp_path
+    assert report.calibration is not None and not {r.hash for r in report.rows} & set(report.calibration.arch_hashes)
+    assert json.loads(json.dumps(report.to_json_dict()))["context"]["space"] == space_name
+
+
+def test_model_input_defaults_and_missing_cache(tmp_path):
+    default = resolve_model_input(data_cache=tmp_path / "absent")
+    assert (default.num_classes, default.input_shape) == (10, (1, 64, 63))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="melnas-prepare"):  # a folder that is not a cache is an error
+        resolve_model_input(data_cache=tmp_path / "empty")
