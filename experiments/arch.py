@@ -152,9 +152,9 @@ def format_summary(summary: ModelSummary) -> str:
     widths = [max(len(r[i]) for r in [titles, totals, *rows]) for i in range(5)]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join([cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])])
+        return "  ".join([cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]).rstrip()
 
-    rule = "-" * len(line(titles))
+    rule = "-" * sum(widths + [2 * (len(widths) - 1)])
     return "\n".join([*head, line(titles), rule, *map(line, rows), rule, line(totals)])
 
 
