@@ -71,7 +71,11 @@ def add_broken_files(root: Path) -> dict[str, str]:
     soundfile.write(bass / "blip.wav", clip(0.2, 16000, 110.0, 4), 16000)
     (bass / "notes.txt").write_text("session notes")
     (root / "loose.wav").write_bytes(b"RIFF")
-    return {"text.wav": "cannot decode", "empty.flac": "empty file", "trunc.wav": "cannot decode",
+    (bass / "._resource_fork.wav").write_bytes(b"\0\5\26\7")
+    (bass / ".cache").mkdir()
+    (bass / ".cache" / "x.wav").write_bytes(b"")
+    return {"._resource_fork.wav": "hidden file", ".cache": "hidden folder (not searched)",
+            "text.wav": "cannot decode", "empty.flac": "empty file", "trunc.wav": "cannot decode",
             "nan.wav": "NaN or infinite", "inf.wav": "NaN or infinite", "blip.wav": "too short",
             "notes.txt": "not an audio file extension", "loose.wav": "not inside a class folder"}
 
@@ -104,7 +108,7 @@ def test_builds_cache_and_skips_every_bad_file(tmp_path):
     assert meta["input_shape"] == [1, 64, 63] and len(meta["mean"]) == 64
     assert meta["hop_seconds"] == 0.5 and meta["sample_rate"] == 16000
     assert (cache_dir / "examples.png").stat().st_size > 10_000
-    assert "skipped files: 8" in report.summary()
+    assert "skipped files: 10" in report.summary()
 
 
 def test_no_recording_in_two_splits_and_stats_from_train(tmp_path):

@@ -57,7 +57,7 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
         except Exception as audioread_error:  # noqa: BLE001 - every backend has its own
             raise AudioDecodeError(
                 f"cannot decode audio (soundfile: {_one_line(soundfile_error)}; audioread: "
-                f"{_one_line(audioread_error) or type(audioread_error).__name__})"
+                f"{_audioread_reason(audioread_error)})"
             ) from audioread_error
 
 
@@ -72,6 +72,12 @@ def _decode_with_audioread(path: Path) -> tuple[np.ndarray, int]:
     samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
     usable = samples.size - samples.size % channels
     return samples[:usable].reshape(-1, channels), rate
+
+
+def _audioread_reason(error: BaseException) -> str:
+    if type(error).__name__ == "NoBackendError":
+        return "no installed decoder reads it (ffmpeg would add formats)"
+    return _one_line(error) or type(error).__name__
 
 
 def _one_line(error: BaseException) -> str:

@@ -2,9 +2,9 @@
 CSV manifest ``path,label[,group][,split]``.
 
 Both give a ``Listing``: the recordings to decode, plus files that are already known to
-be unusable (not audio by extension, outside any class folder) with their reason, so
-nothing is dropped without a trace. Dot-files and dot-folders (``.DS_Store``, macOS
-``._name.wav`` resource forks) are system metadata and are not listed.
+be unusable with their reason (not audio by extension, outside any class folder, hidden
+like ``.DS_Store`` or macOS ``._take.wav`` resource forks), so nothing is dropped
+without a trace. Hidden folders are listed once and not searched.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def scan_folder(root: str | Path) -> Listing:
     class_dirs = []
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
+            skipped.append(_hidden(entry))
+        elif entry.is_dir():
             class_dirs.append(entry)
         else:
             skipped.append(Skipped(str(entry), "not inside a class folder"))
@@ -78,7 +78,7 @@ def scan_folder(root: str | Path) -> Listing:
         )
     for class_dir in class_dirs:
         found = 0
-        for path in _visible_files(class_dir):
+        for path in _files_under(class_dir, skipped):
             if path.suffix.lower() in AUDIO_EXTENSIONS:
                 source = path.relative_to(root).as_posix()
                 recordings.append(Recording(path, source, class_dir.name, source))
@@ -96,16 +96,22 @@ def scan_folder(root: str | Path) -> Listing:
     return Listing(recordings, skipped)
 
 
-def _visible_files(folder: Path) -> list[Path]:
-    """Files under ``folder`` (recursively, sorted), skipping dot-files and dot-folders."""
+def _files_under(folder: Path, skipped: list[Skipped]) -> list[Path]:
+    """Files under ``folder``, recursively, sorted; hidden entries go to ``skipped``."""
     found = []
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder).parts
-        if any(part.startswith(".") for part in relative):
-            continue
-        if path.is_file():
-            found.append(path)
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            skipped.append(_hidden(entry))
+        elif entry.is_dir():
+            found.extend(_files_under(entry, skipped))
+        elif entry.is_file():
+            found.append(entry)
     return found
+
+
+def _hidden(entry: Path) -> Skipped:
+    what = "hidden folder (not searched)" if entry.is_dir() else "hidden file"
+    return Skipped(str(entry), f"{what}: its name starts with '.'")
 
 
 def read_manifest(manifest: str | Path) -> Listing:

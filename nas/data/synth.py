@@ -3,9 +3,10 @@
 ``synthesize(settings)`` writes ``out_dir/<class>/<class>_<nnn>_<soundfont>_p<program>.flac``.
 Every file has its own generator seeded by ``(seed, class, file number)``, so the set
 is the same whatever the worker count. Files of a class cycle over the available
-SoundFonts and, within one, over the class's General MIDI programs. A hidden
-``out_dir/.melnas-synth.json`` records what was written: running again with the same
-settings reuses the files; other settings replace them (and only them).
+SoundFonts and, within one, over the class's General MIDI programs. A record beside
+the folder (``<out_dir>.synth.json``, outside it so that ``prepare`` does not meet it)
+says what was written: running again with the same settings reuses the files; other
+settings replace them (and only them).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from nas.data.parallel import available_cores, process_pool
 from nas.data.phrases import BAND, InstrumentClass, Note, make_phrase
 
 GENERATOR_VERSION = 1  # bump when the same settings would give different audio
-RECORD = ".melnas-synth.json"
 DRUM_BANK = 128
 RELEASE_FADE_SECONDS = 0.08
 
@@ -278,7 +278,8 @@ def synthesize(settings: SynthSettings, *, progress: bool = True) -> SynthReport
     fonts = find_soundfonts(settings)
     specs, notes = plan(settings, fonts)
     fingerprint = _fingerprint(settings, fonts)
-    record_path = settings.out_dir / RECORD
+    folder = settings.out_dir.resolve()
+    record_path = folder.with_name(folder.name + ".synth.json")
     previous = _read_record(record_path)
     counts: dict[str, int] = {}
     for spec in specs:
