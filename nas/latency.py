@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -38,6 +37,7 @@ from nas.latency_table import (
     fit_calibration,
     held_out_archs,
     space_fingerprint,
+    spanning_archs,
 )
 from search_spaces.base import InputShape, SearchSpace
 
@@ -59,6 +59,7 @@ __all__ = [
     "latency_table_for",
     "measure_latency",
     "resolve_model_input",
+    "spanning_archs",
     "table_context",
     "torch_threads",
 ]
@@ -193,9 +194,10 @@ def latency_table_for(
 ) -> LatencyTable:
     """The table of this machine for ``space`` at this input: loaded, or built and calibrated.
 
-    A new table is calibrated on ``calibration_archs`` random archs (drawn with
-    ``seed``), which also fills it with their units; 0 leaves it uncalibrated
-    (predictions are then raw unit sums). Later calls only read the file.
+    A new table is calibrated on ``calibration_archs`` archs spread over the cost
+    range of random ones (drawn with ``seed``; see ``spanning_archs``), which also
+    fills it with their units; 0 leaves it uncalibrated (predictions are then raw
+    unit sums). Later calls only read the file.
     ``statistic`` (``"median"`` or ``"min"``, see ``STATISTICS``) applies to every
     measurement of the table, units and whole archs alike.
     """
@@ -213,8 +215,7 @@ def latency_table_for(
     )
     table = LatencyTable(Path(cache_dir or default_cache_dir()).expanduser() / name, context, measure=measure)
     if table.calibration is None and calibration_archs > 0:
-        rng = np.random.default_rng(seed)
-        table.calibrate(space, [space.random_arch(rng) for _ in range(calibration_archs)])
+        table.calibrate(space, spanning_archs(table, space, calibration_archs, seed=seed))
     return table
 
 

@@ -71,26 +71,53 @@ class Calibration:
         return self.scale * unit_sum_ms + self.offset_ms
 
 
-def fit_calibration(unit_sums_ms: Sequence[float], measured_ms: Sequence[float]) -> tuple[float, float]:
-    """Least-squares (scale, offset) minimising the *relative* error of the prediction.
+def _fit_ratio(sums: np.ndarray, meas: np.ndarray) -> tuple[float, float]:
+    """A pure scale: the median ratio measured / unit sum (robust to one noisy arch)."""
+    return float(np.median(meas / sums)), 0.0
 
-    Relative residuals ``(scale * s + offset - m) / m`` are what the error target is
-    stated in. The offset is the whole network's own overhead, so it may not be
-    negative: a negative fit (noise) would predict absurd, even negative, latencies
-    for archs smaller than those calibrated on. Then, and with fewer than 3 archs or
-    unit sums too alike to separate a slope from an offset, only a scale is fitted:
-    the median ratio measured / unit sum.
+
+def _fit_linear(sums: np.ndarray, meas: np.ndarray) -> tuple[float, float]:
+    """Scale and offset minimising the relative squared error, if physically plausible
+    (see fit_calibration); else the pure scale."""
+    design = np.stack([sums / meas, 1.0 / meas], axis=1)
+    (scale, offset), *_ = np.linalg.lstsq(design, np.ones_like(meas), rcond=None)
+    if scale > 0 and 0 <= offset <= scale * sums.min():
+        return float(scale), float(offset)
+    return _fit_ratio(sums, meas)
+
+
+def _leave_one_out_error(fit, sums: np.ndarray, meas: np.ndarray) -> float:
+    """Median relative error of ``fit`` on each arch when fitted on all the others."""
+    errors = []
+    for i in range(sums.size):
+        keep = np.arange(sums.size) != i
+        scale, offset = fit(sums[keep], meas[keep])
+        errors.append(abs(scale * sums[i] + offset - meas[i]) / meas[i])
+    return float(np.median(errors))
+
+
+def fit_calibration(unit_sums_ms: Sequence[float], measured_ms: Sequence[float]) -> tuple[float, float]:
+    """The (scale, offset) of ``whole ~= scale * unit_sum + offset``, fitted on measured archs.
+
+    Two candidate maps: a pure scale (median ratio), and scale + offset by least
+    squares on *relative* residuals ``(scale * s + offset - m) / m`` (the error target
+    is relative). The offset stands for what the network adds outside its units
+    (its own ``forward``, glue), so it must be plausible: not negative (that would
+    predict absurd, even negative, latencies for archs smaller than those calibrated
+    on), and not more than the units cost in the smallest calibrated network (a
+    near-flat fit to noise would erase the differences between archs that the
+    search ranks by). With 4 or more archs the candidate with the smaller
+    leave-one-out error wins (the simpler one on ties).
     """
     sums = np.asarray(unit_sums_ms, dtype=float)
     meas = np.asarray(measured_ms, dtype=float)
     if sums.shape != meas.shape or sums.size == 0 or np.any(sums <= 0) or np.any(meas <= 0):
         raise ValueError("calibration needs matching, positive unit sums and measurements")
-    if sums.size >= 3 and sums.max() / sums.min() > 1.25:
-        design = np.stack([sums / meas, 1.0 / meas], axis=1)
-        (scale, offset), *_ = np.linalg.lstsq(design, np.ones_like(meas), rcond=None)
-        if scale > 0 and offset >= 0:
-            return float(scale), float(offset)
-    return float(np.median(meas / sums)), 0.0
+    if sums.size < 4:
+        return _fit_ratio(sums, meas)
+    fits = (_fit_ratio, _fit_linear)
+    best = min(fits, key=lambda fit: _leave_one_out_error(fit, sums, meas))
+    return best(sums, meas)
 
 
 class LatencyTable:
@@ -255,6 +282,21 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 # ---- held-out error report (melnas-latency) ----------------------------------------
+
+
+def spanning_archs(table: LatencyTable, space: SearchSpace, n: int, *, seed: int, pool_factor: int = 5) -> list[Arch]:
+    """``n`` archs spread evenly over the predicted cost range of ``pool_factor * n`` random ones.
+
+    A calibration on archs of similar cost cannot tell a slope from an offset; spread
+    ones can. Predicting the pool measures its units, which also pre-fills the table.
+    """
+    if n < 1:
+        raise ValueError(f"need at least one calibration arch, got {n}")
+    rng = np.random.default_rng(seed)
+    pool = {a.hash: a for a in (space.random_arch(rng) for _ in range(pool_factor * n))}
+    ranked = sorted(pool.values(), key=lambda a: (table.unit_sum(table.layers_of(space, a)), a.hash))
+    picks = sorted({int(round(i)) for i in np.linspace(0, len(ranked) - 1, min(n, len(ranked)))})
+    return [ranked[i] for i in picks]
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from nas.latency import (
     latency_table_for,
     measure_latency,
     resolve_model_input,
+    spanning_archs,
 )
 from nas.registry import CONF_DIR, available_spaces, build_space
 from tests.test_cost import SumInputs, ToySpace
@@ -92,6 +93,25 @@ def test_fit_calibration_falls_back_to_a_ratio():
     assert offset == 0.0 and scale == pytest.approx(1.5)  # median of 1, 1.5, 1.75
     with pytest.raises(ValueError):
         fit_calibration([1.0, 0.0], [1.0, 1.0])
+
+
+def test_fit_calibration_refuses_a_flat_fit_to_noise():
+    # whole latencies that do not follow the unit sums (noise): least squares would
+    # answer ~0.03 * sum + 6.4 ms, erasing every difference between archs
+    sums = [3.0, 3.1, 3.2, 3.3, 3.4, 3.5]
+    measured = [6.9, 5.9, 6.9, 6.0, 7.2, 6.3]
+    scale, offset = fit_calibration(sums, measured)
+    assert offset == 0.0 and scale == pytest.approx(2.0, rel=0.02)
+
+
+def test_spanning_archs_cover_the_cost_range(tmp_path, fake_measure):
+    space, table = _table(tmp_path)
+    picked = spanning_archs(table, space, 4, seed=0)
+    costs = [table.unit_sum(table.layers_of(space, a)) for a in picked]
+    pool_rng = np.random.default_rng(0)
+    pool = [table.unit_sum(table.layers_of(space, space.random_arch(pool_rng))) for _ in range(20)]
+    assert len(picked) == 4 and costs == sorted(costs)
+    assert costs[0] == min(pool) and costs[-1] == max(pool)
 
 
 # ---- the table --------------------------------------------------------------------------
