@@ -19,6 +19,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from child_models.init import kaiming_init_
 from child_models.ops import (
@@ -27,7 +28,7 @@ from child_models.ops import (
     InvertedResidual,
     NormLayer,
     SqueezeExcite,
-    make_activation,
+    make_divisible,
     pair,
 )
 
@@ -192,51 +193,25 @@ class MobileNetV3(nn.Module):
         return self.head(self.blocks(self.stem(x)))
 
 
-class _ExpansionCandidate(nn.Module):
-    """The weights of one expansion width of a choice block: expand 1x1 (absent when the
-    width equals the input's), one depthwise conv+BN per kernel, SE, project 1x1."""
-
-    def __init__(
-        self,
-        *,
-        in_channels: int,
-        expanded_channels: int,
-        out_channels: int,
-        kernel_sizes: Sequence[int],
-        stride: tuple[int, int],
-        norm_layer: NormLayer,
-    ) -> None:
-        super().__init__()
-        self.expand = (
-            ConvBNAct(in_channels, expanded_channels, norm_layer=norm_layer)
-            if expanded_channels != in_channels
-            else None
-        )
-        self.depthwise = nn.ModuleDict(
-            {
-                f"k{k}": ConvBNAct(
-                    expanded_channels,
-                    expanded_channels,
-                    kernel_size=k,
-                    stride=stride,
-                    groups=expanded_channels,
-                    norm_layer=norm_layer,
-                )
-                for k in kernel_sizes
-            }
-        )
-        self.se = SqueezeExcite(expanded_channels)
-        self.project = ConvBNAct(expanded_channels, out_channels, norm_layer=norm_layer)
+_ACTIVATION_FNS = {"relu": F.relu, "hswish": F.hardswish}  # what nn.ReLU / nn.Hardswish call
 
 
 class InvertedResidualChoices(nn.Module):
     """Every candidate of one searchable layer; ``forward(x, spec)`` runs one of them.
 
-    Sharing granularity: each expansion width has its own expand/project 1x1 convs,
-    SE and BNs; within it each kernel size has its own depthwise conv and BN. The
-    activation choice has no weights. So every (layer, choice) owns its weights, a
-    candidate runs at exactly the cost of the standalone block (no weight slicing),
-    and each BN sees only the features of the path it normalises.
+    Weight sharing by slicing (the "superkernel" of Single-Path NAS, as in OFA and
+    TuNAS): one expand 1x1, depthwise, SE and project conv, sized for the widest
+    expansion and the largest kernel, hold the weights of every candidate. Expansion
+    ``E`` uses the first ``E`` expanded channels (and SE squeeze channels), kernel
+    ``k`` the centre ``k x k`` of the depthwise kernel. Every training step thus
+    updates the channels and kernel centres that most archs use, which is what lets a
+    supernet of ~10^19 archs learn in a few hundred steps; with a separate conv per
+    (expansion, kernel), each gets a few dozen updates and the supernet barely learns
+    (see the report in the space's docs).
+
+    Batchnorm is not shared: each expansion has its own expand and project BN, each
+    (expansion, kernel) its own depthwise BN, because their statistics differ by path.
+    The activation choice has no weights.
     ``[B, in, H, W] -> [B, out, (H - 1) // s_f + 1, (W - 1) // s_t + 1]``.
     """
 
@@ -254,65 +229,87 @@ class InvertedResidualChoices(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride = pair(stride)
-        self.candidates = nn.ModuleDict(
-            {
-                f"x{e}": _ExpansionCandidate(
-                    in_channels=in_channels,
-                    expanded_channels=e,
-                    out_channels=out_channels,
-                    kernel_sizes=kernel_sizes,
-                    stride=self.stride,
-                    norm_layer=norm_layer,
-                )
-                for e in sorted(set(expanded_options))
-            }
-        )
-        self.activations = nn.ModuleDict({name: make_activation(name) for name in ACTIVATIONS})
         self.use_residual = self.stride == (1, 1) and in_channels == out_channels
+        self.widths = tuple(sorted(set(expanded_options)))
+        self.kernel_sizes = tuple(sorted(set(kernel_sizes)))
+        if any(k % 2 == 0 for k in self.kernel_sizes):
+            raise ValueError(f"kernel sizes must be odd to share one centre, got {self.kernel_sizes}")
+        wide, big = self.widths[-1], self.kernel_sizes[-1]
+        expanding = [e for e in self.widths if e != in_channels]
+        self.expand = nn.Conv2d(in_channels, wide, 1, bias=False) if expanding else None
+        self.depthwise = nn.Conv2d(wide, wide, big, groups=wide, bias=False)
+        self.se = SqueezeExcite(wide)
+        self.project = nn.Conv2d(wide, out_channels, 1, bias=False)
+        self.expand_norms = nn.ModuleDict({f"x{e}": norm_layer(e) for e in expanding})
+        self.depthwise_norms = nn.ModuleDict(
+            {f"x{e}_k{k}": norm_layer(e) for e in self.widths for k in self.kernel_sizes}
+        )
+        self.project_norms = nn.ModuleDict({f"x{e}": norm_layer(out_channels) for e in self.widths})
 
-    def _candidate(self, spec: BlockSpec) -> tuple[_ExpansionCandidate, ConvBNAct]:
-        if (spec.in_channels, spec.out_channels, spec.stride) != (
-            self.in_channels,
-            self.out_channels,
-            self.stride,
-        ):
+    def _check(self, spec: BlockSpec) -> None:
+        fixed = (spec.in_channels, spec.out_channels, spec.stride)
+        if fixed != (self.in_channels, self.out_channels, self.stride):
             raise ValueError(
                 f"block spec {spec} does not fit this layer "
                 f"(in {self.in_channels}, out {self.out_channels}, stride {self.stride})"
             )
-        try:
-            candidate = self.candidates[f"x{spec.expanded_channels}"]
-            return candidate, candidate.depthwise[f"k{spec.kernel_size}"]
-        except KeyError:
+        if spec.expanded_channels not in self.widths or spec.kernel_size not in self.kernel_sizes:
             raise ValueError(
-                f"this layer has no candidate with {spec.expanded_channels} expanded channels "
-                f"and kernel {spec.kernel_size}; it holds {list(self.candidates)} "
-                f"x {list(next(iter(self.candidates.values())).depthwise)}"
-            ) from None
+                f"this layer holds expanded widths {list(self.widths)} and kernels "
+                f"{list(self.kernel_sizes)}, not {spec.expanded_channels} / {spec.kernel_size}"
+            )
+
+    def _depthwise_weight(self, width: int, kernel: int) -> Tensor:
+        """``[width, 1, kernel, kernel]``: the centre of the shared depthwise kernel."""
+        start = (self.depthwise.kernel_size[0] - kernel) // 2
+        return self.depthwise.weight[:width, :, start : start + kernel, start : start + kernel]
+
+    def _se_weights(self, width: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """fc1 weight/bias and fc2 weight/bias of a ``width``-channel SqueezeExcite."""
+        squeeze = make_divisible(width // 4, 8)
+        fc1, fc2 = self.se.fc1, self.se.fc2
+        return fc1.weight[:squeeze, :width], fc1.bias[:squeeze], fc2.weight[:width, :squeeze], fc2.bias[:width]
 
     def forward(self, x: Tensor, spec: BlockSpec) -> Tensor:  # type: ignore[override]
         # Mirrors InvertedResidual.forward op for op, so outputs match a standalone build.
-        candidate, depthwise = self._candidate(spec)
-        act = self.activations[spec.activation]
-        out = x if candidate.expand is None else act(candidate.expand(x))
-        out = act(depthwise(out))
+        self._check(spec)
+        width, kernel = spec.expanded_channels, spec.kernel_size
+        act = _ACTIVATION_FNS[spec.activation]
+        out = x
+        if width != self.in_channels:
+            out = act(self.expand_norms[f"x{width}"](F.conv2d(x, self.expand.weight[:width])))
+        out = F.conv2d(
+            out,
+            self._depthwise_weight(width, kernel),
+            stride=self.stride,
+            padding=(kernel - 1) // 2,
+            groups=width,
+        )
+        out = act(self.depthwise_norms[f"x{width}_k{kernel}"](out))
         if spec.use_se:
-            out = candidate.se(out)
-        out = candidate.project(out)
+            w1, b1, w2, b2 = self._se_weights(width)
+            scale = F.adaptive_avg_pool2d(out, 1)  # [B, width, 1, 1]
+            out = out * F.hardsigmoid(F.conv2d(F.relu(F.conv2d(scale, w1, b1)), w2, b2))
+        out = self.project_norms[f"x{width}"](F.conv2d(out, self.project.weight[:, :width]))
         return out + x if self.use_residual else out
 
     def block_state_dict(self, spec: BlockSpec) -> dict[str, Tensor]:
-        """The chosen candidate's tensors under ``spec.build()``'s names (not copies)."""
-        candidate, depthwise = self._candidate(spec)
-        parts: dict[str, nn.Module | None] = {
-            "expand": candidate.expand,
-            "depthwise": depthwise,
-            "se": candidate.se if spec.use_se else None,
-            "project": candidate.project,
-        }
-        return {
-            f"{part}.{name}": tensor
-            for part, module in parts.items()
-            if module is not None
-            for name, tensor in module.state_dict(keep_vars=False).items()
-        }
+        """The chosen candidate's weights under ``spec.build()``'s names (fresh copies)."""
+        self._check(spec)
+        width, kernel = spec.expanded_channels, spec.kernel_size
+        state: dict[str, Tensor] = {}
+        if width != self.in_channels:
+            state["expand.conv.weight"] = self.expand.weight[:width]
+            state.update(_prefixed("expand.norm.", self.expand_norms[f"x{width}"]))
+        state["depthwise.conv.weight"] = self._depthwise_weight(width, kernel)
+        state.update(_prefixed("depthwise.norm.", self.depthwise_norms[f"x{width}_k{kernel}"]))
+        if spec.use_se:
+            names = ("se.fc1.weight", "se.fc1.bias", "se.fc2.weight", "se.fc2.bias")
+            state.update(zip(names, self._se_weights(width)))
+        state["project.conv.weight"] = self.project.weight[:, :width]
+        state.update(_prefixed("project.norm.", self.project_norms[f"x{width}"]))
+        return {name: tensor.detach().clone() for name, tensor in state.items()}
+
+
+def _prefixed(prefix: str, module: nn.Module) -> dict[str, Tensor]:
+    return {prefix + name: tensor for name, tensor in module.state_dict().items()}

@@ -480,13 +480,14 @@ class MobileNetV3Supernet(Supernet):
         return self.head(x)
 
     def subnet_state_dict(self, arch: Arch) -> dict[str, Tensor]:
-        """The chosen path's tensors under ``space.build(arch)``'s names (not copies)."""
-        state = {f"stem.{k}": v for k, v in self.stem.state_dict().items()}
+        """The chosen path's weights under ``space.build(arch)``'s names, as fresh tensors
+        (slices of the shared weights are copied, so saving them stores only the path)."""
+        state = {f"stem.{k}": v.clone() for k, v in self.stem.state_dict().items()}
         specs = self.space.block_specs(arch)
         present = [(layer, spec) for layer, spec in zip(self.layers, specs) if spec is not None]
         for j, (layer, spec) in enumerate(present):
             state.update({f"blocks.{j}.{k}": v for k, v in layer.block_state_dict(spec).items()})
-        state.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
+        state.update({f"head.{k}": v.clone() for k, v in self.head.state_dict().items()})
         return state
 
 
