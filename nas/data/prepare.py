@@ -156,12 +156,10 @@ def prepare_dataset(data: Mapping[str, Any], *, progress: bool = True) -> Prepar
     else:
         return _report_from_meta(settings.cache_dir, existing)
     log.info("building cache %s: %s", settings.cache_dir, why)
-    report = _build(settings, listing, fingerprint, progress=progress)
-    report.why = why
-    return report
+    return _build(settings, listing, fingerprint, why=why, progress=progress)
 
 
-def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *,
+def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *, why: str,
            progress: bool) -> PrepareReport:
     started = time.perf_counter()
     cache_dir = settings.cache_dir
@@ -206,7 +204,8 @@ def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *,
         cache_dir=cache_dir, reused=False, class_names=class_names,
         recordings=_count(class_names, built.recordings, splits, [1] * len(splits)),
         windows=_count(class_names, built.recordings, splits, [len(r) for r in built.rows]),
-        minutes=built.seconds / 60, skipped=len(skipped), input_shape=params.input_shape)
+        minutes=built.seconds / 60, skipped=len(skipped), input_shape=params.input_shape,
+        why=why)
     _plot(cache_dir / cache.EXAMPLES, class_names, features, rows, params)
     report.seconds = time.perf_counter() - started
     meta = {
