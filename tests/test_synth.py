@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +120,17 @@ def test_default_set_size_and_time(tmp_path):
     report = synthesize(SynthSettings.from_config(cfg.synth), progress=False)
     assert len(report.files) >= 10 and report.minutes >= 20
     assert sum(1 for _ in tmp_path.rglob("*.flac")) == sum(report.files.values())
+
+
+def test_entry_point_writes_and_reports(tmp_path):
+    command = [sys.executable, "-m", "experiments.synth", f"synth.out_dir={tmp_path / 'set'}",
+               "synth.files_per_class=1", "synth.classes=[flute,drums]", "synth.num_workers=1",
+               "synth.system_soundfonts=[]", "progress=false", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "2 classes, 2 files" in result.stdout
+    assert len(list((tmp_path / "set").rglob("*.flac"))) == 2
+    missing = subprocess.run(command + [f"synth.soundfonts=[{tmp_path / 'no.sf2'}]"],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2
+    assert "no.sf2" in missing.stderr and "Traceback" not in missing.stderr
