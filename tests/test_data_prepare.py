@@ -189,6 +189,12 @@ def test_unusable_root_stops_with_what_to_do(tmp_path, setup, message):
         prepare_dataset(data_cfg(root, tmp_path / "cache"), progress=False)
 
 
+def test_cache_inside_root_is_refused(tmp_path):
+    root = make_folder(tmp_path / "audio", per_class=1)
+    with pytest.raises(DataError, match="is inside data.root"):
+        prepare_dataset(data_cfg(root, root / "cache"), progress=False)
+
+
 def write_manifest(path: Path, rows: list[tuple[str, ...]], header: str) -> Path:
     path.write_text(header + "\n" + "\n".join(",".join(r) for r in rows) + "\n", encoding="utf-8")
     return path

@@ -52,6 +52,10 @@ class PrepareSettings:
             raise DataError("set data.root (one folder per class) or data.manifest (a CSV)")
         if not data.get("cache_dir"):
             raise DataError("set data.cache_dir: the folder the prepared cache is written to")
+        if root and not manifest and Path(data["cache_dir"]).expanduser().resolve() \
+                .is_relative_to(Path(root).expanduser().resolve()):
+            raise DataError(f"data.cache_dir={data['cache_dir']} is inside data.root={root}, "
+                            "where it would be read as a class: put the cache elsewhere")
         workers = data.get("num_workers")
         if workers is not None and int(workers) < 0:
             raise DataError(f"data.num_workers={workers} is invalid: expected >= 0 or null")
