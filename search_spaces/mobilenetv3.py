@@ -11,7 +11,13 @@ picks (labels ``l{i}_*``):
 - ``l{i}_se``: squeeze-and-excite on/off;
 - ``l{i}_act``: ``relu`` or ``hswish``;
 - ``l{i}_skip``: drop the block (identity), offered only where identity is valid
-  (stride 1 and as many input as output channels), so the search varies depth.
+  (stride 1 and as many input as output channels at width 1.0), so the search varies
+  depth. A skipped layer's other choices do not change the network (its hash does);
+  ``arch_from_string(arch_string(arch))`` gives the canonical arch.
+
+The decisions depend only on ``backbone``, ``kernels`` and ``expand_ratios``, so an
+arch searched on a narrow model loads into a wider one (``width``, ``stem_stride``,
+``head_channels`` and the input shape are free).
 
 Channel counts follow torchvision exactly: every width-1.0 count (stem, outputs,
 expanded = ``round(in_1.0 * ratio)``, classifier hidden) is scaled by ``width`` and
@@ -22,7 +28,8 @@ channels. Presets ``mobilenetv3_large``/``mobilenetv3_small`` therefore reproduc
 
 Input is ``(channels, n_mels, frames)``; the stem stride is set per axis
 (``stem_stride: [freq, time]``), and global pooling in the head lets the number of
-frames vary.
+frames vary. The supernet shares weights by slicing (see
+``child_models.mobilenet.InvertedResidualChoices``).
 """
 
 from __future__ import annotations
