@@ -97,7 +97,7 @@ def test_inverted_residual_structure():
     assert no_expand(torch.randn(2, 16, 9, 13)).shape == (2, 24, 5, 13)
 
 
-def test_inverted_residual_adds_identity_only_when_valid():
+def test_inverted_residual_shortcut_is_identity():
     block = InvertedResidual(in_channels=8, expanded_channels=16, out_channels=8, kernel_size=3)
     kaiming_init_(block)
     with torch.no_grad():
