@@ -32,8 +32,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nas.compare import Comparison, compare_runs
 from nas.data.prepare import prepare_dataset
-from nas.data.synth import RECORD as SYNTH_RECORD
-from nas.data.synth import SynthSettings, synthesize
+from nas.data.synth import SynthSettings, record_path, synthesize
 from nas.registry import CONF_DIR
 from nas.search import run_search
 from nas.train import train_model
@@ -163,7 +162,7 @@ def synthesise_if_missing(cfg: DictConfig) -> None:
     that melnas-synth did not write (the user's own folder) or ``data.manifest`` is set.
     ``synthesize`` itself reuses an unchanged set, so a second demo run costs nothing here."""
     root = Path(cfg.data.root)
-    ours = (root / SYNTH_RECORD).is_file()
+    ours = record_path(root).is_file()
     if cfg.data.manifest or (not ours and root.is_dir() and any(p.is_file() for p in root.rglob("*"))):
         log.info("data: using %s as it is", cfg.data.manifest or root)
         return

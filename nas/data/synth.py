@@ -34,6 +34,13 @@ DRUM_BANK = 128
 RELEASE_FADE_SECONDS = 0.08
 
 
+def record_path(out_dir: str | Path) -> Path:
+    """Where ``synthesize`` records what it wrote into ``out_dir``: beside the folder, as
+    ``<out_dir>.synth.json`` (a folder without one was not written by melnas-synth)."""
+    folder = Path(out_dir).expanduser().resolve()
+    return folder.with_name(folder.name + ".synth.json")
+
+
 def bundled_soundfont() -> Path:
     """TimGM6mb.sf2, the General MIDI SoundFont that ships inside pretty_midi."""
     import pretty_midi
@@ -278,9 +285,8 @@ def synthesize(settings: SynthSettings, *, progress: bool = True) -> SynthReport
     fonts = find_soundfonts(settings)
     specs, notes = plan(settings, fonts)
     fingerprint = _fingerprint(settings, fonts)
-    folder = settings.out_dir.resolve()
-    record_path = folder.with_name(folder.name + ".synth.json")
-    previous = _read_record(record_path)
+    record = record_path(settings.out_dir)
+    previous = _read_record(record)
     counts: dict[str, int] = {}
     for spec in specs:
         counts[spec.instrument.name] = counts.get(spec.instrument.name, 0) + 1
@@ -289,7 +295,7 @@ def synthesize(settings: SynthSettings, *, progress: bool = True) -> SynthReport
                            previous.get("seconds", 0.0) / 60, notes=notes)
     for old in previous.get("files", []):
         (settings.out_dir / old).unlink(missing_ok=True)
-    record_path.unlink(missing_ok=True)
+    record.unlink(missing_ok=True)
     tasks = [(spec, settings.sample_rate) for spec in specs]
     workers = min(available_cores() if settings.num_workers is None else settings.num_workers,
                   len(tasks))
@@ -308,7 +314,7 @@ def synthesize(settings: SynthSettings, *, progress: bool = True) -> SynthReport
     bar.close()
     total_seconds = float(sum(durations))
     settings.out_dir.mkdir(parents=True, exist_ok=True)
-    record_path.write_text(json.dumps({
+    record.write_text(json.dumps({
         "fingerprint": fingerprint,
         "seconds": total_seconds,
         "soundfonts": [str(f) for f in fonts],
