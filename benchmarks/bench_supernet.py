@@ -6,11 +6,16 @@ as in the search): ``supernet(x, arch)`` with one optimizer over all supernet we
 and ``space.build(arch)`` (loaded with the supernet's weights for that arch) with its
 own optimizer. Steps are interleaved (supernet then standalone for one arch, then the
 next arch, the order flipped every round) so that load changes on a shared machine
-hit both sides alike. Throughput = samples / summed step time; ratio =
-supernet / standalone (target >= 0.8).
+hit both sides alike. Throughput = batch / median step time; the ratio supernet /
+standalone is the median over all back-to-back pairs of steps (standalone time /
+supernet time), which cancels load drift (target >= 0.8).
 
     python benchmarks/bench_supernet.py                      # both spaces, CPU, batch 64 x 1x64x63
     python benchmarks/bench_supernet.py --device cuda --archs 8 --rounds 5
+    python benchmarks/bench_supernet.py --threads 1   # on a machine shared with other jobs
+
+On an overloaded CPU, torch's multi-threaded ops wait for descheduled worker threads:
+on 2 cores shared by ~7 processes, --threads 1 ran the ENAS child 10x faster than 2.
     python benchmarks/bench_supernet.py --space enas_macro --set filters=36 --set stem_stride=1
 """
 
@@ -93,7 +98,13 @@ def bench_space(
 
 
 def throughput(batch: int, seconds: list[float]) -> float:
-    return batch * len(seconds) / sum(seconds)
+    """Samples/s at the median step time (robust to the odd step hit by another job)."""
+    return batch / statistics.median(seconds)
+
+
+def paired_ratios(timings: list[Timings]) -> list[float]:
+    """Supernet / standalone throughput of each back-to-back pair of steps."""
+    return [sta / sup for t in timings for sup, sta in zip(t.supernet, t.standalone)]
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -140,18 +151,18 @@ def main() -> None:
         for arch_string, t in rows:
             sup, sta = throughput(args.batch, t.supernet), throughput(args.batch, t.standalone)
             shown = arch_string if len(arch_string) <= 52 else arch_string[:49] + "..."
-            print(f"{space_name:12} {shown:52} {sup:11.1f} {sta:13.1f} {sup / sta:6.2f}")
+            ratio = statistics.median(paired_ratios([t]))
+            print(f"{space_name:12} {shown:52} {sup:11.1f} {sta:13.1f} {ratio:6.2f}")
         sup = throughput(args.batch, [s for _, t in rows for s in t.supernet])
         sta = throughput(args.batch, [s for _, t in rows for s in t.standalone])
-        per_arch = statistics.median(
-            throughput(args.batch, t.supernet) / throughput(args.batch, t.standalone) for _, t in rows
-        )
-        print(f"{space_name:12} {'all ' + str(len(rows)) + ' archs':52} {sup:11.1f} {sta:13.1f} {sup / sta:6.2f}")
-        summary.append((space_name, sup, sta, sup / sta, per_arch))
+        pairs = paired_ratios([t for _, t in rows])
+        ratio = statistics.median(pairs)
+        print(f"{space_name:12} {'all ' + str(len(rows)) + ' archs':52} {sup:11.1f} {sta:13.1f} {ratio:6.2f}")
+        summary.append((space_name, sup, sta, ratio, np.quantile(pairs, [0.25, 0.75])))
     print("\nsummary (target: supernet >= 0.8x standalone)")
-    for space_name, sup, sta, ratio, per_arch in summary:
+    for space_name, sup, sta, ratio, (q1, q3) in summary:
         print(f"  {space_name:12} supernet {sup:8.1f} samples/s   standalone {sta:8.1f} samples/s   "
-              f"ratio {ratio:.2f} (median per arch {per_arch:.2f})")
+              f"ratio {ratio:.2f} (paired steps, interquartile {q1:.2f}-{q3:.2f})")
 
 
 if __name__ == "__main__":
