@@ -135,12 +135,17 @@ def run_search(cfg: DictConfig, *, run_dir: str | Path) -> SearchOutcome:
         )
     loader = partial(make_loader, data, num_workers=settings.num_workers)
     steps_per_epoch = len(data.rows("train")) // settings.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"the train split of {data.cache_dir} has {len(data.rows('train'))} windows, fewer than "
+            f"trainer.batch_size={settings.batch_size}; lower trainer.batch_size"
+        )
     optimizer = torch.optim.SGD(
         supernet.parameters(), lr=settings.lr, momentum=settings.momentum,
         nesterov=settings.nesterov, weight_decay=settings.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=max(1, settings.epochs * steps_per_epoch), eta_min=settings.lr_min
+        optimizer, T_max=settings.epochs * steps_per_epoch, eta_min=settings.lr_min
     )
     run_identity = identity_of(cfg)
     checkpoint = load_checkpoint(checkpoint_path) if resume else None
@@ -153,6 +158,7 @@ def run_search(cfg: DictConfig, *, run_dir: str | Path) -> SearchOutcome:
     ctx = SearchContext(
         space=space, supernet=supernet, controller=controller, controller_name=controller_label(controller),
         reward=reward, latency=LatencyLookup(table.predict_arch, space), make_loader=loader,
+        steps_per_epoch=steps_per_epoch,
         optimizer=optimizer, scheduler=scheduler, tracker=tracker, device=device, settings=settings, seed=seed,
     )
     if checkpoint is not None:

@@ -15,6 +15,7 @@ and the epoch (``derive_seed``), so a resumed run repeats an uninterrupted one e
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -118,6 +119,7 @@ class SearchContext:
     reward: Callable[[float, float], float]
     latency: LatencyLookup
     make_loader: LoaderFactory  # make_loader(split, *, batch_size, shuffle, seed, drop_last)
+    steps_per_epoch: int  # shared-weight minibatches per epoch (the train split, last partial batch dropped)
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     tracker: RunTracker
@@ -141,16 +143,11 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
     loader = ctx.make_loader(
         "train", batch_size=s.batch_size, shuffle=True, seed=derive_seed(ctx.seed, "train", epoch), drop_last=True
     )
-    num_batches = len(loader)
-    if num_batches == 0:
-        raise ValueError(
-            f"the train split has fewer examples than trainer.batch_size={s.batch_size}; lower it"
-        )
     with torch.no_grad():
-        archs = [ctx.space.arch(sample.values) for sample in ctx.controller.sample(num_batches)]
+        archs = [ctx.space.arch(sample.values) for sample in ctx.controller.sample(ctx.steps_per_epoch)]
     ctx.supernet.train()
     loss_sum = correct = seen = 0.0
-    with ctx.tracker.bar(num_batches, f"epoch {epoch + 1} shared") as bar:
+    with ctx.tracker.bar(ctx.steps_per_epoch, f"epoch {epoch + 1} shared") as bar:
         for arch, batch in zip(archs, loader):
             x, y = ctx.to_device(batch)
             logits = ctx.supernet(x, arch)
@@ -199,20 +196,24 @@ def recalibration_batches(ctx: SearchContext, epoch: int) -> list[Batch]:
 
 
 def controller_phase(ctx: SearchContext, epoch: int) -> dict[str, float]:
-    """K controller steps of M archs each; returns means over the phase and the time taken."""
+    """K controller steps of M archs each; returns means over the phase and the time taken.
+
+    TensorBoard's x axis is the shared-weight step for every curve: controller step k
+    of this epoch is drawn inside the epoch's span of shared steps, so the purge of a
+    resumed run (every event after the checkpoint's step) removes exactly the lost ones.
+    """
     start = time.perf_counter()
     s = ctx.settings
     warmup_steps = int(s.controller_warmup * s.epochs * s.controller_steps)
     val_stream = cycle_batches(ctx, "val", batch_size=s.val_batch_size, tag=f"controller-{epoch}")
     recal = recalibration_batches(ctx, epoch) if s.bn_mode == "recalibrate" else []
-    rewards: list[float] = []
-    accuracies: list[float] = []
-    latencies: list[float] = []
+    epoch_start = ctx.state.train_step - ctx.steps_per_epoch
+    scored: list[dict[str, Any]] = []
     entropies: list[float] = []
     update_stats: dict[str, list[float]] = {}
     with ArchScorer(ctx.supernet, bn_mode=s.bn_mode, recalibration_batches=recal) as scorer, \
             ctx.tracker.bar(s.controller_steps, f"epoch {epoch + 1} controller") as bar:
-        for _ in range(s.controller_steps):
+        for k in range(s.controller_steps):
             ctx.state.controller_step += 1
             bar.update()
             if ctx.state.controller_step <= warmup_steps:
@@ -220,34 +221,36 @@ def controller_phase(ctx: SearchContext, epoch: int) -> dict[str, float]:
             batch = next(val_stream)
             samples = ctx.controller.sample(s.archs_per_step)
             records = [score_sample(ctx, scorer, sample, [batch], phase="controller", epoch=epoch) for sample in samples]
-            step_rewards = [r["reward"] for r in records]
-            stats = ctx.controller.update(samples, step_rewards)
+            stats = ctx.controller.update(samples, [r["reward"] for r in records])
             ctx.tracker.log_scored(records)
             remember_best(ctx, records)
-            rewards += step_rewards
-            accuracies += [r["accuracy"] for r in records]
-            latencies += [r["latency_ms"] for r in records]
+            scored += records
             entropies += [sample.entropy for sample in samples]
             for key, value in stats.items():
                 update_stats.setdefault(key, []).append(float(value))
+            step_summary = scored_summary(records, [sample.entropy for sample in samples])
             ctx.tracker.scalars(
-                {"controller/reward_mean": float(np.mean(step_rewards)),
-                 "controller/reward_max": float(np.max(step_rewards)),
-                 "controller/sample_entropy": float(np.mean([x.entropy for x in samples]))}
-                | {f"controller/{k}": float(v) for k, v in stats.items()},
-                ctx.state.controller_step,
+                {f"controller/{key}": value for key, value in step_summary.items()}
+                | {f"controller/update_{key}": float(value) for key, value in stats.items()},
+                epoch_start + math.ceil((k + 1) * ctx.steps_per_epoch / s.controller_steps),
             )
-            bar.set_postfix(reward=f"{np.mean(step_rewards):.3f}")
+            bar.set_postfix(reward=f"{step_summary['reward_mean']:.3f}")
     summary = {"controller_s": time.perf_counter() - start}
-    if rewards:
-        summary |= {
-            "reward_mean": float(np.mean(rewards)),
-            "reward_max": float(np.max(rewards)),
-            "val_accuracy": float(np.mean(accuracies)),
-            "latency_ms": float(np.mean(latencies)),
-            "entropy": float(np.mean(entropies)),
-        } | {f"update_{k}": float(np.mean(v)) for k, v in update_stats.items()}
+    if scored:
+        summary |= scored_summary(scored, entropies)
+        summary |= {f"update_{key}": float(np.mean(values)) for key, values in update_stats.items()}
     return summary
+
+
+def scored_summary(records: list[dict[str, Any]], entropies: list[float]) -> dict[str, float]:
+    """Means (and the best reward) over scored archs; ``entropy`` of the controller's samples."""
+    return {
+        "reward_mean": float(np.mean([r["reward"] for r in records])),
+        "reward_max": float(np.max([r["reward"] for r in records])),
+        "val_accuracy": float(np.mean([r["accuracy"] for r in records])),
+        "latency_ms": float(np.mean([r["latency_ms"] for r in records])),
+        "entropy": float(np.mean(entropies)),
+    }
 
 
 def score_sample(

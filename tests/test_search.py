@@ -179,7 +179,7 @@ def test_tensorboard_holds_the_promised_curves(uninterrupted: Path) -> None:
     events = EventAccumulator(str(uninterrupted / "tensorboard"))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    for tag in ("train/loss", "train/accuracy", "epoch/val_accuracy", "epoch/reward_mean", "epoch/reward_max",
+    for tag in ("train/loss", "train/accuracy", "controller/reward_mean", "controller/entropy", "epoch/val_accuracy", "epoch/reward_mean", "epoch/reward_max",
                 "epoch/entropy", "epoch/latency_ms", "epoch/shared_s", "epoch/controller_s"):
         assert tag in scalars, tag
     assert any(t.startswith("epoch/update_") and "baseline" in t for t in scalars)
@@ -231,6 +231,17 @@ def test_killed_during_the_second_epoch_and_resumed_ends_like_an_uninterrupted_r
 
     subprocess.run(command + ["resume=true"], cwd=tmp_path, env=env, check=True, capture_output=True)
     assert_same_run(uninterrupted, run_dir)
+    # TensorBoard shows each step once: the killed epoch's events are purged on resume.
+    for tag in ("train/loss", "controller/reward_mean", "epoch/reward_mean"):
+        assert scalar_steps(run_dir, tag) == scalar_steps(uninterrupted, tag), tag
+
+
+def scalar_steps(run_dir: Path, tag: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)]
 
 
 @pytest.mark.slow
