@@ -114,7 +114,8 @@ def run_demo(cfg: DictConfig, out_dir: str | Path) -> DemoResult:
     arch_files: dict[str, Path] = {}
     for controller in demo.controllers:
         run_dir = out_dir / f"search_{controller}"
-        overrides = [f"controller={controller}", f"seed={cfg.seed}", *demo.search_overrides]
+        overrides = [f"controller={controller}", f"seed={cfg.seed}", f"trainer.progress={bool(demo.progress)}",
+                     *demo.search_overrides]
         if demo.experiment:
             overrides.insert(1, f"experiment={demo.experiment}")
         step_cfg = compose_step("search", overrides, cfg.data)

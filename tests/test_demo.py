@@ -42,7 +42,7 @@ TINY_SEARCH = [
     "search_space=enas_macro", "search_space.num_layers=3", "search_space.filters=8",
     "trainer.epochs=1", "trainer.controller_steps=2", "trainer.archs_per_step=2",
     "trainer.final.num_samples=4", "trainer.final.top_k=3", "latency.calibration_archs=2",
-    "latency.repeats=3", "latency.warmup=1", "trainer.progress=false",
+    "latency.repeats=3", "latency.warmup=1",
 ]
 
 
