@@ -83,3 +83,19 @@ def test_quick_experiment_shrinks_the_default_search() -> None:
     for key in ("trainer.epochs", "trainer.final.num_samples", "latency.repeats"):
         assert OmegaConf.select(quick, key) < OmegaConf.select(default, key), key
     assert quick.trainer.device == "auto"  # CUDA when present
+
+
+def test_every_experiment_controller_file_names_an_experiment_and_a_controller() -> None:
+    """``optional experiment/controller: ${experiment}_${controller}`` ignores a misnamed file."""
+    pairs = {f"{e}_{c}" for e in options("experiment") for c in options("controller")}
+    files = options("experiment/controller")
+    assert files, "conf/experiment/controller/ is empty"
+    assert set(files) <= pairs, f"not <experiment>_<controller>: {sorted(set(files) - pairs)}"
+
+
+def test_quick_enas_lstm_settings_apply_to_that_controller_only() -> None:
+    quick_lstm = compose_search("experiment=quick", "controller=enas_lstm")
+    assert quick_lstm.controller.adam_eps == 1e-8
+    assert compose_search("controller=enas_lstm").controller.adam_eps == 1e-3  # ENAS's own
+    assert "adam_eps" not in compose_search("experiment=quick", "controller=evolution").controller
+    assert compose_search("experiment=quick", "controller.lr=0.1").controller.lr == 0.1  # command line wins
