@@ -47,7 +47,7 @@ def main(cfg: DictConfig) -> None:
         print(f"calibration: whole = {cal.scale:.3f} x unit sum + {cal.offset_ms:.3f} ms "
               f"(fitted on {len(cal.arch_hashes)} archs, median error there {cal.fit_error_pct:.1f}%)")
     print(f"held-out absolute error over {len(report.rows)} archs: median {report.median_abs_error_pct:.1f}%, "
-          f"max {report.max_abs_error_pct:.1f}%  ({report.context['hardware']})")
+          f"max {report.max_abs_error_pct:.1f}%, Kendall tau {report.kendall_tau:.2f}  ({report.context['hardware']})")
     (run_dir / REPORT).write_text(json.dumps(report.to_json_dict(), indent=2))
     print(f"table: {report.table_path}\nreport: {run_dir / REPORT}")
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
+from scipy.stats import kendalltau
 from torch import nn
 
 from search_spaces.base import Arch, Categorical, InputShape, LayerCost, SearchSpace
@@ -329,6 +330,12 @@ class PredictionReport:
     def max_abs_error_pct(self) -> float:
         return float(max(abs(r.error_pct) for r in self.rows))
 
+    @property
+    def kendall_tau(self) -> float:
+        """Rank agreement of predicted and measured latency (1 = same order; what a
+        search's ranking of archs sees, even when load shifts the absolute scale)."""
+        return float(kendalltau([r.predicted_ms for r in self.rows], [r.measured_ms for r in self.rows]).statistic)
+
     def to_json_dict(self) -> dict[str, Any]:
         return {
             "table": str(self.table_path),
@@ -336,6 +343,7 @@ class PredictionReport:
             "calibration": None if self.calibration is None else asdict(self.calibration),
             "median_abs_error_pct": self.median_abs_error_pct,
             "max_abs_error_pct": self.max_abs_error_pct,
+            "kendall_tau": self.kendall_tau,
             "archs": [{**asdict(r), "error_pct": r.error_pct} for r in self.rows],
         }
 

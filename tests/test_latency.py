@@ -192,6 +192,7 @@ def test_calibration_is_fitted_stored_and_applied(tmp_path, fake_measure, monkey
     assert not {a.hash for a in held} & set(table.calibration.arch_hashes)
     report = evaluate_predictions(reloaded, space, held)
     assert report.median_abs_error_pct == pytest.approx(0.0, abs=1e-9)
+    assert report.kendall_tau == pytest.approx(1.0)
     assert report.table_path == table.path
 
 
