@@ -82,7 +82,7 @@ class RunTracker:
 
     # ---- console ---------------------------------------------------------------------
     def bar(self, total: int, desc: str) -> tqdm:
-        """A transient progress bar (off when ``progress`` is false or stderr is not a tty)."""
+        """A transient tqdm bar on stderr (none when ``progress`` is false)."""
         return tqdm(total=total, desc=desc, leave=False, disable=not self.progress, dynamic_ncols=True)
 
     def info(self, message: str) -> None:
