@@ -23,7 +23,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -98,64 +98,72 @@ def _save_step_config(run_dir: Path, cfg: DictConfig, overrides: Sequence[str]) 
     (hydra_dir / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
 
 
+@dataclass(frozen=True)
+class Step:
+    """One search or training run of the demo, its config composed before anything runs."""
+
+    name: str  # also its run dir under the demo's output dir
+    kind: str  # "search" or "train"
+    cfg: DictConfig  # composed with its hydra node
+    overrides: tuple[str, ...]
+
+
+def plan_steps(cfg: DictConfig, out_dir: Path) -> list[Step]:
+    """Compose every step's config up front: all searches see the same config files (the
+    matched budget holds even if a YAML changes while the demo runs), and a bad override
+    fails before hours of work instead of after."""
+    demo = cfg.demo
+    steps: list[Step] = []
+    for controller in demo.controllers:
+        overrides = [f"controller={controller}", *([f"experiment={demo.experiment}"] if demo.experiment else []),
+                     f"seed={cfg.seed}", f"trainer.progress={bool(demo.progress)}", *demo.search_overrides]
+        steps.append(Step(f"search_{controller}", "search", compose_step("search", overrides, cfg.data),
+                          tuple(overrides)))
+    archs = [(f"train_{c}", str(out_dir / f"search_{c}" / "best_arch.json"), []) for c in demo.controllers]
+    archs += [(f"train_{preset}", preset, list(demo.preset_overrides)) for preset in demo.presets]
+    for name, arch, extra in archs:
+        overrides = [f"arch={arch}", f"train={demo.train_recipe}", f"seed={cfg.seed}", *demo.train_overrides, *extra]
+        steps.append(Step(name, "train", compose_step("train", overrides, cfg.data), tuple(overrides)))
+    return steps
+
+
 def run_demo(cfg: DictConfig, out_dir: str | Path) -> DemoResult:
     """Run the journey described by ``conf/demo.yaml`` into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    demo = cfg.demo
+    steps = plan_steps(cfg, out_dir)
 
     with _timed(seconds, "synthesise"):
         synthesise_if_missing(cfg)
     with _timed(seconds, "prepare"):
-        report = prepare_dataset(cfg.data, progress=bool(demo.progress))
+        report = prepare_dataset(cfg.data, progress=bool(cfg.demo.progress))
         log.info("%s", report.summary())
 
-    arch_files: dict[str, Path] = {}
-    for controller in demo.controllers:
-        run_dir = out_dir / f"search_{controller}"
-        overrides = [f"controller={controller}", f"seed={cfg.seed}", f"trainer.progress={bool(demo.progress)}",
-                     *demo.search_overrides]
-        if demo.experiment:
-            overrides.insert(1, f"experiment={demo.experiment}")
-        step_cfg = compose_step("search", overrides, cfg.data)
-        _save_step_config(run_dir, step_cfg, overrides)
-        with _timed(seconds, f"search_{controller}"), _hydra_choices_of(step_cfg):
-            outcome = run_search(_job_config(step_cfg), run_dir=run_dir)
-        if not outcome.finished:
-            raise RuntimeError(f"the {controller} search in {run_dir} stopped before its end")
-        arch_files[controller] = run_dir / "best_arch.json"
-
-    targets = [(f"train_{c}", str(path)) for c, path in arch_files.items()]
-    targets += [(f"train_{preset}", preset) for preset in demo.presets]
-    for name, arch in targets:
-        run_dir = out_dir / name
-        overrides = [f"arch={arch}", f"train={demo.train_recipe}", f"seed={cfg.seed}", *demo.train_overrides]
-        if arch in demo.presets:
-            overrides += list(demo.preset_overrides)
-        step_cfg = compose_step("train", overrides, cfg.data)
-        _save_step_config(run_dir, step_cfg, overrides)
-        with _timed(seconds, name), _hydra_choices_of(step_cfg):
-            train_model(_job_config(step_cfg), run_dir)
+    for step in steps:
+        run_dir = out_dir / step.name
+        _save_step_config(run_dir, step.cfg, step.overrides)
+        with _timed(seconds, step.name), _hydra_choices_of(step.cfg):
+            if step.kind == "search":
+                outcome = run_search(_job_config(step.cfg), run_dir=run_dir)
+                if not outcome.finished:
+                    raise RuntimeError(f"the search in {run_dir} stopped before its end")
+            else:
+                train_model(_job_config(step.cfg), run_dir)
 
     with _timed(seconds, "compare"):
-        comparison = compare_runs([out_dir / name for name in sorted(_run_names(arch_files, targets))],
-                                  out_dir / "compare")
+        comparison = compare_runs([out_dir / step.name for step in steps], out_dir / "compare")
     seconds["total"] = sum(seconds.values())
     (out_dir / "demo_summary.json").write_text(json.dumps({
         "seconds": seconds,
-        "controllers": list(demo.controllers),
-        "presets": list(demo.presets),
-        "experiment": demo.experiment,
-        "train_recipe": demo.train_recipe,
+        "controllers": list(cfg.demo.controllers),
+        "presets": list(cfg.demo.presets),
+        "experiment": cfg.demo.experiment,
+        "train_recipe": cfg.demo.train_recipe,
         "compare": str(comparison.markdown_path),
         "plot": str(comparison.plot_path),
     }, indent=2) + "\n")
     return DemoResult(out_dir=out_dir, comparison=comparison, seconds=seconds)
-
-
-def _run_names(arch_files: dict[str, Path], targets: Sequence[tuple[str, str]]) -> list[str]:
-    return [f"search_{c}" for c in arch_files] + [name for name, _ in targets]
 
 
 def synthesise_if_missing(cfg: DictConfig) -> None:

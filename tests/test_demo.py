@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from nas.demo import compose_step, synthesise_if_missing
+from nas.demo import compose_step, plan_steps, synthesise_if_missing
 from nas.registry import CONF_DIR
 from tests.test_train_fixtures import write_tone_dataset
 
@@ -96,3 +96,19 @@ def test_synthesis_writes_the_bundled_set_but_never_into_a_users_folder(tmp_path
     before = sorted(users.rglob("*"))
     synthesise_if_missing(_demo_cfg(f"data.root={users}", f"demo.synth_overrides={tiny_synth}"))
     assert sorted(users.rglob("*")) == before
+
+
+def test_plan_matches_the_search_budgets_and_wires_winners_to_retraining(tmp_path):
+    demo = _demo_cfg("demo.controllers=[enas_lstm,random,evolution]",
+                     'demo.preset_overrides=["search_space.width=0.75"]')
+    steps = plan_steps(demo, tmp_path)
+    assert [s.name for s in steps] == ["search_enas_lstm", "search_random", "search_evolution", "train_enas_lstm",
+                                       "train_random", "train_evolution", "train_mobilenetv3_small"]
+    searches = [s.cfg for s in steps if s.kind == "search"]
+    budget = [{k: v for k, v in c.items() if k not in ("controller", "hydra")} for c in searches]
+    assert budget[0] == budget[1] == budget[2]  # the same experiment, trainer, space, reward, data, seed
+    assert {c.hydra.runtime.choices.controller for c in searches} == {"enas_lstm", "random", "evolution"}
+    trains = {s.name: s for s in steps if s.kind == "train"}
+    assert trains["train_random"].cfg.arch == str(tmp_path / "search_random" / "best_arch.json")
+    assert trains["train_mobilenetv3_small"].cfg.search_space.width == 0.75
+    assert trains["train_enas_lstm"].cfg.train == trains["train_mobilenetv3_small"].cfg.train  # one recipe
