@@ -95,7 +95,7 @@ def test_every_experiment_controller_file_names_an_experiment_and_a_controller()
 
 def test_quick_enas_lstm_settings_apply_to_that_controller_only() -> None:
     quick_lstm = compose_search("experiment=quick", "controller=enas_lstm")
-    assert quick_lstm.controller.adam_eps == 1e-8
+    assert quick_lstm.controller.adam_eps == 1e-8 and quick_lstm.controller.baseline_decay == 0.95
     assert compose_search("controller=enas_lstm").controller.adam_eps == 1e-3  # ENAS's own
     assert "adam_eps" not in compose_search("experiment=quick", "controller=evolution").controller
     assert compose_search("experiment=quick", "controller.lr=0.1").controller.lr == 0.1  # command line wins
