@@ -1,4 +1,4 @@
-"""Shared test settings: CPU only, few threads, deterministic."""
+"""Shared test settings: CPU only, one thread, deterministic."""
 
 import os
 
@@ -9,4 +9,5 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-torch.set_num_threads(2)
+# Tests use tiny models: one thread is fastest and immune to a busy machine.
+torch.set_num_threads(1)
