@@ -102,43 +102,69 @@ def trainer_settings(trainer: Mapping[str, Any]) -> TrainerSettings:
 
 def run_search(cfg: DictConfig, *, run_dir: str | Path) -> SearchOutcome:
     """Run (or, with ``cfg.resume``, continue) the search described by ``cfg`` in ``run_dir``."""
+    started = time.perf_counter()
     run_dir = Path(run_dir)
     settings = trainer_settings(OmegaConf.to_container(cfg.trainer, resolve=True))
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
-    device = resolve_device(settings.device)
-    checkpoint_path = run_dir / CHECKPOINT
-    resume = bool(cfg.resume)
-    if resume and not checkpoint_path.is_file():
-        raise CheckpointError(
-            f"resume=true but there is no {checkpoint_path}: pass hydra.run.dir=<the run directory to resume>"
+    checkpoint = checkpoint_to_resume(run_dir, resume=bool(cfg.resume))
+    run_identity = identity_of(cfg)
+    if checkpoint is not None:
+        check_resumable(checkpoint, run_identity, run_dir / CHECKPOINT)
+    ctx, space_config = build_context(cfg, settings, run_dir, checkpoint)
+    try:
+        if checkpoint is not None:
+            restore(ctx, checkpoint)
+            ctx.tracker.info(f"resumed {run_dir} after epoch {ctx.state.epoch}/{settings.epochs}")
+        setup_s = time.perf_counter() - started
+        ctx.tracker.info(
+            f"search {ctx.space.name} ({len(ctx.space.decisions)} decisions) with {ctx.controller_name} on "
+            f"{ctx.device}: {ctx.steps_per_epoch} train steps/epoch; data and latency table ready in {setup_s:.1f} s"
         )
-    if not resume and checkpoint_path.is_file():
-        raise ValueError(
-            f"{run_dir} already holds a search ({checkpoint_path}); pass resume=true to continue it "
-            "or choose another hydra.run.dir"
-        )
+        return _search(ctx, run_dir, space_config, run_identity, setup_s=setup_s)
+    finally:
+        ctx.tracker.close()
 
+
+def checkpoint_to_resume(run_dir: Path, *, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint ``resume=true`` continues from; errors for a missing one or a clash."""
+    path = run_dir / CHECKPOINT
+    if resume and not path.is_file():
+        raise CheckpointError(f"resume=true but there is no {path}: pass hydra.run.dir=<the run directory to resume>")
+    if not resume and path.is_file():
+        raise ValueError(
+            f"{run_dir} already holds a search ({path}); pass resume=true to continue it or choose another hydra.run.dir"
+        )
+    return load_checkpoint(path) if resume else None
+
+
+def build_context(
+    cfg: DictConfig, settings: TrainerSettings, run_dir: Path, checkpoint: Mapping[str, Any] | None
+) -> tuple[SearchContext, dict]:
+    """Data, space, supernet, controller, reward, latency table, optimizer: a fresh run's state.
+
+    Everything is seeded from ``cfg.seed``; a resumed run builds the same and then loads
+    the checkpoint over it. Returns the context and the resolved space config.
+    """
+    device = resolve_device(settings.device)
     prepare_dataset(cfg.data, progress=settings.progress)  # builds the cache or reuses an up-to-date one
     data = open_prepared(cfg.data.cache_dir)
+    steps_per_epoch = len(data.rows("train")) // settings.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"the train split of {data.cache_dir} has {len(data.rows('train'))} windows, fewer than "
+            f"trainer.batch_size={settings.batch_size}; lower trainer.batch_size"
+        )
     seed = int(cfg.seed)
     seed_everything(seed)
     space_config = OmegaConf.to_container(cfg.search_space, resolve=True)
     space = build_space(space_config)
     supernet = space.supernet(num_classes=data.num_classes, input_shape=data.input_shape).to(device)
     controller: Controller = instantiate(cfg.controller)(space.decisions, seed=seed)
-    reward = instantiate(cfg.reward)
-    latency_cfg = OmegaConf.to_container(cfg.latency, resolve=True)
     with preserved_rng_state():
         table = latency_table_for(
-            space, num_classes=data.num_classes, input_shape=data.input_shape, seed=seed, **latency_cfg
-        )
-    loader = partial(make_loader, data, num_workers=settings.num_workers)
-    steps_per_epoch = len(data.rows("train")) // settings.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"the train split of {data.cache_dir} has {len(data.rows('train'))} windows, fewer than "
-            f"trainer.batch_size={settings.batch_size}; lower trainer.batch_size"
+            space, num_classes=data.num_classes, input_shape=data.input_shape, seed=seed,
+            **OmegaConf.to_container(cfg.latency, resolve=True),
         )
     optimizer = torch.optim.SGD(
         supernet.parameters(), lr=settings.lr, momentum=settings.momentum,
@@ -147,35 +173,22 @@ def run_search(cfg: DictConfig, *, run_dir: str | Path) -> SearchOutcome:
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=settings.epochs * steps_per_epoch, eta_min=settings.lr_min
     )
-    run_identity = identity_of(cfg)
-    checkpoint = load_checkpoint(checkpoint_path) if resume else None
-    if checkpoint is not None:
-        check_resumable(checkpoint, run_identity, checkpoint_path)
     tracker = RunTracker(
         run_dir, progress=settings.progress,
         purge_step=None if checkpoint is None else checkpoint["state"]["train_step"] + 1,
     )
     ctx = SearchContext(
         space=space, supernet=supernet, controller=controller, controller_name=controller_label(controller),
-        reward=reward, latency=LatencyLookup(table.predict_arch, space), make_loader=loader,
-        steps_per_epoch=steps_per_epoch,
+        reward=instantiate(cfg.reward), latency=LatencyLookup(table.predict_arch, space),
+        make_loader=partial(make_loader, data, num_workers=settings.num_workers), steps_per_epoch=steps_per_epoch,
         optimizer=optimizer, scheduler=scheduler, tracker=tracker, device=device, settings=settings, seed=seed,
     )
-    if checkpoint is not None:
-        restore(ctx, checkpoint)
-        tracker.info(f"resumed {run_dir} after epoch {ctx.state.epoch}/{settings.epochs}")
-    else:
-        tracker.info(
-            f"search {space.name} ({len(space.decisions)} decisions) with {ctx.controller_name} on {device}: "
-            f"{data.num_classes} classes, input {data.input_shape}, {steps_per_epoch} train steps/epoch"
-        )
-    try:
-        return _search(ctx, run_dir, space_config, run_identity)
-    finally:
-        tracker.close()
+    return ctx, space_config
 
 
-def _search(ctx: SearchContext, run_dir: Path, space_config: dict, run_identity: dict) -> SearchOutcome:
+def _search(
+    ctx: SearchContext, run_dir: Path, space_config: dict, run_identity: dict, *, setup_s: float
+) -> SearchOutcome:
     s = ctx.settings
     labels = choice_labels(ctx.space)
     epochs_this_call = 0
@@ -198,7 +211,8 @@ def _search(ctx: SearchContext, run_dir: Path, space_config: dict, run_identity:
     write_json(run_dir / "top_archs.json", top)
     final_s = time.perf_counter() - start
     write_json(run_dir / "search_summary.json", {
-        "epochs": ctx.state.history, "final_s": final_s, "final_candidates": len(ranked), "best": top[0],
+        "epochs": ctx.state.history, "setup_s": setup_s, "final_s": final_s,
+        "final_candidates": len(ranked), "best": top[0],
     })
     ctx.tracker.scalars(
         {"final/reward": top[0]["reward"], "final/accuracy": top[0]["accuracy"], "final/latency_ms": top[0]["latency_ms"]},
