@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Mapping
 
 from torch import Tensor, nn
 
@@ -175,18 +175,31 @@ def _run(
 class EnasChild(nn.Module):
     """A standalone ENAS macro network holding only the ops, BNs and reductions of ``plan``.
 
+    ``inner_widths`` (``{layer: channels}``, from NetAdapt pruning) narrows conv branches
+    between their 1x1 and kxk convs; layer outputs keep ``config.filters`` channels.
     ``forward(x)``: ``[B, in_channels, H, W] -> [B, num_classes]`` logits (any H, W).
     """
 
-    def __init__(self, *, config: EnasConfig, plan: EnasPlan, in_channels: int, num_classes: int) -> None:
+    def __init__(
+        self,
+        *,
+        config: EnasConfig,
+        plan: EnasPlan,
+        in_channels: int,
+        num_classes: int,
+        inner_widths: Mapping[int, int] | None = None,
+    ) -> None:
         super().__init__()
         if plan.num_layers != config.num_layers:
             raise ValueError(f"plan has {plan.num_layers} layers, config {config.num_layers}")
         self.config = config
         self.plan = plan
         f = config.filters
+        inner = dict(inner_widths or {})
         self.stem = make_stem(config, in_channels=in_channels)
-        self.branches = nn.ModuleList(make_branch(op, in_channels=f, out_channels=f) for op in plan.ops)
+        self.branches = nn.ModuleList(
+            make_branch(op, in_channels=f, out_channels=f, inner_channels=inner.get(i)) for i, op in enumerate(plan.ops)
+        )
         self.skip_sums = nn.ModuleDict({str(i): SkipSum(channels=f) for i in range(1, config.num_layers)})
         self.reductions = nn.ModuleDict(
             {

@@ -40,22 +40,35 @@ def conv_bn_relu_1x1(in_channels: int, out_channels: int) -> nn.Sequential:
 class ConvBranch(nn.Module):
     """1x1 conv-BN-ReLU, then a kxk (optionally depthwise-separable) conv, BN, ReLU.
 
+    ``inner_channels`` (default ``out_channels``, as the original) is the width between
+    the 1x1 conv and the kxk conv; NetAdapt pruning narrows it.
     ``[B, in_channels, H, W] -> [B, out_channels, H, W]``.
     """
 
-    def __init__(self, *, in_channels: int, out_channels: int, kernel_size: int, separable: bool) -> None:
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        separable: bool,
+        inner_channels: int | None = None,
+    ) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd to keep H x W, got {kernel_size}")
+        inner = out_channels if inner_channels is None else inner_channels
+        if isinstance(inner, bool) or not isinstance(inner, int) or inner < 1:
+            raise ValueError(f"inner_channels must be a positive int, got {inner_channels!r}")
         pad = kernel_size // 2
-        self.reduce = conv_bn_relu_1x1(in_channels, out_channels)
+        self.reduce = conv_bn_relu_1x1(in_channels, inner)
         if separable:
             conv: nn.Module = nn.Sequential(
-                nn.Conv2d(out_channels, out_channels, kernel_size, padding=pad, groups=out_channels, bias=False),
-                nn.Conv2d(out_channels, out_channels, kernel_size=1, bias=False),
+                nn.Conv2d(inner, inner, kernel_size, padding=pad, groups=inner, bias=False),
+                nn.Conv2d(inner, out_channels, kernel_size=1, bias=False),
             )
         else:
-            conv = nn.Conv2d(out_channels, out_channels, kernel_size, padding=pad, bias=False)
+            conv = nn.Conv2d(inner, out_channels, kernel_size, padding=pad, bias=False)
         self.conv = conv
         self.bn = nn.BatchNorm2d(out_channels)
 
@@ -94,13 +107,27 @@ BRANCH_OPS: dict[str, BranchFactory] = {
     "avgpool3x3": lambda cin, cout: PoolBranch(in_channels=cin, out_channels=cout, kind="avg"),
     "maxpool3x3": lambda cin, cout: PoolBranch(in_channels=cin, out_channels=cout, kind="max"),
 }
+# The conv branches' (kernel, separable): the ops whose inner width can differ from their output.
+CONV_BRANCHES: dict[str, tuple[int, bool]] = {"conv3x3": (3, False), "sep3x3": (3, True), "conv5x5": (5, False), "sep5x5": (5, True)}
 
 
-def make_branch(op: str, *, in_channels: int, out_channels: int) -> nn.Module:
-    """One ENAS branch op by name (a key of ``BRANCH_OPS``)."""
+def make_branch(op: str, *, in_channels: int, out_channels: int, inner_channels: int | None = None) -> nn.Module:
+    """One ENAS branch op by name (a key of ``BRANCH_OPS``).
+
+    ``inner_channels`` narrows a conv branch between its 1x1 and kxk convs; a pool
+    branch's inner width is its output width, so it takes only ``None`` or ``out_channels``.
+    """
     if op not in BRANCH_OPS:
         raise ValueError(f"unknown ENAS branch op {op!r}; choose one of {list(BRANCH_OPS)}")
-    return BRANCH_OPS[op](in_channels, out_channels)
+    if inner_channels is None or inner_channels == out_channels:
+        return BRANCH_OPS[op](in_channels, out_channels)
+    if op not in CONV_BRANCHES:
+        raise ValueError(f"{op} has no inner width apart from its output ({out_channels}), got {inner_channels}")
+    kernel, separable = CONV_BRANCHES[op]
+    return ConvBranch(
+        in_channels=in_channels, out_channels=out_channels, kernel_size=kernel, separable=separable,
+        inner_channels=inner_channels,
+    )
 
 
 class FactorizedReduction(nn.Module):

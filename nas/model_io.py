@@ -5,7 +5,8 @@ search-space YAML dict with its ``_target_``) and ``arch`` (the arch JSON dict) 
 ``nas.registry.build_space``, then its ``state_dict`` is loaded strictly. Everything
 needed to use the model later travels with it: class names, input shape and the data
 parameters (features and normalisation) that ``nas.data.features.windows_from_file``
-needs to turn a new recording into model input.
+needs to turn a new recording into model input. A model pruned by ``melnas-adapt``
+also stores ``widths`` (``{channel group: channels}``), passed to ``space.build``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class TrainedModel:
     data_meta: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)  # origin, arch_string, training summary ...
     path: Path | None = None
+    widths: dict[str, int] = field(default_factory=dict)  # pruned channel counts (melnas-adapt); {} = the arch's
 
     @property
     def num_classes(self) -> int:
@@ -71,12 +73,24 @@ def to_plain(value: Any) -> Any:
 
 
 def build_network(
-    space_config: Mapping[str, Any], arch_json: Mapping[str, Any], *, num_classes: int, input_shape: tuple[int, ...]
+    space_config: Mapping[str, Any],
+    arch_json: Mapping[str, Any],
+    *,
+    num_classes: int,
+    input_shape: tuple[int, ...],
+    widths: Mapping[str, int] | None = None,
 ) -> tuple[SearchSpace, Arch, nn.Module]:
-    """Instantiate the space, validate the arch against it and build the standalone network."""
+    """Instantiate the space, validate the arch against it and build the standalone network.
+
+    ``widths`` (pruned channel counts) are passed to ``space.build`` only when given.
+    """
     space = build_space(dict(space_config))
     arch = space.arch_from_json_dict(arch_json)
-    model = space.build(arch, num_classes=int(num_classes), input_shape=tuple(int(v) for v in input_shape))
+    shape = tuple(int(v) for v in input_shape)
+    if widths:
+        model = space.build(arch, num_classes=int(num_classes), input_shape=shape, widths=dict(widths))
+    else:
+        model = space.build(arch, num_classes=int(num_classes), input_shape=shape)
     return space, arch, model
 
 
@@ -90,6 +104,7 @@ def save_model(
     input_shape: tuple[int, int, int],
     data_meta: Mapping[str, Any],
     info: Mapping[str, Any] | None = None,
+    widths: Mapping[str, int] | None = None,
 ) -> Path:
     """Write ``model.pt`` atomically (a temporary file renamed into place)."""
     path = Path(path)
@@ -105,6 +120,8 @@ def save_model(
         "data_meta": to_plain(data_meta),
         "info": to_plain(dict(info or {})),
     }
+    if widths:
+        payload["widths"] = {str(k): int(v) for k, v in widths.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
@@ -142,6 +159,7 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Train
         payload["arch"],
         num_classes=payload["num_classes"],
         input_shape=payload["input_shape"],
+        widths=payload.get("widths"),
     )
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
@@ -160,4 +178,5 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Train
         data_meta=dict(payload["data_meta"]),
         info=dict(payload.get("info", {})),
         path=Path(path),
+        widths=dict(payload.get("widths") or {}),
     )

@@ -129,6 +129,29 @@ class LayerCost:
     num_inputs: int = 1
 
 
+@dataclass(frozen=True)
+class ChannelGroup:
+    """Channels of a standalone build that are pruned together (NetAdapt).
+
+    Spaces that support channel pruning provide ``channel_groups(arch, *, widths)``
+    and accept ``widths`` (``{group name: channels}`` for the prunable groups) in
+    ``build`` and ``layers``. ``tensors`` lists every ``(state_dict key, dim)`` whose
+    size along ``dim`` is this group's channel count; ``score`` is the key of the
+    weight whose dim-0 slices are the group's filters (ranked by their L2 norm).
+    A group that is not ``prunable`` follows the prunable ones (e.g. the SE squeeze
+    width follows a block's expanded width) and is resized with them. ``forbidden``
+    are widths that would change the network's structure (e.g. an expanded width
+    equal to the block input drops the expand conv).
+    """
+
+    name: str
+    channels: int
+    score: str
+    tensors: tuple[tuple[str, int], ...]
+    prunable: bool = True
+    forbidden: tuple[int, ...] = ()
+
+
 class SearchSpace(ABC):
     """A declarative search space. Subclasses set ``name`` and implement the methods.
 

@@ -23,7 +23,7 @@ Compact string (``arch_string`` / ``parse_arch_string``): one token per layer jo
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from child_models.enas import (
     EnasChild,
@@ -34,8 +34,17 @@ from child_models.enas import (
     make_stem,
     reductions_needed,
 )
-from child_models.enas_ops import BRANCH_OPS, FactorizedReduction, SkipSum, make_branch
-from search_spaces.base import Arch, Categorical, Decision, InputChoice, InputShape, LayerCost, SearchSpace
+from child_models.enas_ops import BRANCH_OPS, CONV_BRANCHES, FactorizedReduction, SkipSum, make_branch
+from search_spaces.base import (
+    Arch,
+    Categorical,
+    ChannelGroup,
+    Decision,
+    InputChoice,
+    InputShape,
+    LayerCost,
+    SearchSpace,
+)
 
 OP_CODES: dict[str, str] = {
     "conv3x3": "c3",
@@ -54,6 +63,11 @@ def op_name(layer: int) -> str:
 
 def skip_name(layer: int) -> str:
     return f"l{layer}_skip"
+
+
+def inner_name(layer: int) -> str:
+    """The ``widths`` key (and channel-group name) of layer ``layer``'s inner branch width."""
+    return f"l{layer}_inner"
 
 
 def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
@@ -174,17 +188,83 @@ class EnasMacroSpace(SearchSpace):
         channels, _, _ = _check_build_args(num_classes, input_shape)
         return EnasSupernet(config=self.config, decode=self.plan, in_channels=channels, num_classes=num_classes)
 
-    def build(self, arch: Arch, *, num_classes: int, input_shape: InputShape) -> EnasChild:
-        channels, _, _ = _check_build_args(num_classes, input_shape)
-        return EnasChild(config=self.config, plan=self.plan(arch), in_channels=channels, num_classes=num_classes)
+    def inner_widths(self, plan: EnasPlan, widths: Mapping[str, int] | None) -> dict[int, int]:
+        """``{"l{i}_inner": channels}`` -> ``{i: channels}``, checked: only conv branches
+        have an inner width apart from their output."""
+        inner: dict[int, int] = {}
+        names = {inner_name(i): i for i, op in enumerate(plan.ops) if op in CONV_BRANCHES}
+        for name, channels in (widths or {}).items():
+            if name not in names:
+                raise ValueError(f"widths: {name!r} is not an inner width of this arch's conv branches; known: {sorted(names)}")
+            if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+                raise ValueError(f"widths: {name} must be a positive int, got {channels!r}")
+            inner[names[name]] = channels
+        return inner
 
-    def layers(self, arch: Arch, *, num_classes: int, input_shape: InputShape) -> list[LayerCost]:
+    def build(
+        self,
+        arch: Arch,
+        *,
+        num_classes: int,
+        input_shape: InputShape,
+        widths: Mapping[str, int] | None = None,
+    ) -> EnasChild:
+        """The standalone child; ``widths`` (``{"l{i}_inner": channels}``) narrows conv branches."""
+        channels, _, _ = _check_build_args(num_classes, input_shape)
+        plan = self.plan(arch)
+        return EnasChild(
+            config=self.config,
+            plan=plan,
+            in_channels=channels,
+            num_classes=num_classes,
+            inner_widths=self.inner_widths(plan, widths),
+        )
+
+    def channel_groups(self, arch: Arch, *, widths: Mapping[str, int] | None = None) -> list[ChannelGroup]:
+        """The inner width of every conv branch (after its 1x1 conv), under ``build``'s names.
+
+        Layer outputs are tied by the skip sums (and pool branches' outputs are their
+        inner width), so they are not offered.
+        """
+        plan = self.plan(arch)
+        inner = self.inner_widths(plan, widths)
+        groups = []
+        for i, op in enumerate(plan.ops):
+            if op not in CONV_BRANCHES:
+                continue
+            b = f"branches.{i}."
+            tensors = [(f"{b}reduce.0.weight", 0)]
+            tensors += [(f"{b}reduce.1.{t}", 0) for t in ("weight", "bias", "running_mean", "running_var")]
+            if CONV_BRANCHES[op][1]:  # separable: depthwise filters, then the pointwise conv's inputs
+                tensors += [(f"{b}conv.0.weight", 0), (f"{b}conv.1.weight", 1)]
+            else:
+                tensors.append((f"{b}conv.weight", 1))
+            groups.append(
+                ChannelGroup(
+                    name=inner_name(i),
+                    channels=inner.get(i, self.config.filters),
+                    score=f"{b}reduce.0.weight",
+                    tensors=tuple(tensors),
+                )
+            )
+        return groups
+
+    def layers(
+        self,
+        arch: Arch,
+        *,
+        num_classes: int,
+        input_shape: InputShape,
+        widths: Mapping[str, int] | None = None,
+    ) -> list[LayerCost]:
         """Stem, per layer its branch op and skip-sum+BN, the needed reductions, the head.
 
-        Every parameter of ``build(arch)`` belongs to exactly one unit.
+        Every parameter of ``build(arch)`` belongs to exactly one unit. A branch narrowed
+        by ``widths`` has ``,inner=<channels>`` appended to its key.
         """
         channels, height, width = _check_build_args(num_classes, input_shape)
         cfg, plan, f = self.config, self.plan(arch), self.config.filters
+        inner = self.inner_widths(plan, widths)
         sf, st = cfg.stem_stride
         units = [
             LayerCost(
@@ -196,11 +276,12 @@ class EnasMacroSpace(SearchSpace):
         h, w = _ceil_div(height, sf), _ceil_div(width, st)
         needed = reductions_needed(plan, cfg.pool_layers)
         for i, (op, skip) in enumerate(zip(plan.ops, plan.skips)):
+            narrowed = f",inner={inner[i]}" if inner.get(i, f) != f else ""
             units.append(
                 LayerCost(
-                    key=f"enas.branch:op={op},cin={f},cout={f},hw={h}x{w}",
+                    key=f"enas.branch:op={op},cin={f},cout={f},hw={h}x{w}{narrowed}",
                     input_shape=(f, h, w),
-                    build=lambda op=op: make_branch(op, in_channels=f, out_channels=f),
+                    build=lambda op=op, c=inner.get(i): make_branch(op, in_channels=f, out_channels=f, inner_channels=c),
                 )
             )
             if i > 0:

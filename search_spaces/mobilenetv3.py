@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from torch import Tensor, nn
 
@@ -50,7 +50,15 @@ from child_models.mobilenet import (
     StemSpec,
 )
 from child_models.ops import make_divisible, pair
-from search_spaces.base import Arch, Categorical, InputShape, LayerCost, SearchSpace, Supernet
+from search_spaces.base import (
+    Arch,
+    Categorical,
+    ChannelGroup,
+    InputShape,
+    LayerCost,
+    SearchSpace,
+    Supernet,
+)
 
 ACTIVATION_TOKENS = {"relu": "re", "hswish": "hs"}
 HEAD_EXPANSION = 6  # torchvision: last conv = 6 x the last block's output channels
@@ -275,9 +283,14 @@ class MobileNetV3Space(SearchSpace):
             raise ValueError(f"arch is for space {arch.space!r}, not {self.name!r}")
         return self.arch(arch.as_dict())
 
-    def block_specs(self, arch: Arch) -> list[BlockSpec | None]:
-        """One ``BlockSpec`` per backbone layer, ``None`` where the arch skips it."""
+    def block_specs(self, arch: Arch, widths: Mapping[str, int] | None = None) -> list[BlockSpec | None]:
+        """One ``BlockSpec`` per backbone layer, ``None`` where the arch skips it.
+
+        ``widths`` (``{"l{i}_expanded": channels}``, from NetAdapt pruning) overrides
+        the expanded width that the expansion ratio gives.
+        """
         choice = self._checked(arch).as_dict()
+        widths = self._checked_widths(choice, widths)
         specs: list[BlockSpec | None] = []
         for plan in self._plans:
             i = plan.index
@@ -287,7 +300,7 @@ class MobileNetV3Space(SearchSpace):
             specs.append(
                 BlockSpec(
                     in_channels=plan.in_channels,
-                    expanded_channels=plan.expanded[choice[f"l{i}_expand"]],
+                    expanded_channels=widths.get(expanded_name(i), plan.expanded[choice[f"l{i}_expand"]]),
                     out_channels=plan.out_channels,
                     kernel_size=choice[f"l{i}_kernel"],
                     stride=plan.stride,
@@ -296,6 +309,22 @@ class MobileNetV3Space(SearchSpace):
                 )
             )
         return specs
+
+    def _checked_widths(self, choice: Mapping[str, Any], widths: Mapping[str, int] | None) -> dict[str, int]:
+        """``widths`` as a plain dict; ValueError for a layer the arch skips or lacks, or a bad count."""
+        present = {
+            expanded_name(p.index) for p in self._plans if not choice.get(f"l{p.index}_skip", False)
+        }
+        checked: dict[str, int] = {}
+        for name, channels in (widths or {}).items():
+            if name not in present:
+                raise ValueError(
+                    f"widths: {name!r} is not an expanded width of this arch; known: {sorted(present)}"
+                )
+            if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+                raise ValueError(f"widths: {name} must be a positive int, got {channels!r}")
+            checked[name] = channels
+        return checked
 
     def stem_spec(self, in_channels: int) -> StemSpec:
         return StemSpec(
@@ -317,9 +346,17 @@ class MobileNetV3Space(SearchSpace):
 
     # ---- the SearchSpace contract ---------------------------------------------------
 
-    def build(self, arch: Arch, *, num_classes: int, input_shape: InputShape) -> MobileNetV3:
+    def build(
+        self,
+        arch: Arch,
+        *,
+        num_classes: int,
+        input_shape: InputShape,
+        widths: Mapping[str, int] | None = None,
+    ) -> MobileNetV3:
+        """The standalone network; ``widths`` overrides expanded widths (see ``block_specs``)."""
         channels, _, _ = _check_shape(input_shape, num_classes)
-        blocks = [spec for spec in self.block_specs(arch) if spec is not None]
+        blocks = [spec for spec in self.block_specs(arch, widths) if spec is not None]
         return MobileNetV3(
             stem=self.stem_spec(channels),
             blocks=blocks,
@@ -331,18 +368,26 @@ class MobileNetV3Space(SearchSpace):
         _check_shape(input_shape, num_classes)
         return MobileNetV3Supernet(self, num_classes=num_classes, input_shape=input_shape)
 
-    def layers(self, arch: Arch, *, num_classes: int, input_shape: InputShape) -> list[LayerCost]:
+    def layers(
+        self,
+        arch: Arch,
+        *,
+        num_classes: int,
+        input_shape: InputShape,
+        widths: Mapping[str, int] | None = None,
+    ) -> list[LayerCost]:
         """Units that partition the network: the stem, every present block, the head.
 
         A skipped layer is an identity and costs nothing, so it has no unit. Each key
-        names the unit kind, every field of its spec and its input ``CxHxW``.
+        names the unit kind, every field of its spec (the expanded width included, so
+        ``widths`` give their own keys) and its input ``CxHxW``.
         """
         channels, height, width = _check_shape(input_shape, num_classes)
         norm = self.norm_layer
         stem = self.stem_spec(channels)
         units = [_unit("stem", stem, (channels, height, width), norm)]
         height, width = _strided(height, stem.stride[0]), _strided(width, stem.stride[1])
-        for spec in self.block_specs(arch):
+        for spec in self.block_specs(arch, widths):
             if spec is None:
                 continue
             units.append(_unit("block", spec, (spec.in_channels, height, width), norm))
@@ -350,6 +395,46 @@ class MobileNetV3Space(SearchSpace):
         head = self.head_spec(num_classes)
         units.append(_unit("head", head, (head.in_channels, height, width), norm))
         return units
+
+    def channel_groups(self, arch: Arch, *, widths: Mapping[str, int] | None = None) -> list[ChannelGroup]:
+        """The expanded channels of every block with an expand conv (prunable), and the SE
+        squeeze channels that follow them, under ``build(arch, widths=...)``'s names.
+
+        Block outputs are tied across a stage by the residual sums, so they are not
+        offered; nor is the expanded width of a block without expand conv (it is the
+        block's input), nor the stem and head.
+        """
+        groups: list[ChannelGroup] = []
+        present = [(p, s) for p, s in zip(self._plans, self.block_specs(arch, widths)) if s is not None]
+        for j, (plan, spec) in enumerate(present):
+            if spec.expanded_channels == spec.in_channels:
+                continue
+            b, width = f"blocks.{j}.", spec.expanded_channels
+            tensors = [(f"{b}expand.conv.weight", 0), (f"{b}depthwise.conv.weight", 0)]
+            tensors += [(f"{b}{conv}.norm.{t}", 0) for conv in ("expand", "depthwise") for t in _BN_TENSORS]
+            tensors.append((f"{b}project.conv.weight", 1))
+            if spec.use_se:
+                tensors += [(f"{b}se.fc1.weight", 1), (f"{b}se.fc2.weight", 0), (f"{b}se.fc2.bias", 0)]
+                squeeze = [(f"{b}se.fc1.weight", 0), (f"{b}se.fc1.bias", 0), (f"{b}se.fc2.weight", 1)]
+                groups.append(
+                    ChannelGroup(
+                        name=f"l{plan.index}_se_squeeze",
+                        channels=make_divisible(width // 4, 8),
+                        score=f"{b}se.fc1.weight",
+                        tensors=tuple(squeeze),
+                        prunable=False,
+                    )
+                )
+            groups.append(
+                ChannelGroup(
+                    name=expanded_name(plan.index),
+                    channels=width,
+                    score=f"{b}expand.conv.weight",
+                    tensors=tuple(tensors),
+                    forbidden=(spec.in_channels,),
+                )
+            )
+        return groups
 
     # ---- presets ------------------------------------------------------------------
 
@@ -447,6 +532,13 @@ class MobileNetV3Space(SearchSpace):
 
 
 _BLOCK_CHOICES = ("kernel", "expand", "se", "act")
+_BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
+
+
+def expanded_name(layer: int) -> str:
+    """The ``widths`` key (and channel-group name) of backbone layer ``layer``'s expanded width."""
+    return f"l{layer}_expanded"
+
 _TOKEN = re.compile(r"k(?P<kernel>\d+)e(?P<expand>\d+(?:\.\d+)?)(?P<se>se)?-(?P<act>re|hs)")
 
 
