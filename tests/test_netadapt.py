@@ -1,0 +1,174 @@
+"""The NetAdapt loop (nas.netadapt) on tiny models of both spaces, and melnas-adapt end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from nas.latency import LatencyTable
+from nas.model_io import load_model
+from nas.netadapt import AdaptSettings, Proposal, adapt_model, netadapt, pick_best, propose
+from nas.pruning import candidate_widths, channel_groups, prunable_widths
+from nas.registry import CONF_DIR
+from nas.train import train_model
+from tests.test_pruning import NUM_CLASSES, _enas, _mobilenet
+from tests.test_train_fixtures import compose_train, tiny_cache  # noqa: F401 (fixture)
+
+CASES = {"mobilenetv3": _mobilenet, "enas_macro": _enas}
+
+
+def _param_ms(model: torch.nn.Module, input_shape=None, *, num_inputs: int = 1) -> float:
+    """A deterministic stand-in for a latency measurement: 1 ms per 1000 parameters (+ a floor)."""
+    return 0.05 + sum(p.numel() for p in model.parameters()) / 1000.0
+
+
+def _table(tmp_path: Path, space, shape) -> LatencyTable:
+    context = {"space": space.name, "input_shape": list(shape), "num_classes": NUM_CLASSES, "test": "param count"}
+    return LatencyTable(tmp_path / "table.json", context, measure=_param_ms)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("step_fraction", [0.01, 0.05])
+def test_every_proposal_lowers_predicted_latency_by_its_step(name, step_fraction, tmp_path):
+    space, arch, shape = CASES[name]()
+    table = _table(tmp_path, space, shape)
+
+    def predict(widths):
+        return table.predict(space.layers(arch, num_classes=NUM_CLASSES, input_shape=shape, widths=widths))
+
+    widths = prunable_widths(space, arch)
+    current = predict(widths)
+    required = current - step_fraction * current
+    proposals = propose(space, arch, widths, predict=predict, required_ms=required, divisor=8, min_channels=8)
+    assert proposals
+    forbidden = {g.name: g.forbidden for g in channel_groups(space, arch)}
+    for p in proposals:
+        assert p.predicted_ms <= required
+        assert p.predicted_ms == pytest.approx(predict(p.widths))
+        assert p.channels % 8 == 0 and p.channels < p.channels_before
+        assert {k: v for k, v in p.widths.items() if k != p.group} == {k: v for k, v in widths.items() if k != p.group}
+        # The fewest filters: every wider candidate misses the step.
+        wider = [w for w in candidate_widths(p.channels_before, divisor=8, min_channels=8, forbidden=forbidden[p.group])
+                 if w > p.channels]
+        assert all(predict({**widths, p.group: w}) > required for w in wider)
+
+
+def _random_batches(shape, n: int, *, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    return [(torch.randn(8, *shape, generator=gen), torch.randint(0, NUM_CLASSES, (8,), generator=gen)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_loop_reaches_the_target_and_keeps_a_consistent_model(name, tmp_path):
+    space, arch, shape = CASES[name]()
+    torch.manual_seed(0)
+    model = space.build(arch, num_classes=NUM_CLASSES, input_shape=shape)
+    table = _table(tmp_path, space, shape)
+    settings = AdaptSettings(init_ratio=0.05, decay=0.9, max_iterations=30, short_steps=2)
+    result = netadapt(
+        space, arch, model, num_classes=NUM_CLASSES, input_shape=shape,
+        predict_layers=table.predict, measure=_param_ms,
+        train_batches=lambda k: _random_batches(shape, 2, seed=k), val_batches=_random_batches(shape, 2, seed=99),
+        target_ratio=0.85, settings=settings,
+    )
+    assert result.stop_reason == "target reached"
+    assert result.target_ms == pytest.approx(0.85 * _param_ms(model))
+    assert result.trace[-1].measured_ms <= result.target_ms
+    assert result.iterations >= 2
+    assert result.trace[-1].measured_ms == pytest.approx(_param_ms(result.model))
+    for before, row in zip(result.trace, result.trace[1:]):
+        assert row.predicted_ms < before.predicted_ms
+        assert row.channels < row.channels_before
+        assert row.measured_ms < before.measured_ms
+    assert prunable_widths(space, arch, result.widths) == result.widths
+    rebuilt = space.build(arch, num_classes=NUM_CLASSES, input_shape=shape, widths=result.widths)
+    rebuilt.load_state_dict(result.model.state_dict(), strict=True)
+    assert result.model.eval()(torch.randn(2, *shape)).shape == (2, NUM_CLASSES)
+
+
+def test_loop_stops_clearly_when_the_target_is_out_of_reach(tmp_path):
+    space, arch, shape = _enas()
+    model = space.build(arch, num_classes=NUM_CLASSES, input_shape=shape)
+    result = netadapt(
+        space, arch, model, num_classes=NUM_CLASSES, input_shape=shape,
+        predict_layers=_table(tmp_path, space, shape).predict, measure=_param_ms,
+        train_batches=lambda k: _random_batches(shape, 1, seed=k), val_batches=_random_batches(shape, 1, seed=9),
+        target_ms=0.01, settings=AdaptSettings(init_ratio=0.5, decay=1.0, short_steps=1),
+    )
+    assert "no group can be pruned further" in result.stop_reason
+    assert all(w == 8 for w in result.widths.values())
+
+
+def _proposal(group: str, predicted: float) -> Proposal:
+    return Proposal(group, 16, 8, {group: 8}, predicted)
+
+
+def test_pick_rules():
+    scored = [(_proposal("a", 9.0), 0.80), (_proposal("b", 5.0), 0.78), (_proposal("c", 9.5), 0.80)]
+    assert pick_best(scored, rule="accuracy", current_accuracy=0.82, current_predicted_ms=10.0) == 0
+    # a loses 0.02 per ms, b 0.04 / 5 = 0.008 per ms: b is the better trade
+    assert pick_best(scored, rule="accuracy_per_ms", current_accuracy=0.82, current_predicted_ms=10.0) == 1
+
+
+@pytest.mark.parametrize(
+    "bad", [{"init_ratio": 0.0}, {"decay": 1.5}, {"max_iterations": 0}, {"pick": "loss"}, {"divisor": 0}]
+)
+def test_settings_are_checked(bad):
+    with pytest.raises(ValueError):
+        AdaptSettings(**bad)
+
+
+# ---- melnas-adapt end to end, through the real pipeline on tiny generated audio -------
+
+
+def compose_adapt(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="adapt", overrides=list(overrides))
+
+
+def test_adapt_config_composes_with_paper_defaults():
+    cfg = compose_adapt("model=x.pt", "target_ratio=0.6")
+    settings = AdaptSettings(**cfg.netadapt)
+    assert (settings.init_ratio, settings.decay, settings.momentum, settings.weight_decay) == (0.025, 0.96, 0.9, 1e-4)
+
+
+@pytest.mark.slow
+def test_melnas_adapt_end_to_end(tiny_cache, tmp_path):
+    trained = train_model(
+        compose_train(tiny_cache, "search_space.filters=16", "train.epochs=3"), tmp_path / "train"
+    )
+    cfg = compose_adapt(
+        f"model={trained.model_path}", "target_ratio=0.9", "device=cpu", "seed=0",
+        "netadapt.short_steps=3", "netadapt.max_iterations=3", "netadapt.init_ratio=0.05", "short_batch_size=8",
+        "finetune.epochs=1", "finetune.batch_size=8", f"latency.cache_dir={tmp_path / 'latency'}",
+        "latency.calibration_archs=0", "latency.warmup=2", "latency.repeats=5", "latency.statistic=min",
+        "final_measure_rounds=1", "metrics_latency.warmup=1", "metrics_latency.repeats=3",
+    )
+    run = adapt_model(cfg, tmp_path / "adapt")
+    metrics = json.loads(run.metrics_path.read_text())
+    assert metrics["retrained"] is False and metrics["origin"].endswith("+netadapt")
+    summary = metrics["netadapt"]
+    assert summary["target_ms"] == pytest.approx(0.9 * summary["initial_measured_ms"])
+    with run.trace_path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == summary["iterations"] + 1 >= 2
+    assert run.plot_path.is_file()
+    adapted = load_model(run.model_path)
+    assert adapted.widths == summary["widths_after"] != summary["widths_before"]
+    x = torch.randn(2, *adapted.input_shape)
+    assert adapted.model(x).shape == (2, len(adapted.class_names))
+
+
+def test_adapt_refuses_two_targets(tmp_path):
+    space, arch, shape = _enas()
+    model = space.build(arch, num_classes=NUM_CLASSES, input_shape=shape)
+    with pytest.raises(ValueError, match="exactly one"):
+        netadapt(
+            space, arch, model, num_classes=NUM_CLASSES, input_shape=shape, predict_layers=lambda _: 1.0,
+            measure=_param_ms, train_batches=lambda k: [], val_batches=[], target_ms=1.0, target_ratio=0.5,
+        )

@@ -1,0 +1,177 @@
+"""Channel pruning (nas.pruning) on tiny models of both spaces: the pruned build runs,
+keeps its output shape, keeps the largest-norm filters, and survives model.pt."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nas.model_io import load_model, save_model
+from nas.pruning import (
+    candidate_widths,
+    channel_groups,
+    kept_filters,
+    prunable_widths,
+    prune_model,
+    prune_state_dict,
+)
+from nas.registry import build_space
+
+NUM_CLASSES = 4
+
+
+MOBILENET = {"_target_": "search_spaces.mobilenetv3.MobileNetV3Space", "backbone": "small", "width": 0.5}
+ENAS = {"_target_": "search_spaces.enas_macro.EnasMacroSpace", "num_layers": 6, "filters": 16}
+
+
+def _mobilenet():
+    space = build_space(MOBILENET)
+    _, arch = space.preset("mobilenetv3_small")  # SE and non-SE blocks, ReLU and h-swish
+    return space, arch, (1, 32, 32)
+
+
+def _enas():
+    space = build_space(ENAS)
+    arch = space.parse_arch_string("c3|s5<0|mp|c5<0,2|s3|ap<1")  # every op kind, skips
+    return space, arch, (1, 16, 16)
+
+
+CASES = {"mobilenetv3": _mobilenet, "enas_macro": _enas}
+
+
+@pytest.fixture(params=sorted(CASES))
+def case(request):
+    space, arch, shape = CASES[request.param]()
+    torch.manual_seed(0)
+    model = space.build(arch, num_classes=NUM_CLASSES, input_shape=shape)
+    _randomise_bn(model)
+    return space, arch, shape, model.eval()
+
+
+def _randomise_bn(model: torch.nn.Module) -> None:
+    """Non-trivial BN statistics and affine parameters, so that slicing errors show."""
+    gen = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
+            module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+            module.weight.data.copy_(0.5 + torch.rand(n, generator=gen))
+            module.bias.data.copy_(0.1 * torch.randn(n, generator=gen))
+
+
+def _narrower(space, arch) -> dict[str, int]:
+    """Every prunable group one 8-channel step narrower where it can be."""
+    widths = {}
+    for group in channel_groups(space, arch):
+        if group.prunable:
+            options = candidate_widths(group.channels, divisor=8, min_channels=8, forbidden=group.forbidden)
+            widths[group.name] = options[0] if options else group.channels
+    return widths
+
+
+def test_both_spaces_offer_prunable_groups(case):
+    space, arch, _, _ = case
+    widths = prunable_widths(space, arch)
+    assert len(widths) >= 4
+    assert any(c > w for c, w in zip(widths.values(), _narrower(space, arch).values()))
+
+
+def test_pruned_model_runs_keeps_output_shape_and_shrinks(case):
+    space, arch, shape, model = case
+    widths = prunable_widths(space, arch)
+    narrow = _narrower(space, arch)
+    pruned = prune_model(space, arch, model, widths=widths, new_widths=narrow, num_classes=NUM_CLASSES, input_shape=shape)
+    x = torch.randn(3, *shape)
+    assert pruned(x).shape == model(x).shape == (3, NUM_CLASSES)
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
+    assert prunable_widths(space, arch, narrow) == narrow
+    # The latency units carry the widths: changed groups get new keys, the rest keep theirs.
+    before = space.layers(arch, num_classes=NUM_CLASSES, input_shape=shape)
+    after = space.layers(arch, num_classes=NUM_CLASSES, input_shape=shape, widths=narrow)
+    assert len(before) == len(after)
+    changed = sum(a.key != b.key for a, b in zip(after, before))
+    assert changed == sum(narrow[k] != widths[k] for k in widths)
+    assert [u.key for u in space.layers(arch, num_classes=NUM_CLASSES, input_shape=shape, widths=widths)] == [
+        u.key for u in before
+    ]
+
+
+def _make_inert(model: torch.nn.Module, groups, new_sizes: dict[str, int]) -> None:
+    """Make the last channels of every shrinking group contribute nothing: zero filters
+    (so they rank last by L2 norm) and a zero BN output (SE squeeze: a negative bias before its ReLU)."""
+    state = model.state_dict()
+    with torch.no_grad():
+        for group in groups:
+            drop = slice(new_sizes[group.name], group.channels)
+            state[group.score][drop] = 0.0
+            for key, dim in group.tensors:
+                tensor = state[key]
+                if tensor.ndim != 1 or dim != 0 or key.endswith(("running_mean", "running_var")):
+                    continue
+                tensor[drop] = -1.0 if "se.fc1.bias" in key else 0.0
+
+
+def test_pruning_keeps_the_largest_norm_filters(case):
+    """A model whose pruned-away filters were inert computes the same after pruning."""
+    space, arch, shape, model = case
+    widths = prunable_widths(space, arch)
+    narrow = _narrower(space, arch)
+    new_sizes = {g.name: g.channels for g in channel_groups(space, arch, narrow)}
+    _make_inert(model, channel_groups(space, arch, widths), new_sizes)
+    pruned = prune_model(space, arch, model, widths=widths, new_widths=narrow, num_classes=NUM_CLASSES, input_shape=shape)
+    x = torch.randn(5, *shape, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(pruned.eval()(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_pruned_model_round_trips_through_model_pt(case, tmp_path):
+    space, arch, shape, model = case
+    widths = prunable_widths(space, arch)
+    narrow = _narrower(space, arch)
+    pruned = prune_model(space, arch, model, widths=widths, new_widths=narrow, num_classes=NUM_CLASSES, input_shape=shape)
+    path = save_model(
+        tmp_path / "model.pt", model=pruned, arch=arch, space_config=MOBILENET if space.name == "mobilenetv3" else ENAS,
+        class_names=[f"c{i}" for i in range(NUM_CLASSES)], input_shape=shape, data_meta={}, widths=narrow,
+    )
+    loaded = load_model(path)
+    assert loaded.widths == narrow
+    x = torch.randn(4, *shape)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), pruned.eval()(x))
+
+
+def test_kept_filters_are_the_top_norms_in_order():
+    weight = torch.tensor([[1.0], [5.0], [0.5], [3.0], [3.0]])
+    assert kept_filters(weight, 3).tolist() == [1, 3, 4]
+    assert kept_filters(weight, 2).tolist() == [1, 3]  # tie broken by the lower index
+    with pytest.raises(ValueError):
+        kept_filters(weight, 6)
+
+
+def test_candidate_widths_are_multiples_below_and_skip_forbidden():
+    assert candidate_widths(40, divisor=8, min_channels=8) == [32, 24, 16, 8]
+    assert candidate_widths(36, divisor=8, min_channels=16, forbidden=(24,)) == [32, 16]
+    assert candidate_widths(8, divisor=8, min_channels=8) == []
+
+
+def test_pruning_rejects_widening_and_bad_widths():
+    space, arch, shape = _enas()
+    groups = channel_groups(space, arch)
+    wider = channel_groups(space, arch, {"l0_inner": 24})
+    model = space.build(arch, num_classes=NUM_CLASSES, input_shape=shape)
+    with pytest.raises(ValueError, match="widen"):
+        prune_state_dict(model.state_dict(), groups, wider)
+    with pytest.raises(ValueError, match="l2_inner"):  # layer 2 is a max pool: no inner width
+        space.build(arch, num_classes=NUM_CLASSES, input_shape=shape, widths={"l2_inner": 8})
+    mspace, march, mshape = _mobilenet()
+    with pytest.raises(ValueError, match="l99_expanded"):
+        mspace.layers(march, num_classes=NUM_CLASSES, input_shape=mshape, widths={"l99_expanded": 8})
+
+
+def test_a_space_without_channel_groups_is_a_clear_error():
+    class Plain:
+        name = "plain"
+
+    with pytest.raises(ValueError, match="cannot be pruned"):
+        channel_groups(Plain(), None)  # type: ignore[arg-type]
