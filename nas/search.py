@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
@@ -48,7 +49,7 @@ from nas.checkpoint import (
 from nas.data.dataset import make_loader, open_prepared
 from nas.data.prepare import prepare_dataset
 from nas.device import resolve_device
-from nas.latency import latency_table_for
+from nas.latency import latency_table_for, torch_threads
 from nas.registry import build_space
 from nas.scoring import LatencyLookup, check_bn_mode
 from nas.search_phases import (
@@ -105,8 +106,11 @@ def run_search(cfg: DictConfig, *, run_dir: str | Path) -> SearchOutcome:
     started = time.perf_counter()
     run_dir = Path(run_dir)
     settings = trainer_settings(OmegaConf.to_container(cfg.trainer, resolve=True))
-    if settings.threads is not None:
-        torch.set_num_threads(settings.threads)
+    with torch_threads(settings.threads) if settings.threads is not None else nullcontext():
+        return _run_search(cfg, settings, run_dir, started)
+
+
+def _run_search(cfg: DictConfig, settings: TrainerSettings, run_dir: Path, started: float) -> SearchOutcome:
     checkpoint = checkpoint_to_resume(run_dir, resume=bool(cfg.resume))
     run_identity = identity_of(cfg)
     if checkpoint is not None:

@@ -74,7 +74,7 @@ def tiny_overrides(workdir: Path, *extra: str, space: list[str] = TINY_MOBILENET
         "trainer.final.top_k=3",
         "trainer.progress=false",
         "trainer.device=auto",
-        "trainer.threads=2",
+        "trainer.threads=1",
         f"latency.cache_dir={workdir / 'latency'}",
         "latency.calibration_archs=2",
         "latency.warmup=0",
@@ -129,12 +129,14 @@ def without_timings(state: dict) -> dict:
 
 def test_smoke_search_in_the_enas_macro_space(workdir: Path, tmp_path: Path) -> None:
     """One tiny epoch in the space with skip connections (InputChoice decisions)."""
+    threads = torch.get_num_threads()
     outcome = search(
-        workdir, tmp_path / "smoke", "trainer.epochs=1", "trainer.controller_steps=1", "trainer.archs_per_step=2",
+        workdir, tmp_path / "smoke", "trainer.epochs=1", f"trainer.threads={threads + 1}", "trainer.controller_steps=1", "trainer.archs_per_step=2",
         "trainer.final.num_samples=2", "trainer.final.top_k=2", "trainer.final.bn_mode=batch",
         space=TINY_ENAS,
     )
     assert outcome.finished and outcome.best is not None
+    assert torch.get_num_threads() == threads  # trainer.threads applies to the search only
     best = json.loads((tmp_path / "smoke" / "best_arch.json").read_text())
     assert best["space"] == "enas_macro" and best["space_config"]["num_layers"] == 3
     assert build_space(best["space_config"]).load_arch(tmp_path / "smoke" / "best_arch.json").hash == best["hash"]
