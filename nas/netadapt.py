@@ -361,6 +361,10 @@ def adapt_model(cfg: DictConfig, out_dir: str | Path) -> AdaptRun:
     NetAdapt, fine-tune it, evaluate it. Writes ``model.pt`` (with its ``widths``),
     ``metrics.json`` (+ ``per_class.csv``, ``confusion_matrix.png``), ``adapt_trace.csv``
     and ``adapt_trace.png`` into ``out_dir``."""
+    if OmegaConf.is_missing(cfg, "model"):
+        raise ValueError("model=<model.pt> is required: the model.pt written by melnas-train")
+    if (cfg.target_ms is None) == (cfg.target_ratio is None):
+        raise ValueError("give exactly one of target_ms=<ms> and target_ratio=<fraction of the measured latency>")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(int(cfg.seed))

@@ -172,3 +172,13 @@ def test_adapt_refuses_two_targets(tmp_path):
             space, arch, model, num_classes=NUM_CLASSES, input_shape=shape, predict_layers=lambda _: 1.0,
             measure=_param_ms, train_batches=lambda k: [], val_batches=[], target_ms=1.0, target_ratio=0.5,
         )
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [([], "model=<model.pt> is required"), (["model=x.pt"], "exactly one"),
+     (["model=x.pt", "target_ms=1", "target_ratio=0.5"], "exactly one")],
+)
+def test_adapt_config_errors_name_the_setting(overrides, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        adapt_model(compose_adapt(*overrides), tmp_path)
