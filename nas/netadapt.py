@@ -218,6 +218,7 @@ def netadapt(
     widths: Mapping[str, int] | None = None,
     settings: AdaptSettings = AdaptSettings(),
     device: torch.device = torch.device("cpu"),
+    on_iteration: Callable[[list[TraceRow]], None] | None = None,
 ) -> AdaptResult:
     """Prune ``model`` (the build of ``arch`` with ``widths``) until its measured latency
     is at most the target. Exactly one of ``target_ms`` / ``target_ratio`` (of the
@@ -227,6 +228,8 @@ def netadapt(
     ``measure(model)`` measures ms; ``train_batches(k)`` gives iteration ``k``'s short
     fine-tune batches (the same for every proposal of the iteration). ``model`` is not
     changed; the result holds the pruned, short-fine-tuned model (no long fine-tune).
+    ``on_iteration(trace)`` is called after the start and after every iteration (e.g. to
+    write the trace as it grows).
     """
     if (target_ms is None) == (target_ratio is None):
         raise ValueError("give exactly one of target_ms and target_ratio")
@@ -252,6 +255,8 @@ def netadapt(
     log.info("start: measured %.3f ms (predicted %.3f), val accuracy %.4f, target %.3f ms",
              measured_ms, predicted_ms, val_acc, target_ms)
     result = AdaptResult(model, widths, target_ms, initial_ms, trace)
+    if on_iteration is not None:
+        on_iteration(trace)
     for k in range(settings.max_iterations):
         if measured_ms <= target_ms:
             result.stop_reason = "target reached"
@@ -302,6 +307,8 @@ def netadapt(
             len(proposals), predicted_ms, measured_ms, val_acc, trace[-1].seconds,
         )
         result.model, result.widths = model, widths
+        if on_iteration is not None:
+            on_iteration(trace)
     result.stop_reason = (
         "target reached" if measured_ms <= target_ms else f"max_iterations ({settings.max_iterations}) reached"
     )
@@ -398,6 +405,7 @@ def adapt_model(cfg: DictConfig, out_dir: str | Path) -> AdaptRun:
         train_batches=_batch_source(train_loader, min(settings.short_steps, len(train_loader)) or 1),
         val_batches=val_batches, target_ms=cfg.target_ms, target_ratio=cfg.target_ratio,
         widths=trained.widths, settings=settings, device=device,
+        on_iteration=lambda trace: write_trace(trace, out_dir / "adapt_trace.csv"),
     )
     loop_seconds = result.trace[-1].elapsed_s
     model = result.model

@@ -70,13 +70,15 @@ def test_loop_reaches_the_target_and_keeps_a_consistent_model(name, tmp_path):
     model = space.build(arch, num_classes=NUM_CLASSES, input_shape=shape)
     table = _table(tmp_path, space, shape)
     settings = AdaptSettings(init_ratio=0.05, decay=0.9, max_iterations=30, short_steps=2)
+    seen: list[int] = []
     result = netadapt(
         space, arch, model, num_classes=NUM_CLASSES, input_shape=shape,
         predict_layers=table.predict, measure=_param_ms,
         train_batches=lambda k: _random_batches(shape, 2, seed=k), val_batches=_random_batches(shape, 2, seed=99),
-        target_ratio=0.85, settings=settings,
+        target_ratio=0.85, settings=settings, on_iteration=lambda trace: seen.append(len(trace)),
     )
     assert result.stop_reason == "target reached"
+    assert seen == list(range(1, result.iterations + 2))  # the start, then every iteration
     assert result.target_ms == pytest.approx(0.85 * _param_ms(model))
     assert result.trace[-1].measured_ms <= result.target_ms
     assert result.iterations >= 2
