@@ -77,7 +77,7 @@ def export_torchscript(trained: TrainedModel, path: str | Path) -> ExportCheck:
     same, longer = _sample_inputs(trained)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
-        # torch >= 2.10 flags TorchScript as deprecated in favour of torch.export; it is
+        # Recent torch releases flag TorchScript as deprecated in favour of torch.export; it is
         # still what C++/mobile runtimes load, so melnas exports it deliberately.
         warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(model, same[:1], check_trace=False)
