@@ -80,7 +80,7 @@ def test_loop_reaches_the_target_and_keeps_a_consistent_model(name, tmp_path):
     assert result.stop_reason == "target reached"
     assert seen == list(range(1, result.iterations + 2))  # the start, then every iteration
     assert result.target_ms == pytest.approx(0.85 * _param_ms(model))
-    assert result.trace[-1].measured_ms <= result.target_ms
+    assert result.trace[-1].latency_ms == result.trace[-1].measured_ms <= result.target_ms
     assert result.iterations >= 2
     assert result.trace[-1].measured_ms == pytest.approx(_param_ms(result.model))
     for before, row in zip(result.trace, result.trace[1:]):
