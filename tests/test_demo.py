@@ -28,7 +28,7 @@ def test_steps_get_the_demo_data_and_their_own_choices(tmp_path):
     assert search.hydra.runtime.choices.controller == "random"
     assert search.trainer.batch_size == search.data.batch_size
     train = compose_step("train", ["arch=mobilenetv3_small", f"train={demo.demo.train_recipe}"], demo.data)
-    assert train.data.cache_dir == f"{tmp_path}/cache" and train.train.epochs <= 20
+    assert train.data.cache_dir == f"{tmp_path}/cache" and train.train.epochs < 60  # quick, not default
 
 
 def test_demo_defaults_match_the_documented_journey():
