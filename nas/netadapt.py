@@ -407,7 +407,12 @@ def adapt_model(cfg: DictConfig, out_dir: str | Path) -> AdaptRun:
     if len(train_loader) == 0:
         raise ValueError(f"the train split of {cache_dir} gives no batch of short_batch_size={cfg.short_batch_size}")
     val_loader = make_loader(data, "val", batch_size=int(cfg.eval_batch_size), shuffle=False)
-    val_batches = _first_samples(val_loader, cfg.val_samples)
+    # A subset of the val split must be drawn at random: the split is stored in recording order.
+    subset = cfg.val_samples is not None
+    val_batches = _first_samples(
+        make_loader(data, "val", batch_size=int(cfg.eval_batch_size), shuffle=subset, seed=int(cfg.seed)),
+        cfg.val_samples,
+    )
     log.info("adapting %s (%s) with table %s", cfg.model, trained.arch_string, table.path)
     result = netadapt(
         space, arch, trained.model, num_classes=trained.num_classes, input_shape=shape,
