@@ -11,7 +11,6 @@ also stores ``widths`` (``{channel group: channels}``), passed to ``space.build`
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,6 +20,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
+from nas.checkpoint import save_checkpoint
 from nas.registry import build_space
 from search_spaces.base import Arch, SearchSpace
 
@@ -122,11 +122,7 @@ def save_model(
     }
     if widths:
         payload["widths"] = {str(k): int(v) for k, v in widths.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_checkpoint(path, payload)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
