@@ -4,7 +4,10 @@ Each iteration ``k`` (0-based) asks for a latency reduction
 ``step_k = init_ratio * decay**k * L0`` (``L0``: the model's measured latency at the
 start), clipped so as not to go below the target. For every prunable channel group
 it proposes the fewest filters to remove (widths in multiples of ``divisor``, the
-smallest-L2-norm filters) so that the *predicted* latency drops by at least the step;
+smallest-L2-norm filters) so that the *predicted* latency drops by at least the step,
+or, where even the narrowest width falls short and the group is a residual branch,
+the removal of its block (``ChannelGroup.removal``; small networks on a CPU spend
+much of their time in per-layer overhead that no width cut removes);
 predictions come from the search's lookup table (``nas.latency``), whose unit keys
 carry the channel counts. Each proposal gets the same short fine-tune (``short_steps``
 SGD steps on the same batches) and is scored on validation data; the best one is kept
@@ -18,8 +21,9 @@ in turns much less. Steps are asked in measured ms and converted to the table's 
 with the current model's predicted / measured ratio, so a table calibrated on other
 networks cannot make the loop stop short or overshoot.
 Departures from the paper: the last step is clipped to the distance left to the
-target, and a step that no single group can deliver is halved (up to
-``MAX_STEP_HALVINGS`` times) instead of ending the run.
+target, a step that no single group can deliver is halved (up to
+``MAX_STEP_HALVINGS`` times) instead of ending the run, and residual blocks can be
+removed whole.
 """
 
 from __future__ import annotations
@@ -88,13 +92,15 @@ class AdaptSettings:
 
 @dataclass(frozen=True)
 class Proposal:
-    """Remove filters from one group: ``group`` goes from ``channels_before`` to ``channels``."""
+    """Remove filters from one group: ``group`` goes from ``channels_before`` to
+    ``channels`` (0: its block is removed, ``arch`` skips it)."""
 
     group: str
     channels_before: int
     channels: int
     widths: dict[str, int]
     predicted_ms: float
+    arch: Arch
 
 
 @dataclass
@@ -118,6 +124,7 @@ class TraceRow:
 @dataclass
 class AdaptResult:
     model: nn.Module
+    arch: Arch  # the input arch, or with the removed blocks skipped
     widths: dict[str, int]
     target_ms: float
     initial_ms: float
@@ -134,13 +141,14 @@ def propose(
     arch: Arch,
     widths: Mapping[str, int],
     *,
-    predict: Callable[[dict[str, int]], float],
+    predict: Callable[[Arch, dict[str, int]], float],
     required_ms: float,
     divisor: int,
     min_channels: int,
 ) -> list[Proposal]:
     """Per prunable group, the widest narrower width whose predicted latency is at most
-    ``required_ms`` (i.e. the fewest filters removed); groups that cannot get there are left out."""
+    ``required_ms`` (i.e. the fewest filters removed), else the removal of its block
+    where the group allows it; groups that cannot get there are left out."""
     proposals = []
     for group in channel_groups(space, arch, widths):
         if not group.prunable:
@@ -149,10 +157,17 @@ def propose(
             group.channels, divisor=divisor, min_channels=min_channels, forbidden=group.forbidden
         ):
             trial = {**widths, group.name: channels}
-            predicted = predict(trial)
+            predicted = predict(arch, trial)
             if predicted <= required_ms:
-                proposals.append(Proposal(group.name, group.channels, channels, trial, predicted))
+                proposals.append(Proposal(group.name, group.channels, channels, trial, predicted, arch))
                 break
+        else:
+            if group.removal:
+                removed = space.arch({**arch.as_dict(), **dict(group.removal)})
+                rest = {k: v for k, v in widths.items() if k != group.name}
+                predicted = predict(removed, rest)
+                if predicted <= required_ms:
+                    proposals.append(Proposal(group.name, group.channels, 0, rest, predicted, removed))
     return proposals
 
 
@@ -244,8 +259,8 @@ def netadapt(
         raise ValueError(f"this {space.name} arch has no prunable channel group; nothing to adapt")
     model = copy.deepcopy(model).to(device)
 
-    def predict(w: Mapping[str, int]) -> float:
-        return predict_layers(space.layers(arch, num_classes=num_classes, input_shape=input_shape, widths=dict(w)))
+    def predict(a: Arch, w: Mapping[str, int]) -> float:
+        return predict_layers(space.layers(a, num_classes=num_classes, input_shape=input_shape, widths=dict(w)))
 
     original = copy.deepcopy(model).eval()
     initial_ms = min(measure(model), measure(original))
@@ -255,14 +270,14 @@ def netadapt(
         target_ms = float(target_ratio) * initial_ms  # type: ignore[arg-type]
     if target_ms <= 0:
         raise ValueError(f"target_ms must be > 0, got {target_ms}")
-    predicted_ms, measured_ms = predict(widths), initial_ms
+    predicted_ms, measured_ms = predict(arch, widths), initial_ms
     val_acc = accuracy(model, val_batches, device=device)
     trace = [
         TraceRow(0, "", 0, 0, 0.0, predicted_ms, measured_ms, measured_ms, val_acc, 0, 0.0, time.perf_counter() - start)
     ]
     log.info("start: measured %.3f ms (predicted %.3f), val accuracy %.4f, target %.3f ms",
              measured_ms, predicted_ms, val_acc, target_ms)
-    result = AdaptResult(model, widths, target_ms, initial_ms, trace)
+    result = AdaptResult(model, arch, widths, target_ms, initial_ms, trace)
     if on_iteration is not None:
         on_iteration(trace)
     for k in range(settings.max_iterations):
@@ -292,7 +307,7 @@ def netadapt(
         scored, candidates = [], []
         for proposal in proposals:
             candidate = prune_model(
-                space, arch, model, widths=widths, new_widths=proposal.widths,
+                space, arch, model, widths=widths, new_widths=proposal.widths, new_arch=proposal.arch,
                 num_classes=num_classes, input_shape=input_shape,
             )
             short_finetune(candidate, batches, settings, device=device)
@@ -300,7 +315,8 @@ def netadapt(
             candidates.append(candidate)
         best = pick_best(scored, rule=settings.pick, current_accuracy=val_acc, current_predicted_ms=predicted_ms)
         proposal, val_acc = scored[best]
-        model, widths, predicted_ms = candidates[best], proposal.widths, proposal.predicted_ms
+        model, arch, widths = candidates[best], proposal.arch, proposal.widths
+        predicted_ms = proposal.predicted_ms
         raw_ms, original_ms = measure(model), measure(original)
         measured_ms = initial_ms * raw_ms / original_ms
         trace.append(
@@ -316,7 +332,7 @@ def netadapt(
             proposal.channels_before, proposal.channels, len(proposals), predicted_ms, raw_ms, original_ms,
             measured_ms, val_acc, trace[-1].seconds,
         )
-        result.model, result.widths = model, widths
+        result.model, result.arch, result.widths = model, arch, widths
         if on_iteration is not None:
             on_iteration(trace)
     result.stop_reason = (
@@ -462,6 +478,8 @@ def adapt_model(cfg: DictConfig, out_dir: str | Path) -> AdaptRun:
         "stop_reason": result.stop_reason,
         "widths_before": prunable_widths(space, arch, trained.widths),
         "widths_after": result.widths,
+        "arch_before": trained.arch_string,
+        "arch_after": space.arch_string(result.arch),
         "val_accuracy_before": result.trace[0].val_accuracy,
         "val_accuracy_after_loop": result.trace[-1].val_accuracy,
         "finetune": finetune,
@@ -472,11 +490,11 @@ def adapt_model(cfg: DictConfig, out_dir: str | Path) -> AdaptRun:
         **trained.info,
         "origin": f"{trained.info.get('origin', 'unknown')}+netadapt",
         "source": str(cfg.model),
-        "arch_string": trained.arch_string,
+        "arch_string": space.arch_string(result.arch),
         "netadapt": summary,
     }
     model_path = save_model(
-        out_dir / "model.pt", model=model.cpu(), arch=arch, space_config=trained.space_config,
+        out_dir / "model.pt", model=model.cpu(), arch=result.arch, space_config=trained.space_config,
         class_names=trained.class_names, input_shape=shape, data_meta=trained.data_meta, info=info,
         widths=result.widths,
     )

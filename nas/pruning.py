@@ -7,6 +7,9 @@ group names the weight whose dim-0 slices are its filters (ranked by L2 norm, as
 the NetAdapt code) and every ``(state_dict key, dim)`` sized by it, so that producers
 (a conv's filters and their BN) and consumers (the next conv's input channels) are cut
 consistently. Channels tied by residual or skip sums are not offered by the spaces.
+A group on a residual branch may also be pruned to nothing: the block is then the
+identity, the arch is changed to skip it (``ChannelGroup.removal``) and its weights
+are dropped while every other tensor keeps its place in the smaller network.
 This module knows no concrete space.
 """
 
@@ -64,16 +67,26 @@ def prune_state_dict(
     """Cut every group of ``old_groups`` down to its size in ``new_groups`` (matched by name).
 
     The kept filters are ranked on the unpruned ``state``; every tensor listed by a
-    group is sliced along its dim (a tensor in two groups is sliced along both).
+    group is sliced along its dim (a tensor in two groups is sliced along both). A
+    group absent from ``new_groups`` must be a removed block's: every tensor under its
+    ``module`` prefix is left out of the result.
     """
     new_sizes = {g.name: g.channels for g in new_groups}
-    if set(new_sizes) != {g.name for g in old_groups}:
+    removed = [g for g in old_groups if g.name not in new_sizes]
+    unexplained = sorted(g.name for g in removed if not g.module) + sorted(
+        set(new_sizes) - {g.name for g in old_groups}
+    )
+    if unexplained:
         raise ValueError(
             f"pruning changed the network's structure: groups {sorted(g.name for g in old_groups)} "
-            f"became {sorted(new_sizes)}"
+            f"became {sorted(new_sizes)} ({unexplained} neither kept nor removed with their block)"
         )
-    pruned = {k: v.detach().clone() for k, v in state.items()}
+    prefixes = tuple(g.module for g in removed)
+    removed_names = {g.name for g in removed}
+    pruned = {k: v.detach().clone() for k, v in state.items() if not k.startswith(prefixes)}
     for group in old_groups:
+        if group.name in removed_names:
+            continue
         size = new_sizes[group.name]
         if size > group.channels:
             raise ValueError(f"{group.name}: pruning cannot widen {group.channels} to {size} channels")
@@ -87,6 +100,29 @@ def prune_state_dict(
     return pruned
 
 
+def _renumbered(old: Mapping[str, Tensor], new: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``old``'s tensors under ``new``'s names, matched in order.
+
+    After a block is removed the modules that followed it move up one place
+    (``blocks.5.`` becomes ``blocks.4.``): same tensors, same order, new indices.
+    Names must agree once their indices are ignored, and shapes exactly.
+    """
+    if len(old) != len(new):
+        raise ValueError(f"pruned weights have {len(old)} tensors, the pruned network {len(new)}")
+    renamed = {}
+    for (old_key, tensor), (new_key, target) in zip(old.items(), new.items()):
+        if _without_indices(old_key) != _without_indices(new_key) or tensor.shape != target.shape:
+            raise ValueError(
+                f"pruned weight {old_key} {tuple(tensor.shape)} does not fit {new_key} {tuple(target.shape)}"
+            )
+        renamed[new_key] = tensor
+    return renamed
+
+
+def _without_indices(key: str) -> tuple[str, ...]:
+    return tuple(part for part in key.split(".") if not part.isdigit())
+
+
 def prune_model(
     space: SearchSpace,
     arch: Arch,
@@ -96,18 +132,22 @@ def prune_model(
     new_widths: Mapping[str, int],
     num_classes: int,
     input_shape: InputShape,
+    new_arch: Arch | None = None,
 ) -> nn.Module:
-    """A standalone ``space.build(arch, widths=new_widths)`` holding ``model``'s kept weights.
+    """A standalone ``space.build(new_arch, widths=new_widths)`` holding ``model``'s kept weights.
 
-    ``model`` is the build of ``widths``; every group in ``new_widths`` must be at most
-    as wide. The result sits on ``model``'s device, in ``model``'s train/eval mode; the
-    caller's torch RNG is left untouched (building draws init weights, then overwritten).
+    ``model`` is the build of ``arch`` with ``widths``; every group in ``new_widths``
+    must be at most as wide. ``new_arch`` (default: ``arch``) may differ only by
+    removals (``ChannelGroup.removal``). The result sits on ``model``'s device, in
+    ``model``'s train/eval mode; the caller's torch RNG is left untouched (building
+    draws init weights, then overwritten).
     """
+    new_arch = arch if new_arch is None else new_arch
     old_groups = channel_groups(space, arch, widths)
-    new_groups = channel_groups(space, arch, new_widths)
+    new_groups = channel_groups(space, new_arch, new_widths)
     state = prune_state_dict(model.state_dict(), old_groups, new_groups)
     with torch.random.fork_rng(devices=[]):
-        pruned = space.build(arch, num_classes=num_classes, input_shape=input_shape, widths=dict(new_widths))
-    pruned.load_state_dict(state, strict=True)
+        pruned = space.build(new_arch, num_classes=num_classes, input_shape=input_shape, widths=dict(new_widths))
+    pruned.load_state_dict(_renumbered(state, pruned.state_dict()), strict=True)
     device = next(model.parameters()).device
     return pruned.to(device).train(model.training)

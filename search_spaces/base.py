@@ -142,6 +142,12 @@ class ChannelGroup:
     width follows a block's expanded width) and is resized with them. ``forbidden``
     are widths that would change the network's structure (e.g. an expanded width
     equal to the block input drops the expand conv).
+
+    A group whose filters feed a residual branch can go further than its narrowest
+    width: with no channel left the branch adds nothing, so the block is the identity
+    and is removed. ``removal`` holds the arch changes that remove it (e.g.
+    ``(("l4_skip", True),)``; empty: not removable) and ``module`` the state-dict
+    prefix of the removed block, so its weights can be dropped and the rest kept.
     """
 
     name: str
@@ -150,6 +156,8 @@ class ChannelGroup:
     tensors: tuple[tuple[str, int], ...]
     prunable: bool = True
     forbidden: tuple[int, ...] = ()
+    removal: tuple[tuple[str, ArchValue], ...] = ()
+    module: str = ""
 
 
 class SearchSpace(ABC):

@@ -402,7 +402,8 @@ class MobileNetV3Space(SearchSpace):
 
         Block outputs are tied across a stage by the residual sums, so they are not
         offered; nor is the expanded width of a block without expand conv (it is the
-        block's input), nor the stem and head.
+        block's input), nor the stem and head. A block with a residual sum is removable:
+        pruned to no channel it is the identity, which the arch's ``l{i}_skip`` says.
         """
         groups: list[ChannelGroup] = []
         present = [(p, s) for p, s in zip(self._plans, self.block_specs(arch, widths)) if s is not None]
@@ -410,6 +411,7 @@ class MobileNetV3Space(SearchSpace):
             if spec.expanded_channels == spec.in_channels:
                 continue
             b, width = f"blocks.{j}.", spec.expanded_channels
+            removal = ((f"l{plan.index}_skip", True),) if plan.skippable else ()
             tensors = [(f"{b}expand.conv.weight", 0), (f"{b}depthwise.conv.weight", 0)]
             tensors += [(f"{b}{conv}.norm.{t}", 0) for conv in ("expand", "depthwise") for t in _BN_TENSORS]
             tensors.append((f"{b}project.conv.weight", 1))
@@ -423,6 +425,8 @@ class MobileNetV3Space(SearchSpace):
                         score=f"{b}se.fc1.weight",
                         tensors=tuple(squeeze),
                         prunable=False,
+                        removal=removal,
+                        module=b,
                     )
                 )
             groups.append(
@@ -432,6 +436,8 @@ class MobileNetV3Space(SearchSpace):
                     score=f"{b}expand.conv.weight",
                     tensors=tuple(tensors),
                     forbidden=(spec.in_channels,),
+                    removal=removal,
+                    module=b,
                 )
             )
         return groups

@@ -38,24 +38,58 @@ def test_every_proposal_lowers_predicted_latency_by_its_step(name, step_fraction
     space, arch, shape = CASES[name]()
     table = _table(tmp_path, space, shape)
 
-    def predict(widths):
-        return table.predict(space.layers(arch, num_classes=NUM_CLASSES, input_shape=shape, widths=widths))
+    def predict(a, widths):
+        return table.predict(space.layers(a, num_classes=NUM_CLASSES, input_shape=shape, widths=widths))
 
     widths = prunable_widths(space, arch)
-    current = predict(widths)
+    current = predict(arch, widths)
     required = current - step_fraction * current
     proposals = propose(space, arch, widths, predict=predict, required_ms=required, divisor=8, min_channels=8)
     assert proposals
-    forbidden = {g.name: g.forbidden for g in channel_groups(space, arch)}
+    groups = {g.name: g for g in channel_groups(space, arch)}
     for p in proposals:
         assert p.predicted_ms <= required
-        assert p.predicted_ms == pytest.approx(predict(p.widths))
+        assert p.predicted_ms == pytest.approx(predict(p.arch, p.widths))
         assert p.channels % 8 == 0 and p.channels < p.channels_before
         assert {k: v for k, v in p.widths.items() if k != p.group} == {k: v for k, v in widths.items() if k != p.group}
         # The fewest filters: every wider candidate misses the step.
-        wider = [w for w in candidate_widths(p.channels_before, divisor=8, min_channels=8, forbidden=forbidden[p.group])
-                 if w > p.channels]
-        assert all(predict({**widths, p.group: w}) > required for w in wider)
+        wider = [
+            w for w in candidate_widths(p.channels_before, divisor=8, min_channels=8, forbidden=groups[p.group].forbidden)
+            if w > p.channels
+        ]
+        assert all(predict(arch, {**widths, p.group: w}) > required for w in wider)
+        if p.channels == 0:  # a removal: only when the narrowest width falls short
+            assert groups[p.group].removal and p.group not in p.widths
+            assert p.arch == space.arch({**arch.as_dict(), **dict(groups[p.group].removal)})
+        else:
+            assert p.arch == arch
+
+
+def test_blocks_are_removed_when_no_width_saves_enough(tmp_path):
+    """A step larger than any width cut of a residual block, smaller than its removal."""
+    space, arch, shape = _mobilenet()
+    table = _table(tmp_path, space, shape)
+
+    def predict(a, widths):
+        return table.predict(space.layers(a, num_classes=NUM_CLASSES, input_shape=shape, widths=widths))
+
+    widths = prunable_widths(space, arch)
+    groups = {g.name: g for g in channel_groups(space, arch) if g.prunable}
+    removable = [g for g in groups.values() if g.removal]
+    assert removable  # MobileNetV3-Small's residual blocks
+    narrowest = {g.name: predict(arch, {**widths, g.name: 8}) for g in removable}
+    removed = {
+        g.name: predict(space.arch({**arch.as_dict(), **dict(g.removal)}), {k: v for k, v in widths.items() if k != g.name})
+        for g in removable
+    }
+    best = max(removable, key=lambda g: narrowest[g.name] - removed[g.name])
+    required = removed[best.name]
+    assert narrowest[best.name] > required  # removing the block saves more than any width cut
+    proposals = {p.group: p for p in propose(space, arch, widths, predict=predict, required_ms=required, divisor=8, min_channels=8)}
+    assert proposals[best.name].channels == 0
+    for g in removable:
+        expected_removal = narrowest[g.name] > required >= removed[g.name]
+        assert (g.name in proposals and proposals[g.name].channels == 0) == expected_removal
 
 
 def _random_batches(shape, n: int, *, seed: int):
@@ -63,32 +97,39 @@ def _random_batches(shape, n: int, *, seed: int):
     return [(torch.randn(8, *shape, generator=gen), torch.randint(0, NUM_CLASSES, (8,), generator=gen)) for _ in range(n)]
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_loop_reaches_the_target_and_keeps_a_consistent_model(name, tmp_path):
+@pytest.mark.parametrize(
+    "name,target_ratio,init_ratio", [("enas_macro", 0.85, 0.05), ("mobilenetv3", 0.85, 0.05), ("mobilenetv3", 0.42, 0.1)]
+)
+def test_loop_reaches_the_target_and_keeps_a_consistent_model(name, target_ratio, init_ratio, tmp_path):
     space, arch, shape = CASES[name]()
     torch.manual_seed(0)
     model = space.build(arch, num_classes=NUM_CLASSES, input_shape=shape)
     table = _table(tmp_path, space, shape)
-    settings = AdaptSettings(init_ratio=0.05, decay=0.9, max_iterations=30, short_steps=2)
+    settings = AdaptSettings(init_ratio=init_ratio, decay=0.9, max_iterations=30, short_steps=2)
     seen: list[int] = []
     result = netadapt(
         space, arch, model, num_classes=NUM_CLASSES, input_shape=shape,
         predict_layers=table.predict, measure=_param_ms,
         train_batches=lambda k: _random_batches(shape, 2, seed=k), val_batches=_random_batches(shape, 2, seed=99),
-        target_ratio=0.85, settings=settings, on_iteration=lambda trace: seen.append(len(trace)),
+        target_ratio=target_ratio, settings=settings, on_iteration=lambda trace: seen.append(len(trace)),
     )
     assert result.stop_reason == "target reached"
     assert seen == list(range(1, result.iterations + 2))  # the start, then every iteration
-    assert result.target_ms == pytest.approx(0.85 * _param_ms(model))
-    assert result.trace[-1].latency_ms == result.trace[-1].measured_ms <= result.target_ms
+    assert result.target_ms == pytest.approx(target_ratio * _param_ms(model))
+    assert result.trace[-1].latency_ms == pytest.approx(result.trace[-1].measured_ms)
+    assert result.trace[-1].measured_ms <= result.target_ms
     assert result.iterations >= 2
     assert result.trace[-1].measured_ms == pytest.approx(_param_ms(result.model))
     for before, row in zip(result.trace, result.trace[1:]):
         assert row.predicted_ms < before.predicted_ms
         assert row.channels < row.channels_before
         assert row.measured_ms < before.measured_ms
-    assert prunable_widths(space, arch, result.widths) == result.widths
-    rebuilt = space.build(arch, num_classes=NUM_CLASSES, input_shape=shape, widths=result.widths)
+    assert prunable_widths(space, result.arch, result.widths) == result.widths
+    removed = [row.group for row in result.trace[1:] if row.channels == 0]
+    assert (result.arch != arch) == bool(removed)
+    if target_ratio < 0.425:  # width cuts alone stop at 0.427 of this model
+        assert removed
+    rebuilt = space.build(result.arch, num_classes=NUM_CLASSES, input_shape=shape, widths=result.widths)
     rebuilt.load_state_dict(result.model.state_dict(), strict=True)
     assert result.model.eval()(torch.randn(2, *shape)).shape == (2, NUM_CLASSES)
 
@@ -107,7 +148,7 @@ def test_loop_stops_clearly_when_the_target_is_out_of_reach(tmp_path):
 
 
 def _proposal(group: str, predicted: float) -> Proposal:
-    return Proposal(group, 16, 8, {group: 8}, predicted)
+    return Proposal(group, 16, 8, {group: 8}, predicted, None)
 
 
 def test_pick_rules():

@@ -175,3 +175,41 @@ def test_a_space_without_channel_groups_is_a_clear_error():
 
     with pytest.raises(ValueError, match="cannot be pruned"):
         channel_groups(Plain(), None)  # type: ignore[arg-type]
+
+
+def test_removing_a_residual_block_keeps_every_other_weight():
+    """Pruning a residual block to nothing = the arch skipping it; with another group cut
+    inertly in the same step, the network computes what the original does without that block."""
+    space, arch, shape = _mobilenet()
+    torch.manual_seed(0)
+    model = space.build(arch, num_classes=NUM_CLASSES, input_shape=shape)
+    _randomise_bn(model)
+    model.eval()
+    widths = prunable_widths(space, arch)
+    groups = [g for g in channel_groups(space, arch) if g.prunable]
+    removed = [g for g in groups if g.removal][1]  # not the first: later blocks must move up a place
+    cut = next(g for g in groups if not g.removal and candidate_widths(g.channels, divisor=8, min_channels=8))
+    narrow = {k: v for k, v in widths.items() if k != removed.name}
+    narrow[cut.name] = candidate_widths(cut.channels, divisor=8, min_channels=8, forbidden=cut.forbidden)[0]
+    _make_inert(model, [cut], {cut.name: narrow[cut.name]})
+    new_arch = space.arch({**arch.as_dict(), **dict(removed.removal)})
+    pruned = prune_model(
+        space, arch, model, widths=widths, new_widths=narrow, new_arch=new_arch,
+        num_classes=NUM_CLASSES, input_shape=shape,
+    )
+    assert len(pruned.blocks) == len(model.blocks) - 1
+    index = int(removed.module.split(".")[1])
+    model.blocks[index] = torch.nn.Identity()  # the residual branch dropped: x + nothing
+    x = torch.randn(5, *shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(pruned.eval()(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_only_residual_blocks_are_removable():
+    space, arch, _ = _mobilenet()
+    skippable = {d.name for d in space.decisions if d.name.endswith("_skip")}
+    for group in channel_groups(space, arch):
+        if group.removal:
+            assert dict(group.removal).keys() <= skippable and group.module.startswith("blocks.")
+    space, arch, _ = _enas()
+    assert not any(g.removal for g in channel_groups(space, arch))
