@@ -48,17 +48,20 @@ def candidate_widths(channels: int, *, divisor: int, min_channels: int, forbidde
     return [w for w in range(top, 0, -divisor) if w >= min_channels and w not in forbidden]
 
 
-def filter_ranking(weight: Tensor) -> Tensor:
-    """Indices of ``weight``'s dim-0 slices (filters), largest L2 norm first (ties: lower index)."""
-    norms = weight.detach().flatten(1).norm(dim=1)
-    return torch.sort(-norms, stable=True).indices
+def filter_ranking(*weights: Tensor) -> Tensor:
+    """Indices of the filters (dim-0 slices), largest L2 norm first (ties: lower index).
+    Several weights writing the same channels are ranked by their joint norm."""
+    squares = sum(w.detach().flatten(1).pow(2).sum(dim=1) for w in weights)
+    return torch.sort(-squares, stable=True).indices
 
 
-def kept_filters(weight: Tensor, keep: int) -> Tensor:
-    """The ``keep`` filters of largest L2 norm, in their original order (int64 ``[keep]``)."""
-    if not 1 <= keep <= weight.shape[0]:
-        raise ValueError(f"cannot keep {keep} of {weight.shape[0]} filters")
-    return torch.sort(filter_ranking(weight)[:keep]).values
+def kept_filters(keep: int, *weights: Tensor) -> Tensor:
+    """The ``keep`` filters of largest (joint) L2 norm, in their original order (int64 ``[keep]``)."""
+    if not weights or any(w.shape[0] != weights[0].shape[0] for w in weights):
+        raise ValueError(f"need weights with one filter count, got {[tuple(w.shape) for w in weights]}")
+    if not 1 <= keep <= weights[0].shape[0]:
+        raise ValueError(f"cannot keep {keep} of {weights[0].shape[0]} filters")
+    return torch.sort(filter_ranking(*weights)[:keep]).values
 
 
 def prune_state_dict(
@@ -92,8 +95,11 @@ def prune_state_dict(
             raise ValueError(f"{group.name}: pruning cannot widen {group.channels} to {size} channels")
         if size == group.channels:
             continue
-        keep = kept_filters(state[group.score], size).to(state[group.score].device)
+        scores = [state[key] for key in group.score]
+        keep = kept_filters(size, *scores).to(scores[0].device)
         for key, dim in group.tensors:
+            if key.startswith(prefixes):  # part of a block removed in the same step
+                continue
             if key not in pruned:
                 raise ValueError(f"channel group {group.name} names {key!r}, which the model does not have")
             pruned[key] = pruned[key].index_select(dim, keep)

@@ -136,8 +136,9 @@ class ChannelGroup:
     Spaces that support channel pruning provide ``channel_groups(arch, *, widths)``
     and accept ``widths`` (``{group name: channels}`` for the prunable groups) in
     ``build`` and ``layers``. ``tensors`` lists every ``(state_dict key, dim)`` whose
-    size along ``dim`` is this group's channel count; ``score`` is the key of the
-    weight whose dim-0 slices are the group's filters (ranked by their L2 norm).
+    size along ``dim`` is this group's channel count; ``score`` names the weights whose
+    dim-0 slices are the group's filters, ranked by their joint L2 norm (several when
+    convs summed by residuals write the same channels).
     A group that is not ``prunable`` follows the prunable ones (e.g. the SE squeeze
     width follows a block's expanded width) and is resized with them. ``forbidden``
     are widths that would change the network's structure (e.g. an expanded width
@@ -152,7 +153,7 @@ class ChannelGroup:
 
     name: str
     channels: int
-    score: str
+    score: tuple[str, ...]
     tensors: tuple[tuple[str, int], ...]
     prunable: bool = True
     forbidden: tuple[int, ...] = ()

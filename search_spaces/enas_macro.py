@@ -243,7 +243,7 @@ class EnasMacroSpace(SearchSpace):
                 ChannelGroup(
                     name=inner_name(i),
                     channels=inner.get(i, self.config.filters),
-                    score=f"{b}reduce.0.weight",
+                    score=(f"{b}reduce.0.weight",),
                     tensors=tuple(tensors),
                 )
             )

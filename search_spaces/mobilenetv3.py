@@ -283,25 +283,47 @@ class MobileNetV3Space(SearchSpace):
             raise ValueError(f"arch is for space {arch.space!r}, not {self.name!r}")
         return self.arch(arch.as_dict())
 
+    def _chains(self) -> tuple[tuple[str, str], ...]:
+        """Per layer, the names of the channel sets it reads and writes.
+
+        A residual sum ties a block's output to its input, so a stage's blocks share one
+        set, named after the layer that starts it (``l{i}_out``; the stem's is
+        ``stem_out``). Residuals are judged on the unpruned counts at this width, as the
+        standalone block judges them; pruning never changes them (see ``channel_groups``).
+        """
+        chains, current = [], STEM_CHAIN
+        for plan in self._plans:
+            residual = plan.stride == (1, 1) and plan.in_channels == plan.out_channels
+            out = current if residual else chain_name(plan.index)
+            chains.append((current, out))
+            current = out
+        return tuple(chains)
+
     def block_specs(self, arch: Arch, widths: Mapping[str, int] | None = None) -> list[BlockSpec | None]:
         """One ``BlockSpec`` per backbone layer, ``None`` where the arch skips it.
 
-        ``widths`` (``{"l{i}_expanded": channels}``, from NetAdapt pruning) overrides
-        the expanded width that the expansion ratio gives.
+        ``widths`` (from NetAdapt pruning; see ``channel_groups`` for the names) overrides
+        channel counts: ``l{i}_expanded`` a block's expanded width, ``stem_out`` /
+        ``l{i}_out`` the channels of a stage. A block without expand conv works on its
+        input's channels, so its expanded width follows the stage.
         """
         choice = self._checked(arch).as_dict()
         widths = self._checked_widths(choice, widths)
         specs: list[BlockSpec | None] = []
-        for plan in self._plans:
+        for plan, (chain_in, chain_out) in zip(self._plans, self._chains()):
             i = plan.index
             if choice.get(f"l{i}_skip", False):
                 specs.append(None)
                 continue
+            in_channels = widths.get(chain_in, plan.in_channels)
+            expanded = plan.expanded[choice[f"l{i}_expand"]]
             specs.append(
                 BlockSpec(
-                    in_channels=plan.in_channels,
-                    expanded_channels=widths.get(expanded_name(i), plan.expanded[choice[f"l{i}_expand"]]),
-                    out_channels=plan.out_channels,
+                    in_channels=in_channels,
+                    expanded_channels=(
+                        in_channels if expanded == plan.in_channels else widths.get(expanded_name(i), expanded)
+                    ),
+                    out_channels=widths.get(chain_out, plan.out_channels),
                     kernel_size=choice[f"l{i}_kernel"],
                     stride=plan.stride,
                     use_se=choice[f"l{i}_se"],
@@ -311,35 +333,37 @@ class MobileNetV3Space(SearchSpace):
         return specs
 
     def _checked_widths(self, choice: Mapping[str, Any], widths: Mapping[str, int] | None) -> dict[str, int]:
-        """``widths`` as a plain dict; ValueError for a layer the arch skips or lacks, or a bad count."""
-        present = {
-            expanded_name(p.index) for p in self._plans if not choice.get(f"l{p.index}_skip", False)
+        """``widths`` as a plain dict; ValueError for a name this arch does not have, or a bad count."""
+        known = {
+            expanded_name(p.index)
+            for p in self._plans
+            if not choice.get(f"l{p.index}_skip", False) and p.expanded[choice[f"l{p.index}_expand"]] != p.in_channels
         }
+        known |= {name for pair_ in self._chains() for name in pair_} | set(HEAD_GROUPS)
         checked: dict[str, int] = {}
         for name, channels in (widths or {}).items():
-            if name not in present:
-                raise ValueError(
-                    f"widths: {name!r} is not an expanded width of this arch; known: {sorted(present)}"
-                )
+            if name not in known:
+                raise ValueError(f"widths: {name!r} is not a channel count of this arch; known: {sorted(known)}")
             if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
                 raise ValueError(f"widths: {name} must be a positive int, got {channels!r}")
             checked[name] = channels
         return checked
 
-    def stem_spec(self, in_channels: int) -> StemSpec:
+    def stem_spec(self, in_channels: int, widths: Mapping[str, int] | None = None) -> StemSpec:
         return StemSpec(
             in_channels=in_channels,
-            out_channels=self._scale(self._table.stem_channels),
+            out_channels=(widths or {}).get(STEM_CHAIN, self._scale(self._table.stem_channels)),
             stride=self.stem_stride,
         )
 
-    def head_spec(self, num_classes: int) -> HeadSpec:
+    def head_spec(self, num_classes: int, widths: Mapping[str, int] | None = None) -> HeadSpec:
+        widths = widths or {}
         last = self._plans[-1].out_channels
         hidden = self.head_channels if self.head_channels is not None else self._table.head_channels
         return HeadSpec(
-            in_channels=last,
-            conv_channels=HEAD_EXPANSION * last,
-            hidden_channels=self._scale(hidden),
+            in_channels=widths.get(self._chains()[-1][1], last),
+            conv_channels=widths.get("head_conv", HEAD_EXPANSION * last),
+            hidden_channels=widths.get("head_hidden", self._scale(hidden)),
             num_classes=num_classes,
             dropout=self.dropout,
         )
@@ -354,13 +378,13 @@ class MobileNetV3Space(SearchSpace):
         input_shape: InputShape,
         widths: Mapping[str, int] | None = None,
     ) -> MobileNetV3:
-        """The standalone network; ``widths`` overrides expanded widths (see ``block_specs``)."""
+        """The standalone network; ``widths`` overrides channel counts (see ``channel_groups``)."""
         channels, _, _ = _check_shape(input_shape, num_classes)
         blocks = [spec for spec in self.block_specs(arch, widths) if spec is not None]
         return MobileNetV3(
-            stem=self.stem_spec(channels),
+            stem=self.stem_spec(channels, widths),
             blocks=blocks,
-            head=self.head_spec(num_classes),
+            head=self.head_spec(num_classes, widths),
             norm_layer=self.norm_layer,
         )
 
@@ -384,7 +408,7 @@ class MobileNetV3Space(SearchSpace):
         """
         channels, height, width = _check_shape(input_shape, num_classes)
         norm = self.norm_layer
-        stem = self.stem_spec(channels)
+        stem = self.stem_spec(channels, widths)
         units = [_unit("stem", stem, (channels, height, width), norm)]
         height, width = _strided(height, stem.stride[0]), _strided(width, stem.stride[1])
         for spec in self.block_specs(arch, widths):
@@ -392,54 +416,106 @@ class MobileNetV3Space(SearchSpace):
                 continue
             units.append(_unit("block", spec, (spec.in_channels, height, width), norm))
             height, width = _strided(height, spec.stride[0]), _strided(width, spec.stride[1])
-        head = self.head_spec(num_classes)
+        head = self.head_spec(num_classes, widths)
         units.append(_unit("head", head, (head.in_channels, height, width), norm))
         return units
 
     def channel_groups(self, arch: Arch, *, widths: Mapping[str, int] | None = None) -> list[ChannelGroup]:
-        """The expanded channels of every block with an expand conv (prunable), and the SE
-        squeeze channels that follow them, under ``build(arch, widths=...)``'s names.
+        """The channels NetAdapt may prune, under ``build(arch, widths=...)``'s names.
 
-        Block outputs are tied across a stage by the residual sums, so they are not
-        offered; nor is the expanded width of a block without expand conv (it is the
-        block's input), nor the stem and head. A block with a residual sum is removable:
-        pruned to no channel it is the identity, which the arch's ``l{i}_skip`` says.
+        - ``stem_out``, ``l{i}_out``: a stage's channels, tied by its residual sums: the
+          filters of every conv writing the stage (stem or projections, ranked by their
+          joint L2 norm) and the inputs of every conv reading it are cut together;
+        - ``l{i}_expanded``: a block's expanded channels (where it has an expand conv); a
+          residual block's may also be removed with its block (``l{i}_skip``);
+        - ``head_conv``, ``head_hidden``: the last conv and the classifier's hidden layer.
+
+        The SE squeeze width follows its block (a non-prunable group). Widths that would
+        change the structure are ``forbidden``: an expanded width equal to the block's
+        input (its expand conv would go), or a stage as wide as the stage next to it
+        across a stride-1 block (a residual sum would appear).
         """
+        widths = dict(widths or {})
+        specs = self.block_specs(arch, widths)
+        chains = self._chains()
+        stem = self.stem_spec(1, widths)
+        head = self.head_spec(1, widths)
+        present = [(p, s, c) for p, s, c in zip(self._plans, specs, chains) if s is not None]
+        size = {STEM_CHAIN: stem.out_channels}
+        for _, spec, (chain_in, chain_out) in present:
+            size[chain_in], size[chain_out] = spec.in_channels, spec.out_channels
+        writers: dict[str, list[str]] = {STEM_CHAIN: ["stem."]}
+        tensors: dict[str, list[tuple[str, int]]] = {STEM_CHAIN: _conv_bn_out("stem.")}
+        forbidden: dict[str, set[int]] = {name: set() for name in size}
         groups: list[ChannelGroup] = []
-        present = [(p, s) for p, s in zip(self._plans, self.block_specs(arch, widths)) if s is not None]
-        for j, (plan, spec) in enumerate(present):
-            if spec.expanded_channels == spec.in_channels:
-                continue
-            b, width = f"blocks.{j}.", spec.expanded_channels
+        for j, (plan, spec, (chain_in, chain_out)) in enumerate(present):
+            b = f"blocks.{j}."
+            if chain_out != chain_in:
+                writers[chain_out], tensors[chain_out] = [], []
+                if spec.stride == (1, 1):
+                    forbidden[chain_in].add(size[chain_out])
+                    forbidden[chain_out].add(size[chain_in])
+            writers[chain_out].append(f"{b}project.")
+            tensors[chain_out] += _conv_bn_out(f"{b}project.")
+            expanded = _conv_bn_out(f"{b}depthwise.") + [(f"{b}project.conv.weight", 1)]
             removal = ((f"l{plan.index}_skip", True),) if plan.skippable else ()
-            tensors = [(f"{b}expand.conv.weight", 0), (f"{b}depthwise.conv.weight", 0)]
-            tensors += [(f"{b}{conv}.norm.{t}", 0) for conv in ("expand", "depthwise") for t in _BN_TENSORS]
-            tensors.append((f"{b}project.conv.weight", 1))
             if spec.use_se:
-                tensors += [(f"{b}se.fc1.weight", 1), (f"{b}se.fc2.weight", 0), (f"{b}se.fc2.bias", 0)]
-                squeeze = [(f"{b}se.fc1.weight", 0), (f"{b}se.fc1.bias", 0), (f"{b}se.fc2.weight", 1)]
+                expanded += [(f"{b}se.fc1.weight", 1), (f"{b}se.fc2.weight", 0), (f"{b}se.fc2.bias", 0)]
                 groups.append(
                     ChannelGroup(
                         name=f"l{plan.index}_se_squeeze",
-                        channels=make_divisible(width // 4, 8),
-                        score=f"{b}se.fc1.weight",
-                        tensors=tuple(squeeze),
+                        channels=make_divisible(spec.expanded_channels // 4, 8),
+                        score=(f"{b}se.fc1.weight",),
+                        tensors=((f"{b}se.fc1.weight", 0), (f"{b}se.fc1.bias", 0), (f"{b}se.fc2.weight", 1)),
                         prunable=False,
                         removal=removal,
                         module=b,
                     )
                 )
+            if spec.expanded_channels == spec.in_channels:  # no expand conv: the stage's channels
+                tensors[chain_in] += expanded
+                continue
+            tensors[chain_in].append((f"{b}expand.conv.weight", 1))
+            forbidden[chain_in].add(spec.expanded_channels)
             groups.append(
                 ChannelGroup(
                     name=expanded_name(plan.index),
-                    channels=width,
-                    score=f"{b}expand.conv.weight",
-                    tensors=tuple(tensors),
+                    channels=spec.expanded_channels,
+                    score=(f"{b}expand.conv.weight",),
+                    tensors=tuple(_conv_bn_out(f"{b}expand.") + expanded),
                     forbidden=(spec.in_channels,),
                     removal=removal,
                     module=b,
                 )
             )
+        last = chains[-1][1]
+        tensors[last].append(("head.conv.conv.weight", 1))
+        for name in writers:
+            groups.append(
+                ChannelGroup(
+                    name=name,
+                    channels=size[name],
+                    score=tuple(f"{w}conv.weight" for w in writers[name]),
+                    tensors=tuple(tensors[name]),
+                    forbidden=tuple(sorted(forbidden[name])),
+                )
+            )
+        groups.append(
+            ChannelGroup(
+                name="head_conv",
+                channels=head.conv_channels,
+                score=("head.conv.conv.weight",),
+                tensors=(*_conv_bn_out("head.conv."), ("head.classifier.0.weight", 1)),
+            )
+        )
+        groups.append(
+            ChannelGroup(
+                name="head_hidden",
+                channels=head.hidden_channels,
+                score=("head.classifier.0.weight",),
+                tensors=(("head.classifier.0.weight", 0), ("head.classifier.0.bias", 0), ("head.classifier.3.weight", 1)),
+            )
+        )
         return groups
 
     # ---- presets ------------------------------------------------------------------
@@ -539,6 +615,18 @@ class MobileNetV3Space(SearchSpace):
 
 _BLOCK_CHOICES = ("kernel", "expand", "se", "act")
 _BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
+STEM_CHAIN = "stem_out"
+HEAD_GROUPS = ("head_conv", "head_hidden")
+
+
+def _conv_bn_out(prefix: str) -> list[tuple[str, int]]:
+    """The output channels of a ``ConvBNAct`` at ``prefix``: its filters and its BN."""
+    return [(f"{prefix}conv.weight", 0)] + [(f"{prefix}norm.{t}", 0) for t in _BN_TENSORS]
+
+
+def chain_name(layer: int) -> str:
+    """The ``widths`` key (and channel-group name) of the stage that layer ``layer`` starts."""
+    return f"l{layer}_out"
 
 
 def expanded_name(layer: int) -> str:

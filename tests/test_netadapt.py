@@ -27,9 +27,14 @@ def _param_ms(model: torch.nn.Module, input_shape=None, *, num_inputs: int = 1) 
     return 0.05 + sum(p.numel() for p in model.parameters()) / 1000.0
 
 
-def _table(tmp_path: Path, space, shape) -> LatencyTable:
-    context = {"space": space.name, "input_shape": list(shape), "num_classes": NUM_CLASSES, "test": "param count"}
-    return LatencyTable(tmp_path / "table.json", context, measure=_param_ms)
+def _overhead_ms(model: torch.nn.Module, input_shape=None, *, num_inputs: int = 1) -> float:
+    """Like a small net on a CPU: a fixed cost per conv that no width cut removes (20 ms each) dominates."""
+    return _param_ms(model) + 20.0 * sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def _table(tmp_path: Path, space, shape, measure=_param_ms) -> LatencyTable:
+    context = {"space": space.name, "input_shape": list(shape), "num_classes": NUM_CLASSES, "test": measure.__name__}
+    return LatencyTable(tmp_path / "table.json", context, measure=measure)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -98,28 +103,29 @@ def _random_batches(shape, n: int, *, seed: int):
 
 
 @pytest.mark.parametrize(
-    "name,target_ratio,init_ratio", [("enas_macro", 0.85, 0.05), ("mobilenetv3", 0.85, 0.05), ("mobilenetv3", 0.42, 0.1)]
+    "name,measure,target_ratio",
+    [("enas_macro", _param_ms, 0.85), ("mobilenetv3", _param_ms, 0.85), ("mobilenetv3", _overhead_ms, 0.6)],
 )
-def test_loop_reaches_the_target_and_keeps_a_consistent_model(name, target_ratio, init_ratio, tmp_path):
+def test_loop_reaches_the_target_and_keeps_a_consistent_model(name, measure, target_ratio, tmp_path):
     space, arch, shape = CASES[name]()
     torch.manual_seed(0)
     model = space.build(arch, num_classes=NUM_CLASSES, input_shape=shape)
-    table = _table(tmp_path, space, shape)
-    settings = AdaptSettings(init_ratio=init_ratio, decay=0.9, max_iterations=30, short_steps=2)
+    table = _table(tmp_path, space, shape, measure)
+    settings = AdaptSettings(init_ratio=0.05, decay=0.9, max_iterations=30, short_steps=2)
     seen: list[int] = []
     result = netadapt(
         space, arch, model, num_classes=NUM_CLASSES, input_shape=shape,
-        predict_layers=table.predict, measure=_param_ms,
+        predict_layers=table.predict, measure=measure,
         train_batches=lambda k: _random_batches(shape, 2, seed=k), val_batches=_random_batches(shape, 2, seed=99),
         target_ratio=target_ratio, settings=settings, on_iteration=lambda trace: seen.append(len(trace)),
     )
     assert result.stop_reason == "target reached"
     assert seen == list(range(1, result.iterations + 2))  # the start, then every iteration
-    assert result.target_ms == pytest.approx(target_ratio * _param_ms(model))
+    assert result.target_ms == pytest.approx(target_ratio * measure(model))
     assert result.trace[-1].latency_ms == pytest.approx(result.trace[-1].measured_ms)
     assert result.trace[-1].measured_ms <= result.target_ms
     assert result.iterations >= 2
-    assert result.trace[-1].measured_ms == pytest.approx(_param_ms(result.model))
+    assert result.trace[-1].measured_ms == pytest.approx(measure(result.model))
     for before, row in zip(result.trace, result.trace[1:]):
         assert row.predicted_ms < before.predicted_ms
         assert row.channels < row.channels_before
@@ -127,7 +133,7 @@ def test_loop_reaches_the_target_and_keeps_a_consistent_model(name, target_ratio
     assert prunable_widths(space, result.arch, result.widths) == result.widths
     removed = [row.group for row in result.trace[1:] if row.channels == 0]
     assert (result.arch != arch) == bool(removed)
-    if target_ratio < 0.425:  # width cuts alone stop at 0.427 of this model
+    if measure is _overhead_ms:  # width cuts alone cannot reach the target
         assert removed
     rebuilt = space.build(result.arch, num_classes=NUM_CLASSES, input_shape=shape, widths=result.widths)
     rebuilt.load_state_dict(result.model.state_dict(), strict=True)

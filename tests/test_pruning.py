@@ -3,6 +3,8 @@ keeps its output shape, keeps the largest-norm filters, and survives model.pt.""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -86,12 +88,12 @@ def test_pruned_model_runs_keeps_output_shape_and_shrinks(case):
     assert pruned(x).shape == model(x).shape == (3, NUM_CLASSES)
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
     assert prunable_widths(space, arch, narrow) == narrow
-    # The latency units carry the widths: changed groups get new keys, the rest keep theirs.
+    # The latency units carry the widths: narrowing any one group changes some unit keys.
     before = space.layers(arch, num_classes=NUM_CLASSES, input_shape=shape)
-    after = space.layers(arch, num_classes=NUM_CLASSES, input_shape=shape, widths=narrow)
-    assert len(before) == len(after)
-    changed = sum(a.key != b.key for a, b in zip(after, before))
-    assert changed == sum(narrow[k] != widths[k] for k in widths)
+    for name in (k for k in widths if narrow[k] != widths[k]):
+        after = space.layers(arch, num_classes=NUM_CLASSES, input_shape=shape, widths={**widths, name: narrow[name]})
+        assert len(before) == len(after)
+        assert any(a.key != b.key for a, b in zip(after, before)), name
     assert [u.key for u in space.layers(arch, num_classes=NUM_CLASSES, input_shape=shape, widths=widths)] == [
         u.key for u in before
     ]
@@ -104,7 +106,8 @@ def _make_inert(model: torch.nn.Module, groups, new_sizes: dict[str, int]) -> No
     with torch.no_grad():
         for group in groups:
             drop = slice(new_sizes[group.name], group.channels)
-            state[group.score][drop] = 0.0
+            for key in group.score:
+                state[key][drop] = 0.0
             for key, dim in group.tensors:
                 tensor = state[key]
                 if tensor.ndim != 1 or dim != 0 or key.endswith(("running_mean", "running_var")):
@@ -143,10 +146,19 @@ def test_pruned_model_round_trips_through_model_pt(case, tmp_path):
 
 def test_kept_filters_are_the_top_norms_in_order():
     weight = torch.tensor([[1.0], [5.0], [0.5], [3.0], [3.0]])
-    assert kept_filters(weight, 3).tolist() == [1, 3, 4]
-    assert kept_filters(weight, 2).tolist() == [1, 3]  # tie broken by the lower index
+    assert kept_filters(3, weight).tolist() == [1, 3, 4]
+    assert kept_filters(2, weight).tolist() == [1, 3]  # tie broken by the lower index
     with pytest.raises(ValueError):
-        kept_filters(weight, 6)
+        kept_filters(6, weight)
+
+
+def test_tied_filters_are_ranked_by_their_joint_norm():
+    first = torch.tensor([[3.0, 0.0], [0.0, 0.0], [1.0, 1.0]])  # norms^2: 9, 0, 2
+    second = torch.tensor([[0.0], [4.0], [2.0]])  # norms^2: 0, 16, 4 -> joint 9, 16, 6
+    assert kept_filters(2, first, second).tolist() == [0, 1]
+    assert kept_filters(1, first).tolist() == [0]
+    with pytest.raises(ValueError, match="one filter count"):
+        kept_filters(1, first, torch.ones(2, 1))
 
 
 def test_candidate_widths_are_multiples_below_and_skip_forbidden():
@@ -213,3 +225,44 @@ def test_only_residual_blocks_are_removable():
             assert dict(group.removal).keys() <= skippable and group.module.startswith("blocks.")
     space, arch, _ = _enas()
     assert not any(g.removal for g in channel_groups(space, arch))
+
+
+def _residual_blocks(model) -> list[bool]:
+    return [block.use_residual for block in model.blocks]
+
+
+def test_stage_channels_are_cut_together_and_residuals_stay():
+    """A stage's channels are one group: stem/projection filters, their BN and every
+    reader's inputs shrink together, every residual sum survives, and a model whose cut
+    channels were inert computes the same."""
+    space, arch, shape = _mobilenet()
+    torch.manual_seed(0)
+    model = space.build(arch, num_classes=NUM_CLASSES, input_shape=shape)
+    _randomise_bn(model)
+    model.eval()
+    groups = {g.name: g for g in channel_groups(space, arch)}
+    widths = prunable_widths(space, arch)
+    residual_stages = [g for g in groups.values() if g.name.endswith("_out") and len(g.score) > 1]
+    assert residual_stages  # MobileNetV3-Small has stages of several residual blocks
+    for stage in [groups["stem_out"], *residual_stages]:
+        options = candidate_widths(stage.channels, divisor=4, min_channels=4, forbidden=stage.forbidden)
+        narrow = {**widths, stage.name: options[-1]}
+        inert = copy.deepcopy(model)
+        _make_inert(inert, [stage], narrow)
+        pruned = prune_model(space, arch, inert, widths=widths, new_widths=narrow, num_classes=NUM_CLASSES, input_shape=shape)
+        assert _residual_blocks(pruned) == _residual_blocks(model)
+        x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(4))
+        with torch.no_grad():
+            torch.testing.assert_close(pruned.eval()(x), inert(x), rtol=1e-4, atol=1e-5)
+        assert all(pruned.state_dict()[key].shape[0] == narrow[stage.name] for key in stage.score)
+
+
+def test_forbidden_widths_are_those_that_change_the_structure():
+    space, arch, _ = _mobilenet()
+    specs = [s for s in space.block_specs(arch) if s is not None]
+    for group in channel_groups(space, arch):
+        for width in group.forbidden:
+            changed = space.block_specs(arch, {**prunable_widths(space, arch), group.name: width})
+            changed = [s for s in changed if s is not None]
+            structure = [(s.has_residual, s.expanded_channels == s.in_channels) for s in specs]
+            assert [(s.has_residual, s.expanded_channels == s.in_channels) for s in changed] != structure, group.name
