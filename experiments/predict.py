@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from nas.latency import resolve_device
+from nas.device import resolve_device
 from nas.model_io import load_model
 from nas.predict import format_prediction, predict_files
 

@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader
 
 from nas.cost import count_macs, count_params
 from nas.data.dataset import PreparedData, make_loader, open_prepared
-from nas.latency import measure_latency, resolve_device
+from nas.device import resolve_device
+from nas.latency import measure_latency
 from nas.model_io import TrainedModel, load_model
 
 

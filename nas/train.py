@@ -35,7 +35,7 @@ from torch.utils.tensorboard import SummaryWriter
 from nas.augment import SpecAugment
 from nas.data.dataset import make_loader, open_prepared
 from nas.evaluate import LatencySettings, evaluate_model, format_summary, write_report
-from nas.latency import resolve_device
+from nas.device import resolve_device
 from nas.model_io import TrainedModel, build_network, save_model, to_plain
 from nas.registry import available_spaces, build_space, space_config as registered_space_config
 
