@@ -7,6 +7,7 @@ the message when it is missing is tested either way.
 from __future__ import annotations
 
 import builtins
+import importlib.util
 import json
 
 import pytest
@@ -39,7 +40,8 @@ def test_onnx_export_matches_the_model(tiny_trained, tmp_path):
     proto = onnx.load(str(check.path))
     meta = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(meta["class_names"]) == trained.class_names
-    if check.verified_by == "onnxruntime":
+    if importlib.util.find_spec("onnxruntime") is not None:  # installed with melnas[onnx]
+        assert check.verified_by == "onnxruntime"
         assert check.max_abs_diff <= 1e-4 and check.variable_length
 
 
