@@ -13,11 +13,12 @@ carry the channel counts. Each proposal gets the same short fine-tune (``short_s
 SGD steps on the same batches) and is scored on validation data; the best one is kept
 (``pick``: ``accuracy``, the paper's rule, or ``accuracy_per_ms``, the reference
 code's: least accuracy lost per ms saved) and its latency measured. The loop stops
-when the measured latency reaches the target. Each kept model is measured in turn
-with the original one and its latency taken as ``L0 * (its ms / the original's ms)``:
-on a machine shared with other jobs, absolute figures swing several-fold with the
-load (one model read 3.6 and 16 ms minutes apart on a busy 2-core box), a ratio taken
-in turns much less. Steps are asked in measured ms and converted to the table's scale
+when the measured latency reaches the target. Each kept model is measured in turns
+with the original one (``measure_rounds`` rounds, the best of each kept) and its
+latency taken as ``L0 * (its ms / the original's ms)``: on a machine shared with other
+jobs, absolute figures swing several-fold with the load (one model read 3.6 and 16 ms
+minutes apart on a busy 2-core box; a 50-run median 3.5 to 6.0 ms within a minute on
+an idle one), a ratio taken in turns much less. Steps are asked in measured ms and converted to the table's scale
 with the current model's predicted / measured ratio, so a table calibrated on other
 networks cannot make the loop stop short or overshoot.
 Departures from the paper: the last step is clipped to the distance left to the
@@ -74,6 +75,7 @@ class AdaptSettings:
     short_lr: float = 0.005
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    measure_rounds: int = 3
 
     def __post_init__(self) -> None:
         if not 0.0 < self.init_ratio < 1.0:
@@ -86,6 +88,8 @@ class AdaptSettings:
             raise ValueError(f"netadapt.divisor and min_channels must be >= 1, got {self.divisor}, {self.min_channels}")
         if self.pick not in PICK_RULES:
             raise ValueError(f"netadapt.pick={self.pick!r} is not one of {list(PICK_RULES)}")
+        if self.measure_rounds < 1:
+            raise ValueError(f"netadapt.measure_rounds must be >= 1, got {self.measure_rounds}")
         if self.short_steps < 0 or self.short_lr < 0:
             raise ValueError(f"netadapt.short_steps and short_lr must be >= 0, got {self.short_steps}, {self.short_lr}")
 
@@ -222,6 +226,16 @@ def pick_best(
     return min(range(len(scored)), key=keys.__getitem__)
 
 
+def interleaved_latency(models: Sequence[nn.Module], measure: Callable[[nn.Module], float], rounds: int) -> list[float]:
+    """The smallest of ``rounds`` measurements per model, taken in turns (A B A B ...), so a
+    change of load on a shared machine hits all models alike."""
+    best = [float("inf")] * len(models)
+    for _ in range(max(1, rounds)):
+        for i, model in enumerate(models):
+            best[i] = min(best[i], measure(model))
+    return best
+
+
 def netadapt(
     space: SearchSpace,
     arch: Arch,
@@ -263,7 +277,7 @@ def netadapt(
         return predict_layers(space.layers(a, num_classes=num_classes, input_shape=input_shape, widths=dict(w)))
 
     original = copy.deepcopy(model).eval()
-    initial_ms = min(measure(model), measure(original))
+    initial_ms = min(interleaved_latency([model, original], measure, settings.measure_rounds))
     if target_ms is None:
         if not 0.0 < target_ratio < 1.0:  # type: ignore[operator]
             raise ValueError(f"target_ratio must be in (0, 1), got {target_ratio}")
@@ -317,7 +331,7 @@ def netadapt(
         proposal, val_acc = scored[best]
         model, arch, widths = candidates[best], proposal.arch, proposal.widths
         predicted_ms = proposal.predicted_ms
-        raw_ms, original_ms = measure(model), measure(original)
+        raw_ms, original_ms = interleaved_latency([model, original], measure, settings.measure_rounds)
         measured_ms = initial_ms * raw_ms / original_ms
         trace.append(
             TraceRow(
@@ -377,16 +391,6 @@ def _first_samples(loader: DataLoader, limit: int | None) -> Batches:
         if limit is not None and seen >= limit:
             break
     return batches
-
-
-def interleaved_latency(models: Sequence[nn.Module], measure: Callable[[nn.Module], float], rounds: int) -> list[float]:
-    """The smallest of ``rounds`` measurements per model, taken in turns (A B A B ...), so a
-    change of load on a shared machine hits all models alike."""
-    best = [float("inf")] * len(models)
-    for _ in range(max(1, rounds)):
-        for i, model in enumerate(models):
-            best[i] = min(best[i], measure(model))
-    return best
 
 
 def adapt_model(cfg: DictConfig, out_dir: str | Path) -> AdaptRun:
@@ -459,7 +463,7 @@ def adapt_model(cfg: DictConfig, out_dir: str | Path) -> AdaptRun:
         )
         finetune.update(best_epoch=fitted.best_epoch, best_val_accuracy=fitted.best_val_accuracy,
                         epochs_run=fitted.epochs_run, seconds=fitted.seconds)
-    original_ms, final_ms = interleaved_latency([trained.model, model], measure, int(cfg.final_measure_rounds))
+    original_ms, final_ms = interleaved_latency([trained.model, model], measure, settings.measure_rounds)
     summary = {
         "source_model": str(cfg.model),
         "target_ms": result.target_ms,

@@ -196,7 +196,7 @@ def test_melnas_adapt_end_to_end(tiny_cache, tmp_path):
         "netadapt.short_steps=3", "netadapt.max_iterations=3", "netadapt.init_ratio=0.05", "short_batch_size=8",
         "finetune.epochs=1", "finetune.batch_size=8", f"latency.cache_dir={tmp_path / 'latency'}",
         "latency.calibration_archs=0", "latency.warmup=2", "latency.repeats=5", "latency.statistic=min",
-        "final_measure_rounds=1", "metrics_latency.warmup=1", "metrics_latency.repeats=3",
+        "netadapt.measure_rounds=1", "metrics_latency.warmup=1", "metrics_latency.repeats=3",
     )
     run = adapt_model(cfg, tmp_path / "adapt")
     metrics = json.loads(run.metrics_path.read_text())
