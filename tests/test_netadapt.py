@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from nas.latency import LatencyTable
 from nas.model_io import load_model
-from nas.netadapt import AdaptSettings, Proposal, adapt_model, netadapt, pick_best, propose
+from nas.netadapt import AdaptSettings, Proposal, adapt_model, measure_in_turns, netadapt, pick_best, propose
 from nas.pruning import candidate_widths, channel_groups, prunable_widths
 from nas.registry import CONF_DIR
 from nas.train import train_model
@@ -155,6 +155,21 @@ def test_loop_stops_clearly_when_the_target_is_out_of_reach(tmp_path):
 
 def _proposal(group: str, predicted: float) -> Proposal:
     return Proposal(group, 16, 8, {group: 8}, predicted, None)
+
+
+def test_measuring_in_turns_cancels_a_changing_load():
+    """The load changes between rounds (x1, x3, x2 ...) and one round is disturbed
+    between the two readings: the median ratio is still the true one."""
+    small, large = torch.nn.Linear(2, 2), torch.nn.Linear(8, 8)
+    base = {id(small): 1.5, id(large): 2.5}
+    loads = iter([1, 1, 3, 3, 2, 2, 1, 9, 4, 4])
+
+    def measure(model):
+        return base[id(model)] * next(loads)
+
+    turns = measure_in_turns(small, large, measure, rounds=5)
+    assert turns.ratio == pytest.approx(0.6)
+    assert (turns.model_ms, turns.reference_ms) == (pytest.approx(3.0), pytest.approx(7.5))
 
 
 def test_pick_rules():
