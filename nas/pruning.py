@@ -3,10 +3,10 @@ channel group and rebuild a smaller standalone model with the kept weights copie
 
 A space that supports pruning says which channels can be removed together through
 ``space.channel_groups(arch, *, widths)`` (``search_spaces.base.ChannelGroup``): each
-group names the weight whose dim-0 slices are its filters (ranked by L2 norm, as in
-the NetAdapt code) and every ``(state_dict key, dim)`` sized by it, so that producers
-(a conv's filters and their BN) and consumers (the next conv's input channels) are cut
-consistently. Channels tied by residual or skip sums are not offered by the spaces.
+group names the weights whose dim-0 slices are its filters (ranked by L2 norm, as in
+the NetAdapt code; by their joint norm where residual sums tie several convs' outputs)
+and every ``(state_dict key, dim)`` sized by it, so that producers (convs' filters and
+their BNs) and consumers (the next convs' input channels) are cut consistently.
 A group on a residual branch may also be pruned to nothing: the block is then the
 identity, the arch is changed to skip it (``ChannelGroup.removal``) and its weights
 are dropped while every other tensor keeps its place in the smaller network.
