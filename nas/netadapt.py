@@ -76,7 +76,7 @@ class AdaptSettings:
     short_lr: float = 0.005
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    measure_rounds: int = 7
+    measure_rounds: int = 15
 
     def __post_init__(self) -> None:
         if not 0.0 < self.init_ratio < 1.0:
