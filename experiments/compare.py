@@ -2,6 +2,7 @@
 
     melnas-compare outputs/search/<date>/<time> outputs/train/<date>/<time> --out results
     melnas-compare outputs/demo/<timestamp> --out results   # every run below a folder
+    melnas-compare outputs/train/* outputs/adapt/* --out results --remeasure 5
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="melnas-compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="search or train run directories, or folders holding them")
     parser.add_argument("--out", required=True, help="folder for compare.md, compare.csv and pareto.png")
+    parser.add_argument(
+        "--remeasure", type=int, default=0, metavar="ROUNDS",
+        help="time the trained models again, side by side, ROUNDS rounds (their runs' latencies were "
+        "taken at different times, under different loads); 0 = use the runs' figures",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        result = compare_runs(args.runs, args.out)
+        result = compare_runs(args.runs, args.out, remeasure_rounds=args.remeasure)
     except ValueError as error:
         print(f"melnas-compare: {error}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """Compare run outputs: one table of every arch, the accuracy-latency Pareto front, a plot.
 
-Reads only what runs wrote, never a model or a data set:
+Reads only what runs wrote, never a data set, and no model unless asked to re-time
+them (``remeasure_rounds``, see ``nas.side_by_side``):
 
 - a **train dir** (``metrics.json`` from ``melnas-train`` / ``melnas-eval``): one row
   with test accuracy, macro F1, params, MACs and *measured* latency;
@@ -47,6 +48,7 @@ class Row:
     reward: float | None = None  # the search reward of this arch, where a search scored it
     retrained: bool = False
     pareto: bool = False  # on the front of its own kind (test or proxy)
+    model_path: str | None = None  # the model.pt of a test row, where known
 
 
 @dataclass
@@ -100,6 +102,7 @@ def arch_hash(arch_json: Mapping[str, Any]) -> str:
 
 def read_train_dir(path: Path, label: str) -> Row:
     metrics = _read_json(path / "metrics.json")
+    model_path = path / "model.pt" if (path / "model.pt").is_file() else metrics.get("model")
     missing = [k for k in ("accuracy", "latency_ms", "arch") if k not in metrics]
     if missing:
         raise ValueError(f"{path / 'metrics.json'} lacks {missing}: was it written by melnas-train or melnas-eval?")
@@ -114,7 +117,8 @@ def read_train_dir(path: Path, label: str) -> Row:
         params=metrics.get("params"),
         macs=metrics.get("macs"),
         latency_ms=metrics["latency_ms"],
-        retrained=True,
+        retrained=bool(metrics.get("retrained", True)),  # False: pruned by melnas-adapt and fine-tuned
+        model_path=str(model_path) if model_path else None,
     )
 
 
@@ -192,8 +196,11 @@ def _num(value: Any, default: float) -> float:
     return default if value is None else float(value)
 
 
-def collect_rows(paths: Iterable[str | Path]) -> list[Row]:
-    """Every arch of every run found under ``paths``, linked and marked (see the module doc)."""
+def collect_rows(paths: Iterable[str | Path], *, remeasure_rounds: int = 0) -> list[Row]:
+    """Every arch of every run found under ``paths``, linked and marked (see the module doc).
+
+    ``remeasure_rounds`` > 0: the test rows' models are timed again, side by side, and
+    their latencies replaced (``nas.side_by_side``)."""
     runs = find_run_dirs(paths)
     labels = _labels(runs)
     rows: list[Row] = []
@@ -203,8 +210,23 @@ def collect_rows(paths: Iterable[str | Path]) -> list[Row]:
         else:
             rows += read_search_dir(run, labels[run])
     link_retrained(rows)
+    if remeasure_rounds > 0:
+        remeasure(rows, remeasure_rounds)
     mark_pareto(rows)
     return sorted(rows, key=_order)
+
+
+def remeasure(rows: list[Row], rounds: int) -> None:
+    """Replace the test rows' latencies by a side-by-side timing of their models."""
+    from nas.side_by_side import latency_side_by_side  # loads torch models: only when asked
+
+    tested = [r for r in rows if r.accuracy_kind == TEST]
+    unknown = [r.run for r in tested if not r.model_path]
+    if unknown:
+        raise ValueError(f"cannot re-measure {unknown}: their metrics.json names no model and no model.pt is beside it")
+    latencies = latency_side_by_side([r.model_path for r in tested], rounds=rounds)
+    for row, latency in zip(tested, latencies):
+        row.latency_ms = latency
 
 
 def _labels(runs: Sequence[Path]) -> dict[Path, str]:
@@ -270,14 +292,20 @@ def _cell(key: str, value: Any) -> str:
     return str(value)
 
 
-def markdown_table(rows: Sequence[Row]) -> str:
+def markdown_table(rows: Sequence[Row], *, remeasure_rounds: int = 0) -> str:
     header = "| " + " | ".join(title for _, title in COLUMNS) + " |"
     rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
     body = ["| " + " | ".join(_cell(key, getattr(row, key)) for key, _ in COLUMNS) + " |" for row in rows]
+    timing = (
+        f"re-measured now, side by side (median of {remeasure_rounds} rounds)"
+        if remeasure_rounds > 0
+        else "as its run measured it"
+    )
     notes = [
         "",
-        "acc. kind `test`: retrained from scratch, test-split accuracy, measured latency "
-        "(CPU, 1 thread, batch 1). `proxy`: search only, validation accuracy with the "
+        "acc. kind `test`: a trained model (retrained from scratch, or pruned by melnas-adapt "
+        f"and fine-tuned: retrained = no), test-split accuracy, latency on CPU, 1 thread, batch 1, "
+        f"{timing}. `proxy`: search only, validation accuracy with the "
         "supernet's shared weights and the latency table's prediction; not comparable with "
         "`test` rows. ★ = on the accuracy-latency Pareto front of its kind.",
     ]
@@ -334,12 +362,12 @@ def plot_pareto(rows: Sequence[Row], path: Path) -> Path:
     return path
 
 
-def compare_runs(paths: Iterable[str | Path], out_dir: str | Path) -> Comparison:
+def compare_runs(paths: Iterable[str | Path], out_dir: str | Path, *, remeasure_rounds: int = 0) -> Comparison:
     """``melnas-compare``: write ``compare.md``, ``compare.csv`` and ``pareto.png`` to ``out_dir``."""
-    rows = collect_rows(paths)
+    rows = collect_rows(paths, remeasure_rounds=remeasure_rounds)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    markdown = markdown_table(rows)
+    markdown = markdown_table(rows, remeasure_rounds=remeasure_rounds)
     markdown_path = out_dir / "compare.md"
     markdown_path.write_text(markdown + "\n")
     return Comparison(

@@ -152,7 +152,10 @@ def run_demo(cfg: DictConfig, out_dir: str | Path) -> DemoResult:
                 train_model(_job_config(step.cfg), run_dir)
 
     with _timed(seconds, "compare"):
-        comparison = compare_runs([out_dir / step.name for step in steps], out_dir / "compare")
+        comparison = compare_runs(
+            [out_dir / step.name for step in steps], out_dir / "compare",
+            remeasure_rounds=int(cfg.demo.remeasure_rounds),
+        )
     seconds["total"] = sum(seconds.values())
     (out_dir / "demo_summary.json").write_text(json.dumps({
         "seconds": seconds,

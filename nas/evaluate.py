@@ -165,7 +165,7 @@ def evaluate_model(
             "class_names": list(trained.class_names),
             "space": trained.arch.space,
             "arch": trained.arch.to_json_dict(),
-            "arch_hash": trained.arch.hash,
+            "arch_hash": trained.network_hash,
             "arch_string": trained.arch_string,
             "origin": trained.info.get("origin", "unknown"),
             "cache_dir": str(data.cache_dir),

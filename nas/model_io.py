@@ -11,6 +11,9 @@ also stores ``widths`` (``{channel group: channels}``), passed to ``space.build`
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -51,6 +54,15 @@ class TrainedModel:
     @property
     def arch_string(self) -> str:
         return self.space.arch_string(self.arch)
+
+    @property
+    def network_hash(self) -> str:
+        """``arch.hash``; for a pruned model (``widths``) a hash of the arch and its
+        widths, since it is another network than the arch's own build."""
+        if not self.widths:
+            return self.arch.hash
+        canonical = json.dumps({"arch": self.arch.hash, "widths": self.widths}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(canonical.encode()).hexdigest()[:12]
 
 
 def to_plain(value: Any) -> Any:

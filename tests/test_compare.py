@@ -134,3 +134,43 @@ def test_compare_errors(tmp_path, capsys):
     (bad / "metrics.json").write_text("{}")
     with pytest.raises(ValueError, match="lacks"):
         collect_rows([bad])
+
+
+def _saved_model(path: Path, filters: int) -> Path:
+    from nas.model_io import save_model
+    from nas.registry import build_space
+
+    config = {"_target_": "search_spaces.enas_macro.EnasMacroSpace", "num_layers": 2, "filters": filters}
+    space = build_space(config)
+    arch = space.parse_arch_string("c3|c3<0")
+    model = space.build(arch, num_classes=2, input_shape=(1, 8, 8))
+    return save_model(path / "model.pt", model=model, arch=arch, space_config=config, class_names=["a", "b"],
+                      input_shape=(1, 8, 8), data_meta={})
+
+
+def test_remeasure_times_the_models_side_by_side(tmp_path, monkeypatch):
+    """The runs' own latencies (99 and 1 ms, taken under different loads) are replaced by
+    one side-by-side timing, which ranks the bigger model slower."""
+    calls: list[int] = []
+
+    def param_ms(model, input_shape, **_):
+        n = sum(p.numel() for p in model.parameters())
+        calls.append(n)
+        return n / 1000.0
+
+    monkeypatch.setattr("nas.side_by_side.measure_latency", param_ms)
+    small, big = tmp_path / "train_small", tmp_path / "train_big"
+    for path, filters, lat in ((small, 8, 99.0), (big, 32, 1.0)):
+        _train_dir(path, "preset:plain", f"f{filters}", 0.8, lat)
+        _saved_model(path, filters)
+    rows = {r.run: r for r in collect_rows([tmp_path], remeasure_rounds=3)}
+    assert len(calls) == 6 and calls[:2] == calls[2:4]  # in turns, round after round
+    assert rows["train_small"].latency_ms == pytest.approx(min(calls) / 1000.0)
+    assert rows["train_big"].latency_ms == pytest.approx(max(calls) / 1000.0)
+    assert [r.pareto for r in (rows["train_small"], rows["train_big"])] == [True, False]  # same accuracy
+    assert "side by side (median of 2 rounds)" in compare_runs([tmp_path], tmp_path / "out", remeasure_rounds=2).markdown
+
+
+def test_remeasure_needs_the_models(demo_like):
+    with pytest.raises(ValueError, match="names no model"):
+        collect_rows([demo_like], remeasure_rounds=1)

@@ -1,0 +1,41 @@
+"""Time several trained models side by side, so that their latencies compare.
+
+A ``metrics.json`` latency was measured when its run ended. On a shared machine the
+load differs from one run to the next (the same MobileNetV3-Small read 2.9 ms at the
+start of a NetAdapt run and 6.3 ms in the metrics at its end), so latencies of runs
+made at different times mislead a Pareto plot. Timing every model in turns, round
+after round, and keeping each one's median puts all of them under the same load.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Sequence
+
+from nas.evaluate import LatencySettings
+from nas.latency import measure_latency
+from nas.model_io import load_model
+
+
+def latency_side_by_side(
+    model_paths: Sequence[str | Path], *, rounds: int, latency: LatencySettings = LatencySettings()
+) -> list[float]:
+    """Per ``model.pt``, the median over ``rounds`` of its CPU latency (ms, batch 1), the
+    models timed in turns within each round."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    missing = [str(p) for p in model_paths if not Path(p).is_file()]
+    if missing:
+        raise ValueError(f"cannot re-measure: model file(s) not found: {missing}")
+    models = [load_model(p) for p in model_paths]
+    readings: list[list[float]] = [[] for _ in models]
+    for _ in range(rounds):
+        for trained, times in zip(models, readings):
+            times.append(
+                measure_latency(
+                    trained.model, trained.input_shape, device="cpu", threads=latency.threads,
+                    warmup=latency.warmup, repeats=latency.repeats, statistic=latency.statistic,
+                )
+            )
+    return [statistics.median(times) for times in readings]
