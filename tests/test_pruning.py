@@ -139,6 +139,7 @@ def test_pruned_model_round_trips_through_model_pt(case, tmp_path):
     )
     loaded = load_model(path)
     assert loaded.widths == narrow
+    assert loaded.network_hash != arch.hash  # another network than the arch's own build
     x = torch.randn(4, *shape)
     with torch.no_grad():
         assert torch.equal(loaded.model(x), pruned.eval()(x))
