@@ -3,8 +3,9 @@
 Reads only what runs wrote, never a data set, and no model unless asked to re-time
 them (``remeasure_rounds``, see ``nas.side_by_side``):
 
-- a **train dir** (``metrics.json`` from ``melnas-train`` / ``melnas-eval``): one row
-  with test accuracy, macro F1, params, MACs and *measured* latency;
+- a **train dir** (``metrics.json`` from ``melnas-train`` / ``melnas-eval`` /
+  ``melnas-adapt``): one row with test accuracy, macro F1, params, MACs and *measured*
+  latency (an adapted model's row reads ``retrained`` no: it was pruned and fine-tuned);
 - a **search dir** (``top_archs.json``, else ``search_log.jsonl``): one row per final
   arch with its *proxy* accuracy (validation accuracy under the supernet's shared
   weights), the latency the lookup table *predicted*, and the search reward.
@@ -37,7 +38,7 @@ SKIP_DIRS = {".hydra", "tensorboard", "checkpoints"}
 class Row:
     run: str  # the run directory, relative to the common parent of all runs
     origin: str  # the search controller (enas_lstm, evolution, random) or preset:<name>
-    accuracy_kind: str  # "test" (retrained) or "proxy" (shared weights, search only)
+    accuracy_kind: str  # "test" (trained standalone, or adapted) or "proxy" (shared weights, search only)
     arch_hash: str
     arch_string: str
     accuracy: float | None

@@ -169,7 +169,7 @@ def evaluate_model(
             "arch_string": trained.arch_string,
             "origin": trained.info.get("origin", "unknown"),
             "cache_dir": str(data.cache_dir),
-            "model": str(trained.path) if trained.path else None,
+            "model": str(trained.path.resolve()) if trained.path else None,  # compare finds it from anywhere
         }
     )
     return metrics

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from nas.checkpoint import save_checkpoint
+from nas.pruning import prunable_widths
 from nas.registry import build_space
 from search_spaces.base import Arch, SearchSpace
 
@@ -57,11 +58,14 @@ class TrainedModel:
 
     @property
     def network_hash(self) -> str:
-        """``arch.hash``; for a pruned model (``widths``) a hash of the arch and its
-        widths, since it is another network than the arch's own build."""
-        if not self.widths:
+        """``arch.hash``; for a pruned model a hash of the arch and the widths that differ
+        from its own build's, since it is another network (the same network, however its
+        widths were written down, gets the same hash)."""
+        full = prunable_widths(self.space, self.arch) if self.widths else {}
+        narrowed = {name: width for name, width in self.widths.items() if full.get(name) != width}
+        if not narrowed:
             return self.arch.hash
-        canonical = json.dumps({"arch": self.arch.hash, "widths": self.widths}, sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps({"arch": self.arch.hash, "widths": narrowed}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha1(canonical.encode()).hexdigest()[:12]
 
 

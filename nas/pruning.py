@@ -129,6 +129,25 @@ def _without_indices(key: str) -> tuple[str, ...]:
     return tuple(part for part in key.split(".") if not part.isdigit())
 
 
+def _check_only_removals(
+    arch: Arch, new_arch: Arch, old_groups: list[ChannelGroup], new_groups: list[ChannelGroup]
+) -> None:
+    """``new_arch`` must be ``arch`` with exactly the removals of the groups it drops."""
+    kept = {g.name for g in new_groups}
+    removed = [g for g in old_groups if g.name not in kept]
+    expected = arch.as_dict()
+    for group in removed:
+        expected.update(group.removal)
+    changed = sorted(name for name, value in new_arch.as_dict().items() if expected.get(name) != value)
+    if changed:
+        offered = sorted({name for g in old_groups for name, _ in g.removal})
+        raise ValueError(
+            f"new_arch changes {changed}, which pruning cannot do: it only removes a block "
+            f"whose channel groups offer it (ChannelGroup.removal; this arch offers {offered or 'none'}), "
+            f"together with those groups (removed here: {sorted(g.name for g in removed) or 'none'})"
+        )
+
+
 def prune_model(
     space: SearchSpace,
     arch: Arch,
@@ -151,6 +170,7 @@ def prune_model(
     new_arch = arch if new_arch is None else new_arch
     old_groups = channel_groups(space, arch, widths)
     new_groups = channel_groups(space, new_arch, new_widths)
+    _check_only_removals(arch, new_arch, old_groups, new_groups)
     state = prune_state_dict(model.state_dict(), old_groups, new_groups)
     with torch.random.fork_rng(devices=[]):
         pruned = space.build(new_arch, num_classes=num_classes, input_shape=input_shape, widths=dict(new_widths))

@@ -146,9 +146,10 @@ class ChannelGroup:
 
     A group whose filters feed a residual branch can go further than its narrowest
     width: with no channel left the branch adds nothing, so the block is the identity
-    and is removed. ``removal`` holds the arch changes that remove it (e.g.
-    ``(("l4_skip", True),)``; empty: not removable) and ``module`` the state-dict
-    prefix of the removed block, so its weights can be dropped and the rest kept.
+    and is removed, where the space's arch can express that. ``removal`` holds the
+    arch changes that remove it (e.g. ``(("l4_skip", True),)``; empty: the group is
+    never pruned below its narrowest width) and ``module`` the state-dict prefix of
+    the removed block, so its weights can be dropped and the rest kept.
     """
 
     name: str

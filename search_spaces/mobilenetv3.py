@@ -426,8 +426,10 @@ class MobileNetV3Space(SearchSpace):
         - ``stem_out``, ``l{i}_out``: a stage's channels, tied by its residual sums: the
           filters of every conv writing the stage (stem or projections, ranked by their
           joint L2 norm) and the inputs of every conv reading it are cut together;
-        - ``l{i}_expanded``: a block's expanded channels (where it has an expand conv); a
-          residual block's may also be removed with its block (``l{i}_skip``);
+        - ``l{i}_expanded``: a block's expanded channels (where it has an expand conv);
+          where the block is skippable (it has an ``l{i}_skip`` decision) the group may
+          also be removed with its block. Blocks without an expand conv, or residual
+          only because width rounding made their input and output equal, are kept;
         - ``head_conv``, ``head_hidden``: the last conv and the classifier's hidden layer.
 
         The SE squeeze width follows its block (a non-prunable group). Widths that would

@@ -159,15 +159,19 @@ def _proposal(group: str, predicted: float) -> Proposal:
 
 def test_measuring_in_turns_cancels_a_changing_load():
     """The load changes between rounds (x1, x3, x2 ...) and one round is disturbed
-    between the two readings: the median ratio is still the true one."""
+    between the two readings: the median ratio is still the true one. The two models
+    take turns at being timed first."""
     small, large = torch.nn.Linear(2, 2), torch.nn.Linear(8, 8)
     base = {id(small): 1.5, id(large): 2.5}
-    loads = iter([1, 1, 3, 3, 2, 2, 1, 9, 4, 4])
+    loads = iter([1, 1, 3, 3, 2, 2, 9, 1, 4, 4])
+    order = []
 
     def measure(model):
+        order.append("model" if model is small else "reference")
         return base[id(model)] * next(loads)
 
     turns = measure_in_turns(small, large, measure, rounds=5)
+    assert order == ["model", "reference", "reference", "model"] * 2 + ["model", "reference"]
     assert turns.ratio == pytest.approx(0.6)
     assert (turns.model_ms, turns.reference_ms) == (pytest.approx(3.0), pytest.approx(7.5))
 

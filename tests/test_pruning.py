@@ -4,6 +4,7 @@ keeps its output shape, keeps the largest-norm filters, and survives model.pt.""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -140,6 +141,9 @@ def test_pruned_model_round_trips_through_model_pt(case, tmp_path):
     loaded = load_model(path)
     assert loaded.widths == narrow
     assert loaded.network_hash != arch.hash  # another network than the arch's own build
+    only_narrowed = {k: v for k, v in narrow.items() if widths[k] != v}
+    assert dataclasses.replace(loaded, widths=only_narrowed).network_hash == loaded.network_hash
+    assert dataclasses.replace(loaded, widths=widths).network_hash == arch.hash  # its own build, written out
     x = torch.randn(4, *shape)
     with torch.no_grad():
         assert torch.equal(loaded.model(x), pruned.eval()(x))
@@ -258,12 +262,45 @@ def test_stage_channels_are_cut_together_and_residuals_stay():
         assert all(pruned.state_dict()[key].shape[0] == narrow[stage.name] for key in stage.score)
 
 
-def test_forbidden_widths_are_those_that_change_the_structure():
-    space, arch, _ = _mobilenet()
-    specs = [s for s in space.block_specs(arch) if s is not None]
+BACKBONES = [("small", 0.5), ("small", 1.0), ("large", 1.0)]
+
+
+def _structure(space, arch, widths) -> list[tuple[bool, bool]]:
+    """Per block: (residual sum?, expand conv dropped?)."""
+    specs = [s for s in space.block_specs(arch, widths) if s is not None]
+    return [(s.has_residual, s.expanded_channels == s.in_channels) for s in specs]
+
+
+@pytest.mark.parametrize("backbone,width", BACKBONES)
+def test_forbidden_widths_are_exactly_those_that_change_the_structure(backbone, width):
+    """Every forbidden width changes a residual or an expand conv; every other candidate
+    width keeps them. Small w1.0 and Large have stride-1 stage boundaries (40->48,
+    80->112), where a residual sum would appear if the two stages became equal."""
+    space = build_space({**MOBILENET, "backbone": backbone, "width": width})
+    arch = space.preset(f"mobilenetv3_{backbone}")[1]
+    full = prunable_widths(space, arch)
+    reference = _structure(space, arch, full)
+    residual_appears = False
     for group in channel_groups(space, arch):
-        for width in group.forbidden:
-            changed = space.block_specs(arch, {**prunable_widths(space, arch), group.name: width})
-            changed = [s for s in changed if s is not None]
-            structure = [(s.has_residual, s.expanded_channels == s.in_channels) for s in specs]
-            assert [(s.has_residual, s.expanded_channels == s.in_channels) for s in changed] != structure, group.name
+        if not group.prunable:
+            continue
+        for candidate in group.forbidden:
+            changed = _structure(space, arch, {**full, group.name: candidate})
+            assert changed != reference, (group.name, candidate)
+            residual_appears |= sum(r for r, _ in changed) > sum(r for r, _ in reference)
+        for candidate in candidate_widths(group.channels, divisor=8, min_channels=8, forbidden=group.forbidden):
+            assert _structure(space, arch, {**full, group.name: candidate}) == reference, (group.name, candidate)
+    assert residual_appears == ((backbone, width) != ("small", 0.5))
+
+
+def test_a_block_no_group_offers_to_remove_is_refused_by_name():
+    space = build_space({**MOBILENET, "backbone": "large", "width": 1.0})
+    _, arch = space.preset("mobilenetv3_large")
+    shape = (1, 32, 32)
+    model = space.build(arch, num_classes=NUM_CLASSES, input_shape=shape)
+    widths = prunable_widths(space, arch)
+    assert not any(dict(g.removal).get("l0_skip") for g in channel_groups(space, arch))  # no expand conv, no SE
+    skipped = space.arch({**arch.as_dict(), "l0_skip": True})
+    with pytest.raises(ValueError, match=r"changes \['l0_skip'\].*offers \['l"):
+        prune_model(space, arch, model, widths=widths, new_widths=widths, new_arch=skipped,
+                    num_classes=NUM_CLASSES, input_shape=shape)
