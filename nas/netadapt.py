@@ -22,9 +22,11 @@ much less. Steps are asked in measured ms and converted to the table's scale
 with the current model's predicted / measured ratio, so a table calibrated on other
 networks cannot make the loop stop short or overshoot.
 Departures from the paper: the last step is clipped to the distance left to the
-target, a step that no single group can deliver is halved (up to
-``MAX_STEP_HALVINGS`` times) instead of ending the run, and residual blocks can be
-removed whole.
+target; a step that no single group can deliver, or whose every proposal would land
+more than ``overshoot_tolerance`` below the target (late in a run the only groups
+that save enough may be whole blocks, each worth several percent), is halved (up to
+``MAX_STEP_HALVINGS`` times) instead of ending the run or overshooting; and residual
+blocks can be removed whole.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class AdaptSettings:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     measure_rounds: int = 15
+    overshoot_tolerance: float = 0.03
 
     def __post_init__(self) -> None:
         if not 0.0 < self.init_ratio < 1.0:
@@ -95,6 +98,8 @@ class AdaptSettings:
             raise ValueError(f"netadapt.pick={self.pick!r} is not one of {list(PICK_RULES)}")
         if self.measure_rounds < 1:
             raise ValueError(f"netadapt.measure_rounds must be >= 1, got {self.measure_rounds}")
+        if not 0.0 <= self.overshoot_tolerance < 1.0:
+            raise ValueError(f"netadapt.overshoot_tolerance must be in [0, 1), got {self.overshoot_tolerance}")
         if self.short_steps < 0 or self.short_lr < 0:
             raise ValueError(f"netadapt.short_steps and short_lr must be >= 0, got {self.short_steps}, {self.short_lr}")
 
@@ -178,6 +183,28 @@ def propose(
                 if predicted <= required_ms:
                     proposals.append(Proposal(group.name, group.channels, 0, rest, predicted, removed))
     return proposals
+
+
+def choose_step(
+    propose_at: Callable[[float], list[Proposal]], step_ms: float, *, floor_ms: float
+) -> tuple[float, list[Proposal]]:
+    """An iteration's step and its proposals (``propose_at(step)``).
+
+    The step is halved, up to ``MAX_STEP_HALVINGS`` times, while no group can save it or
+    while every proposal would predict less than ``floor_ms`` (the target less its
+    tolerance); then only the proposals that stay above the floor are returned. When no
+    step avoids overshooting, the first step that had proposals is kept with all of them.
+    """
+    fallback: tuple[float, list[Proposal]] | None = None
+    for _ in range(MAX_STEP_HALVINGS + 1):
+        proposals = propose_at(step_ms)
+        landing = [p for p in proposals if p.predicted_ms >= floor_ms]
+        if landing:
+            return step_ms, landing
+        if proposals and fallback is None:
+            fallback = (step_ms, proposals)
+        step_ms /= 2
+    return fallback or (step_ms, [])
 
 
 def short_finetune(
@@ -327,17 +354,16 @@ def netadapt(
             result.stop_reason = "target reached"
             return result
         iteration_start = time.perf_counter()
-        step_ms = min(settings.init_ratio * settings.decay**k * initial_ms, measured_ms - target_ms)
-        for _ in range(MAX_STEP_HALVINGS + 1):
-            # The step is in measured ms; the table's scale is the current model's predicted / measured.
-            required = predicted_ms - step_ms * predicted_ms / measured_ms
-            proposals = propose(
-                space, arch, widths, predict=predict, required_ms=required,
+        # Steps are in measured ms; the table's scale is the current model's predicted / measured.
+        scale = predicted_ms / measured_ms
+        step_ms, proposals = choose_step(
+            lambda step: propose(
+                space, arch, widths, predict=predict, required_ms=predicted_ms - step * scale,
                 divisor=settings.divisor, min_channels=settings.min_channels,
-            )
-            if proposals:
-                break
-            step_ms /= 2  # no single group saves that much: ask for less rather than stop
+            ),
+            min(settings.init_ratio * settings.decay**k * initial_ms, measured_ms - target_ms),
+            floor_ms=target_ms * (1.0 - settings.overshoot_tolerance) * scale,
+        )
         if not proposals:
             result.stop_reason = (
                 f"no group can be pruned further (narrower widths predict no saving, or all are at their "

@@ -12,7 +12,17 @@ from hydra import compose, initialize_config_dir
 
 from nas.latency import LatencyTable
 from nas.model_io import load_model
-from nas.netadapt import AdaptSettings, Proposal, adapt_model, measure_in_turns, netadapt, pick_best, propose
+from nas.netadapt import (
+    MAX_STEP_HALVINGS,
+    AdaptSettings,
+    Proposal,
+    adapt_model,
+    choose_step,
+    measure_in_turns,
+    netadapt,
+    pick_best,
+    propose,
+)
 from nas.pruning import candidate_widths, channel_groups, prunable_widths
 from nas.registry import CONF_DIR
 from nas.train import train_model
@@ -155,6 +165,31 @@ def test_loop_stops_clearly_when_the_target_is_out_of_reach(tmp_path):
 
 def _proposal(group: str, predicted: float) -> Proposal:
     return Proposal(group, 16, 8, {group: 8}, predicted, None)
+
+
+def _proposals_saving(options: dict[str, float], current_ms: float):
+    """``propose_at`` over groups that each save a fixed amount: those saving at least the step."""
+    return lambda step: [_proposal(g, current_ms - saving) for g, saving in options.items() if saving >= step]
+
+
+def test_a_step_that_would_overshoot_is_halved_to_one_that_lands():
+    """Near the target only a block removal (saving 1.0) meets the step; a width cut saving
+    0.3 lands within the tolerance once the step is halved twice."""
+    step, proposals = choose_step(_proposals_saving({"block": 1.0, "width": 0.3}, 10.0), 0.8, floor_ms=9.5)
+    assert step == pytest.approx(0.2)
+    assert [p.group for p in proposals] == ["width"]
+
+
+def test_far_from_the_target_every_proposal_is_kept():
+    step, proposals = choose_step(_proposals_saving({"block": 1.0, "width": 0.9}, 10.0), 0.8, floor_ms=5.0)
+    assert step == 0.8 and [p.group for p in proposals] == ["block", "width"]
+
+
+def test_when_only_overshooting_proposals_exist_the_first_step_with_any_is_kept():
+    step, proposals = choose_step(_proposals_saving({"a": 1.0, "b": 0.7}, 10.0), 1.6, floor_ms=9.9)
+    assert step == pytest.approx(0.8) and [p.group for p in proposals] == ["a"]
+    step, proposals = choose_step(_proposals_saving({}, 10.0), 1.6, floor_ms=9.9)
+    assert proposals == [] and step == pytest.approx(1.6 / 2 ** (MAX_STEP_HALVINGS + 1))
 
 
 def test_measuring_in_turns_cancels_a_changing_load():
