@@ -144,6 +144,7 @@ class AdaptResult:
     initial_ms: float
     trace: list[TraceRow] = field(default_factory=list)
     stop_reason: str = ""
+    floor_ratio: float = 0.0  # the most pruned network's latency / the start's, measured in turns
 
     @property
     def iterations(self) -> int:
@@ -185,20 +186,52 @@ def propose(
     return proposals
 
 
+def most_pruned(
+    space: SearchSpace, arch: Arch, widths: Mapping[str, int], *, divisor: int, min_channels: int
+) -> tuple[Arch, dict[str, int]]:
+    """The network with every removable block removed and every other group at its
+    narrowest width: a bound on how fast pruning can make ``arch``. Each group's width
+    is judged on its own, so together they may even drop convs that pruning one group
+    at a time keeps: the bound is optimistic, never refusing a reachable target."""
+    removable = [g for g in channel_groups(space, arch, widths) if g.prunable and g.removal]
+    floor_arch = space.arch({**arch.as_dict(), **{k: v for g in removable for k, v in g.removal}})
+    kept = {name: width for name, width in widths.items() if name not in {g.name for g in removable}}
+    narrowest = {}
+    for group in channel_groups(space, floor_arch, kept):
+        if group.prunable:
+            options = candidate_widths(group.channels, divisor=divisor, min_channels=min_channels, forbidden=group.forbidden)
+            narrowest[group.name] = options[-1] if options else group.channels
+    return floor_arch, narrowest
+
+
+def _measured_floor(
+    space: SearchSpace, arch: Arch, widths: Mapping[str, int], original: nn.Module,
+    measure: Callable[[nn.Module], float], settings: AdaptSettings, *, num_classes: int, input_shape: InputShape,
+) -> float:
+    """``most_pruned``'s latency over ``original``'s, measured in turns (weights do not
+    matter for timing; the caller's RNG is left untouched)."""
+    floor_arch, floor_widths = most_pruned(
+        space, arch, widths, divisor=settings.divisor, min_channels=settings.min_channels
+    )
+    with torch.random.fork_rng(devices=[]):
+        floor = space.build(floor_arch, num_classes=num_classes, input_shape=input_shape, widths=floor_widths)
+    return measure_in_turns(floor.eval(), original, measure, settings.measure_rounds).ratio
+
+
 def choose_step(
-    propose_at: Callable[[float], list[Proposal]], step_ms: float, *, floor_ms: float
+    propose_at: Callable[[float], list[Proposal]], step_ms: float, *, lowest_ms: float
 ) -> tuple[float, list[Proposal]]:
     """An iteration's step and its proposals (``propose_at(step)``).
 
     The step is halved, up to ``MAX_STEP_HALVINGS`` times, while no group can save it or
-    while every proposal would predict less than ``floor_ms`` (the target less its
-    tolerance); then only the proposals that stay above the floor are returned. When no
+    while every proposal would predict less than ``lowest_ms`` (the target less its
+    tolerance); then only the proposals that stay above it are returned. When no
     step avoids overshooting, the first step that had proposals is kept with all of them.
     """
     fallback: tuple[float, list[Proposal]] | None = None
     for _ in range(MAX_STEP_HALVINGS + 1):
         proposals = propose_at(step_ms)
-        landing = [p for p in proposals if p.predicted_ms >= floor_ms]
+        landing = [p for p in proposals if p.predicted_ms >= lowest_ms]
         if landing:
             return step_ms, landing
         if proposals and fallback is None:
@@ -339,14 +372,25 @@ def netadapt(
         target_ms = float(target_ratio) * initial_ms  # type: ignore[arg-type]
     if target_ms <= 0:
         raise ValueError(f"target_ms must be > 0, got {target_ms}")
+    floor_ratio = _measured_floor(
+        space, arch, widths, original, measure, settings, num_classes=num_classes, input_shape=input_shape
+    )
+    if initial_ms * floor_ratio > target_ms:
+        raise ValueError(
+            f"the target ({target_ms:.3f} ms, {target_ms / initial_ms:.2f} of the model's {initial_ms:.3f} ms) is out "
+            f"of reach: with every removable block removed and every channel group at its narrowest "
+            f"(netadapt.min_channels={settings.min_channels}) this model still runs at {floor_ratio:.2f} of its "
+            f"latency ({initial_ms * floor_ratio:.3f} ms), the rest being per-layer overhead. Ask for a target "
+            f"above that (one near it leaves little accuracy), or adapt a model with more blocks to remove"
+        )
     predicted_ms, measured_ms = predict(arch, widths), initial_ms
     val_acc = accuracy(model, val_batches, device=device)
     trace = [
         TraceRow(0, "", 0, 0, 0.0, predicted_ms, measured_ms, measured_ms, val_acc, 0, 0.0, time.perf_counter() - start)
     ]
-    log.info("start: measured %.3f ms (predicted %.3f), val accuracy %.4f, target %.3f ms",
-             measured_ms, predicted_ms, val_acc, target_ms)
-    result = AdaptResult(model, arch, widths, target_ms, initial_ms, trace)
+    log.info("start: measured %.3f ms (predicted %.3f), val accuracy %.4f, target %.3f ms (the most pruned "
+             "network: %.2f of the start)", measured_ms, predicted_ms, val_acc, target_ms, floor_ratio)
+    result = AdaptResult(model, arch, widths, target_ms, initial_ms, trace, floor_ratio=floor_ratio)
     if on_iteration is not None:
         on_iteration(trace)
     for k in range(settings.max_iterations):
@@ -362,7 +406,7 @@ def netadapt(
                 divisor=settings.divisor, min_channels=settings.min_channels,
             ),
             min(settings.init_ratio * settings.decay**k * initial_ms, measured_ms - target_ms),
-            floor_ms=target_ms * (1.0 - settings.overshoot_tolerance) * scale,
+            lowest_ms=target_ms * (1.0 - settings.overshoot_tolerance) * scale,
         )
         if not proposals:
             result.stop_reason = (
@@ -537,6 +581,7 @@ def adapt_model(cfg: DictConfig, out_dir: str | Path) -> AdaptRun:
         "iterations": result.iterations,
         "loop_seconds": loop_seconds,
         "stop_reason": result.stop_reason,
+        "floor_vs_original": result.floor_ratio,
         "widths_before": prunable_widths(space, arch, trained.widths),
         "widths_after": result.widths,
         "arch_before": trained.arch_string,

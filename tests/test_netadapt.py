@@ -19,6 +19,7 @@ from nas.netadapt import (
     adapt_model,
     choose_step,
     measure_in_turns,
+    most_pruned,
     netadapt,
     pick_best,
     propose,
@@ -150,15 +151,43 @@ def test_loop_reaches_the_target_and_keeps_a_consistent_model(name, measure, tar
     assert result.model.eval()(torch.randn(2, *shape)).shape == (2, NUM_CLASSES)
 
 
-def test_loop_stops_clearly_when_the_target_is_out_of_reach(tmp_path):
+def _adapt_enas(tmp_path, target_ms: float, train_batches=None):
     space, arch, shape = _enas()
     model = space.build(arch, num_classes=NUM_CLASSES, input_shape=shape)
-    result = netadapt(
+    return netadapt(
         space, arch, model, num_classes=NUM_CLASSES, input_shape=shape,
         predict_layers=_table(tmp_path, space, shape).predict, measure=_param_ms,
-        train_batches=lambda k: _random_batches(shape, 1, seed=k), val_batches=_random_batches(shape, 1, seed=9),
-        target_ms=0.01, settings=AdaptSettings(init_ratio=0.5, decay=1.0, short_steps=1),
+        train_batches=train_batches or (lambda k: _random_batches(shape, 1, seed=k)),
+        val_batches=_random_batches(shape, 1, seed=9),
+        target_ms=target_ms, settings=AdaptSettings(init_ratio=0.5, decay=1.0, short_steps=1),
     )
+
+
+def _floor_ms() -> float:
+    space, arch, shape = _enas()
+    floor_arch, floor_widths = most_pruned(space, arch, prunable_widths(space, arch), divisor=8, min_channels=8)
+    assert floor_widths and all(w == 8 for w in floor_widths.values())
+    return _param_ms(space.build(floor_arch, num_classes=NUM_CLASSES, input_shape=shape, widths=floor_widths))
+
+
+def test_a_target_below_the_most_pruned_network_is_refused_before_any_work(tmp_path):
+    def no_training(k):
+        raise AssertionError("fine-tuned although the target is out of reach")
+
+    with pytest.raises(ValueError, match=r"out of reach.*still runs at 0\.\d\d of its latency"):
+        _adapt_enas(tmp_path, target_ms=0.99 * _floor_ms(), train_batches=no_training)
+
+
+def test_a_target_just_above_the_most_pruned_network_is_reached(tmp_path):
+    result = _adapt_enas(tmp_path, target_ms=1.01 * _floor_ms())
+    assert result.stop_reason == "target reached"
+    assert result.floor_ratio == pytest.approx(_floor_ms() / result.initial_ms)
+
+
+def test_loop_stops_clearly_when_no_group_saves_more(tmp_path, monkeypatch):
+    """The floor can measure under the target (noise) while the loop cannot get there."""
+    monkeypatch.setattr("nas.netadapt._measured_floor", lambda *args, **kwargs: 0.0)
+    result = _adapt_enas(tmp_path, target_ms=0.01)
     assert "no group can be pruned further" in result.stop_reason
     assert all(w == 8 for w in result.widths.values())
 
@@ -175,20 +204,20 @@ def _proposals_saving(options: dict[str, float], current_ms: float):
 def test_a_step_that_would_overshoot_is_halved_to_one_that_lands():
     """Near the target only a block removal (saving 1.0) meets the step; a width cut saving
     0.3 lands within the tolerance once the step is halved twice."""
-    step, proposals = choose_step(_proposals_saving({"block": 1.0, "width": 0.3}, 10.0), 0.8, floor_ms=9.5)
+    step, proposals = choose_step(_proposals_saving({"block": 1.0, "width": 0.3}, 10.0), 0.8, lowest_ms=9.5)
     assert step == pytest.approx(0.2)
     assert [p.group for p in proposals] == ["width"]
 
 
 def test_far_from_the_target_every_proposal_is_kept():
-    step, proposals = choose_step(_proposals_saving({"block": 1.0, "width": 0.9}, 10.0), 0.8, floor_ms=5.0)
+    step, proposals = choose_step(_proposals_saving({"block": 1.0, "width": 0.9}, 10.0), 0.8, lowest_ms=5.0)
     assert step == 0.8 and [p.group for p in proposals] == ["block", "width"]
 
 
 def test_when_only_overshooting_proposals_exist_the_first_step_with_any_is_kept():
-    step, proposals = choose_step(_proposals_saving({"a": 1.0, "b": 0.7}, 10.0), 1.6, floor_ms=9.9)
+    step, proposals = choose_step(_proposals_saving({"a": 1.0, "b": 0.7}, 10.0), 1.6, lowest_ms=9.9)
     assert step == pytest.approx(0.8) and [p.group for p in proposals] == ["a"]
-    step, proposals = choose_step(_proposals_saving({}, 10.0), 1.6, floor_ms=9.9)
+    step, proposals = choose_step(_proposals_saving({}, 10.0), 1.6, lowest_ms=9.9)
     assert proposals == [] and step == pytest.approx(1.6 / 2 ** (MAX_STEP_HALVINGS + 1))
 
 
