@@ -97,6 +97,7 @@ def measure_latency(
     repeats: int = 50,
     num_inputs: int = 1,
     statistic: str = "median",
+    timer: Callable[[], float] = time.perf_counter,
 ) -> float:
     """Median (or ``statistic``) wall time in ms of ``model(x)`` at batch 1.
 
@@ -104,6 +105,7 @@ def measure_latency(
     The model is moved to ``device`` and run in eval mode under ``torch.no_grad()``
     (its training flag is restored afterwards). ``num_inputs`` > 1 calls
     ``model(x_1, ..., x_n)`` with that many distinct random inputs of ``input_shape``.
+    ``timer`` is the clock in seconds (a parameter so tests can control the readings).
     """
     if statistic not in STATISTICS:
         raise ValueError(f"statistic={statistic!r} is not one of {sorted(STATISTICS)}")
@@ -127,10 +129,10 @@ def measure_latency(
                 model(*inputs)
             sync()
             for _ in range(repeats):
-                start = time.perf_counter()
+                start = timer()
                 model(*inputs)
                 sync()
-                times.append(time.perf_counter() - start)
+                times.append(timer() - start)
     finally:
         model.train(was_training)
     return 1000.0 * STATISTICS[statistic](times)

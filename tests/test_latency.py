@@ -61,6 +61,58 @@ def test_measure_latency_restores_threads_and_mode():
     assert model.training
 
 
+class ScriptedModel(nn.Module):
+    """Each forward call advances a fake clock by the next scripted duration (seconds) and
+    records the torch thread count it ran under; ``fail_at`` makes that call raise."""
+
+    def __init__(self, durations: list[float], fail_at: int | None = None) -> None:
+        super().__init__()
+        self.durations, self.fail_at = durations, fail_at
+        self.now = 0.0
+        self.threads_seen: list[int] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        call = len(self.threads_seen)
+        self.threads_seen.append(torch.get_num_threads())
+        if call == self.fail_at:
+            raise RuntimeError("model failed")
+        self.now += self.durations[call]
+        return x
+
+
+# Warm-ups (first 3) are faster than every timed repeat: counted, they would move the
+# minimum to 0.5 ms and the median of 8 values to (1 + 2) / 2 ms.
+WARMUP_S = [0.0005] * 3
+REPEATS_S = [0.005, 0.001, 0.003, 0.009, 0.002]
+
+
+@pytest.mark.parametrize("statistic, expected_ms", [("min", 1.0), ("median", 3.0)])
+def test_measure_latency_statistic_of_the_timed_repeats_only(statistic, expected_ms):
+    model = ScriptedModel(WARMUP_S + REPEATS_S)
+    ms = measure_latency(model, SHAPE, warmup=3, repeats=5, statistic=statistic, timer=model.clock)
+    assert ms == pytest.approx(expected_ms)
+    assert len(model.threads_seen) == 8
+
+
+def test_measure_latency_applies_threads_and_restores_them_on_error():
+    before = torch.get_num_threads()
+    wanted = before + 1  # differs from the current count, so applying it is visible
+    model = ScriptedModel(WARMUP_S + REPEATS_S)
+    measure_latency(model, SHAPE, threads=wanted, warmup=3, repeats=5, timer=model.clock)
+    assert model.threads_seen == [wanted] * 8
+    assert torch.get_num_threads() == before
+
+    failing = ScriptedModel(WARMUP_S + REPEATS_S, fail_at=4).train()
+    with pytest.raises(RuntimeError, match="model failed"):
+        measure_latency(failing, SHAPE, threads=wanted, warmup=3, repeats=5, timer=failing.clock)
+    assert failing.threads_seen == [wanted] * 5
+    assert torch.get_num_threads() == before
+    assert failing.training
+
+
 def test_measure_latency_multi_input_and_bad_arguments():
     assert measure_latency(SumInputs(), SHAPE, num_inputs=3, warmup=0, repeats=2) > 0
     conv = nn.Conv2d(1, 1, 1)
