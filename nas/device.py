@@ -23,5 +23,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if resolved.type not in ("cpu", "cuda"):
         raise ValueError(f"device={device!r} is not supported; use one of {', '.join(DEVICE_CHOICES)}")
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for but CUDA is not available; use device=cpu or auto")
+        why = ("this torch build has no CUDA support" if torch.version.cuda is None
+               else "no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)")
+        raise ValueError(f"device={device!r} was asked for but {why}; set device=cpu, or device=auto "
+                         "to use CUDA only when present")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} was asked for but only {torch.cuda.device_count()} CUDA "
+                         "device(s) are visible (numbered from 0); set device=cuda for the first")
     return resolved
