@@ -1,8 +1,11 @@
-"""Shared test settings: CPU only, one thread, deterministic."""
+"""Shared test settings: one thread, deterministic.
+
+The GPU is not hidden: a test that needs the CPU asks for it (``device=cpu``), and the
+CUDA tests (``tests/test_cuda.py``) run only where a CUDA device is present.
+"""
 
 import os
 
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # Idle OpenMP threads sleep instead of spinning: on a busy shared machine, spinning
 # threads of a 2-thread pool wait on each other and slow small ops down 100x.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -23,7 +23,7 @@ from nas.model_io import load_model
 from nas.registry import CONF_DIR
 from tests.test_train_fixtures import tiny_cache, tiny_trained  # noqa: F401 (fixtures)
 
-FAST_LATENCY = LatencySettings(warmup=1, repeats=3)
+FAST_LATENCY = LatencySettings(warmup=1, repeats=3, cuda=False)  # CPU timing only, GPU or not
 
 
 def test_metrics_on_known_predictions():
@@ -66,7 +66,10 @@ def test_recording_accuracy_averages_windows_per_recording():
 
 
 def test_evaluate_checkpoint_writes_consistent_report(tiny_trained, tiny_cache, tmp_path):
-    metrics = evaluate_checkpoint(tiny_trained.model_path, out_dir=tmp_path, device="cpu", latency=FAST_LATENCY)
+    # Batch 32, as melnas-train scored the test split (train.eval_batch_size=32): the same
+    # computation, so argmax ties cannot break differently than in the other batchings.
+    metrics = evaluate_checkpoint(tiny_trained.model_path, out_dir=tmp_path, device="cpu", batch_size=32,
+                                  latency=FAST_LATENCY)
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk["accuracy"] == metrics["accuracy"]
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
@@ -74,12 +77,12 @@ def test_evaluate_checkpoint_writes_consistent_report(tiny_trained, tiny_cache, 
 
     trained = load_model(tiny_trained.model_path)
     data = open_prepared(tiny_cache)
-    y, probs = predict_probabilities(trained.model, make_loader(data, "test", batch_size=5, shuffle=False))
+    y, probs = predict_probabilities(trained.model, make_loader(data, "test", batch_size=32, shuffle=False))
     expected = classification_metrics(y, probs.argmax(1), data.class_names)
     for key in ("accuracy", "f1_macro", "precision_macro", "recall_macro", "confusion_matrix", "per_class"):
         assert metrics[key] == expected[key], key
     assert metrics["params"] == count_params(trained.model)
-    assert metrics["latency_ms"] > 0 and "latency_ms_cuda" not in metrics  # tests run on CPU only
+    assert metrics["latency_ms"] > 0 and "latency_ms_cuda" not in metrics  # cuda=False
     assert metrics["num_recordings"] == len(set(data.sources[data.rows("test")]))
     assert "per recording" in format_summary(metrics)
     # the same model scored twice gives the same numbers
@@ -87,7 +90,8 @@ def test_evaluate_checkpoint_writes_consistent_report(tiny_trained, tiny_cache, 
 
 
 def test_evaluate_on_another_split(tiny_trained, tmp_path):
-    metrics = evaluate_checkpoint(tiny_trained.model_path, out_dir=tmp_path, split="val", latency=FAST_LATENCY)
+    metrics = evaluate_checkpoint(tiny_trained.model_path, out_dir=tmp_path, split="val", device="cpu",
+                                  latency=FAST_LATENCY)
     assert metrics["split"] == "val"
 
 
