@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,6 +31,9 @@ from search_spaces.base import Arch, SearchSpace
 FORMAT = "melnas.model"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("state_dict", "arch", "space_config", "num_classes", "class_names", "input_shape", "data_meta")
+# First bytes of files people pass by mistake (a recording in the model's place, say).
+AUDIO_MAGIC = {b"RIFF": "a WAV", b"fLaC": "a FLAC", b"OggS": "an Ogg", b"ID3": "an MP3", b"FORM": "an AIFF"}
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 
 @dataclass
@@ -149,9 +152,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a corrupt or foreign file
-        raise ValueError(f"{path} is not a readable melnas model.pt: {err}") from err
+        raise ValueError(f"{path} is not a readable melnas model.pt: {why_unreadable(path, err)}") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a melnas model.pt (missing format tag {FORMAT!r})")
+        raise ValueError(f"{path} is not a melnas model.pt: {what_it_holds(payload)}")
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise ValueError(f"{path} lacks the keys {missing}; re-train it with melnas-train")
@@ -161,6 +164,49 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"({FORMAT_VERSION}); upgrade melnas"
         )
     return payload
+
+
+def why_unreadable(path: Path, err: Exception) -> str:
+    """What ``path`` is, judged from its bytes, when ``torch.load`` failed on it.
+
+    torch's own message for a foreign file is often an unpickler detail (``pop from empty
+    list``, an opcode number), so the file is described instead and torch's error is
+    kept only where the file does look like a torch archive.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(512)
+    if size == 0:
+        return "the file is empty (0 bytes); copy it again or re-train"
+    if head.startswith(ZIP_MAGIC):
+        if not zipfile.is_zipfile(path):
+            return (f"it starts like a torch archive but its end is missing: the file is truncated ({size:,} bytes), "
+                    "as after an interrupted copy, download or save; copy it again or re-train")
+        return f"it is a zip archive that torch cannot load ({type(err).__name__}: {err})"
+    for magic, kind in AUDIO_MAGIC.items():
+        if head.startswith(magic):
+            return (f"it is {kind} audio file, not a model; the model comes first: "
+                    "melnas-predict <run>/model.pt <audio files...>")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"it is not a torch archive (a model.pt is a zip archive; this file begins {head[:8].hex(' ')})"
+    first_line = text.strip().splitlines()[0][:60] if text.strip() else ""
+    return f"it is a text file, not a torch archive (it begins {first_line!r})"
+
+
+def what_it_holds(payload: Any) -> str:
+    """Why a loadable torch file is not a model: what it is instead, and what to pass."""
+    if not isinstance(payload, dict):
+        return f"it holds a {type(payload).__name__}, not the dict melnas-train writes"
+    if "supernet" in payload and "controller" in payload:
+        return ("it is a melnas-search checkpoint (the supernet's shared weights), not a trained model; "
+                "train the searched arch first: melnas-train arch=<run>/best_arch.json, then pass its model.pt")
+    tag = payload.get("format")
+    if tag is not None:
+        return f"its format tag is {tag!r}, not {FORMAT!r}"
+    keys = ", ".join(sorted(map(str, payload))[:8])
+    return f"it is a torch file without the format tag {FORMAT!r} (its keys: {keys}); pass the model.pt of melnas-train"
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> TrainedModel:

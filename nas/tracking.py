@@ -6,7 +6,7 @@
   the best arch so far as text);
 - ``<run>/search_log.jsonl``: one JSON object per scored arch, flushed per line;
 - the console, through the ``melnas.search`` logger (Hydra also copies it to the
-  run's log file) and tqdm progress bars.
+  run's log file) and progress bars (``nas.progress``).
 
 A resumed run must not repeat what an interrupted run wrote after its last
 checkpoint: ``resume_from(log_bytes, step)`` truncates the JSONL file to the size
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from torch.utils.tensorboard import SummaryWriter
-from tqdm.auto import tqdm
+
+from nas.progress import ProgressBar, progress_bar
 
 LOGGER = logging.getLogger("melnas.search")
 SEARCH_LOG = "search_log.jsonl"
@@ -81,9 +82,10 @@ class RunTracker:
         self.writer.add_text(tag, text, step)
 
     # ---- console ---------------------------------------------------------------------
-    def bar(self, total: int, desc: str) -> tqdm:
-        """A transient tqdm bar on stderr (none when ``progress`` is false)."""
-        return tqdm(total=total, desc=desc, leave=False, disable=not self.progress, dynamic_ncols=True)
+    def bar(self, total: int, desc: str) -> ProgressBar:
+        """A transient bar on stderr, or a line every 10% when stderr is not a terminal
+        (none when ``progress`` is false)."""
+        return progress_bar(total=total, desc=desc, leave=False, enabled=self.progress)
 
     def info(self, message: str) -> None:
         LOGGER.info(message)

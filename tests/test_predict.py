@@ -84,3 +84,33 @@ def test_cli_fails_only_when_every_file_fails(tiny_trained, recordings, capsys):
     assert predict_main([str(recordings["good"][0]), str(recordings["good"][0])]) == 2  # not a model
     _, err = capsys.readouterr()
     assert "not a readable melnas model.pt" in err
+
+
+def _search_checkpoint(path):
+    """A file shaped like ``<run>/checkpoints/last.pt`` (``nas.search.checkpoint_state``'s keys)."""
+    from nas.checkpoint import save_checkpoint
+
+    keys = ("identity", "state", "supernet", "controller", "optimizer", "scheduler", "rng", "log_bytes")
+    save_checkpoint(path, {"format": 1, **{key: {} for key in keys}})
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda path, model: path.write_text("epoch,loss\n1,0.5\n"),
+         "it is a text file, not a torch archive (it begins 'epoch,loss')"),
+        (lambda path, model: path.write_bytes(model.read_bytes()[: model.stat().st_size // 2]),
+         "the file is truncated"),
+        (lambda path, model: path.write_bytes(b""), "the file is empty"),
+        (lambda path, model: sf.write(path, np.zeros(800, np.float32), 8000, format="WAV"),
+         "it is a WAV audio file, not a model"),
+        (lambda path, model: _search_checkpoint(path), "it is a melnas-search checkpoint"),
+    ],
+    ids=["text", "truncated", "empty", "audio", "search-checkpoint"],
+)
+def test_a_file_that_is_not_a_model_is_named_for_what_it_is(make, reason, tiny_trained, tmp_path, capsys):
+    path = tmp_path / "model.pt"
+    make(path, tiny_trained.model_path)
+    assert predict_main([str(path), str(tmp_path / "x.wav")]) == 2
+    _, err = capsys.readouterr()
+    assert f"{path} is not a" in err and reason in err

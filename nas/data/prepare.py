@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from nas.data import cache
 from nas.data.errors import AudioDecodeError, DataError
@@ -26,6 +25,7 @@ from nas.data.features import FeatureParams, file_features
 from nas.data.manifest import Listing, Recording, Skipped, read_manifest, scan_folder
 from nas.data.parallel import available_cores, one_blas_thread, process_pool
 from nas.data.splits import SPLITS, SplitRatios, assign_splits
+from nas.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +175,8 @@ def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *, why
     writer = cache.FeatureWriter(cache_dir / cache.FEATURES, params.n_mels, params.frames)
     try:
         results = _featurise_all(listing.recordings, params, settings.workers)
-        for result in tqdm(results, total=len(listing.recordings), desc="melnas-prepare",
-                           unit="file", disable=not progress):
+        for result in progress_bar(results, total=len(listing.recordings), desc="melnas-prepare",
+                                   unit="file", enabled=progress):
             recording = listing.recordings[result.index]
             if result.reason is not None:
                 skipped.append(Skipped(str(recording.path), result.reason))

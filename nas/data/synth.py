@@ -23,11 +23,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import soundfile
-from tqdm import tqdm
 
 from nas.data.errors import DataError
 from nas.data.parallel import available_cores, process_pool
 from nas.data.phrases import BAND, InstrumentClass, Note, make_phrase
+from nas.progress import progress_bar
 
 GENERATOR_VERSION = 1  # bump when the same settings would give different audio
 DRUM_BANK = 128
@@ -299,7 +299,7 @@ def synthesize(settings: SynthSettings, *, progress: bool = True) -> SynthReport
     tasks = [(spec, settings.sample_rate) for spec in specs]
     workers = min(available_cores() if settings.num_workers is None else settings.num_workers,
                   len(tasks))
-    bar = tqdm(total=len(tasks), desc="melnas-synth", unit="file", disable=not progress)
+    bar = progress_bar(total=len(tasks), desc="melnas-synth", unit="file", enabled=progress)
     if workers <= 1:
         durations = []
         for task in tasks:
