@@ -55,8 +55,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def add_broken_files(root: Path) -> dict[str, str]:
-    """Every kind of bad input, keyed by file name, with a piece of the expected reason."""
+def add_broken_files(root: Path) -> dict[str, tuple[str, str]]:
+    """Every kind of bad input, keyed by file name: its kind and a piece of the reason."""
     bass = root / "bass"
     (bass / "text.wav").write_text("not audio at all")
     (bass / "empty.flac").write_bytes(b"")
@@ -68,16 +68,23 @@ def add_broken_files(root: Path) -> dict[str, str]:
     inf = clip(2.0, 16000, 110.0, 3)
     inf[5] = -np.inf
     soundfile.write(bass / "inf.wav", inf, 16000, subtype="FLOAT")
-    soundfile.write(bass / "blip.wav", clip(0.2, 16000, 110.0, 4), 16000)
+    soundfile.write(bass / "blip.wav", clip(0.02, 16000, 110.0, 4), 16000)
+    soundfile.write(bass / "silence.wav", np.zeros(16000, dtype=np.float32), 16000)
     (bass / "notes.txt").write_text("session notes")
     (root / "loose.wav").write_bytes(b"RIFF")
     (bass / "._resource_fork.wav").write_bytes(b"\0\5\26\7")
     (bass / ".cache").mkdir()
     (bass / ".cache" / "x.wav").write_bytes(b"")
-    return {"._resource_fork.wav": "hidden file", ".cache": "hidden folder (not searched)",
-            "text.wav": "cannot decode", "empty.flac": "empty file", "trunc.wav": "cannot decode",
-            "nan.wav": "NaN or infinite", "inf.wav": "NaN or infinite", "blip.wav": "too short",
-            "notes.txt": "not an audio file extension", "loose.wav": "not inside a class folder"}
+    return {"._resource_fork.wav": ("hidden", "hidden file"),
+            ".cache": ("hidden", "hidden folder (not searched)"),
+            "text.wav": ("undecodable", "cannot decode"), "empty.flac": ("empty", "empty file"),
+            "trunc.wav": ("undecodable", "cannot decode"),
+            "nan.wav": ("non_finite", "NaN or infinite"),
+            "inf.wav": ("non_finite", "NaN or infinite"),
+            "blip.wav": ("too_short", "too short: 0.020 s, below data.min_seconds=0.05"),
+            "silence.wav": ("silent", "silent: peak -inf dBFS, below data.silence_dbfs=-60.0"),
+            "notes.txt": ("not_audio", "not an audio file extension"),
+            "loose.wav": ("outside_class", "not inside a class folder")}
 
 
 def test_builds_cache_and_skips_every_bad_file(tmp_path):
@@ -90,10 +97,11 @@ def test_builds_cache_and_skips_every_bad_file(tmp_path):
     report = prepare_dataset(data_cfg(root, tmp_path / "cache"), progress=False)
     cache_dir = tmp_path / "cache"
 
-    skipped = {Path(row["path"]).name: row["reason"] for row in read_csv(cache_dir / "skipped.csv")}
+    skipped = {Path(row["path"]).name: (row["kind"], row["reason"])
+               for row in read_csv(cache_dir / "skipped.csv")}
     assert set(skipped) == set(broken)
-    for name, reason in broken.items():
-        assert reason in skipped[name], (name, skipped[name])
+    for name, (kind, reason) in broken.items():
+        assert skipped[name][0] == kind and reason in skipped[name][1], (name, skipped[name])
     assert report.skipped == len(broken)
 
     rows = read_csv(cache_dir / "index.csv")
@@ -108,7 +116,17 @@ def test_builds_cache_and_skips_every_bad_file(tmp_path):
     assert meta["input_shape"] == [1, 64, 63] and len(meta["mean"]) == 64
     assert meta["hop_seconds"] == 0.5 and meta["sample_rate"] == 16000
     assert (cache_dir / "examples.png").stat().st_size > 10_000
-    assert "skipped files: 10" in report.summary()
+    # 17 usable + 11 skipped files: 39% skipped, so the summary warns, grouped by kind
+    assert report.files == 28 and "skipped files: 11 of 28" in report.summary()
+    assert report.skipped_kinds == {"hidden": 2, "undecodable": 2, "empty": 1, "non_finite": 2,
+                                    "too_short": 1, "silent": 1, "not_audio": 1,
+                                    "outside_class": 1}
+    warning = report.skip_warning()
+    assert warning.startswith("WARNING: 11 of 28 files (39%) were skipped:")
+    assert "2 of 28 files (7%) cannot be decoded: convert them" in warning
+    assert "1 of 28 files (4%) are shorter than data.min_seconds=0.05: lower it" in warning
+    assert "1 of 28 files (4%) are silent (peak below data.silence_dbfs=-60.0)" in warning
+    assert report.summary().endswith(warning)
 
 
 def test_no_recording_in_two_splits_and_stats_from_train(tmp_path):
