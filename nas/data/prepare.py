@@ -150,6 +150,7 @@ class PrepareReport:
             lines.append(f"{name:<20}{_triple(recordings):>28}{_triple(windows):>26}")
         lines.append(f"skipped files: {self.skipped} of {self.files} "
                      f"(see {self.cache_dir / cache.SKIPPED})")
+        lines.append(f"examples: {self.cache_dir / cache.EXAMPLES}")
         warning = self.skip_warning()
         return "\n".join(lines + ([warning] if warning else []))
 
@@ -160,10 +161,8 @@ class PrepareReport:
             return ""
         lines = [f"WARNING: {self.skipped:,} of {self.files:,} files "
                  f"({self.skipped / self.files:.0%}) were skipped:"]
-        for kind, count in sorted(self.skipped_kinds.items(), key=lambda item: -item[1]):
-            advice = SKIP_ADVICE[SkipKind(kind)].format(p=self.features)
-            lines.append(f"WARNING:   {count:,} of {self.files:,} files "
-                         f"({count / self.files:.0%}) {advice}")
+        lines += [f"WARNING:   {line}" for line in
+                  skip_lines(self.skipped_kinds, self.files, self.features)]
         lines.append(f"WARNING: each file and its reason: {self.cache_dir / cache.SKIPPED}")
         return "\n".join(lines)
 
@@ -172,6 +171,13 @@ class PrepareReport:
                 "minutes": self.minutes, "skipped": self.skipped, "files": self.files,
                 "skipped_kinds": self.skipped_kinds, "clip_seconds": list(self.clip_seconds),
                 "padded": self.padded}
+
+
+def skip_lines(kinds: Mapping[str, int], files: int, params: FeatureParams) -> list[str]:
+    """One line per kind of skip, largest first: how many files, and what to change."""
+    return [f"{count:,} of {files:,} files ({count / files:.0%}) "
+            f"{SKIP_ADVICE[SkipKind(kind)].format(p=params)}"
+            for kind, count in sorted(kinds.items(), key=lambda item: -item[1])]
 
 
 def _triple(counts: Mapping[str, int]) -> str:
@@ -280,7 +286,9 @@ def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *, why
         writer.abort()
         raise
     cache.write_skipped(cache_dir, skipped)
-    _require_every_class(listing, built, cache_dir)
+    files = len(listing.recordings) + len(listing.skipped)
+    skipped_kinds = dict(Counter(item.kind.value for item in skipped))
+    _require_every_class(listing, built, cache_dir, skip_lines(skipped_kinds, files, params))
     splits = assign_splits([r.label for r in built.recordings],
                            [r.group for r in built.recordings],
                            [r.split for r in built.recordings], settings.splits, settings.seed)
@@ -299,8 +307,7 @@ def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *, why
         recordings=_count(class_names, built.recordings, splits, [1] * len(splits)),
         windows=_count(class_names, built.recordings, splits, [len(r) for r in built.rows]),
         minutes=float(durations.sum()) / 60, skipped=len(skipped), features=params,
-        files=len(listing.recordings) + len(listing.skipped),
-        skipped_kinds=dict(Counter(item.kind.value for item in skipped)),
+        files=files, skipped_kinds=skipped_kinds,
         clip_seconds=tuple(float(v) for v in np.percentile(durations, [10, 50, 90])),
         padded=int(np.count_nonzero(np.round(durations * params.sample_rate)
                                      < params.window_samples)),
@@ -351,14 +358,17 @@ def _featurise_one(task: tuple[int, str, FeatureParams]) -> _FileResult:
     return _FileResult(index, features, offsets, seconds)
 
 
-def _require_every_class(listing: Listing, built: _Built, cache_dir: Path) -> None:
+def _require_every_class(listing: Listing, built: _Built, cache_dir: Path,
+                         skips: Sequence[str]) -> None:
+    """Raise ``DataError`` naming the classes left without a recording, and why files
+    were skipped (``skips``: ``skip_lines``)."""
     usable = {recording.label for recording in built.recordings}
     empty = [name for name in listing.class_names if name not in usable]
     if empty:
         raise DataError(
             f"class(es) {empty} have no usable recording: every file of theirs was skipped "
             f"(reasons in {cache_dir / cache.SKIPPED}); fix or replace those files, or "
-            "remove the class"
+            "remove the class. Skipped, by reason:\n" + "\n".join(f"  {line}" for line in skips)
         )
 
 
