@@ -18,8 +18,7 @@ def main(cfg: DictConfig) -> None:
     except DataError as error:
         print(f"melnas-prepare: {error}", file=sys.stderr)
         sys.exit(2)
-    print(report.summary())
-    print(f"examples: {report.cache_dir / 'examples.png'}")
+    print(report.summary())  # ends with a warning when many files were skipped
 
 
 if __name__ == "__main__":

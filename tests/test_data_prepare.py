@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import soxr
 from hydra import compose, initialize_config_dir
 
 from nas.data import cache
@@ -55,8 +58,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def add_broken_files(root: Path) -> dict[str, str]:
-    """Every kind of bad input, keyed by file name, with a piece of the expected reason."""
+def add_broken_files(root: Path) -> dict[str, tuple[str, str]]:
+    """Every kind of bad input, keyed by file name: its kind and a piece of the reason."""
     bass = root / "bass"
     (bass / "text.wav").write_text("not audio at all")
     (bass / "empty.flac").write_bytes(b"")
@@ -68,16 +71,23 @@ def add_broken_files(root: Path) -> dict[str, str]:
     inf = clip(2.0, 16000, 110.0, 3)
     inf[5] = -np.inf
     soundfile.write(bass / "inf.wav", inf, 16000, subtype="FLOAT")
-    soundfile.write(bass / "blip.wav", clip(0.2, 16000, 110.0, 4), 16000)
+    soundfile.write(bass / "blip.wav", clip(0.02, 16000, 110.0, 4), 16000)
+    soundfile.write(bass / "silence.wav", np.zeros(16000, dtype=np.float32), 16000)
     (bass / "notes.txt").write_text("session notes")
     (root / "loose.wav").write_bytes(b"RIFF")
     (bass / "._resource_fork.wav").write_bytes(b"\0\5\26\7")
     (bass / ".cache").mkdir()
     (bass / ".cache" / "x.wav").write_bytes(b"")
-    return {"._resource_fork.wav": "hidden file", ".cache": "hidden folder (not searched)",
-            "text.wav": "cannot decode", "empty.flac": "empty file", "trunc.wav": "cannot decode",
-            "nan.wav": "NaN or infinite", "inf.wav": "NaN or infinite", "blip.wav": "too short",
-            "notes.txt": "not an audio file extension", "loose.wav": "not inside a class folder"}
+    return {"._resource_fork.wav": ("hidden", "hidden file"),
+            ".cache": ("hidden", "hidden folder (not searched)"),
+            "text.wav": ("undecodable", "cannot decode"), "empty.flac": ("empty", "empty file"),
+            "trunc.wav": ("undecodable", "cannot decode"),
+            "nan.wav": ("non_finite", "NaN or infinite"),
+            "inf.wav": ("non_finite", "NaN or infinite"),
+            "blip.wav": ("too_short", "too short: 0.020 s, below data.min_seconds=0.05"),
+            "silence.wav": ("silent", "silent: peak -inf dBFS, below data.silence_dbfs=-60.0"),
+            "notes.txt": ("not_audio", "not an audio file extension"),
+            "loose.wav": ("outside_class", "not inside a class folder")}
 
 
 def test_builds_cache_and_skips_every_bad_file(tmp_path):
@@ -90,10 +100,11 @@ def test_builds_cache_and_skips_every_bad_file(tmp_path):
     report = prepare_dataset(data_cfg(root, tmp_path / "cache"), progress=False)
     cache_dir = tmp_path / "cache"
 
-    skipped = {Path(row["path"]).name: row["reason"] for row in read_csv(cache_dir / "skipped.csv")}
+    skipped = {Path(row["path"]).name: (row["kind"], row["reason"])
+               for row in read_csv(cache_dir / "skipped.csv")}
     assert set(skipped) == set(broken)
-    for name, reason in broken.items():
-        assert reason in skipped[name], (name, skipped[name])
+    for name, (kind, reason) in broken.items():
+        assert skipped[name][0] == kind and reason in skipped[name][1], (name, skipped[name])
     assert report.skipped == len(broken)
 
     rows = read_csv(cache_dir / "index.csv")
@@ -108,7 +119,17 @@ def test_builds_cache_and_skips_every_bad_file(tmp_path):
     assert meta["input_shape"] == [1, 64, 63] and len(meta["mean"]) == 64
     assert meta["hop_seconds"] == 0.5 and meta["sample_rate"] == 16000
     assert (cache_dir / "examples.png").stat().st_size > 10_000
-    assert "skipped files: 10" in report.summary()
+    # 17 usable + 11 skipped files: 39% skipped, so the summary warns, grouped by kind
+    assert report.files == 28 and "skipped files: 11 of 28" in report.summary()
+    assert report.skipped_kinds == {"hidden": 2, "undecodable": 2, "empty": 1, "non_finite": 2,
+                                    "too_short": 1, "silent": 1, "not_audio": 1,
+                                    "outside_class": 1}
+    warning = report.skip_warning()
+    assert warning.startswith("WARNING: 11 of 28 files (39%) were skipped:")
+    assert "2 of 28 files (7%) cannot be decoded: convert them" in warning
+    assert "1 of 28 files (4%) are shorter than data.min_seconds=0.05: lower it" in warning
+    assert "1 of 28 files (4%) are silent (peak below data.silence_dbfs=-60.0)" in warning
+    assert report.summary().endswith(warning)
 
 
 def test_no_recording_in_two_splits_and_stats_from_train(tmp_path):
@@ -269,3 +290,113 @@ def test_entry_point_prints_summary(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "3 classes, 9 recordings" in result.stdout
     assert str(tmp_path / "cache" / cache.EXAMPLES) in result.stdout
+
+
+def word_like(seconds: float, rate: int, f0: float, seed: int) -> np.ndarray:
+    """A spoken-word-like clip: harmonics of ``f0`` under a fast attack and a slow decay,
+    plus a little noise, peaking near -10 dBFS."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * rate)) / rate
+    voice = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
+    envelope = np.minimum(t / 0.03, 1.0) * np.exp(-3.0 * t / seconds)
+    signal = envelope * voice + 0.005 * rng.standard_normal(t.size)
+    return (0.3 * signal / np.abs(signal).max()).astype(np.float32)
+
+
+DIGIT_SECONDS = (0.14, 0.2, 0.3, 0.4, 0.45, 0.6)  # the Free Spoken Digit Dataset's range
+
+
+def make_digit_folder(root: Path) -> Path:
+    """3 classes x 6 clips of 0.14-0.6 s at 8 kHz, like a spoken-digit data set."""
+    for number, name in enumerate(("one", "two", "three")):
+        (root / name).mkdir(parents=True)
+        for i, seconds in enumerate(DIGIT_SECONDS):
+            soundfile.write(root / name / f"{name}_{i}.wav",
+                            word_like(seconds, 8000, 110.0 + 40 * number + 5 * i, 10 * number + i),
+                            8000, subtype="PCM_16")
+    return root
+
+
+def test_short_clips_are_kept_with_the_defaults(tmp_path):
+    root = make_digit_folder(tmp_path / "digits")
+    dither = 3e-5 * np.random.default_rng(0).standard_normal(3200)  # about -80 dBFS peak
+    soundfile.write(root / "two" / "silent.wav", dither.astype(np.float32), 8000, subtype="PCM_16")
+    (root / "three" / "empty.wav").write_bytes(b"")
+    report = prepare_dataset(data_cfg(root, tmp_path / "cache"), progress=False)
+
+    assert sum(report.totals(report.recordings).values()) == 3 * len(DIGIT_SECONDS)
+    assert sum(report.totals(report.windows).values()) == 3 * len(DIGIT_SECONDS)  # one each
+    assert report.padded == 3 * len(DIGIT_SECONDS)
+    assert report.skipped_kinds == {"silent": 1, "empty": 1}
+    assert report.skip_warning() == ""  # 2 of 20 files: not more than 10%
+    assert "clip lengths: median 0.35 s" in report.summary()
+    assert "18 of 18 shorter than data.window_seconds=1.0" in report.summary()
+    kinds = {Path(row["path"]).name: row["kind"] for row in read_csv(tmp_path / "cache" / "skipped.csv")}
+    assert kinds == {"silent.wav": "silent", "empty.wav": "empty"}
+
+
+def test_mostly_too_short_files_get_a_loud_summary(tmp_path):
+    root = make_digit_folder(tmp_path / "digits")
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.prepare", f"data.root={root}",
+         f"data.cache_dir={tmp_path / 'cache'}", "data.min_seconds=0.5",
+         f"hydra.run.dir={tmp_path / 'run'}", "progress=false"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-3:]
+    assert last[0] == "WARNING: 15 of 18 files (83%) were skipped:"
+    assert last[1].startswith("WARNING:   15 of 18 files (83%) are shorter than "
+                              "data.min_seconds=0.5: lower it")
+    assert str(tmp_path / "cache" / cache.SKIPPED) in last[2]
+
+
+def test_a_class_left_empty_names_the_skip_reasons(tmp_path):
+    root = make_digit_folder(tmp_path / "digits")
+    with pytest.raises(DataError, match=r"(?s)have no usable recording.*Skipped, by reason:\n"
+                                        r"  18 of 18 files \(100%\) are shorter than "
+                                        r"data.min_seconds=0.8"):
+        prepare_dataset(data_cfg(root, tmp_path / "cache", min_seconds=0.8), progress=False)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                    reason="espeak-ng is not installed (apt-get install espeak-ng); "
+                           "test_short_clips_are_kept_with_the_defaults covers the same path")
+def test_synthesised_spoken_digits_are_all_kept(tmp_path):
+    """Speech that was not made for this code: espeak-ng saying digits in several voices
+    and speeds, trimmed of silence and resampled to 8 kHz like the Free Spoken Digit
+    Dataset."""
+    root = tmp_path / "digits"
+    for word in ("two", "five", "seven"):
+        (root / word).mkdir(parents=True)
+        for voice in ("en-us", "en-gb", "en-us+f3"):
+            for speed in (120, 200):
+                raw = tmp_path / "raw.wav"
+                subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), word],
+                               check=True, capture_output=True, timeout=60)
+                signal, rate = soundfile.read(raw, dtype="float32")
+                loud = np.flatnonzero(np.abs(signal) > 0.01 * np.abs(signal).max())
+                speech = soxr.resample(signal[loud[0] : loud[-1] + 1], rate, 8000)
+                soundfile.write(root / word / f"{voice}_{speed}.wav", speech, 8000)
+    lengths = [soundfile.info(path).duration for path in root.rglob("*.wav")]
+    assert max(lengths) < 1.0 and min(lengths) < 0.5
+    report = prepare_dataset(data_cfg(root, tmp_path / "cache"), progress=False)
+    assert report.skipped == 0
+    assert sum(report.totals(report.recordings).values()) == len(lengths) == 18
+
+
+def test_complete_cache_is_used_when_root_is_gone(tmp_path, caplog):
+    root = make_folder(tmp_path / "audio", per_class=2)
+    built = prepare_dataset(data_cfg(root, tmp_path / "cache"), progress=False)
+    shutil.rmtree(root)
+    with caplog.at_level(logging.WARNING, logger="nas.data.prepare"):
+        used = prepare_dataset(data_cfg(root, tmp_path / "cache"), progress=False)
+    expected = (f"inputs were not re-checked: data.root={root} is missing; using the complete "
+                f"cache in {tmp_path / 'cache'}")
+    assert expected in caplog.text and expected in used.summary()
+    assert used.reused and used.windows == built.windows and used.files == built.files
+
+    with pytest.raises(DataError, match=r"data.root=.* is missing, and the cache .* was built "
+                                        r"with other settings \(n_mels=64 there, 32 here\)"):
+        prepare_dataset(data_cfg(root, tmp_path / "cache", n_mels=32), progress=False)
+    with pytest.raises(DataError, match="does not exist"):  # a rebuild needs the inputs
+        prepare_dataset(data_cfg(root, tmp_path / "cache", rebuild=True), progress=False)

@@ -25,7 +25,7 @@ def recordings(tmp_path):
     high = 0.3 * np.sin(2 * np.pi * 1760.0 * t44)
     sf.write(tmp_path / "high.flac", np.stack([high, high], axis=1).astype(np.float32), 44100)
     (tmp_path / "text.wav").write_text("this is not audio")
-    sf.write(tmp_path / "short.wav", tone[: SAMPLE_RATE // 10], SAMPLE_RATE)  # 0.1 s < min_seconds
+    sf.write(tmp_path / "short.wav", tone[: SAMPLE_RATE // 100], SAMPLE_RATE)  # 0.01 s < min_seconds
     return {
         "good": [tmp_path / "low.wav", tmp_path / "high.flac"],
         "bad": [tmp_path / "text.wav", tmp_path / "short.wav", tmp_path / "missing.ogg"],

@@ -5,7 +5,9 @@ spaces, controllers, rewards and latency tables: outputs, resume equivalence
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from nas.checkpoint import CheckpointError, load_checkpoint
+from nas.data.prepare import prepare_dataset
 from nas.registry import build_space
 from nas.search import CHECKPOINT, run_search
 
@@ -269,3 +272,17 @@ def test_multirun_sweep_with_the_basic_launcher(workdir: Path, tmp_path: Path) -
         controllers.add(best["controller"])
         assert (sweep / job / ".hydra" / "config.yaml").is_file()
     assert controllers == {"evolution", "random"}
+
+
+def test_search_runs_on_a_complete_cache_when_data_root_is_gone(tmp_path: Path, caplog) -> None:
+    """A prepared cache is enough: the search says that the inputs were not re-checked."""
+    write_tiny_audio(tmp_path / "audio")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        data = compose(config_name="search", overrides=tiny_overrides(tmp_path)).data
+    prepare_dataset(data, progress=False)
+    shutil.rmtree(tmp_path / "audio")
+    with caplog.at_level(logging.WARNING, logger="nas.data.prepare"):
+        outcome = search(tmp_path, tmp_path / "run", "trainer.epochs=1", "trainer.controller_steps=1",
+                         "trainer.archs_per_step=2", "trainer.final.num_samples=2", "trainer.final.top_k=2")
+    assert outcome.finished and outcome.best is not None
+    assert f"inputs were not re-checked: data.root={tmp_path / 'audio'} is missing" in caplog.text

@@ -15,7 +15,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from nas.data.errors import AudioDecodeError
+from nas.data.errors import AudioDecodeError, SkipKind
 
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
@@ -28,18 +28,20 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     try:
         size = path.stat().st_size
     except OSError as error:
-        raise AudioDecodeError(f"cannot read file: {error.strerror or error}") from error
+        raise AudioDecodeError(f"cannot read file: {error.strerror or error}",
+                               SkipKind.UNREADABLE) from error
     if size == 0:
-        raise AudioDecodeError("empty file (0 bytes)")
+        raise AudioDecodeError("empty file (0 bytes)", SkipKind.EMPTY)
     signal, native_rate = _decode(path)
     if signal.shape[0] == 0:
-        raise AudioDecodeError("no audio samples in the file")
+        raise AudioDecodeError("no audio samples in the file", SkipKind.EMPTY)
     if native_rate <= 0:
         raise AudioDecodeError(f"invalid sample rate {native_rate} in the file header")
     mono = signal.mean(axis=1, dtype=np.float64) if signal.shape[1] > 1 else signal[:, 0]
     bad = int(np.count_nonzero(~np.isfinite(mono)))
     if bad:
-        raise AudioDecodeError(f"{bad} of {mono.size} samples are NaN or infinite")
+        raise AudioDecodeError(f"{bad} of {mono.size} samples are NaN or infinite",
+                               SkipKind.NON_FINITE)
     mono = np.ascontiguousarray(mono, dtype=np.float32)
     if native_rate != sample_rate:
         mono = soxr.resample(mono, native_rate, sample_rate, quality="HQ").astype(np.float32)

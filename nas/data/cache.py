@@ -6,7 +6,8 @@
   ``meta.json``     every parameter, class names, train-split normalisation stats,
                     counts and the input fingerprint; written last, so a cache without
                     it is incomplete
-  ``skipped.csv``   ``path,reason`` for every file that was not used
+  ``skipped.csv``   ``path,kind,reason`` for every file that was not used (``kind``: a
+                    ``SkipKind`` value, to group them)
   ``examples.png``  one log-mel picture per class
 """
 
@@ -96,9 +97,9 @@ def read_index(cache_dir: Path) -> list[IndexRow]:
 def write_skipped(cache_dir: Path, skipped: Sequence[Skipped]) -> None:
     with (cache_dir / SKIPPED).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(("path", "reason"))
+        writer.writerow(("path", "kind", "reason"))
         for item in skipped:
-            writer.writerow((item.path, item.reason))
+            writer.writerow((item.path, item.kind.value, item.reason))
 
 
 class FeatureWriter:

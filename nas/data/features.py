@@ -21,7 +21,7 @@ import numpy as np
 import scipy.fft
 
 from nas.data.audio import load_audio
-from nas.data.errors import AudioDecodeError, DataError
+from nas.data.errors import AudioDecodeError, DataError, SkipKind
 
 __all__ = [
     "AudioDecodeError",
@@ -41,13 +41,16 @@ _CHUNK_WINDOWS = 64  # bounds memory on long recordings
 class FeatureParams:
     """Everything that decides the features (the ``data.*`` keys of the same names).
 
-    ``hop_seconds=None`` means half a window; it is stored resolved.
+    ``hop_seconds=None`` means half a window; it is stored resolved. ``min_seconds`` and
+    ``silence_dbfs`` decide which recordings are too short or silent to use (see
+    ``cut_windows``); ``silence_dbfs=None`` keeps silent recordings.
     """
 
     sample_rate: int = 16000
     window_seconds: float = 1.0
     hop_seconds: float | None = None
-    min_seconds: float = 0.5
+    min_seconds: float = 0.05
+    silence_dbfs: float | None = -60.0
     n_mels: int = 64
     frame_seconds: float = 0.032
     frame_hop_seconds: float = 0.016
@@ -64,6 +67,8 @@ class FeatureParams:
             0 <= self.min_seconds <= self.window_seconds,
             "min_seconds", self.min_seconds, f"between 0 and window_seconds={self.window_seconds}",
         )
+        _require(self.silence_dbfs is None or self.silence_dbfs <= 0, "silence_dbfs",
+                 self.silence_dbfs, "a level in dBFS, <= 0 (or null to keep silent files)")
         _require(self.n_mels >= 1, "n_mels", self.n_mels, ">= 1")
         _require(
             0 < self.frame_seconds <= self.window_seconds,
@@ -128,19 +133,35 @@ def cut_windows(signal: np.ndarray, params: FeatureParams) -> tuple[np.ndarray, 
     """Cut ``float32 [samples]`` into ``float32 [n, window_samples]`` and their start
     times in seconds ``[n]``.
 
-    A signal shorter than one window is zero-padded when it lasts at least
-    ``min_seconds`` and rejected with ``AudioDecodeError`` otherwise. A tail shorter
-    than one hop after the last full window is not used.
+    An empty signal, one whose peak is below ``silence_dbfs`` (silent) and one shorter
+    than ``min_seconds`` (too short) are rejected with ``AudioDecodeError``. A clip shorter
+    than one window becomes one window with the clip in its centre and zeros either side
+    (start time 0). Zeros rather than repeats of the clip: a spoken word or a one-shot
+    sound is recognised by its envelope (onset, decay, the silence around it), which
+    zero padding keeps, while repeating the clip would add onsets and a click at each
+    seam that the sound never had. Centred rather than at the start: the sound lies in
+    the window's middle, away from the STFT's zero-padded edges, as it tends to in
+    windows cut from longer recordings. A tail shorter than one hop after the last
+    full window is not used.
     """
     size, length, hop = signal.shape[0], params.window_samples, params.hop_samples
-    if size < length:
-        if size < params.min_samples:
+    if size == 0:
+        raise AudioDecodeError("no audio samples", SkipKind.EMPTY)
+    if params.silence_dbfs is not None:
+        peak = float(np.max(np.abs(signal)))
+        peak_dbfs = 20 * math.log10(peak) if peak > 0 else -math.inf
+        if peak_dbfs < params.silence_dbfs:
             raise AudioDecodeError(
-                f"too short: {size / params.sample_rate:.3f} s, below "
-                f"data.min_seconds={params.min_seconds}"
-            )
+                f"silent: peak {peak_dbfs:.1f} dBFS, below data.silence_dbfs="
+                f"{params.silence_dbfs}", SkipKind.SILENT)
+    if size < params.min_samples:
+        raise AudioDecodeError(
+            f"too short: {size / params.sample_rate:.3f} s, below "
+            f"data.min_seconds={params.min_seconds}", SkipKind.TOO_SHORT)
+    if size < length:
         padded = np.zeros(length, dtype=np.float32)
-        padded[:size] = signal
+        start = (length - size) // 2
+        padded[start : start + size] = signal
         return padded[None, :], np.zeros(1)
     count = 1 + (size - length) // hop
     starts = np.arange(count) * hop

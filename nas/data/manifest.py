@@ -13,7 +13,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nas.data.errors import DataError
+from nas.data.errors import DataError, SkipKind
 from nas.data.splits import SPLITS
 
 AUDIO_EXTENSIONS = frozenset({
@@ -37,7 +37,10 @@ class Recording:
 
 @dataclass(frozen=True)
 class Skipped:
+    """A file that was not used: ``kind`` groups it, ``reason`` says what was wrong."""
+
     path: str
+    kind: SkipKind
     reason: str
 
 
@@ -70,7 +73,7 @@ def scan_folder(root: str | Path) -> Listing:
         elif entry.is_dir():
             class_dirs.append(entry)
         else:
-            skipped.append(Skipped(str(entry), "not inside a class folder"))
+            skipped.append(Skipped(str(entry), SkipKind.OUTSIDE_CLASS, "not inside a class folder"))
     if not class_dirs:
         raise DataError(
             f"data.root={root} has no class sub-folders: put each class's recordings in "
@@ -84,8 +87,8 @@ def scan_folder(root: str | Path) -> Listing:
                 recordings.append(Recording(path, source, class_dir.name, source))
                 found += 1
             else:
-                skipped.append(Skipped(str(path), f"not an audio file extension "
-                                                  f"({path.suffix or 'none'})"))
+                skipped.append(Skipped(str(path), SkipKind.NOT_AUDIO, f"not an audio file "
+                                       f"extension ({path.suffix or 'none'})"))
         if not found:
             empty_classes.append(class_dir.name)
     if empty_classes:
@@ -111,7 +114,7 @@ def _files_under(folder: Path, skipped: list[Skipped]) -> list[Path]:
 
 def _hidden(entry: Path) -> Skipped:
     what = "hidden folder (not searched)" if entry.is_dir() else "hidden file"
-    return Skipped(str(entry), f"{what}: its name starts with '.'")
+    return Skipped(str(entry), SkipKind.HIDDEN, f"{what}: its name starts with '.'")
 
 
 def read_manifest(manifest: str | Path) -> Listing:

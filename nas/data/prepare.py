@@ -3,7 +3,8 @@ runs, and what later entry points call to make sure a cache is there).
 
 Files are decoded and featurised in a process pool (``data.num_workers``, default: all
 cores) in a fixed order, so the cache does not depend on the worker count. Unusable
-files go to ``skipped.csv`` with their reason. Splits are drawn per recording once the
+files go to ``skipped.csv`` with their reason and its kind; when more than 10% of the
+files are skipped, the summary says so loudly, per kind, with the setting to change. Splits are drawn per recording once the
 usable recordings are known; normalisation statistics come from the train split.
 """
 
@@ -19,7 +20,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from nas.data import cache
-from nas.data.errors import AudioDecodeError, DataError
+from nas.data.errors import AudioDecodeError, DataError, SkipKind
 from nas.data.examples import plot_examples
 from nas.data.features import FeatureParams, file_features
 from nas.data.manifest import Listing, Recording, Skipped, read_manifest, scan_folder
@@ -28,6 +29,27 @@ from nas.data.splits import SPLITS, SplitRatios, assign_splits
 from nas.progress import progress_bar
 
 log = logging.getLogger(__name__)
+
+LOUD_SKIP_FRACTION = 0.1  # more skipped files than this share: the summary warns, per kind
+# What a group of skipped files is, and what to do about it ("N of M files (P%) <this>").
+SKIP_ADVICE: dict[SkipKind, str] = {
+    SkipKind.TOO_SHORT: "are shorter than data.min_seconds={p.min_seconds}: lower it (a clip "
+                        "from there up to data.window_seconds={p.window_seconds} is padded to "
+                        "one window)",
+    SkipKind.SILENT: "are silent (peak below data.silence_dbfs={p.silence_dbfs}): check them, "
+                     "or lower data.silence_dbfs (null keeps silent files)",
+    SkipKind.EMPTY: "are empty (no audio samples): re-export or remove them",
+    SkipKind.UNDECODABLE: "cannot be decoded: convert them to wav or flac, or install ffmpeg "
+                          "for more formats",
+    SkipKind.NON_FINITE: "hold NaN or infinite samples: re-export them",
+    SkipKind.UNREADABLE: "cannot be read: check their permissions",
+    SkipKind.NOT_AUDIO: "do not have an audio file extension: rename them if they are "
+                        "recordings, else keep them out of data.root",
+    SkipKind.HIDDEN: "are hidden (their names start with '.'): rename them if they are "
+                     "recordings",
+    SkipKind.OUTSIDE_CLASS: "are not inside a class folder: move them into data.root/<class>/",
+    SkipKind.UNEXPECTED: "failed with an unexpected error: the reasons are in skipped.csv",
+}
 
 
 @dataclass(frozen=True)
@@ -91,32 +113,71 @@ class PrepareReport:
     windows: dict[str, dict[str, int]]  # class -> split -> windows
     minutes: float
     skipped: int
+    features: FeatureParams
+    files: int  # every file looked at: used or skipped
+    skipped_kinds: dict[str, int]  # SkipKind value -> files
+    clip_seconds: tuple[float, float, float]  # used recordings' length: 10th, 50th, 90th pct
+    padded: int  # used recordings shorter than one window
     seconds: float = 0.0
     input_shape: tuple[int, int, int] = (1, 0, 0)
     why: str = ""  # why it was (re)built
+    unchecked: str = ""  # why the inputs were not compared with the cache
 
     def totals(self, table: dict[str, dict[str, int]]) -> dict[str, int]:
         return {split: sum(row.get(split, 0) for row in table.values()) for split in SPLITS}
 
     def summary(self) -> str:
         """A human-readable table: recordings and windows per class and split."""
-        action = ("reused: inputs and parameters unchanged (data.rebuild=true forces a "
-                  "rebuild)" if self.reused else f"built in {self.seconds:.1f} s ({self.why})")
+        if self.unchecked:
+            action = f"used as it is: {self.unchecked}"
+        elif self.reused:
+            action = "reused: inputs and parameters unchanged (data.rebuild=true forces a rebuild)"
+        else:
+            action = f"built in {self.seconds:.1f} s ({self.why})"
+        low, median, high = self.clip_seconds
+        recordings = sum(self.totals(self.recordings).values())
         lines = [f"cache {self.cache_dir}: {action}",
                  f"{len(self.class_names)} classes, "
-                 f"{sum(self.totals(self.recordings).values())} recordings, "
+                 f"{recordings} recordings, "
                  f"{self.minutes:.1f} minutes of audio, input shape {self.input_shape}",
+                 f"clip lengths: median {median:.2f} s (10-90%: {low:.2f}-{high:.2f} s); "
+                 f"{self.padded} of {recordings} shorter than data.window_seconds="
+                 f"{self.features.window_seconds}, centred and padded with zeros to one window",
                  f"{'class':<20}{'recordings train/val/test':>28}{'windows train/val/test':>26}"]
         for name in self.class_names + ["total"]:
             recordings = self.totals(self.recordings) if name == "total" else self.recordings[name]
             windows = self.totals(self.windows) if name == "total" else self.windows[name]
             lines.append(f"{name:<20}{_triple(recordings):>28}{_triple(windows):>26}")
-        lines.append(f"skipped files: {self.skipped} (see {self.cache_dir / cache.SKIPPED})")
+        lines.append(f"skipped files: {self.skipped} of {self.files} "
+                     f"(see {self.cache_dir / cache.SKIPPED})")
+        lines.append(f"examples: {self.cache_dir / cache.EXAMPLES}")
+        warning = self.skip_warning()
+        return "\n".join(lines + ([warning] if warning else []))
+
+    def skip_warning(self) -> str:
+        """Empty unless more than ``LOUD_SKIP_FRACTION`` of the files were skipped; then a
+        warning with one line per kind of reason, largest first, naming what to change."""
+        if self.skipped <= LOUD_SKIP_FRACTION * self.files:
+            return ""
+        lines = [f"WARNING: {self.skipped:,} of {self.files:,} files "
+                 f"({self.skipped / self.files:.0%}) were skipped:"]
+        lines += [f"WARNING:   {line}" for line in
+                  skip_lines(self.skipped_kinds, self.files, self.features)]
+        lines.append(f"WARNING: each file and its reason: {self.cache_dir / cache.SKIPPED}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"recordings": self.recordings, "windows": self.windows,
-                "minutes": self.minutes, "skipped": self.skipped}
+                "minutes": self.minutes, "skipped": self.skipped, "files": self.files,
+                "skipped_kinds": self.skipped_kinds, "clip_seconds": list(self.clip_seconds),
+                "padded": self.padded}
+
+
+def skip_lines(kinds: Mapping[str, int], files: int, params: FeatureParams) -> list[str]:
+    """One line per kind of skip, largest first: how many files, and what to change."""
+    return [f"{count:,} of {files:,} files ({count / files:.0%}) "
+            f"{SKIP_ADVICE[SkipKind(kind)].format(p=params)}"
+            for kind, count in sorted(kinds.items(), key=lambda item: -item[1])]
 
 
 def _triple(counts: Mapping[str, int]) -> str:
@@ -129,6 +190,7 @@ class _FileResult:
     features: np.ndarray | None = None
     offsets: np.ndarray | None = None
     seconds: float = 0.0
+    kind: SkipKind | None = None
     reason: str | None = None
 
 
@@ -139,14 +201,19 @@ class _Built:
     recordings: list[Recording] = field(default_factory=list)
     rows: list[range] = field(default_factory=list)
     offsets: list[np.ndarray] = field(default_factory=list)
-    seconds: float = 0.0
+    durations: list[float] = field(default_factory=list)  # seconds
 
 
 def prepare_dataset(data: Mapping[str, Any], *, progress: bool = True) -> PrepareReport:
     """Make sure ``data.cache_dir`` holds the cache for ``data`` (the ``data`` config
-    group); rebuild it when parameters or input files changed. Raises ``DataError``
-    with what to do when the data set cannot be used."""
+    group); rebuild it when parameters or input files changed. When the inputs
+    (``data.root`` or ``data.manifest``) are gone, a complete cache built with the same
+    parameters is used as it is, and the log says that the inputs were not re-checked.
+    Raises ``DataError`` with what to do when the data set cannot be used."""
     settings = PrepareSettings.from_config(data)
+    unchecked = _cache_without_inputs(settings)
+    if unchecked is not None:
+        return unchecked
     listing = read_manifest(settings.manifest) if settings.manifest else \
         scan_folder(settings.root)
     fingerprint = cache.fingerprint(settings.identity(), listing.recordings)
@@ -161,6 +228,34 @@ def prepare_dataset(data: Mapping[str, Any], *, progress: bool = True) -> Prepar
         return _report_from_meta(settings.cache_dir, existing)
     log.info("building cache %s: %s", settings.cache_dir, why)
     return _build(settings, listing, fingerprint, why=why, progress=progress)
+
+
+def _cache_without_inputs(settings: PrepareSettings) -> PrepareReport | None:
+    """The complete cache's report when the inputs are missing and the cache was built
+    with the same parameters; None when the inputs are there (or no cache can stand in,
+    so that reading the inputs raises the usual error)."""
+    key, source = (("data.manifest", settings.manifest) if settings.manifest
+                   else ("data.root", settings.root))
+    inputs = f"{key}={source}"
+    if source.exists() or settings.rebuild:
+        return None
+    meta = cache.read_meta(settings.cache_dir)
+    if meta is None or not (settings.cache_dir / cache.FEATURES).is_file():
+        return None
+    wanted = settings.identity()
+    differ = {name: meta.get(name) for name, value in wanted.items() if meta.get(name) != value}
+    if differ:
+        shown = ", ".join(f"{name}={value!r} there, {wanted[name]!r} here"
+                          for name, value in differ.items())
+        raise DataError(
+            f"{inputs} is missing, and the cache in {settings.cache_dir} was built with "
+            f"other settings ({shown}): restore {key}, or set those data.* keys as the "
+            "cache has them")
+    built_from = meta.get("manifest") or meta.get("root")
+    unchecked = (f"inputs were not re-checked: {inputs} is missing; using the complete "
+                 f"cache in {settings.cache_dir} (built from {built_from})")
+    log.warning("%s", unchecked)
+    return _report_from_meta(settings.cache_dir, meta, unchecked=unchecked)
 
 
 def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *, why: str,
@@ -179,19 +274,21 @@ def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *, why
                                    unit="file", enabled=progress):
             recording = listing.recordings[result.index]
             if result.reason is not None:
-                skipped.append(Skipped(str(recording.path), result.reason))
+                skipped.append(Skipped(str(recording.path), result.kind, result.reason))
                 continue
             built.recordings.append(recording)
             built.rows.append(range(writer.rows, writer.rows + result.features.shape[0]))
             built.offsets.append(result.offsets)
-            built.seconds += result.seconds
+            built.durations.append(result.seconds)
             writer.append(result.features)
         writer.close()
     except BaseException:
         writer.abort()
         raise
     cache.write_skipped(cache_dir, skipped)
-    _require_every_class(listing, built, cache_dir)
+    files = len(listing.recordings) + len(listing.skipped)
+    skipped_kinds = dict(Counter(item.kind.value for item in skipped))
+    _require_every_class(listing, built, cache_dir, skip_lines(skipped_kinds, files, params))
     splits = assign_splits([r.label for r in built.recordings],
                            [r.group for r in built.recordings],
                            [r.split for r in built.recordings], settings.splits, settings.seed)
@@ -204,12 +301,17 @@ def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *, why
         raise DataError("the train split is empty: check the manifest's split column or "
                         "data.splits")
     mean, std = cache.band_statistics(features, train_rows)
+    durations = np.array(built.durations)
     report = PrepareReport(
         cache_dir=cache_dir, reused=False, class_names=class_names,
         recordings=_count(class_names, built.recordings, splits, [1] * len(splits)),
         windows=_count(class_names, built.recordings, splits, [len(r) for r in built.rows]),
-        minutes=built.seconds / 60, skipped=len(skipped), input_shape=params.input_shape,
-        why=why)
+        minutes=float(durations.sum()) / 60, skipped=len(skipped), features=params,
+        files=files, skipped_kinds=skipped_kinds,
+        clip_seconds=tuple(float(v) for v in np.percentile(durations, [10, 50, 90])),
+        padded=int(np.count_nonzero(np.round(durations * params.sample_rate)
+                                     < params.window_samples)),
+        input_shape=params.input_shape, why=why)
     _plot(cache_dir / cache.EXAMPLES, class_names, features, rows, params)
     report.seconds = time.perf_counter() - started
     meta = {
@@ -249,20 +351,24 @@ def _featurise_one(task: tuple[int, str, FeatureParams]) -> _FileResult:
     try:
         features, offsets, seconds = file_features(path, params)
     except AudioDecodeError as error:
-        return _FileResult(index, reason=str(error))
+        return _FileResult(index, kind=error.kind, reason=str(error))
     except Exception as error:  # noqa: BLE001 - one odd file must not stop the data set
-        return _FileResult(index, reason=f"unexpected {type(error).__name__}: {error}")
+        return _FileResult(index, kind=SkipKind.UNEXPECTED,
+                           reason=f"unexpected {type(error).__name__}: {error}")
     return _FileResult(index, features, offsets, seconds)
 
 
-def _require_every_class(listing: Listing, built: _Built, cache_dir: Path) -> None:
+def _require_every_class(listing: Listing, built: _Built, cache_dir: Path,
+                         skips: Sequence[str]) -> None:
+    """Raise ``DataError`` naming the classes left without a recording, and why files
+    were skipped (``skips``: ``skip_lines``)."""
     usable = {recording.label for recording in built.recordings}
     empty = [name for name in listing.class_names if name not in usable]
     if empty:
         raise DataError(
             f"class(es) {empty} have no usable recording: every file of theirs was skipped "
             f"(reasons in {cache_dir / cache.SKIPPED}); fix or replace those files, or "
-            "remove the class"
+            "remove the class. Skipped, by reason:\n" + "\n".join(f"  {line}" for line in skips)
         )
 
 
@@ -300,10 +406,15 @@ def _plot(path: Path, class_names: Sequence[str], features: np.ndarray,
                   frame_hop_seconds=params.frame_hop_seconds)
 
 
-def _report_from_meta(cache_dir: Path, meta: Mapping[str, Any]) -> PrepareReport:
+def _report_from_meta(cache_dir: Path, meta: Mapping[str, Any], *,
+                      unchecked: str = "") -> PrepareReport:
     counts = meta["counts"]
     return PrepareReport(cache_dir=cache_dir, reused=True,
                          class_names=list(meta["class_names"]),
                          recordings=counts["recordings"], windows=counts["windows"],
                          minutes=counts["minutes"], skipped=counts["skipped"],
-                         seconds=0.0, input_shape=tuple(meta["input_shape"]))
+                         features=FeatureParams.from_mapping(meta), files=counts["files"],
+                         skipped_kinds=counts["skipped_kinds"],
+                         clip_seconds=tuple(counts["clip_seconds"]), padded=counts["padded"],
+                         seconds=0.0, input_shape=tuple(meta["input_shape"]),
+                         unchecked=unchecked)
