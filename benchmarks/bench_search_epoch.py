@@ -27,9 +27,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from nas.latency import latency_table_for  # noqa: E402
-from nas.registry import build_space, space_config  # noqa: E402
-from nas.scoring import ArchScorer  # noqa: E402
+from nas.latency.measure import latency_table_for  # noqa: E402
+from nas.io.registry import build_space, space_config  # noqa: E402
+from nas.search.scoring import ArchScorer  # noqa: E402
 
 INPUT_SHAPE = (1, 64, 63)
 NUM_CLASSES = 11

@@ -32,8 +32,8 @@ import torch
 import yaml
 from torch import nn
 
-from nas.device import resolve_device
-from nas.registry import available_spaces, build_space
+from nas.runtime import resolve_device
+from nas.io.registry import available_spaces, build_space
 from search_spaces.base import Arch, SearchSpace
 
 

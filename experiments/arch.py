@@ -18,11 +18,12 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from nas.cost import ModelSummary, model_summary
-from nas.latency import DEFAULT_NUM_CLASSES, ModelInput, resolve_model_input
-from nas.model_io import read_checkpoint
-from nas.registry import available_spaces, build_space
+from nas.evaluate.cost import ModelSummary, model_summary
+from nas.io.model_file import read_checkpoint
+from nas.io.registry import available_spaces, build_space
+from nas.latency.measure import DEFAULT_NUM_CLASSES, ModelInput, resolve_model_input
 from search_spaces.base import Arch, SearchSpace
+
 
 def parse_input_shape(text: str) -> tuple[int, int, int]:
     """``"1x64x63"`` -> ``(1, 64, 63)`` (channels x n_mels x frames)."""

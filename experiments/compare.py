@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas.compare import compare_runs
+from nas.evaluate.compare import compare_runs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

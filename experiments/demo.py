@@ -8,7 +8,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nas.demo import run_demo, step_table
+from experiments.demo_steps import run_demo, step_table
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="demo")

@@ -9,7 +9,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nas.evaluate import LatencySettings, evaluate_checkpoint, format_summary
+from nas.evaluate.metrics import evaluate_checkpoint, format_summary
+from nas.latency.measure import LatencySettings
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

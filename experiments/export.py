@@ -13,8 +13,13 @@ import math
 import sys
 from pathlib import Path
 
-from nas.export import ExportCheck, OnnxUnavailable, export_onnx, export_torchscript
-from nas.model_io import load_model
+from nas.evaluate.export import (
+    ExportCheck,
+    OnnxUnavailable,
+    export_onnx,
+    export_torchscript,
+)
+from nas.io.model_file import load_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

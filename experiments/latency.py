@@ -10,8 +10,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from nas.latency import ArchLatency, check_latency_table, resolve_model_input
-from nas.registry import build_space
+from nas.io.registry import build_space
+from nas.latency.measure import ArchLatency, check_latency_table, resolve_model_input
 
 REPORT = "latency_report.json"
 

@@ -13,9 +13,9 @@ import argparse
 import json
 import sys
 
-from nas.device import resolve_device
-from nas.model_io import load_model
-from nas.predict import format_prediction, predict_files
+from nas.evaluate.predict import format_prediction, predict_files
+from nas.io.model_file import load_model
+from nas.runtime import resolve_device
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -9,9 +9,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nas.checkpoint import CheckpointError
 from nas.data.errors import DataError
-from nas.search import run_search
+from nas.io.checkpoint import CheckpointError
+from nas.search.loop import run_search
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="search")

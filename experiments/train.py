@@ -8,7 +8,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nas.train import train_model
+from nas.train.job import train_model
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

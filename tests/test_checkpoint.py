@@ -11,8 +11,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from nas import checkpoint as ckpt
-from nas.checkpoint import (
+from nas.io import checkpoint as ckpt
+from nas.io.checkpoint import (
     CheckpointError,
     capture_rng_state,
     load_checkpoint,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from experiments.compare import main as compare_main
-from nas.compare import PROXY, TEST, arch_hash, collect_rows, compare_runs
-from nas.pareto import pareto_front
+from nas.evaluate.compare import PROXY, TEST, arch_hash, collect_rows, compare_runs
+from nas.evaluate.pareto import pareto_front
 from search_spaces.base import Arch
 
 
@@ -137,8 +137,8 @@ def test_compare_errors(tmp_path, capsys):
 
 
 def _saved_model(path: Path, filters: int) -> Path:
-    from nas.model_io import save_model
-    from nas.registry import build_space
+    from nas.io.model_file import save_model
+    from nas.io.registry import build_space
 
     config = {"_target_": "search_spaces.enas_macro.EnasMacroSpace", "num_layers": 2, "filters": filters}
     space = build_space(config)
@@ -158,7 +158,7 @@ def test_remeasure_times_the_models_side_by_side(tmp_path, monkeypatch):
         calls.append(n)
         return n / 1000.0
 
-    monkeypatch.setattr("nas.side_by_side.measure_latency", param_ms)
+    monkeypatch.setattr("nas.latency.side_by_side.measure_latency", param_ms)
     small, big = tmp_path / "train_small", tmp_path / "train_big"
     for path, filters, lat in ((small, 8, 99.0), (big, 32, 1.0)):
         _train_dir(path, "preset:plain", f"f{filters}", 0.8, lat)

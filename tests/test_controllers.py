@@ -22,7 +22,7 @@ from controllers.base import Controller, Sample, check_decisions, uniform_entrop
 from controllers.enas_lstm import EnasLstmController
 from controllers.evolution import EvolutionController
 from controllers.random_search import RandomController
-from nas.registry import available_spaces, build_space
+from nas.io.registry import available_spaces, build_space
 from search_spaces.base import Categorical, Decision, InputChoice, SearchSpace
 
 CONTROLLER_CONF = Path(__file__).resolve().parents[1] / "conf" / "controller"

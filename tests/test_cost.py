@@ -1,4 +1,4 @@
-"""Parameter and MAC counting (nas.cost) against closed forms, and the per-unit summary."""
+"""Parameter and MAC counting (nas.evaluate.cost) against closed forms, and the per-unit summary."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from nas.cost import count_macs, count_params, model_summary
+from nas.evaluate.cost import count_macs, count_params, model_summary
 from search_spaces.base import Arch, Categorical, InputChoice, LayerCost, SearchSpace
 
 
@@ -189,7 +189,7 @@ def test_melnas_arch_presets_match_torchvision(preset, capsys):
 
 def test_melnas_arch_reads_arch_files_and_samples(tmp_path, capsys):
     from experiments.arch import main
-    from nas.registry import build_space, space_config
+    from nas.io.registry import build_space, space_config
 
     space = build_space("enas_macro")
     archs = [space.random_arch(np.random.default_rng(s)) for s in range(2)]

@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from nas.evaluate import LatencySettings, cost_metrics
-from nas.latency import measure_latency
-from nas.model_io import load_model
-from nas.train import train_model
+from nas.evaluate.metrics import cost_metrics
+from nas.io.model_file import load_model
+from nas.latency.measure import LatencySettings, measure_latency
+from nas.train.job import train_model
 from tests.test_search import TINY_ENAS, search, workdir  # noqa: F401 (fixture)
 from tests.test_train_fixtures import compose_train, tiny_cache  # noqa: F401 (fixture)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from nas.demo import compose_step, plan_steps, synthesise_if_missing
-from nas.registry import CONF_DIR
+from experiments.demo_steps import compose_step, plan_steps, synthesise_if_missing
+from nas.io.registry import CONF_DIR
 from tests.test_train_fixtures import write_tone_dataset
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nas.device import resolve_device
+from nas.runtime import resolve_device
 
 
 @pytest.fixture

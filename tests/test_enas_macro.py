@@ -12,7 +12,7 @@ from torch import nn
 
 from child_models.enas import EnasPlan, pool_layers, reductions_needed
 from child_models.enas_ops import BRANCH_OPS, FactorizedReduction
-from nas.registry import build_space
+from nas.io.registry import build_space
 from search_spaces.base import Categorical, InputChoice
 from search_spaces.enas_macro import EnasMacroSpace
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from nas.cost import count_params
+from nas.evaluate.cost import count_params
 from nas.data.dataset import make_loader, open_prepared
-from nas.evaluate import (
+from nas.evaluate.metrics import (
     LatencySettings,
     check_compatible,
     classification_metrics,
@@ -19,8 +19,8 @@ from nas.evaluate import (
     predict_probabilities,
     recording_accuracy,
 )
-from nas.model_io import load_model
-from nas.registry import CONF_DIR
+from nas.io.model_file import load_model
+from nas.io.registry import CONF_DIR
 from tests.test_train_fixtures import tiny_cache, tiny_trained  # noqa: F401 (fixtures)
 
 FAST_LATENCY = LatencySettings(warmup=1, repeats=3, cuda=False)  # CPU timing only, GPU or not

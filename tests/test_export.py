@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from experiments.export import main as export_main
-from nas.export import OnnxUnavailable, export_onnx, export_torchscript
-from nas.model_io import load_model
+from nas.evaluate.export import OnnxUnavailable, export_onnx, export_torchscript
+from nas.io.model_file import load_model
 from tests.test_train_fixtures import tiny_cache, tiny_trained  # noqa: F401 (fixtures)
 
 

@@ -1,4 +1,4 @@
-"""Latency measurement and the per-unit latency table (nas.latency)."""
+"""Latency measurement and the per-unit latency table (nas.latency.measure)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch import nn
 
-import nas.latency as latency
-from nas.latency import (
+import nas.latency.measure as latency
+from nas.latency.measure import (
     Calibration,
     LatencyTable,
     check_latency_table,
@@ -24,7 +24,7 @@ from nas.latency import (
     resolve_model_input,
     spanning_archs,
 )
-from nas.registry import CONF_DIR, available_spaces, build_space
+from nas.io.registry import CONF_DIR, available_spaces, build_space
 from tests.test_cost import SumInputs, ToySpace
 
 SHAPE = (1, 8, 6)

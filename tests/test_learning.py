@@ -34,13 +34,13 @@ from omegaconf import OmegaConf
 
 from nas.data.dataset import PreparedData, make_loader, open_prepared
 from nas.data.prepare import prepare_dataset
-from nas.latency import LatencyTable
-from nas.model_io import build_network, load_model
-from nas.netadapt import AdaptSettings, accuracy, netadapt, short_finetune
-from nas.predict import predict_files
-from nas.registry import CONF_DIR
-from nas.search import run_search
-from nas.train import TrainResult, resolve_arch, train_model
+from nas.latency.measure import LatencyTable
+from nas.io.model_file import build_network, load_model
+from nas.compress.netadapt import AdaptSettings, accuracy, netadapt, short_finetune
+from nas.evaluate.predict import predict_files
+from nas.io.registry import CONF_DIR
+from nas.search.loop import run_search
+from nas.train.job import TrainResult, resolve_arch, train_model
 from tests.test_netadapt import _param_ms
 from tests.test_train_fixtures import TINY_SPACE, compose_train, write_tone_dataset
 

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from child_models.ops import make_divisible
-from nas.registry import build_space
+from nas.io.registry import build_space
 from search_spaces.base import Arch
 from search_spaces.mobilenetv3 import MobileNetV3Space
 

@@ -1,4 +1,4 @@
-"""The NetAdapt loop (nas.netadapt) on tiny models of both spaces, and melnas-adapt end to end."""
+"""The NetAdapt loop (nas.compress.netadapt) on tiny models of both spaces, and melnas-adapt end to end."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from nas.latency import LatencyTable
-from nas.model_io import load_model
-from nas.netadapt import (
+from nas.latency.measure import LatencyTable
+from nas.io.model_file import load_model
+from nas.compress.netadapt import (
     MAX_STEP_HALVINGS,
     AdaptSettings,
     Proposal,
-    adapt_model,
     choose_step,
     measure_in_turns,
     most_pruned,
@@ -24,9 +23,10 @@ from nas.netadapt import (
     pick_best,
     propose,
 )
-from nas.pruning import candidate_widths, channel_groups, prunable_widths
-from nas.registry import CONF_DIR
-from nas.train import train_model
+from nas.compress.adapt_job import adapt_model
+from nas.compress.pruning import candidate_widths, channel_groups, prunable_widths
+from nas.io.registry import CONF_DIR
+from nas.train.job import train_model
 from tests.test_pruning import NUM_CLASSES, _enas, _mobilenet
 from tests.test_train_fixtures import compose_train, tiny_cache  # noqa: F401 (fixture)
 
@@ -186,7 +186,7 @@ def test_a_target_just_above_the_most_pruned_network_is_reached(tmp_path):
 
 def test_loop_stops_clearly_when_no_group_saves_more(tmp_path, monkeypatch):
     """The floor can measure under the target (noise) while the loop cannot get there."""
-    monkeypatch.setattr("nas.netadapt._measured_floor", lambda *args, **kwargs: 0.0)
+    monkeypatch.setattr("nas.compress.netadapt._measured_floor", lambda *args, **kwargs: 0.0)
     result = _adapt_enas(tmp_path, target_ms=0.01)
     assert "no group can be pruned further" in result.stop_reason
     assert all(w == 8 for w in result.widths.values())
@@ -273,7 +273,7 @@ def test_adapt_config_composes_with_paper_defaults():
 def test_melnas_adapt_end_to_end(tiny_cache, tmp_path, monkeypatch):
     # Timings of a 16-filter model are noise-level: NetAdapt's table and measurements use the
     # deterministic stand-in, so every run prunes (the real timer is covered in test_latency).
-    monkeypatch.setattr("nas.latency.measure_latency", lambda model, input_shape, **_: _param_ms(model))
+    monkeypatch.setattr("nas.latency.measure.measure_latency", lambda model, input_shape, **_: _param_ms(model))
     trained = train_model(
         compose_train(tiny_cache, "search_space.filters=16", "train.epochs=3"), tmp_path / "train"
     )

@@ -10,8 +10,8 @@ import soundfile as sf
 
 from experiments.predict import main as predict_main
 from nas.data.features import windows_from_file
-from nas.model_io import load_model
-from nas.predict import predict_file, window_probabilities
+from nas.io.model_file import load_model
+from nas.evaluate.predict import predict_file, window_probabilities
 from tests.test_train_fixtures import SAMPLE_RATE, tiny_cache, tiny_trained  # noqa: F401 (fixtures)
 
 
@@ -87,8 +87,8 @@ def test_cli_fails_only_when_every_file_fails(tiny_trained, recordings, capsys):
 
 
 def _search_checkpoint(path):
-    """A file shaped like ``<run>/checkpoints/last.pt`` (``nas.search.checkpoint_state``'s keys)."""
-    from nas.checkpoint import save_checkpoint
+    """A file shaped like ``<run>/checkpoints/last.pt`` (``nas.search.loop.checkpoint_state``'s keys)."""
+    from nas.io.checkpoint import save_checkpoint
 
     keys = ("identity", "state", "supernet", "controller", "optimizer", "scheduler", "rng", "log_bytes")
     save_checkpoint(path, {"format": 1, **{key: {} for key in keys}})

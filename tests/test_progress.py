@@ -8,7 +8,7 @@ import pytest
 from tqdm.auto import tqdm
 
 from nas.progress import LineProgress, progress_bar
-from nas.tracking import RunTracker
+from nas.search.tracking import RunTracker
 
 
 class Terminal(io.StringIO):

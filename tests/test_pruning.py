@@ -1,4 +1,4 @@
-"""Channel pruning (nas.pruning) on tiny models of both spaces: the pruned build runs,
+"""Channel pruning (nas.compress.pruning) on tiny models of both spaces: the pruned build runs,
 keeps its output shape, keeps the largest-norm filters, and survives model.pt."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import dataclasses
 import pytest
 import torch
 
-from nas.model_io import load_model, save_model
-from nas.pruning import (
+from nas.io.model_file import load_model, save_model
+from nas.compress.pruning import (
     candidate_widths,
     channel_groups,
     kept_filters,
@@ -18,7 +18,7 @@ from nas.pruning import (
     prune_model,
     prune_state_dict,
 )
-from nas.registry import build_space
+from nas.io.registry import build_space
 
 NUM_CLASSES = 4
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from hydra.utils import instantiate
 
-from nas.reward import AccuracyReward, MnasReward, Reward, TunasReward
+from nas.search.reward import AccuracyReward, MnasReward, Reward, TunasReward
 
 REWARD_CONF = Path(__file__).resolve().parents[1] / "conf" / "reward"
 REWARD_NAMES = sorted(p.stem for p in REWARD_CONF.glob("*.yaml"))

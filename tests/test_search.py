@@ -22,10 +22,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from nas.checkpoint import CheckpointError, load_checkpoint
+from nas.io.checkpoint import CheckpointError, load_checkpoint
 from nas.data.prepare import prepare_dataset
-from nas.registry import build_space
-from nas.search import CHECKPOINT, run_search
+from nas.io.registry import build_space
+from nas.search.loop import CHECKPOINT, run_search
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

@@ -10,8 +10,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from controllers.base import Controller
-from nas.registry import build_space
-from nas.search import trainer_settings
+from nas.io.registry import build_space
+from nas.search.loop import trainer_settings
 from search_spaces.base import SearchSpace
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

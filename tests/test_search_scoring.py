@@ -9,10 +9,10 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from nas.checkpoint import CheckpointError
-from nas.scoring import ArchScorer, LatencyLookup
-from nas.search import check_resumable, identity_of, trainer_settings
-from nas.search_phases import derive_seed, rank_key
+from nas.io.checkpoint import CheckpointError
+from nas.search.scoring import ArchScorer, LatencyLookup
+from nas.search.loop import check_resumable, identity_of, trainer_settings
+from nas.search.phases import derive_seed, rank_key
 from search_spaces.base import Arch, Supernet
 
 CHECKPOINT = Path("run/checkpoints/last.pt")

@@ -1,6 +1,6 @@
 """Every registered search space honours the contract of ``search_spaces/base.py``.
 
-Spaces are discovered from ``conf/search_space/*.yaml`` (``nas.registry``) and built
+Spaces are discovered from ``conf/search_space/*.yaml`` (``nas.io.registry``) and built
 with their YAML defaults, so a new space gets all of these checks for free: random
 archs build and run, arch JSON round-trips, the supernet reproduces the standalone
 network exactly, and the latency units cover the network.
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from nas.cost import count_macs, count_params, model_summary
-from nas.registry import available_spaces, build_space
+from nas.evaluate.cost import count_macs, count_params, model_summary
+from nas.io.registry import available_spaces, build_space
 from search_spaces.base import Arch, Categorical, InputChoice, SearchSpace
 
 SPACES = available_spaces()

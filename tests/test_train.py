@@ -11,10 +11,10 @@ import torch
 from sklearn.metrics import accuracy_score
 
 from nas.data.dataset import make_loader, open_prepared
-from nas.evaluate import predict_probabilities
-from nas.model_io import load_model, read_checkpoint, save_model
-from nas.registry import build_space
-from nas.train import resolve_arch, train_model
+from nas.evaluate.metrics import predict_probabilities
+from nas.io.model_file import load_model, read_checkpoint, save_model
+from nas.io.registry import build_space
+from nas.train.job import resolve_arch, train_model
 from tests.test_train_fixtures import compose_train, tiny_cache, tiny_trained  # noqa: F401 (fixtures)
 
 METRIC_KEYS = {

@@ -16,8 +16,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from nas.data.prepare import prepare_dataset
-from nas.registry import CONF_DIR
-from nas.train import TrainResult, train_model
+from nas.io.registry import CONF_DIR
+from nas.train.job import TrainResult, train_model
 
 SAMPLE_RATE = 16000
 CLASSES = {"high": 1760.0, "low": 220.0, "noise": None}

@@ -12,9 +12,10 @@ from hydra.utils import instantiate
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from nas.augment import SpecAugment
-from nas.registry import CONF_DIR
-from nas.train import Recipe, _run_epoch, build_augment, fit, parameter_groups, warmup_cosine
+from nas.train.augment import SpecAugment
+from nas.io.registry import CONF_DIR
+from nas.train.loop import Recipe, _run_epoch, fit, parameter_groups, warmup_cosine
+from nas.train.job import build_augment
 
 
 def test_spec_augment_masks_whole_bands_and_spans():

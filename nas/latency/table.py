@@ -2,7 +2,7 @@
 
 A network's latency is predicted as the sum of the measured latencies of its
 ``space.layers(...)`` units, mapped through a linear calibration fitted on a few
-whole networks (``Calibration``). Build tables with ``nas.latency.latency_table_for``.
+whole networks (``Calibration``). Build tables with ``nas.latency.measure.latency_table_for``.
 """
 
 from __future__ import annotations
@@ -125,11 +125,11 @@ class LatencyTable:
     """Per-unit latencies (ms) keyed by ``LayerCost.key``, for one measuring context.
 
     ``context`` is everything the latencies depend on (see
-    ``nas.latency.table_context``); the JSON file at ``path`` belongs to that one
+    ``nas.latency.measure.table_context``); the JSON file at ``path`` belongs to that one
     context. Unknown units are timed with ``measure`` on first use and the file is
     rewritten atomically (merged with what other processes wrote meanwhile), so a
     table is built once per machine and then only read. ``measure`` is
-    ``nas.latency.measure_latency`` bound to a device and thread count, or any
+    ``nas.latency.measure.measure_latency`` bound to a device and thread count, or any
     function with the ``Measure`` signature (e.g. one timing on a phone).
     """
 

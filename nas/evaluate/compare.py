@@ -1,7 +1,7 @@
 """Compare run outputs: one table of every arch, the accuracy-latency Pareto front, a plot.
 
 Reads only what runs wrote, never a data set, and no model unless asked to re-time
-them (``remeasure_rounds``, see ``nas.side_by_side``):
+them (``remeasure_rounds``, see ``nas.latency.side_by_side``):
 
 - a **train dir** (``metrics.json`` from ``melnas-train`` / ``melnas-eval`` /
   ``melnas-adapt``): one row with test accuracy, macro F1, params, MACs and *measured*
@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from nas.pareto import pareto_front
+from nas.evaluate.pareto import pareto_front
 
 TEST = "test"
 PROXY = "proxy"
@@ -201,7 +201,7 @@ def collect_rows(paths: Iterable[str | Path], *, remeasure_rounds: int = 0) -> l
     """Every arch of every run found under ``paths``, linked and marked (see the module doc).
 
     ``remeasure_rounds`` > 0: the test rows' models are timed again, side by side, and
-    their latencies replaced (``nas.side_by_side``)."""
+    their latencies replaced (``nas.latency.side_by_side``)."""
     runs = find_run_dirs(paths)
     labels = _labels(runs)
     rows: list[Row] = []
@@ -219,7 +219,9 @@ def collect_rows(paths: Iterable[str | Path], *, remeasure_rounds: int = 0) -> l
 
 def remeasure(rows: list[Row], rounds: int) -> None:
     """Replace the test rows' latencies by a side-by-side timing of their models."""
-    from nas.side_by_side import latency_side_by_side  # loads torch models: only when asked
+    from nas.latency.side_by_side import (
+        latency_side_by_side,  # loads torch models: only when asked
+    )
 
     tested = [r for r in rows if r.accuracy_kind == TEST]
     unknown = [r.run for r in tested if not r.model_path]

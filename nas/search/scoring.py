@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from nas.checkpoint import preserved_rng_state
+from nas.io.checkpoint import preserved_rng_state
 from search_spaces.base import Arch, SearchSpace, Supernet
 
 BN_MODES = ("batch", "recalibrate", "running")

@@ -30,12 +30,12 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nas.compare import Comparison, compare_runs
 from nas.data.prepare import prepare_dataset
 from nas.data.synth import SynthSettings, record_path, synthesize
-from nas.registry import CONF_DIR
-from nas.search import run_search
-from nas.train import train_model
+from nas.evaluate.compare import Comparison, compare_runs
+from nas.io.registry import CONF_DIR
+from nas.search.loop import run_search
+from nas.train.job import train_model
 
 log = logging.getLogger("melnas.demo")
 

@@ -10,34 +10,24 @@ from __future__ import annotations
 import copy
 import csv
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+)
 from torch import nn
 from torch.utils.data import DataLoader
 
-from nas.cost import count_macs, count_params
 from nas.data.dataset import PreparedData, make_loader, open_prepared
-from nas.device import resolve_device
-from nas.latency import measure_latency
-from nas.model_io import TrainedModel, load_model
-
-
-@dataclass(frozen=True)
-class LatencySettings:
-    """How latency is measured: batch 1, ``threads`` CPU threads, ``statistic`` (fastest
-    or median) of ``repeats`` timed runs; the fastest is the default, as for the search's
-    table, because a shared machine adds delays that only ever lengthen a run."""
-
-    threads: int = 1
-    warmup: int = 10
-    repeats: int = 50
-    statistic: str = "min"
-    cuda: bool = True  # also measure on CUDA when a GPU is present
+from nas.evaluate.cost import count_macs, count_params
+from nas.io.model_file import TrainedModel, load_model
+from nas.latency.measure import LatencySettings, measure_latency
+from nas.runtime import resolve_device
 
 
 @torch.no_grad()

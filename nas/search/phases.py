@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from controllers.base import Controller, Sample
-from nas.scoring import ArchScorer, Batch, LatencyLookup
-from nas.tracking import RunTracker
+from nas.search.scoring import ArchScorer, Batch, LatencyLookup
+from nas.search.tracking import RunTracker
 from search_spaces.base import Arch, Categorical, SearchSpace, Supernet
 
 LoaderFactory = Callable[..., Any]  # make_loader bound to the prepared data
@@ -110,7 +110,7 @@ class SearchState:
 
 @dataclass
 class SearchContext:
-    """Everything the phases act on; assembled by ``nas.search.run_search``."""
+    """Everything the phases act on; assembled by ``nas.search.loop.run_search``."""
 
     space: SearchSpace
     supernet: Supernet

@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 
 from search_spaces.base import SearchSpace
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 SPACE_CONF_DIR = CONF_DIR / "search_space"
 
 

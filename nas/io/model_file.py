@@ -2,7 +2,7 @@
 
 The file holds no pickled classes: the network is rebuilt from ``space_config`` (the
 search-space YAML dict with its ``_target_``) and ``arch`` (the arch JSON dict) through
-``nas.registry.build_space``, then its ``state_dict`` is loaded strictly. Everything
+``nas.io.registry.build_space``, then its ``state_dict`` is loaded strictly. Everything
 needed to use the model later travels with it: class names, input shape and the data
 parameters (features and normalisation) that ``nas.data.features.windows_from_file``
 needs to turn a new recording into model input. A model pruned by ``melnas-adapt``
@@ -23,9 +23,9 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
-from nas.checkpoint import save_checkpoint
-from nas.pruning import prunable_widths
-from nas.registry import build_space
+from nas.io.checkpoint import save_checkpoint
+from nas.compress.pruning import prunable_widths
+from nas.io.registry import build_space
 from search_spaces.base import Arch, SearchSpace
 
 FORMAT = "melnas.model"

@@ -4,7 +4,7 @@
 number of CPU threads, warm-up, median of repeats; CUDA synchronised per call).
 Prediction sums the measured latencies of an arch's ``space.layers(...)`` units
 and applies a linear calibration fitted on whole-model measurements
-(``nas.latency_table``); ``latency_table_for`` gives the table of this machine.
+(``nas.latency.table``); ``latency_table_for`` gives the table of this machine.
 This module is the public entry point for both.
 """
 
@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 from nas.data.dataset import open_prepared
-from nas.device import resolve_device
-from nas.latency_table import (
+from nas.latency.table import (
     ArchLatency,
     Calibration,
     LatencyTable,
@@ -39,6 +38,7 @@ from nas.latency_table import (
     space_fingerprint,
     spanning_archs,
 )
+from nas.runtime import resolve_device
 from search_spaces.base import InputShape, SearchSpace
 
 __all__ = [
@@ -72,6 +72,19 @@ DEFAULT_NUM_CLASSES = 10
 # 2-core box shared by 8 processes the median of one model drifted 2 -> 15 ms
 # within a minute while its minimum stayed within 3%).
 STATISTICS: dict[str, Callable[[list[float]], float]] = {"median": statistics.median, "min": min}
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """How latency is measured: batch 1, ``threads`` CPU threads, ``statistic`` (fastest
+    or median) of ``repeats`` timed runs; the fastest is the default, as for the search's
+    table, because a shared machine adds delays that only ever lengthen a run."""
+
+    threads: int = 1
+    warmup: int = 10
+    repeats: int = 50
+    statistic: str = "min"
+    cuda: bool = True  # also measure on CUDA when a GPU is present
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from nas.model_io import TrainedModel
+from nas.io.model_file import TrainedModel
 
 TOLERANCE = 1e-4  # max absolute difference of logits between the export and PyTorch
 INPUT_NAME, OUTPUT_NAME = "logmel", "logits"

@@ -16,7 +16,7 @@ import torch
 
 from nas.data.errors import AudioDecodeError
 from nas.data.features import FeatureParams, windows_from_file
-from nas.model_io import TrainedModel
+from nas.io.model_file import TrainedModel
 
 
 @dataclass

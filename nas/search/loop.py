@@ -38,7 +38,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from controllers.base import Controller
-from nas.checkpoint import (
+from nas.io.checkpoint import (
     CheckpointError,
     capture_rng_state,
     load_checkpoint,
@@ -48,11 +48,11 @@ from nas.checkpoint import (
 )
 from nas.data.dataset import make_loader, open_prepared
 from nas.data.prepare import prepare_dataset
-from nas.device import resolve_device
-from nas.latency import latency_table_for, torch_threads
-from nas.registry import build_space
-from nas.scoring import LatencyLookup, check_bn_mode
-from nas.search_phases import (
+from nas.runtime import resolve_device
+from nas.latency.measure import latency_table_for, torch_threads
+from nas.io.registry import build_space
+from nas.search.scoring import LatencyLookup, check_bn_mode
+from nas.search.phases import (
     FinalSettings,
     SearchContext,
     SearchState,
@@ -62,7 +62,7 @@ from nas.search_phases import (
     final_phase,
     train_shared_epoch,
 )
-from nas.tracking import RunTracker
+from nas.search.tracking import RunTracker
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 CHECKPOINT_FORMAT = 1

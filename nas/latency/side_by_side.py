@@ -13,9 +13,8 @@ import statistics
 from pathlib import Path
 from typing import Sequence
 
-from nas.evaluate import LatencySettings
-from nas.latency import measure_latency
-from nas.model_io import load_model
+from nas.io.model_file import load_model
+from nas.latency.measure import LatencySettings, measure_latency
 
 
 def latency_side_by_side(
