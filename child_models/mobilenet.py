@@ -28,6 +28,7 @@ from child_models.ops import (
     InvertedResidual,
     NormLayer,
     SqueezeExcite,
+    fast_layout,
     make_divisible,
     pair,
 )
@@ -275,6 +276,7 @@ class InvertedResidualChoices(nn.Module):
         self._check(spec)
         width, kernel = spec.expanded_channels, spec.kernel_size
         act = _ACTIVATION_FNS[spec.activation]
+        x = fast_layout(x)
         out = x
         if width != self.in_channels:
             out = act(self.expand_norms[f"x{width}"](F.conv2d(x, self.expand.weight[:width])))
