@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas.device import resolve_device
+from nas.runtime import resolve_device
 from search_spaces.mobilenetv3 import MobileNetV3Space
 
 BATCH, NUM_CLASSES, MELS, FRAMES = 64, 11, 64, 63

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from nas.device import resolve_device
+from nas.runtime import resolve_device
 from search_spaces.mobilenetv3 import MobileNetV3Space
 
 KINDS = ("conv", "depthwise", "se", "batchnorm", "activation", "slicing", "copies",
