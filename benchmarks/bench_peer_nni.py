@@ -114,11 +114,11 @@ class NNIWorker:
     """NNI's side: a long-lived subprocess under NNI's interpreter (import and build once)."""
 
     def __init__(self, python: str, config: dict) -> None:
-        self._script = tempfile.NamedTemporaryFile("w", suffix="_nni_worker.py", delete=False)
-        self._script.write(NNI_WORKER)
-        self._script.close()
+        with tempfile.NamedTemporaryFile("w", suffix="_nni_worker.py", delete=False) as script:
+            script.write(NNI_WORKER)
+        self._script = Path(script.name)
         self._proc = subprocess.Popen(
-            [python, self._script.name, json.dumps(config)],
+            [python, str(self._script), json.dumps(config)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         self._read()  # {"ready": true} once NNI has imported and built its supernet
@@ -140,7 +140,7 @@ class NNIWorker:
         if self._proc.stdin is not None:
             self._proc.stdin.close()
         self._proc.wait()
-        Path(self._script.name).unlink(missing_ok=True)
+        self._script.unlink(missing_ok=True)
 
 
 class MelnasSide:

@@ -11,9 +11,10 @@ to the step's total self time:
 - ``depthwise``: depthwise convs (weight ``[C, 1, k, k]``, ``k > 1``);
 - ``se``: squeeze-and-excite (convs on 1x1 maps, pooling, the channel-wise scale);
 - ``batchnorm``, ``activation`` (ReLU, h-swish, h-sigmoid and their backwards);
-- ``slicing``: cropping shared weights (slice, its backward) ;
+- ``slicing``: cropping shared weights (slice, its backward);
 - ``copies``: copy_, clone, contiguous, layout conversions;
-- ``optimizer``, ``linear`` (classifier), ``other`` (loss, adds, allocation, ...).
+- ``optimizer`` (the SGD step and in-place ``add_``/``mul_``), ``linear`` (classifier),
+  ``other`` (loss, residual adds, allocation, ...).
 
     python benchmarks/profile_step.py                       # CPU at 1 and 2 threads
     python benchmarks/profile_step.py --threads 1 --device cuda --steps 20
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -133,26 +134,33 @@ def main() -> None:
           f"device {device}, torch {torch.__version__}")
     for threads in args.threads or [1, 2]:
         torch.set_num_threads(threads)
-        torch.manual_seed(args.seed)
-        supernet = space.supernet(num_classes=11, input_shape=(1, 64, 63)).to(device).train()
-        children = [space.build(a, num_classes=11, input_shape=(1, 64, 63)).to(device).train() for a in archs]
-        super_opt = _sgd(supernet.parameters())
-        child_opts = [_sgd(c.parameters()) for c in children]
-
-        def train(model: Callable[[torch.Tensor], torch.Tensor], opt: torch.optim.Optimizer) -> None:
-            opt.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-
-        sup_cpu, sup_dev = profile_steps(
-            lambda i: train(lambda v: supernet(v, archs[i]), super_opt), args.steps, device)
-        sta_cpu, sta_dev = profile_steps(lambda i: train(children[i], child_opts[i]), args.steps, device)
-        print_table(f"CPU self time, {threads} thread(s)", {"supernet": sup_cpu, "standalone": sta_cpu}, args.steps)
-        if sup_dev is not None and sta_dev is not None:
-            print_table(f"{device} kernel time", {"supernet": sup_dev, "standalone": sta_dev}, args.steps)
+        profile_side_by_side(space, archs, x, y, args.steps, device, threads, args.seed)
 
 
-def _sgd(params) -> torch.optim.Optimizer:
+def profile_side_by_side(
+    space: MobileNetV3Space, archs: list, x: torch.Tensor, y: torch.Tensor, steps: int,
+    device: torch.device, threads: int, seed: int,
+) -> None:
+    """Profile ``steps`` supernet steps, then as many standalone ones, and print both."""
+    torch.manual_seed(seed)
+    supernet = space.supernet(num_classes=11, input_shape=(1, 64, 63)).to(device).train()
+    children = [space.build(a, num_classes=11, input_shape=(1, 64, 63)).to(device).train() for a in archs]
+    super_opt = _sgd(supernet.parameters())
+    child_opts = [_sgd(c.parameters()) for c in children]
+
+    def train(model: Callable[[torch.Tensor], torch.Tensor], opt: torch.optim.Optimizer) -> None:
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    sup_cpu, sup_dev = profile_steps(lambda i: train(lambda v: supernet(v, archs[i]), super_opt), steps, device)
+    sta_cpu, sta_dev = profile_steps(lambda i: train(children[i], child_opts[i]), steps, device)
+    print_table(f"CPU self time, {threads} thread(s)", {"supernet": sup_cpu, "standalone": sta_cpu}, steps)
+    if sup_dev is not None and sta_dev is not None:
+        print_table(f"{device} kernel time", {"supernet": sup_dev, "standalone": sta_dev}, steps)
+
+
+def _sgd(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True, weight_decay=2.5e-4)
 
 
