@@ -35,85 +35,32 @@ frames vary. The supernet shares weights by slicing (see
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Mapping, Sequence
 
 from torch import nn
 
-from child_models.init import kaiming_init_
 from child_models.mobilenet import BlockSpec, HeadSpec, MobileNetV3, StemSpec
 from child_models.mobilenet_supernet import LayerSlot, MobileNetV3Supernet
 from child_models.ops import make_divisible, pair
 from search_spaces.base import Arch, InputShape, LayerCost
 from search_spaces.channels import ChannelGroup, Pick, PrunableSpace
 from search_spaces.layered import LayeredSpace, Options
+from search_spaces.mobilenetv3_views import (
+    HEAD_GROUPS,
+    STEM_CHAIN,
+    block,
+    chain_name,
+    derive_channel_groups,
+    expanded_name,
+    strided as _strided,
+    unit as _unit,
+)
+from search_spaces.mobilenetv3_backbones import BACKBONES, PRESET_BACKBONES
 
 ACTIVATION_TOKENS = {"relu": "re", "hswish": "hs"}
 HEAD_EXPANSION = 6  # torchvision: last conv = 6 x the last block's output channels
-
-
-@dataclass(frozen=True)
-class LayerRow:
-    """One layer of a reference backbone at width 1.0 (torchvision's bneck table)."""
-
-    out_channels: int
-    stride: int
-    kernel: int
-    expand: float
-    se: bool
-    activation: str
-
-
-@dataclass(frozen=True)
-class Backbone:
-    stem_channels: int
-    head_channels: int  # hidden width of the classifier at width 1.0
-    layers: tuple[LayerRow, ...]
-
-
-_R = LayerRow
-BACKBONES: dict[str, Backbone] = {
-    "large": Backbone(
-        stem_channels=16,
-        head_channels=1280,
-        layers=(
-            _R(out_channels=16, stride=1, kernel=3, expand=1, se=False, activation="relu"),
-            _R(out_channels=24, stride=2, kernel=3, expand=4, se=False, activation="relu"),
-            _R(out_channels=24, stride=1, kernel=3, expand=3, se=False, activation="relu"),
-            _R(out_channels=40, stride=2, kernel=5, expand=3, se=True, activation="relu"),
-            _R(out_channels=40, stride=1, kernel=5, expand=3, se=True, activation="relu"),
-            _R(out_channels=40, stride=1, kernel=5, expand=3, se=True, activation="relu"),
-            _R(out_channels=80, stride=2, kernel=3, expand=6, se=False, activation="hswish"),
-            _R(out_channels=80, stride=1, kernel=3, expand=2.5, se=False, activation="hswish"),
-            _R(out_channels=80, stride=1, kernel=3, expand=2.3, se=False, activation="hswish"),
-            _R(out_channels=80, stride=1, kernel=3, expand=2.3, se=False, activation="hswish"),
-            _R(out_channels=112, stride=1, kernel=3, expand=6, se=True, activation="hswish"),
-            _R(out_channels=112, stride=1, kernel=3, expand=6, se=True, activation="hswish"),
-            _R(out_channels=160, stride=2, kernel=5, expand=6, se=True, activation="hswish"),
-            _R(out_channels=160, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
-            _R(out_channels=160, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
-        ),
-    ),
-    "small": Backbone(
-        stem_channels=16,
-        head_channels=1024,
-        layers=(
-            _R(out_channels=16, stride=2, kernel=3, expand=1, se=True, activation="relu"),
-            _R(out_channels=24, stride=2, kernel=3, expand=4.5, se=False, activation="relu"),
-            _R(out_channels=24, stride=1, kernel=3, expand=3.67, se=False, activation="relu"),
-            _R(out_channels=40, stride=2, kernel=5, expand=4, se=True, activation="hswish"),
-            _R(out_channels=40, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
-            _R(out_channels=40, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
-            _R(out_channels=48, stride=1, kernel=5, expand=3, se=True, activation="hswish"),
-            _R(out_channels=48, stride=1, kernel=5, expand=3, se=True, activation="hswish"),
-            _R(out_channels=96, stride=2, kernel=5, expand=6, se=True, activation="hswish"),
-            _R(out_channels=96, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
-            _R(out_channels=96, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
-        ),
-    ),
-}
-PRESET_BACKBONES = {"mobilenetv3_large": "large", "mobilenetv3_small": "small"}
 
 
 def _number(value: Any, setting: str) -> int | float:
@@ -425,76 +372,17 @@ class MobileNetV3Space(LayeredSpace, PrunableSpace):
         """
         widths = dict(widths or {})
         specs = self.block_specs(arch, widths)
-        chains = self._chains()
-        stem = self.stem_spec(1, widths)
-        head = self.head_spec(1, widths)
-        present = [(p, s, c) for p, s, c in zip(self._plans, specs, chains) if s is not None]
-        size = {STEM_CHAIN: stem.out_channels}
-        for _, spec, (chain_in, chain_out) in present:
-            size[chain_in], size[chain_out] = spec.in_channels, spec.out_channels
-        score: dict[str, list[Pick]] = {STEM_CHAIN: [lambda net: net.stem.conv]}
-        writers: dict[str, list[Pick]] = {STEM_CHAIN: _conv_bn(lambda net: net.stem)}
-        readers: dict[str, list[Pick]] = {STEM_CHAIN: []}
-        forbidden: dict[str, set[int]] = {name: set() for name in size}
-        groups: list[ChannelGroup] = []
-        for j, (plan, spec, (chain_in, chain_out)) in enumerate(present):
-            block: Pick = partial(_block, j)
-            if chain_out != chain_in:
-                score[chain_out], writers[chain_out], readers[chain_out] = [], [], []
-                if spec.stride == (1, 1):
-                    forbidden[chain_in].add(size[chain_out])
-                    forbidden[chain_out].add(size[chain_in])
-            score[chain_out].append(lambda net, j=j: _block(j, net).project.conv)
-            writers[chain_out] += _conv_bn(lambda net, j=j: _block(j, net).project)
-            exp_writers = _conv_bn(lambda net, j=j: _block(j, net).depthwise)
-            exp_readers: list[Pick] = [lambda net, j=j: _block(j, net).project.conv]
-            removal = ((f"l{plan.index}_skip", True),) if plan.skippable else ()
-            if spec.use_se:
-                exp_readers.append(lambda net, j=j: _block(j, net).se.fc1)
-                exp_writers.append(lambda net, j=j: _block(j, net).se.fc2)
-                groups.append(ChannelGroup(
-                    name=f"l{plan.index}_se_squeeze",
-                    channels=make_divisible(spec.expanded_channels // 4, 8),
-                    score=(lambda net, j=j: _block(j, net).se.fc1,),
-                    writers=(lambda net, j=j: _block(j, net).se.fc1,),
-                    readers=(lambda net, j=j: _block(j, net).se.fc2,),
-                    prunable=False, removal=removal, block=block,
-                ))
-            if spec.expanded_channels == spec.in_channels:  # no expand conv: the stage's channels
-                writers[chain_in] += exp_writers
-                readers[chain_in] += exp_readers
-                continue
-            readers[chain_in].append(lambda net, j=j: _block(j, net).expand.conv)
-            forbidden[chain_in].add(spec.expanded_channels)
-            groups.append(ChannelGroup(
-                name=expanded_name(plan.index),
-                channels=spec.expanded_channels,
-                score=(lambda net, j=j: _block(j, net).expand.conv,),
-                writers=(*_conv_bn(lambda net, j=j: _block(j, net).expand), *exp_writers),
-                readers=tuple(exp_readers),
-                forbidden=(spec.in_channels,), removal=removal, block=block,
-            ))
-        readers[chains[-1][1]].append(lambda net: net.head.conv.conv)
-        for name in score:
-            groups.append(ChannelGroup(
-                name=name, channels=size[name], score=tuple(score[name]), writers=tuple(writers[name]),
-                readers=tuple(readers[name]), forbidden=tuple(sorted(forbidden[name])),
-            ))
-        groups.append(ChannelGroup(
-            name="head_conv", channels=head.conv_channels, score=(lambda net: net.head.conv.conv,),
-            writers=tuple(_conv_bn(lambda net: net.head.conv)), readers=(lambda net: net.head.hidden,),
-        ))
-        groups.append(ChannelGroup(
-            name="head_hidden", channels=head.hidden_channels, score=(lambda net: net.head.hidden,),
-            writers=(lambda net: net.head.hidden,), readers=(lambda net: net.head.output,),
-        ))
-        return groups
+        return derive_channel_groups(
+            layers=[(p.index, p.skippable, spec, chain) for p, spec, chain in zip(self._plans, specs, self._chains())],
+            stem=self.stem_spec(1, widths),
+            head=self.head_spec(1, widths),
+        )
 
     def parts(self, arch: Arch) -> dict[str, Pick]:
         """``stem``, ``l{i}`` per present backbone layer, ``head``: what survives a removal."""
         parts: dict[str, Pick] = {"stem": lambda net: net.stem, "head": lambda net: net.head}
         present = [p.index for p, spec in zip(self._plans, self.block_specs(arch)) if spec is not None]
-        parts.update({f"l{i}": partial(_block, j) for j, i in enumerate(present)})
+        parts.update({f"l{i}": partial(block, j) for j, i in enumerate(present)})
         return parts
 
     # ---- presets ------------------------------------------------------------------
@@ -558,29 +446,6 @@ class MobileNetV3Space(LayeredSpace, PrunableSpace):
         return {**values, "skip": False} if skippable else values
 
 
-def _block(position: int, network: nn.Module) -> nn.Module:
-    """The ``position``-th present block of a standalone ``MobileNetV3``."""
-    return network.blocks[position]
-
-
-def _conv_bn(pick: Pick) -> list[Pick]:
-    """The modules that write a ``ConvBNAct``'s output channels: its conv and its BN."""
-    return [lambda net: pick(net).conv, lambda net: pick(net).norm]
-
-
-STEM_CHAIN = "stem_out"
-HEAD_GROUPS = ("head_conv", "head_hidden")
-
-
-def chain_name(layer: int) -> str:
-    """The ``widths`` key (and channel-group name) of the stage that layer ``layer`` starts."""
-    return f"l{layer}_out"
-
-
-def expanded_name(layer: int) -> str:
-    """The ``widths`` key (and channel-group name) of backbone layer ``layer``'s expanded width."""
-    return f"l{layer}_expanded"
-
 _TOKEN = re.compile(r"k(?P<kernel>\d+)e(?P<expand>\d+(?:\.\d+)?)(?P<se>se)?-(?P<act>re|hs)")
 
 
@@ -593,25 +458,3 @@ def _check_shape(input_shape: Sequence[int], num_classes: int) -> tuple[int, int
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     return shape  # type: ignore[return-value]
-
-
-def _strided(size: int, stride: int) -> int:
-    """Output length of an odd-kernel, same-padded conv."""
-    return (size - 1) // stride + 1
-
-
-def _unit(
-    kind: str, spec: StemSpec | BlockSpec | HeadSpec, shape: tuple[int, int, int], norm: partial
-) -> LayerCost:
-    """A latency-table unit whose key names ``kind``, every spec field and the input CxHxW."""
-    fields = ",".join(f"{k}={_key_value(v)}" for k, v in asdict(spec).items())
-    key = f"mobilenetv3.{kind}({fields},input={'x'.join(map(str, shape))})"
-
-    def build() -> nn.Module:
-        return kaiming_init_(spec.build(norm))
-
-    return LayerCost(key=key, input_shape=shape, build=build)
-
-
-def _key_value(value: Any) -> str:
-    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
