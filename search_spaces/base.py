@@ -114,6 +114,16 @@ def arch_from_json_dict(data: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return str(data["space"]), dict(data["choices"])
 
 
+def check_build_args(num_classes: int, input_shape: Sequence[int]) -> InputShape:
+    """``input_shape`` as ``(channels, n_mels, frames)``; ValueError for anything but positive ints."""
+    shape = tuple(input_shape)
+    if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+        raise ValueError(f"input_shape must be (channels, n_mels, frames), positive ints; got {input_shape!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    return shape  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class LayerCost:
     """One unit of a built network, as the latency table sees it.

@@ -28,6 +28,18 @@ def whole(network: nn.Module) -> nn.Module:
     return network
 
 
+def checked_widths(widths: Mapping[str, int] | None, known: set[str], what: str) -> dict[str, int]:
+    """``widths`` as a plain dict; ValueError for a name not in ``known`` or a bad count."""
+    checked: dict[str, int] = {}
+    for name, channels in (widths or {}).items():
+        if name not in known:
+            raise ValueError(f"widths: {name!r} is not {what}; known: {sorted(known)}")
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"widths: {name} must be a positive int, got {channels!r}")
+        checked[name] = channels
+    return checked
+
+
 @dataclass(frozen=True)
 class ChannelGroup:
     """Channels of a standalone build that are pruned together (NetAdapt).

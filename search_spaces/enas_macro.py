@@ -34,8 +34,8 @@ from child_models.enas import (
     reductions_needed,
 )
 from child_models.enas_ops import BRANCH_OPS, CONV_BRANCHES, FactorizedReduction, SkipSum, make_branch
-from search_spaces.base import Arch, InputShape, LayerCost
-from search_spaces.channels import ChannelGroup, PrunableSpace
+from search_spaces.base import Arch, InputShape, LayerCost, check_build_args
+from search_spaces.channels import ChannelGroup, PrunableSpace, checked_widths
 from search_spaces.layered import LayeredSpace, Options
 
 OP_CODES: dict[str, str] = {
@@ -67,15 +67,6 @@ def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
     if len(pair) != 2 or not all(isinstance(v, int) and v >= 1 for v in pair):
         raise ValueError(f"enas_macro: {what} must be a positive int or [freq, time], got {value!r}")
     return pair  # type: ignore[return-value]
-
-
-def _check_build_args(num_classes: int, input_shape: InputShape) -> tuple[int, int, int]:
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    shape = tuple(input_shape)
-    if len(shape) != 3 or not all(isinstance(v, int) and v >= 1 for v in shape):
-        raise ValueError(f"input_shape must be (channels, n_mels, frames) positive ints, got {input_shape!r}")
-    return shape  # type: ignore[return-value]
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -166,20 +157,15 @@ class EnasMacroSpace(LayeredSpace, PrunableSpace):
     # ---- models ----------------------------------------------------------------------
 
     def supernet(self, *, num_classes: int, input_shape: InputShape) -> EnasSupernet:
-        channels, _, _ = _check_build_args(num_classes, input_shape)
+        channels, _, _ = check_build_args(num_classes, input_shape)
         return EnasSupernet(config=self.config, decode=self.plan, in_channels=channels, num_classes=num_classes)
 
     def inner_widths(self, plan: EnasPlan, widths: Mapping[str, int] | None) -> dict[int, int]:
         """``{"l{i}_inner": channels}`` -> ``{i: channels}``, checked: only conv branches
         have an inner width apart from their output."""
-        inner: dict[int, int] = {}
         names = {inner_name(i): i for i, op in enumerate(plan.ops) if op in CONV_BRANCHES}
-        for name, channels in (widths or {}).items():
-            if name not in names:
-                raise ValueError(f"widths: {name!r} is not an inner width of this arch's conv branches; known: {sorted(names)}")
-            if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-                raise ValueError(f"widths: {name} must be a positive int, got {channels!r}")
-            inner[names[name]] = channels
+        checked = checked_widths(widths, set(names), "an inner width of this arch's conv branches")
+        inner = {names[name]: channels for name, channels in checked.items()}
         return inner
 
     def build(
@@ -191,7 +177,7 @@ class EnasMacroSpace(LayeredSpace, PrunableSpace):
         widths: Mapping[str, int] | None = None,
     ) -> EnasChild:
         """The standalone child; ``widths`` (``{"l{i}_inner": channels}``) narrows conv branches."""
-        channels, _, _ = _check_build_args(num_classes, input_shape)
+        channels, _, _ = check_build_args(num_classes, input_shape)
         plan = self.plan(arch)
         return EnasChild(
             config=self.config,
@@ -238,7 +224,7 @@ class EnasMacroSpace(LayeredSpace, PrunableSpace):
         Every parameter of ``build(arch)`` belongs to exactly one unit. A branch narrowed
         by ``widths`` has ``,inner=<channels>`` appended to its key.
         """
-        channels, height, width = _check_build_args(num_classes, input_shape)
+        channels, height, width = check_build_args(num_classes, input_shape)
         cfg, plan, f = self.config, self.plan(arch), self.config.filters
         inner = self.inner_widths(plan, widths)
         sf, st = cfg.stem_stride

@@ -44,8 +44,8 @@ from torch import nn
 from child_models.mobilenet import BlockSpec, HeadSpec, MobileNetV3, StemSpec
 from child_models.mobilenet_supernet import LayerSlot, MobileNetV3Supernet
 from child_models.ops import make_divisible, pair
-from search_spaces.base import Arch, InputShape, LayerCost
-from search_spaces.channels import ChannelGroup, Pick, PrunableSpace
+from search_spaces.base import Arch, InputShape, LayerCost, check_build_args
+from search_spaces.channels import ChannelGroup, Pick, PrunableSpace, checked_widths
 from search_spaces.layered import LayeredSpace, Options
 from search_spaces.mobilenetv3_views import (
     HEAD_GROUPS,
@@ -54,8 +54,7 @@ from search_spaces.mobilenetv3_views import (
     chain_name,
     derive_channel_groups,
     expanded_name,
-    strided as _strided,
-    unit as _unit,
+    derive_units,
 )
 from search_spaces.mobilenetv3_backbones import BACKBONES, PRESET_BACKBONES
 
@@ -141,9 +140,7 @@ class MobileNetV3Space(LayeredSpace, PrunableSpace):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"search_space.dropout must be in [0, 1), got {dropout}")
         if not 0.0 < bn_momentum <= 1.0 or bn_eps <= 0:
-            raise ValueError(
-                f"search_space.bn_momentum must be in (0, 1] and bn_eps > 0, got {bn_momentum}, {bn_eps}"
-            )
+            raise ValueError(f"search_space.bn_momentum must be in (0, 1] and bn_eps > 0, got {bn_momentum}, {bn_eps}")
         self.head_channels = head_channels
         self.dropout = float(dropout)
         self.bn_momentum = float(bn_momentum)
@@ -265,14 +262,7 @@ class MobileNetV3Space(LayeredSpace, PrunableSpace):
             if not row.get("skip", False) and p.expanded[row["expand"]] != p.in_channels
         }
         known |= {name for pair_ in self._chains() for name in pair_} | set(HEAD_GROUPS)
-        checked: dict[str, int] = {}
-        for name, channels in (widths or {}).items():
-            if name not in known:
-                raise ValueError(f"widths: {name!r} is not a channel count of this arch; known: {sorted(known)}")
-            if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-                raise ValueError(f"widths: {name} must be a positive int, got {channels!r}")
-            checked[name] = channels
-        return checked
+        return checked_widths(widths, known, "a channel count of this arch")
 
     def stem_spec(self, in_channels: int, widths: Mapping[str, int] | None = None) -> StemSpec:
         return StemSpec(
@@ -304,7 +294,7 @@ class MobileNetV3Space(LayeredSpace, PrunableSpace):
         widths: Mapping[str, int] | None = None,
     ) -> MobileNetV3:
         """The standalone network; ``widths`` overrides channel counts (see ``channel_groups``)."""
-        channels, _, _ = _check_shape(input_shape, num_classes)
+        channels, _, _ = check_build_args(num_classes, input_shape)
         blocks = [spec for spec in self.block_specs(arch, widths) if spec is not None]
         return MobileNetV3(
             stem=self.stem_spec(channels, widths),
@@ -314,7 +304,7 @@ class MobileNetV3Space(LayeredSpace, PrunableSpace):
         )
 
     def supernet(self, *, num_classes: int, input_shape: InputShape) -> MobileNetV3Supernet:
-        channels, _, _ = _check_shape(input_shape, num_classes)
+        channels, _, _ = check_build_args(num_classes, input_shape)
         slots = [LayerSlot(p.in_channels, p.out_channels, p.stride, tuple(p.expanded.values())) for p in self._plans]
         return MobileNetV3Supernet(
             stem=self.stem_spec(channels),
@@ -339,19 +329,14 @@ class MobileNetV3Space(LayeredSpace, PrunableSpace):
         names the unit kind, every field of its spec (the expanded width included, so
         ``widths`` give their own keys) and its input ``CxHxW``.
         """
-        channels, height, width = _check_shape(input_shape, num_classes)
-        norm = self.norm_layer
-        stem = self.stem_spec(channels, widths)
-        units = [_unit("stem", stem, (channels, height, width), norm)]
-        height, width = _strided(height, stem.stride[0]), _strided(width, stem.stride[1])
-        for spec in self.block_specs(arch, widths):
-            if spec is None:
-                continue
-            units.append(_unit("block", spec, (spec.in_channels, height, width), norm))
-            height, width = _strided(height, spec.stride[0]), _strided(width, spec.stride[1])
-        head = self.head_spec(num_classes, widths)
-        units.append(_unit("head", head, (head.in_channels, height, width), norm))
-        return units
+        channels, height, width = check_build_args(num_classes, input_shape)
+        return derive_units(
+            stem=self.stem_spec(channels, widths),
+            blocks=[spec for spec in self.block_specs(arch, widths) if spec is not None],
+            head=self.head_spec(num_classes, widths),
+            input_shape=(channels, height, width),
+            norm=self.norm_layer,
+        )
 
     def channel_groups(self, arch: Arch, *, widths: Mapping[str, int] | None = None) -> list[ChannelGroup]:
         """The channels NetAdapt may prune, under ``build(arch, widths=...)``'s names.
@@ -447,14 +432,3 @@ class MobileNetV3Space(LayeredSpace, PrunableSpace):
 
 
 _TOKEN = re.compile(r"k(?P<kernel>\d+)e(?P<expand>\d+(?:\.\d+)?)(?P<se>se)?-(?P<act>re|hs)")
-
-
-def _check_shape(input_shape: Sequence[int], num_classes: int) -> tuple[int, int, int]:
-    shape = tuple(input_shape)
-    if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-        raise ValueError(
-            f"input_shape must be (channels, n_mels, frames), positive ints; got {input_shape!r}"
-        )
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    return shape  # type: ignore[return-value]

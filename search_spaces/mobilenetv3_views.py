@@ -129,3 +129,17 @@ def unit(
 
 def _key_value(value: Any) -> str:
     return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def derive_units(
+    *, stem: StemSpec, blocks: Sequence[BlockSpec], head: HeadSpec, input_shape: tuple[int, int, int], norm: NormLayer
+) -> list[LayerCost]:
+    """See ``MobileNetV3Space.layers``: stem, every present block, head, each keyed by its spec."""
+    channels, height, width = input_shape
+    units = [unit("stem", stem, (channels, height, width), norm)]
+    height, width = strided(height, stem.stride[0]), strided(width, stem.stride[1])
+    for spec in blocks:
+        units.append(unit("block", spec, (spec.in_channels, height, width), norm))
+        height, width = strided(height, spec.stride[0]), strided(width, spec.stride[1])
+    units.append(unit("head", head, (head.in_channels, height, width), norm))
+    return units
