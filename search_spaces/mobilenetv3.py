@@ -339,22 +339,9 @@ class MobileNetV3Space(LayeredSpace, PrunableSpace):
         )
 
     def channel_groups(self, arch: Arch, *, widths: Mapping[str, int] | None = None) -> list[ChannelGroup]:
-        """The channels NetAdapt may prune, under ``build(arch, widths=...)``'s names.
-
-        - ``stem_out``, ``l{i}_out``: a stage's channels, tied by its residual sums: the
-          filters of every conv writing the stage (stem or projections, ranked by their
-          joint L2 norm) and the inputs of every conv reading it are cut together;
-        - ``l{i}_expanded``: a block's expanded channels (where it has an expand conv);
-          where the block is skippable (it has an ``l{i}_skip`` decision) the group may
-          also be removed with its block. Blocks without an expand conv, or residual
-          only because width rounding made their input and output equal, are kept;
-        - ``head_conv``, ``head_hidden``: the last conv and the classifier's hidden layer.
-
-        The SE squeeze width follows its block (a non-prunable group). Widths that would
-        change the structure are ``forbidden``: an expanded width equal to the block's
-        input (its expand conv would go), or a stage as wide as the stage next to it
-        across a stride-1 block (a residual sum would appear).
-        """
+        """The channels NetAdapt may prune (``stem_out``, ``l{i}_out``, ``l{i}_expanded``,
+        ``head_conv``, ``head_hidden``), derived from the block specs: see
+        ``search_spaces.mobilenetv3_views.derive_channel_groups``."""
         widths = dict(widths or {})
         specs = self.block_specs(arch, widths)
         return derive_channel_groups(
@@ -384,17 +371,13 @@ class MobileNetV3Space(LayeredSpace, PrunableSpace):
     def preset(self, name: str) -> tuple["MobileNetV3Space", Arch]:
         """``(space, arch)`` of a named preset: the space is this one with the preset's backbone."""
         if name not in PRESET_BACKBONES:
-            raise ValueError(
-                f"space {self.name!r} has no preset {name!r}; available: {sorted(PRESET_BACKBONES)}"
-            )
+            raise ValueError(f"space {self.name!r} has no preset {name!r}; available: {sorted(PRESET_BACKBONES)}")
         space = self
         if PRESET_BACKBONES[name] != self.backbone:
             space = type(self)(**{**self._kwargs(), "backbone": PRESET_BACKBONES[name]})
         if name not in space.presets:
             needed = sorted({r.kernel for r in space._table.layers})
-            raise ValueError(
-                f"preset {name!r} needs kernels {needed}; search_space.kernels is {list(self.kernels)}"
-            )
+            raise ValueError(f"preset {name!r} needs kernels {needed}; search_space.kernels is {list(self.kernels)}")
         return space, space.presets[name]
 
     def _reference_arch(self) -> Arch:

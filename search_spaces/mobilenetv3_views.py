@@ -45,7 +45,22 @@ def _conv_bn(pick: Pick) -> list[Pick]:
 
 
 def derive_channel_groups(*, layers: Sequence[Layer], stem: StemSpec, head: HeadSpec) -> list[ChannelGroup]:
-    """See ``MobileNetV3Space.channel_groups``."""
+    """The channels NetAdapt may prune, under ``build(arch, widths=...)``'s names.
+
+    - ``stem_out``, ``l{i}_out``: a stage's channels, tied by its residual sums: the
+      filters of every conv writing the stage (stem or projections, ranked by their
+      joint L2 norm) and the inputs of every conv reading it are cut together;
+    - ``l{i}_expanded``: a block's expanded channels (where it has an expand conv);
+      where the block is skippable (it has an ``l{i}_skip`` decision) the group may
+      also be removed with its block. Blocks without an expand conv, or residual
+      only because width rounding made their input and output equal, are kept;
+    - ``head_conv``, ``head_hidden``: the last conv and the classifier's hidden layer.
+
+    The SE squeeze width follows its block (a non-prunable group). Widths that would
+    change the structure are ``forbidden``: an expanded width equal to the block's
+    input (its expand conv would go), or a stage as wide as the stage next to it
+    across a stride-1 block (a residual sum would appear).
+    """
     present = [(index, skippable, s, c) for index, skippable, s, c in layers if s is not None]
     size = {STEM_CHAIN: stem.out_channels}
     for _, _, spec, (chain_in, chain_out) in present:
