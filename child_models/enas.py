@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from torch import Tensor, nn
 
 from child_models.enas_ops import BRANCH_OPS, FactorizedReduction, SkipSum, make_branch
 from child_models.init import kaiming_init_
-from search_spaces.base import Arch, Supernet
+from child_models.supernet import Supernet
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,7 @@ class EnasSupernet(Supernet):
     """
 
     def __init__(
-        self, *, config: EnasConfig, decode: Callable[[Arch], EnasPlan], in_channels: int, num_classes: int
+        self, *, config: EnasConfig, decode: Callable[[Any], EnasPlan], in_channels: int, num_classes: int
     ) -> None:
         super().__init__()
         self.config = config
@@ -255,7 +255,7 @@ class EnasSupernet(Supernet):
         self.head = EnasHead(channels=f, num_classes=num_classes, keep_prob=config.keep_prob)
         kaiming_init_(self, conv_mode="fan_in")  # TF he_normal, as the original
 
-    def forward(self, x: Tensor, arch: Arch) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor, arch: Any) -> Tensor:  # type: ignore[override]
         """``[B, in_channels, H, W] -> [B, num_classes]`` through ``arch``'s path only."""
         plan = self._decode(arch)
         return _run(
@@ -269,7 +269,7 @@ class EnasSupernet(Supernet):
             head=self.head,
         )
 
-    def subnet_state_dict(self, arch: Arch) -> dict[str, Tensor]:
+    def subnet_state_dict(self, arch: Any) -> dict[str, Tensor]:
         """Copies of ``arch``'s weights and BN buffers under ``EnasChild``'s names."""
         plan = self._decode(arch)
         parts: dict[str, nn.Module] = {"stem": self.stem, "head": self.head}

@@ -72,6 +72,15 @@ class ConvBranch(nn.Module):
         self.conv = conv
         self.bn = nn.BatchNorm2d(out_channels)
 
+    def inner_channels(self) -> tuple[tuple[nn.Module, ...], tuple[nn.Module, ...]]:
+        """``(writers, readers)`` of the inner width: the modules whose outputs are those
+        channels (1x1 conv, its BN, a separable branch's depthwise conv) and the conv
+        whose inputs they are (what NetAdapt pruning cuts together)."""
+        writers: tuple[nn.Module, ...] = (self.reduce[0], self.reduce[1])
+        if isinstance(self.conv, nn.Sequential):  # separable: depthwise, then pointwise
+            return writers + (self.conv[0],), (self.conv[1],)
+        return writers, (self.conv,)
+
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.bn(self.conv(self.reduce(x))), inplace=True)
 

@@ -157,6 +157,16 @@ class ClassifierHead(nn.Module):
             nn.Linear(spec.hidden_channels, spec.num_classes),
         )
 
+    @property
+    def hidden(self) -> nn.Linear:
+        """The classifier's first Linear (``conv_channels -> hidden_channels``)."""
+        return self.classifier[0]
+
+    @property
+    def output(self) -> nn.Linear:
+        """The classifier's last Linear (``hidden_channels -> num_classes``)."""
+        return self.classifier[3]
+
     def forward(self, x: Tensor) -> Tensor:
         x = self.pool(self.conv(x))  # [B, conv_channels, 1, 1]
         return self.classifier(torch.flatten(x, 1))

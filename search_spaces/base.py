@@ -22,6 +22,8 @@ from typing import Any, Callable, Mapping, Sequence, Union
 import numpy as np
 from torch import nn
 
+from child_models.supernet import Supernet  # re-exported: the supernet base lives with the modules
+
 JsonScalar = Union[int, float, str, bool, None]
 InputShape = tuple[int, int, int]  # (channels, n_mels, frames)
 
@@ -112,6 +114,16 @@ def arch_from_json_dict(data: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return str(data["space"]), dict(data["choices"])
 
 
+def check_build_args(num_classes: int, input_shape: Sequence[int]) -> InputShape:
+    """``input_shape`` as ``(channels, n_mels, frames)``; ValueError for anything but positive ints."""
+    shape = tuple(input_shape)
+    if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+        raise ValueError(f"input_shape must be (channels, n_mels, frames), positive ints; got {input_shape!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    return shape  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class LayerCost:
     """One unit of a built network, as the latency table sees it.
@@ -127,39 +139,6 @@ class LayerCost:
     input_shape: tuple[int, ...]
     build: Callable[[], nn.Module] = field(compare=False, repr=False)
     num_inputs: int = 1
-
-
-@dataclass(frozen=True)
-class ChannelGroup:
-    """Channels of a standalone build that are pruned together (NetAdapt).
-
-    Spaces that support channel pruning provide ``channel_groups(arch, *, widths)``
-    and accept ``widths`` (``{group name: channels}`` for the prunable groups) in
-    ``build`` and ``layers``. ``tensors`` lists every ``(state_dict key, dim)`` whose
-    size along ``dim`` is this group's channel count; ``score`` names the weights whose
-    dim-0 slices are the group's filters, ranked by their joint L2 norm (several when
-    convs summed by residuals write the same channels).
-    A group that is not ``prunable`` follows the prunable ones (e.g. the SE squeeze
-    width follows a block's expanded width) and is resized with them. ``forbidden``
-    are widths that would change the network's structure (e.g. an expanded width
-    equal to the block input drops the expand conv).
-
-    A group whose filters feed a residual branch can go further than its narrowest
-    width: with no channel left the branch adds nothing, so the block is the identity
-    and is removed, where the space's arch can express that. ``removal`` holds the
-    arch changes that remove it (e.g. ``(("l4_skip", True),)``; empty: the group is
-    never pruned below its narrowest width) and ``module`` the state-dict prefix of
-    the removed block, so its weights can be dropped and the rest kept.
-    """
-
-    name: str
-    channels: int
-    score: tuple[str, ...]
-    tensors: tuple[tuple[str, int], ...]
-    prunable: bool = True
-    forbidden: tuple[int, ...] = ()
-    removal: tuple[tuple[str, ArchValue], ...] = ()
-    module: str = ""
 
 
 class SearchSpace(ABC):
@@ -258,19 +237,3 @@ class SearchSpace(ABC):
             else:
                 values.append(tuple(int(i) for i in np.flatnonzero(rng.random(d.num_inputs) < 0.5)))
         return self.arch(values)
-
-
-class Supernet(nn.Module):
-    """Base for weight-shared networks: ``forward(x, arch)`` runs only the chosen path.
-
-    ``subnet_state_dict(arch)`` returns the weights of that path under the parameter
-    names of ``space.build(arch, ...)``, so that
-    ``build(arch).load_state_dict(supernet.subnet_state_dict(arch))`` reproduces the
-    supernet's outputs exactly in eval mode.
-    """
-
-    def forward(self, x, arch: Arch):  # type: ignore[override]  # noqa: D401
-        raise NotImplementedError
-
-    def subnet_state_dict(self, arch: Arch) -> dict:
-        raise NotImplementedError

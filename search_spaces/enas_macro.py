@@ -22,7 +22,6 @@ Compact string (``arch_string`` / ``parse_arch_string``): one token per layer jo
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Mapping, Sequence
 
 from child_models.enas import (
@@ -35,16 +34,9 @@ from child_models.enas import (
     reductions_needed,
 )
 from child_models.enas_ops import BRANCH_OPS, CONV_BRANCHES, FactorizedReduction, SkipSum, make_branch
-from search_spaces.base import (
-    Arch,
-    Categorical,
-    ChannelGroup,
-    Decision,
-    InputChoice,
-    InputShape,
-    LayerCost,
-    SearchSpace,
-)
+from search_spaces.base import Arch, InputShape, LayerCost, check_build_args
+from search_spaces.channels import ChannelGroup, PrunableSpace, checked_widths
+from search_spaces.layered import LayeredSpace, Options
 
 OP_CODES: dict[str, str] = {
     "conv3x3": "c3",
@@ -77,20 +69,11 @@ def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
     return pair  # type: ignore[return-value]
 
 
-def _check_build_args(num_classes: int, input_shape: InputShape) -> tuple[int, int, int]:
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    shape = tuple(input_shape)
-    if len(shape) != 3 or not all(isinstance(v, int) and v >= 1 for v in shape):
-        raise ValueError(f"input_shape must be (channels, n_mels, frames) positive ints, got {input_shape!r}")
-    return shape  # type: ignore[return-value]
-
-
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-class EnasMacroSpace(SearchSpace):
+class EnasMacroSpace(LayeredSpace, PrunableSpace):
     """The ENAS general child as a search space (see the module docstring)."""
 
     name = "enas_macro"
@@ -112,15 +95,9 @@ class EnasMacroSpace(SearchSpace):
             keep_prob=float(keep_prob),
         )
 
-    @cached_property
-    def decisions(self) -> tuple[Decision, ...]:  # type: ignore[override]
-        ops = tuple(BRANCH_OPS)
-        decisions: list[Decision] = []
-        for i in range(self.config.num_layers):
-            decisions.append(Categorical(op_name(i), ops))
-            if i > 0:
-                decisions.append(InputChoice(skip_name(i), i))
-        return tuple(decisions)
+    def layer_choices(self) -> tuple[dict[str, Options], ...]:
+        """Per layer its branch op and (from layer 1 on) its skip inputs."""
+        return tuple({"op": tuple(BRANCH_OPS), **({"skip": i} if i > 0 else {})} for i in range(self.config.num_layers))
 
     # ---- arch <-> plan ----------------------------------------------------------------
 
@@ -146,32 +123,27 @@ class EnasMacroSpace(SearchSpace):
                 values[skip_name(i)] = skip
         return self.arch(values)  # type: ignore[arg-type]
 
-    def arch_string(self, arch: Arch) -> str:
-        plan = self.plan(arch)
-        tokens = []
-        for op, skip in zip(plan.ops, plan.skips):
-            tokens.append(OP_CODES[op] + ("<" + ",".join(map(str, skip)) if skip else ""))
-        return "|".join(tokens)
+    def format_layer(self, layer: int, values: Mapping[str, object]) -> str:
+        skip = values.get("skip", ())
+        return OP_CODES[str(values["op"])] + ("<" + ",".join(map(str, skip)) if skip else "")  # type: ignore[arg-type]
+
+    def parse_layer(self, layer: int, token: str) -> dict[str, object]:
+        code, _, skip_text = token.partition("<")
+        if code not in _OPS_BY_CODE:
+            raise ValueError(f"arch string layer {layer}: unknown op code {code!r}; use one of {list(_OPS_BY_CODE)}")
+        try:
+            skip = tuple(int(v) for v in skip_text.split(",")) if skip_text else ()
+        except ValueError:
+            raise ValueError(f"arch string layer {layer}: bad skip list {skip_text!r}") from None
+        if layer == 0:
+            if skip:
+                raise ValueError("arch string layer 0 cannot have skip inputs")
+            return {"op": _OPS_BY_CODE[code]}
+        return {"op": _OPS_BY_CODE[code], "skip": skip}
 
     def parse_arch_string(self, text: str) -> Arch:
-        """Inverse of ``arch_string``."""
-        tokens = text.strip().split("|")
-        if len(tokens) != self.config.num_layers:
-            raise ValueError(f"arch string {text!r} has {len(tokens)} layers, the space {self.config.num_layers}")
-        ops, skips = [], []
-        for i, token in enumerate(tokens):
-            code, _, skip_text = token.partition("<")
-            if code not in _OPS_BY_CODE:
-                raise ValueError(f"arch string layer {i}: unknown op code {code!r}; use one of {list(_OPS_BY_CODE)}")
-            try:
-                skip = tuple(int(v) for v in skip_text.split(",")) if skip_text else ()
-            except ValueError:
-                raise ValueError(f"arch string layer {i}: bad skip list {skip_text!r}") from None
-            ops.append(_OPS_BY_CODE[code])
-            skips.append(skip)
-        if skips[0]:
-            raise ValueError("arch string layer 0 cannot have skip inputs")
-        return self.arch_from_plan(EnasPlan(ops=tuple(ops), skips=tuple(skips)))
+        """Inverse of ``arch_string`` (``arch_from_string``, kept under its older name)."""
+        return self.arch_from_string(text)
 
     @property
     def presets(self) -> dict[str, Arch]:
@@ -185,20 +157,15 @@ class EnasMacroSpace(SearchSpace):
     # ---- models ----------------------------------------------------------------------
 
     def supernet(self, *, num_classes: int, input_shape: InputShape) -> EnasSupernet:
-        channels, _, _ = _check_build_args(num_classes, input_shape)
+        channels, _, _ = check_build_args(num_classes, input_shape)
         return EnasSupernet(config=self.config, decode=self.plan, in_channels=channels, num_classes=num_classes)
 
     def inner_widths(self, plan: EnasPlan, widths: Mapping[str, int] | None) -> dict[int, int]:
         """``{"l{i}_inner": channels}`` -> ``{i: channels}``, checked: only conv branches
         have an inner width apart from their output."""
-        inner: dict[int, int] = {}
         names = {inner_name(i): i for i, op in enumerate(plan.ops) if op in CONV_BRANCHES}
-        for name, channels in (widths or {}).items():
-            if name not in names:
-                raise ValueError(f"widths: {name!r} is not an inner width of this arch's conv branches; known: {sorted(names)}")
-            if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-                raise ValueError(f"widths: {name} must be a positive int, got {channels!r}")
-            inner[names[name]] = channels
+        checked = checked_widths(widths, set(names), "an inner width of this arch's conv branches")
+        inner = {names[name]: channels for name, channels in checked.items()}
         return inner
 
     def build(
@@ -210,7 +177,7 @@ class EnasMacroSpace(SearchSpace):
         widths: Mapping[str, int] | None = None,
     ) -> EnasChild:
         """The standalone child; ``widths`` (``{"l{i}_inner": channels}``) narrows conv branches."""
-        channels, _, _ = _check_build_args(num_classes, input_shape)
+        channels, _, _ = check_build_args(num_classes, input_shape)
         plan = self.plan(arch)
         return EnasChild(
             config=self.config,
@@ -232,19 +199,14 @@ class EnasMacroSpace(SearchSpace):
         for i, op in enumerate(plan.ops):
             if op not in CONV_BRANCHES:
                 continue
-            b = f"branches.{i}."
-            tensors = [(f"{b}reduce.0.weight", 0)]
-            tensors += [(f"{b}reduce.1.{t}", 0) for t in ("weight", "bias", "running_mean", "running_var")]
-            if CONV_BRANCHES[op][1]:  # separable: depthwise filters, then the pointwise conv's inputs
-                tensors += [(f"{b}conv.0.weight", 0), (f"{b}conv.1.weight", 1)]
-            else:
-                tensors.append((f"{b}conv.weight", 1))
+            writers = tuple(lambda net, i=i, k=k: net.branches[i].inner_channels()[0][k] for k in range(2 + CONV_BRANCHES[op][1]))
             groups.append(
                 ChannelGroup(
                     name=inner_name(i),
                     channels=inner.get(i, self.config.filters),
-                    score=(f"{b}reduce.0.weight",),
-                    tensors=tuple(tensors),
+                    score=writers[:1],
+                    writers=writers,
+                    readers=(lambda net, i=i: net.branches[i].inner_channels()[1][0],),
                 )
             )
         return groups
@@ -262,7 +224,7 @@ class EnasMacroSpace(SearchSpace):
         Every parameter of ``build(arch)`` belongs to exactly one unit. A branch narrowed
         by ``widths`` has ``,inner=<channels>`` appended to its key.
         """
-        channels, height, width = _check_build_args(num_classes, input_shape)
+        channels, height, width = check_build_args(num_classes, input_shape)
         cfg, plan, f = self.config, self.plan(arch), self.config.filters
         inner = self.inner_widths(plan, widths)
         sf, st = cfg.stem_stride

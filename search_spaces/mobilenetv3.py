@@ -35,96 +35,31 @@ frames vary. The supernet shares weights by slicing (see
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Mapping, Sequence
 
-from torch import Tensor, nn
+from torch import nn
 
-from child_models.init import kaiming_init_
-from child_models.mobilenet import (
-    BlockSpec,
-    HeadSpec,
-    InvertedResidualChoices,
-    MobileNetV3,
-    StemSpec,
-)
+from child_models.mobilenet import BlockSpec, HeadSpec, MobileNetV3, StemSpec
+from child_models.mobilenet_supernet import LayerSlot, MobileNetV3Supernet
 from child_models.ops import make_divisible, pair
-from search_spaces.base import (
-    Arch,
-    Categorical,
-    ChannelGroup,
-    InputShape,
-    LayerCost,
-    SearchSpace,
-    Supernet,
+from search_spaces.base import Arch, InputShape, LayerCost, check_build_args
+from search_spaces.channels import ChannelGroup, Pick, PrunableSpace, checked_widths
+from search_spaces.layered import LayeredSpace, Options
+from search_spaces.mobilenetv3_views import (
+    HEAD_GROUPS,
+    STEM_CHAIN,
+    block,
+    chain_name,
+    derive_channel_groups,
+    expanded_name,
+    derive_units,
 )
+from search_spaces.mobilenetv3_backbones import BACKBONES, PRESET_BACKBONES
 
 ACTIVATION_TOKENS = {"relu": "re", "hswish": "hs"}
 HEAD_EXPANSION = 6  # torchvision: last conv = 6 x the last block's output channels
-
-
-@dataclass(frozen=True)
-class LayerRow:
-    """One layer of a reference backbone at width 1.0 (torchvision's bneck table)."""
-
-    out_channels: int
-    stride: int
-    kernel: int
-    expand: float
-    se: bool
-    activation: str
-
-
-@dataclass(frozen=True)
-class Backbone:
-    stem_channels: int
-    head_channels: int  # hidden width of the classifier at width 1.0
-    layers: tuple[LayerRow, ...]
-
-
-_R = LayerRow
-BACKBONES: dict[str, Backbone] = {
-    "large": Backbone(
-        stem_channels=16,
-        head_channels=1280,
-        layers=(
-            _R(out_channels=16, stride=1, kernel=3, expand=1, se=False, activation="relu"),
-            _R(out_channels=24, stride=2, kernel=3, expand=4, se=False, activation="relu"),
-            _R(out_channels=24, stride=1, kernel=3, expand=3, se=False, activation="relu"),
-            _R(out_channels=40, stride=2, kernel=5, expand=3, se=True, activation="relu"),
-            _R(out_channels=40, stride=1, kernel=5, expand=3, se=True, activation="relu"),
-            _R(out_channels=40, stride=1, kernel=5, expand=3, se=True, activation="relu"),
-            _R(out_channels=80, stride=2, kernel=3, expand=6, se=False, activation="hswish"),
-            _R(out_channels=80, stride=1, kernel=3, expand=2.5, se=False, activation="hswish"),
-            _R(out_channels=80, stride=1, kernel=3, expand=2.3, se=False, activation="hswish"),
-            _R(out_channels=80, stride=1, kernel=3, expand=2.3, se=False, activation="hswish"),
-            _R(out_channels=112, stride=1, kernel=3, expand=6, se=True, activation="hswish"),
-            _R(out_channels=112, stride=1, kernel=3, expand=6, se=True, activation="hswish"),
-            _R(out_channels=160, stride=2, kernel=5, expand=6, se=True, activation="hswish"),
-            _R(out_channels=160, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
-            _R(out_channels=160, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
-        ),
-    ),
-    "small": Backbone(
-        stem_channels=16,
-        head_channels=1024,
-        layers=(
-            _R(out_channels=16, stride=2, kernel=3, expand=1, se=True, activation="relu"),
-            _R(out_channels=24, stride=2, kernel=3, expand=4.5, se=False, activation="relu"),
-            _R(out_channels=24, stride=1, kernel=3, expand=3.67, se=False, activation="relu"),
-            _R(out_channels=40, stride=2, kernel=5, expand=4, se=True, activation="hswish"),
-            _R(out_channels=40, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
-            _R(out_channels=40, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
-            _R(out_channels=48, stride=1, kernel=5, expand=3, se=True, activation="hswish"),
-            _R(out_channels=48, stride=1, kernel=5, expand=3, se=True, activation="hswish"),
-            _R(out_channels=96, stride=2, kernel=5, expand=6, se=True, activation="hswish"),
-            _R(out_channels=96, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
-            _R(out_channels=96, stride=1, kernel=5, expand=6, se=True, activation="hswish"),
-        ),
-    ),
-}
-PRESET_BACKBONES = {"mobilenetv3_large": "large", "mobilenetv3_small": "small"}
 
 
 def _number(value: Any, setting: str) -> int | float:
@@ -153,7 +88,7 @@ class _LayerPlan:
     skippable: bool
 
 
-class MobileNetV3Space(SearchSpace):
+class MobileNetV3Space(LayeredSpace, PrunableSpace):
     """Kernel / expansion / SE / activation / depth search on a MobileNetV3 backbone.
 
     Args:
@@ -171,6 +106,7 @@ class MobileNetV3Space(SearchSpace):
     """
 
     name = "mobilenetv3"
+    token_separator = "_"
 
     def __init__(
         self,
@@ -204,16 +140,13 @@ class MobileNetV3Space(SearchSpace):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"search_space.dropout must be in [0, 1), got {dropout}")
         if not 0.0 < bn_momentum <= 1.0 or bn_eps <= 0:
-            raise ValueError(
-                f"search_space.bn_momentum must be in (0, 1] and bn_eps > 0, got {bn_momentum}, {bn_eps}"
-            )
+            raise ValueError(f"search_space.bn_momentum must be in (0, 1] and bn_eps > 0, got {bn_momentum}, {bn_eps}")
         self.head_channels = head_channels
         self.dropout = float(dropout)
         self.bn_momentum = float(bn_momentum)
         self.bn_eps = float(bn_eps)
         self._table = BACKBONES[backbone]
         self._plans = self._plan_layers()
-        self._decisions = self._make_decisions()
 
     # ---- configuration ------------------------------------------------------------
 
@@ -252,36 +185,26 @@ class MobileNetV3Space(SearchSpace):
             ref_in = row.out_channels
         return tuple(plans)
 
-    def _make_decisions(self) -> tuple[Categorical, ...]:
-        decisions: list[Categorical] = []
+    def layer_choices(self) -> tuple[dict[str, Options], ...]:
+        """Per backbone layer: kernel, expansion, SE, activation, and skip where valid."""
+        rows = []
         for plan in self._plans:
-            i = plan.index
-            decisions += [
-                Categorical(f"l{i}_kernel", self.kernels),
-                Categorical(f"l{i}_expand", tuple(plan.expanded)),
-                Categorical(f"l{i}_se", (False, True)),
-                Categorical(f"l{i}_act", tuple(ACTIVATION_TOKENS)),
-            ]
+            row: dict[str, Options] = {
+                "kernel": self.kernels,
+                "expand": tuple(plan.expanded),
+                "se": (False, True),
+                "act": tuple(ACTIVATION_TOKENS),
+            }
             if plan.skippable:
-                decisions.append(Categorical(f"l{i}_skip", (False, True)))
-        return tuple(decisions)
-
-    @property
-    def decisions(self) -> Sequence[Categorical]:
-        return self._decisions
+                row["skip"] = (False, True)
+            rows.append(row)
+        return tuple(rows)
 
     @property
     def norm_layer(self) -> partial:
         return partial(nn.BatchNorm2d, eps=self.bn_eps, momentum=self.bn_momentum)
 
     # ---- arch -> specs ------------------------------------------------------------
-
-    def _checked(self, arch: Arch) -> Arch:
-        if not isinstance(arch, Arch):
-            raise TypeError(f"expected an Arch, got {type(arch).__name__}")
-        if arch.space != self.name:
-            raise ValueError(f"arch is for space {arch.space!r}, not {self.name!r}")
-        return self.arch(arch.as_dict())
 
     def _chains(self) -> tuple[tuple[str, str], ...]:
         """Per layer, the names of the channel sets it reads and writes.
@@ -307,47 +230,39 @@ class MobileNetV3Space(SearchSpace):
         ``l{i}_out`` the channels of a stage. A block without expand conv works on its
         input's channels, so its expanded width follows the stage.
         """
-        choice = self._checked(arch).as_dict()
-        widths = self._checked_widths(choice, widths)
+        layers = self.layer_values(arch)
+        widths = self._checked_widths(layers, widths)
         specs: list[BlockSpec | None] = []
-        for plan, (chain_in, chain_out) in zip(self._plans, self._chains()):
-            i = plan.index
-            if choice.get(f"l{i}_skip", False):
+        for plan, row, (chain_in, chain_out) in zip(self._plans, layers, self._chains()):
+            if row.get("skip", False):
                 specs.append(None)
                 continue
             in_channels = widths.get(chain_in, plan.in_channels)
-            expanded = plan.expanded[choice[f"l{i}_expand"]]
+            expanded = plan.expanded[row["expand"]]
             specs.append(
                 BlockSpec(
                     in_channels=in_channels,
                     expanded_channels=(
-                        in_channels if expanded == plan.in_channels else widths.get(expanded_name(i), expanded)
+                        in_channels if expanded == plan.in_channels else widths.get(expanded_name(plan.index), expanded)
                     ),
                     out_channels=widths.get(chain_out, plan.out_channels),
-                    kernel_size=choice[f"l{i}_kernel"],
+                    kernel_size=row["kernel"],
                     stride=plan.stride,
-                    use_se=choice[f"l{i}_se"],
-                    activation=choice[f"l{i}_act"],
+                    use_se=row["se"],
+                    activation=row["act"],
                 )
             )
         return specs
 
-    def _checked_widths(self, choice: Mapping[str, Any], widths: Mapping[str, int] | None) -> dict[str, int]:
+    def _checked_widths(self, layers: list[dict[str, Any]], widths: Mapping[str, int] | None) -> dict[str, int]:
         """``widths`` as a plain dict; ValueError for a name this arch does not have, or a bad count."""
         known = {
             expanded_name(p.index)
-            for p in self._plans
-            if not choice.get(f"l{p.index}_skip", False) and p.expanded[choice[f"l{p.index}_expand"]] != p.in_channels
+            for p, row in zip(self._plans, layers)
+            if not row.get("skip", False) and p.expanded[row["expand"]] != p.in_channels
         }
         known |= {name for pair_ in self._chains() for name in pair_} | set(HEAD_GROUPS)
-        checked: dict[str, int] = {}
-        for name, channels in (widths or {}).items():
-            if name not in known:
-                raise ValueError(f"widths: {name!r} is not a channel count of this arch; known: {sorted(known)}")
-            if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-                raise ValueError(f"widths: {name} must be a positive int, got {channels!r}")
-            checked[name] = channels
-        return checked
+        return checked_widths(widths, known, "a channel count of this arch")
 
     def stem_spec(self, in_channels: int, widths: Mapping[str, int] | None = None) -> StemSpec:
         return StemSpec(
@@ -379,7 +294,7 @@ class MobileNetV3Space(SearchSpace):
         widths: Mapping[str, int] | None = None,
     ) -> MobileNetV3:
         """The standalone network; ``widths`` overrides channel counts (see ``channel_groups``)."""
-        channels, _, _ = _check_shape(input_shape, num_classes)
+        channels, _, _ = check_build_args(num_classes, input_shape)
         blocks = [spec for spec in self.block_specs(arch, widths) if spec is not None]
         return MobileNetV3(
             stem=self.stem_spec(channels, widths),
@@ -388,9 +303,17 @@ class MobileNetV3Space(SearchSpace):
             norm_layer=self.norm_layer,
         )
 
-    def supernet(self, *, num_classes: int, input_shape: InputShape) -> "MobileNetV3Supernet":
-        _check_shape(input_shape, num_classes)
-        return MobileNetV3Supernet(self, num_classes=num_classes, input_shape=input_shape)
+    def supernet(self, *, num_classes: int, input_shape: InputShape) -> MobileNetV3Supernet:
+        channels, _, _ = check_build_args(num_classes, input_shape)
+        slots = [LayerSlot(p.in_channels, p.out_channels, p.stride, tuple(p.expanded.values())) for p in self._plans]
+        return MobileNetV3Supernet(
+            stem=self.stem_spec(channels),
+            layers=slots,
+            kernel_sizes=self.kernels,
+            head=self.head_spec(num_classes),
+            norm_layer=self.norm_layer,
+            decode=self.block_specs,
+        )
 
     def layers(
         self,
@@ -406,119 +329,33 @@ class MobileNetV3Space(SearchSpace):
         names the unit kind, every field of its spec (the expanded width included, so
         ``widths`` give their own keys) and its input ``CxHxW``.
         """
-        channels, height, width = _check_shape(input_shape, num_classes)
-        norm = self.norm_layer
-        stem = self.stem_spec(channels, widths)
-        units = [_unit("stem", stem, (channels, height, width), norm)]
-        height, width = _strided(height, stem.stride[0]), _strided(width, stem.stride[1])
-        for spec in self.block_specs(arch, widths):
-            if spec is None:
-                continue
-            units.append(_unit("block", spec, (spec.in_channels, height, width), norm))
-            height, width = _strided(height, spec.stride[0]), _strided(width, spec.stride[1])
-        head = self.head_spec(num_classes, widths)
-        units.append(_unit("head", head, (head.in_channels, height, width), norm))
-        return units
+        channels, height, width = check_build_args(num_classes, input_shape)
+        return derive_units(
+            stem=self.stem_spec(channels, widths),
+            blocks=[spec for spec in self.block_specs(arch, widths) if spec is not None],
+            head=self.head_spec(num_classes, widths),
+            input_shape=(channels, height, width),
+            norm=self.norm_layer,
+        )
 
     def channel_groups(self, arch: Arch, *, widths: Mapping[str, int] | None = None) -> list[ChannelGroup]:
-        """The channels NetAdapt may prune, under ``build(arch, widths=...)``'s names.
-
-        - ``stem_out``, ``l{i}_out``: a stage's channels, tied by its residual sums: the
-          filters of every conv writing the stage (stem or projections, ranked by their
-          joint L2 norm) and the inputs of every conv reading it are cut together;
-        - ``l{i}_expanded``: a block's expanded channels (where it has an expand conv);
-          where the block is skippable (it has an ``l{i}_skip`` decision) the group may
-          also be removed with its block. Blocks without an expand conv, or residual
-          only because width rounding made their input and output equal, are kept;
-        - ``head_conv``, ``head_hidden``: the last conv and the classifier's hidden layer.
-
-        The SE squeeze width follows its block (a non-prunable group). Widths that would
-        change the structure are ``forbidden``: an expanded width equal to the block's
-        input (its expand conv would go), or a stage as wide as the stage next to it
-        across a stride-1 block (a residual sum would appear).
-        """
+        """The channels NetAdapt may prune (``stem_out``, ``l{i}_out``, ``l{i}_expanded``,
+        ``head_conv``, ``head_hidden``), derived from the block specs: see
+        ``search_spaces.mobilenetv3_views.derive_channel_groups``."""
         widths = dict(widths or {})
         specs = self.block_specs(arch, widths)
-        chains = self._chains()
-        stem = self.stem_spec(1, widths)
-        head = self.head_spec(1, widths)
-        present = [(p, s, c) for p, s, c in zip(self._plans, specs, chains) if s is not None]
-        size = {STEM_CHAIN: stem.out_channels}
-        for _, spec, (chain_in, chain_out) in present:
-            size[chain_in], size[chain_out] = spec.in_channels, spec.out_channels
-        writers: dict[str, list[str]] = {STEM_CHAIN: ["stem."]}
-        tensors: dict[str, list[tuple[str, int]]] = {STEM_CHAIN: _conv_bn_out("stem.")}
-        forbidden: dict[str, set[int]] = {name: set() for name in size}
-        groups: list[ChannelGroup] = []
-        for j, (plan, spec, (chain_in, chain_out)) in enumerate(present):
-            b = f"blocks.{j}."
-            if chain_out != chain_in:
-                writers[chain_out], tensors[chain_out] = [], []
-                if spec.stride == (1, 1):
-                    forbidden[chain_in].add(size[chain_out])
-                    forbidden[chain_out].add(size[chain_in])
-            writers[chain_out].append(f"{b}project.")
-            tensors[chain_out] += _conv_bn_out(f"{b}project.")
-            expanded = _conv_bn_out(f"{b}depthwise.") + [(f"{b}project.conv.weight", 1)]
-            removal = ((f"l{plan.index}_skip", True),) if plan.skippable else ()
-            if spec.use_se:
-                expanded += [(f"{b}se.fc1.weight", 1), (f"{b}se.fc2.weight", 0), (f"{b}se.fc2.bias", 0)]
-                groups.append(
-                    ChannelGroup(
-                        name=f"l{plan.index}_se_squeeze",
-                        channels=make_divisible(spec.expanded_channels // 4, 8),
-                        score=(f"{b}se.fc1.weight",),
-                        tensors=((f"{b}se.fc1.weight", 0), (f"{b}se.fc1.bias", 0), (f"{b}se.fc2.weight", 1)),
-                        prunable=False,
-                        removal=removal,
-                        module=b,
-                    )
-                )
-            if spec.expanded_channels == spec.in_channels:  # no expand conv: the stage's channels
-                tensors[chain_in] += expanded
-                continue
-            tensors[chain_in].append((f"{b}expand.conv.weight", 1))
-            forbidden[chain_in].add(spec.expanded_channels)
-            groups.append(
-                ChannelGroup(
-                    name=expanded_name(plan.index),
-                    channels=spec.expanded_channels,
-                    score=(f"{b}expand.conv.weight",),
-                    tensors=tuple(_conv_bn_out(f"{b}expand.") + expanded),
-                    forbidden=(spec.in_channels,),
-                    removal=removal,
-                    module=b,
-                )
-            )
-        last = chains[-1][1]
-        tensors[last].append(("head.conv.conv.weight", 1))
-        for name in writers:
-            groups.append(
-                ChannelGroup(
-                    name=name,
-                    channels=size[name],
-                    score=tuple(f"{w}conv.weight" for w in writers[name]),
-                    tensors=tuple(tensors[name]),
-                    forbidden=tuple(sorted(forbidden[name])),
-                )
-            )
-        groups.append(
-            ChannelGroup(
-                name="head_conv",
-                channels=head.conv_channels,
-                score=("head.conv.conv.weight",),
-                tensors=(*_conv_bn_out("head.conv."), ("head.classifier.0.weight", 1)),
-            )
+        return derive_channel_groups(
+            layers=[(p.index, p.skippable, spec, chain) for p, spec, chain in zip(self._plans, specs, self._chains())],
+            stem=self.stem_spec(1, widths),
+            head=self.head_spec(1, widths),
         )
-        groups.append(
-            ChannelGroup(
-                name="head_hidden",
-                channels=head.hidden_channels,
-                score=("head.classifier.0.weight",),
-                tensors=(("head.classifier.0.weight", 0), ("head.classifier.0.bias", 0), ("head.classifier.3.weight", 1)),
-            )
-        )
-        return groups
+
+    def parts(self, arch: Arch) -> dict[str, Pick]:
+        """``stem``, ``l{i}`` per present backbone layer, ``head``: what survives a removal."""
+        parts: dict[str, Pick] = {"stem": lambda net: net.stem, "head": lambda net: net.head}
+        present = [p.index for p, spec in zip(self._plans, self.block_specs(arch)) if spec is not None]
+        parts.update({f"l{i}": partial(block, j) for j, i in enumerate(present)})
+        return parts
 
     # ---- presets ------------------------------------------------------------------
 
@@ -534,186 +371,47 @@ class MobileNetV3Space(SearchSpace):
     def preset(self, name: str) -> tuple["MobileNetV3Space", Arch]:
         """``(space, arch)`` of a named preset: the space is this one with the preset's backbone."""
         if name not in PRESET_BACKBONES:
-            raise ValueError(
-                f"space {self.name!r} has no preset {name!r}; available: {sorted(PRESET_BACKBONES)}"
-            )
+            raise ValueError(f"space {self.name!r} has no preset {name!r}; available: {sorted(PRESET_BACKBONES)}")
         space = self
         if PRESET_BACKBONES[name] != self.backbone:
             space = type(self)(**{**self._kwargs(), "backbone": PRESET_BACKBONES[name]})
         if name not in space.presets:
             needed = sorted({r.kernel for r in space._table.layers})
-            raise ValueError(
-                f"preset {name!r} needs kernels {needed}; search_space.kernels is {list(self.kernels)}"
-            )
+            raise ValueError(f"preset {name!r} needs kernels {needed}; search_space.kernels is {list(self.kernels)}")
         return space, space.presets[name]
 
     def _reference_arch(self) -> Arch:
-        values: dict[str, Any] = {}
-        for plan, row in zip(self._plans, self._table.layers):
-            i = plan.index
-            values.update(
-                {
-                    f"l{i}_kernel": row.kernel,
-                    f"l{i}_expand": row.expand,
-                    f"l{i}_se": row.se,
-                    f"l{i}_act": row.activation,
-                }
-            )
-            if plan.skippable:
-                values[f"l{i}_skip"] = False
-        return self.arch(values)
+        rows = [{"kernel": r.kernel, "expand": r.expand, "se": r.se, "act": r.activation} for r in self._table.layers]
+        return self.arch_from_layers([{**row, "skip": False} if p.skippable else row for row, p in zip(rows, self._plans)])
 
-    # ---- strings ------------------------------------------------------------------
+    # ---- strings (one token per layer, joined by "_") ------------------------------
 
-    def arch_string(self, arch: Arch) -> str:
-        """One token per layer joined by ``_``: ``k5e4se-hs`` (kernel 5, expansion 4,
-        SE, h-swish), ``k3e3.67-re`` (no SE, ReLU), or ``skip``."""
-        choice = self._checked(arch).as_dict()
-        tokens = []
-        for plan in self._plans:
-            i = plan.index
-            if choice.get(f"l{i}_skip", False):
-                tokens.append("skip")
-                continue
-            se = "se" if choice[f"l{i}_se"] else ""
-            act = ACTIVATION_TOKENS[choice[f"l{i}_act"]]
-            tokens.append(f"k{choice[f'l{i}_kernel']}e{choice[f'l{i}_expand']}{se}-{act}")
-        return "_".join(tokens)
+    def format_layer(self, layer: int, values: Mapping[str, Any]) -> str:
+        """``k5e4se-hs`` (kernel 5, expansion 4, SE, h-swish), ``k3e3.67-re`` (no SE,
+        ReLU), or ``skip``."""
+        if values.get("skip", False):
+            return "skip"
+        se = "se" if values["se"] else ""
+        return f"k{values['kernel']}e{values['expand']}{se}-{ACTIVATION_TOKENS[values['act']]}"
 
-    def arch_from_string(self, text: str) -> Arch:
-        """Parse ``arch_string``'s format; a skipped layer's other choices take their
-        first option (they do not change the network)."""
-        tokens = text.strip().split("_")
-        if len(tokens) != len(self._plans):
-            raise ValueError(
-                f"arch string {text!r} has {len(tokens)} layers; the {self.backbone} backbone has "
-                f"{len(self._plans)}"
-            )
-        acts = {token: name for name, token in ACTIVATION_TOKENS.items()}
-        first = {d.name: d.options[0] for d in self._decisions}
-        values: dict[str, Any] = {}
-        for plan, token in zip(self._plans, tokens):
-            i = plan.index
-            if plan.skippable:
-                values[f"l{i}_skip"] = token == "skip"
-            if token == "skip":
-                if not plan.skippable:
-                    raise ValueError(f"layer {i} cannot be skipped (token {token!r} in {text!r})")
-                values.update({f"l{i}_{k}": first[f"l{i}_{k}"] for k in _BLOCK_CHOICES})
-                continue
-            match = _TOKEN.fullmatch(token)
-            if match is None:
-                raise ValueError(f"layer {i}: {token!r} is not like 'k5e4se-hs', 'k3e3-re' or 'skip'")
-            values.update(
-                {
-                    f"l{i}_kernel": int(match["kernel"]),
-                    f"l{i}_expand": _number(float(match["expand"]), f"layer {i} expansion"),
-                    f"l{i}_se": match["se"] is not None,
-                    f"l{i}_act": acts[match["act"]],
-                }
-            )
-        return self.arch(values)
+    def parse_layer(self, layer: int, token: str) -> dict[str, Any]:
+        """A skipped layer's other choices take their first option (they do not change the network)."""
+        skippable = self._plans[layer].skippable
+        if token == "skip":
+            if not skippable:
+                raise ValueError(f"layer {layer} cannot be skipped (token {token!r})")
+            return {key: options[0] for key, options in self.layer_choices()[layer].items() if key != "skip"} | {"skip": True}
+        match = _TOKEN.fullmatch(token)
+        if match is None:
+            raise ValueError(f"layer {layer}: {token!r} is not like 'k5e4se-hs', 'k3e3-re' or 'skip'")
+        acts = {tok: name for name, tok in ACTIVATION_TOKENS.items()}
+        values: dict[str, Any] = {
+            "kernel": int(match["kernel"]),
+            "expand": _number(float(match["expand"]), f"layer {layer} expansion"),
+            "se": match["se"] is not None,
+            "act": acts[match["act"]],
+        }
+        return {**values, "skip": False} if skippable else values
 
-
-_BLOCK_CHOICES = ("kernel", "expand", "se", "act")
-_BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
-STEM_CHAIN = "stem_out"
-HEAD_GROUPS = ("head_conv", "head_hidden")
-
-
-def _conv_bn_out(prefix: str) -> list[tuple[str, int]]:
-    """The output channels of a ``ConvBNAct`` at ``prefix``: its filters and its BN."""
-    return [(f"{prefix}conv.weight", 0)] + [(f"{prefix}norm.{t}", 0) for t in _BN_TENSORS]
-
-
-def chain_name(layer: int) -> str:
-    """The ``widths`` key (and channel-group name) of the stage that layer ``layer`` starts."""
-    return f"l{layer}_out"
-
-
-def expanded_name(layer: int) -> str:
-    """The ``widths`` key (and channel-group name) of backbone layer ``layer``'s expanded width."""
-    return f"l{layer}_expanded"
 
 _TOKEN = re.compile(r"k(?P<kernel>\d+)e(?P<expand>\d+(?:\.\d+)?)(?P<se>se)?-(?P<act>re|hs)")
-
-
-class MobileNetV3Supernet(Supernet):
-    """Every candidate of every layer of a ``MobileNetV3Space``; ``forward(x, arch)``.
-
-    ``[B, C, n_mels, frames] -> [B, num_classes]``. Stem and head are shared by all
-    archs; each layer is an ``InvertedResidualChoices`` (see there for the sharing).
-    """
-
-    def __init__(
-        self, space: MobileNetV3Space, *, num_classes: int, input_shape: InputShape
-    ) -> None:
-        super().__init__()
-        channels, _, _ = _check_shape(input_shape, num_classes)
-        self.space = space
-        norm = space.norm_layer
-        self.stem = space.stem_spec(channels).build(norm)
-        self.layers = nn.ModuleList(
-            InvertedResidualChoices(
-                in_channels=plan.in_channels,
-                out_channels=plan.out_channels,
-                stride=plan.stride,
-                expanded_options=list(plan.expanded.values()),
-                kernel_sizes=space.kernels,
-                norm_layer=norm,
-            )
-            for plan in space._plans
-        )
-        self.head = space.head_spec(num_classes).build(norm)
-        kaiming_init_(self)
-
-    def forward(self, x: Tensor, arch: Arch) -> Tensor:  # type: ignore[override]
-        x = self.stem(x)
-        for layer, spec in zip(self.layers, self.space.block_specs(arch)):
-            if spec is not None:
-                x = layer(x, spec)
-        return self.head(x)
-
-    def subnet_state_dict(self, arch: Arch) -> dict[str, Tensor]:
-        """The chosen path's weights under ``space.build(arch)``'s names, as fresh tensors
-        (slices of the shared weights are copied, so saving them stores only the path)."""
-        state = {f"stem.{k}": v.clone() for k, v in self.stem.state_dict().items()}
-        specs = self.space.block_specs(arch)
-        present = [(layer, spec) for layer, spec in zip(self.layers, specs) if spec is not None]
-        for j, (layer, spec) in enumerate(present):
-            state.update({f"blocks.{j}.{k}": v for k, v in layer.block_state_dict(spec).items()})
-        state.update({f"head.{k}": v.clone() for k, v in self.head.state_dict().items()})
-        return state
-
-
-def _check_shape(input_shape: Sequence[int], num_classes: int) -> tuple[int, int, int]:
-    shape = tuple(input_shape)
-    if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-        raise ValueError(
-            f"input_shape must be (channels, n_mels, frames), positive ints; got {input_shape!r}"
-        )
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    return shape  # type: ignore[return-value]
-
-
-def _strided(size: int, stride: int) -> int:
-    """Output length of an odd-kernel, same-padded conv."""
-    return (size - 1) // stride + 1
-
-
-def _unit(
-    kind: str, spec: StemSpec | BlockSpec | HeadSpec, shape: tuple[int, int, int], norm: partial
-) -> LayerCost:
-    """A latency-table unit whose key names ``kind``, every spec field and the input CxHxW."""
-    fields = ",".join(f"{k}={_key_value(v)}" for k, v in asdict(spec).items())
-    key = f"mobilenetv3.{kind}({fields},input={'x'.join(map(str, shape))})"
-
-    def build() -> nn.Module:
-        return kaiming_init_(spec.build(norm))
-
-    return LayerCost(key=key, input_shape=shape, build=build)
-
-
-def _key_value(value: Any) -> str:
-    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)

@@ -13,6 +13,7 @@ from nas.io.model_file import load_model, save_model
 from nas.compress.pruning import (
     candidate_widths,
     channel_groups,
+    keyed_groups,
     kept_filters,
     prunable_widths,
     prune_model,
@@ -105,7 +106,7 @@ def _make_inert(model: torch.nn.Module, groups, new_sizes: dict[str, int]) -> No
     (so they rank last by L2 norm) and a zero BN output (SE squeeze: a negative bias before its ReLU)."""
     state = model.state_dict()
     with torch.no_grad():
-        for group in groups:
+        for group in keyed_groups(model, groups):
             drop = slice(new_sizes[group.name], group.channels)
             for key in group.score:
                 state[key][drop] = 0.0
@@ -178,7 +179,7 @@ def test_pruning_rejects_widening_and_bad_widths():
     wider = channel_groups(space, arch, {"l0_inner": 24})
     model = space.build(arch, num_classes=NUM_CLASSES, input_shape=shape)
     with pytest.raises(ValueError, match="widen"):
-        prune_state_dict(model.state_dict(), groups, wider)
+        prune_state_dict(model.state_dict(), keyed_groups(model, groups), wider)
     with pytest.raises(ValueError, match="l2_inner"):  # layer 2 is a max pool: no inner width
         space.build(arch, num_classes=NUM_CLASSES, input_shape=shape, widths={"l2_inner": 8})
     mspace, march, mshape = _mobilenet()
@@ -215,7 +216,7 @@ def test_removing_a_residual_block_keeps_every_other_weight():
         num_classes=NUM_CLASSES, input_shape=shape,
     )
     assert len(pruned.blocks) == len(model.blocks) - 1
-    index = int(removed.module.split(".")[1])
+    index = int(keyed_groups(model, [removed])[0].module.split(".")[1])
     model.blocks[index] = torch.nn.Identity()  # the residual branch dropped: x + nothing
     x = torch.randn(5, *shape, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -227,7 +228,7 @@ def test_only_residual_blocks_are_removable():
     skippable = {d.name for d in space.decisions if d.name.endswith("_skip")}
     for group in channel_groups(space, arch):
         if group.removal:
-            assert dict(group.removal).keys() <= skippable and group.module.startswith("blocks.")
+            assert dict(group.removal).keys() <= skippable and keyed_groups(space.build(arch, num_classes=NUM_CLASSES, input_shape=(1, 32, 32)), [group])[0].module.startswith("blocks.")
     space, arch, _ = _enas()
     assert not any(g.removal for g in channel_groups(space, arch))
 
@@ -259,7 +260,7 @@ def test_stage_channels_are_cut_together_and_residuals_stay():
         x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(4))
         with torch.no_grad():
             torch.testing.assert_close(pruned.eval()(x), inert(x), rtol=1e-4, atol=1e-5)
-        assert all(pruned.state_dict()[key].shape[0] == narrow[stage.name] for key in stage.score)
+        assert all(pruned.state_dict()[key].shape[0] == narrow[stage.name] for key in keyed_groups(inert, [stage])[0].score)
 
 
 BACKBONES = [("small", 0.5), ("small", 1.0), ("large", 1.0)]

@@ -1,12 +1,13 @@
 """Channel pruning of a built network: remove the filters of smallest L2 norm from a
 channel group and rebuild a smaller standalone model with the kept weights copied.
 
-A space that supports pruning says which channels can be removed together through
-``space.channel_groups(arch, *, widths)`` (``search_spaces.base.ChannelGroup``): each
-group names the weights whose dim-0 slices are its filters (ranked by L2 norm, as in
-the NetAdapt code; by their joint norm where residual sums tie several convs' outputs)
-and every ``(state_dict key, dim)`` sized by it, so that producers (convs' filters and
-their BNs) and consumers (the next convs' input channels) are cut consistently.
+A space that supports pruning is a ``search_spaces.channels.PrunableSpace`` and says
+which channels can be removed together through ``space.channel_groups(arch, *, widths)``:
+each group picks the modules whose filters are ranked (by L2 norm, as in the NetAdapt
+code; by their joint norm where residual sums tie several convs' outputs), the modules
+that write its channels and those that read them, so that producers (convs' filters and
+their BNs) and consumers (the next convs' input channels) are cut consistently. The
+picks are resolved to the built network's state-dict keys here, by module identity.
 A group on a residual branch may also be pruned to nothing: the block is then the
 identity, the arch is changed to skip it (``ChannelGroup.removal``) and its weights
 are dropped while every other tensor keeps its place in the smaller network.
@@ -15,28 +16,83 @@ This module knows no concrete space.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import torch
 from torch import Tensor, nn
 
-from search_spaces.base import Arch, ChannelGroup, InputShape, SearchSpace
+from search_spaces.base import Arch, InputShape, SearchSpace
+from search_spaces.channels import ChannelGroup, Pick, PrunableSpace
+
+
+def prunable(space: SearchSpace) -> PrunableSpace:
+    """``space`` if it supports channel pruning, else a ValueError saying how to add it."""
+    if not isinstance(space, PrunableSpace):
+        raise ValueError(
+            f"space {space.name!r} is not a PrunableSpace, so its models cannot be pruned: subclass "
+            "search_spaces.channels.PrunableSpace (channel_groups(arch, *, widths) and a widths "
+            "argument in build() and layers())"
+        )
+    return space
 
 
 def channel_groups(space: SearchSpace, arch: Arch, widths: Mapping[str, int] | None = None) -> list[ChannelGroup]:
     """All channel groups of ``space.build(arch, widths=widths)`` (prunable ones and followers)."""
-    method = getattr(space, "channel_groups", None)
-    if method is None:
-        raise ValueError(
-            f"space {space.name!r} declares no channel groups, so its models cannot be pruned: "
-            "give it channel_groups(arch, *, widths) and a widths argument in build() and layers()"
-        )
-    return list(method(arch, widths=dict(widths or {})))
+    return list(prunable(space).channel_groups(arch, widths=dict(widths or {})))
 
 
 def prunable_widths(space: SearchSpace, arch: Arch, widths: Mapping[str, int] | None = None) -> dict[str, int]:
     """``{group name: channels}`` of the prunable groups: the full ``widths`` of a build."""
-    return {g.name: g.channels for g in channel_groups(space, arch, widths) if g.prunable}
+    return prunable(space).prunable_widths(arch, widths)
+
+
+@dataclass(frozen=True)
+class KeyedGroup:
+    """A ``ChannelGroup`` resolved against one built network: its picks as state-dict keys."""
+
+    name: str
+    channels: int
+    score: tuple[str, ...]
+    tensors: tuple[tuple[str, int], ...]  # (key, dim) of every tensor sized by the group
+    module: str = ""  # state-dict prefix of the block removed with the group ("": none)
+
+
+class _Keys:
+    """State-dict names of a network's modules, found by identity."""
+
+    def __init__(self, network: nn.Module) -> None:
+        self.network = network
+        self.names = {id(m): name for name, m in network.named_modules()}
+
+    def prefix(self, pick: Pick, owner: str) -> str:
+        module = pick(self.network)
+        if id(module) not in self.names:
+            raise ValueError(f"channel group {owner} picks a {type(module).__name__} that is not part of the network")
+        name = self.names[id(module)]
+        return f"{name}." if name else ""
+
+    def outputs(self, pick: Pick, owner: str) -> list[tuple[str, int]]:
+        prefix, module = self.prefix(pick, owner), pick(self.network)
+        own = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+        return [(prefix + name, 0) for name, tensor in own if tensor is not None and tensor.ndim >= 1]
+
+
+def keyed_groups(network: nn.Module, groups: list[ChannelGroup]) -> list[KeyedGroup]:
+    """``groups`` with every pick turned into ``network``'s state-dict keys."""
+    keys = _Keys(network)
+    resolved = []
+    for g in groups:
+        tensors = [t for pick in g.writers for t in keys.outputs(pick, g.name)]
+        tensors += [(keys.prefix(pick, g.name) + "weight", 1) for pick in g.readers]
+        resolved.append(KeyedGroup(
+            name=g.name,
+            channels=g.channels,
+            score=tuple(keys.prefix(pick, g.name) + "weight" for pick in g.score),
+            tensors=tuple(tensors),
+            module=keys.prefix(g.block, g.name) if g.block is not None else "",
+        ))
+    return resolved
 
 
 def candidate_widths(channels: int, *, divisor: int, min_channels: int, forbidden: tuple[int, ...] = ()) -> list[int]:
@@ -65,7 +121,7 @@ def kept_filters(keep: int, *weights: Tensor) -> Tensor:
 
 
 def prune_state_dict(
-    state: Mapping[str, Tensor], old_groups: list[ChannelGroup], new_groups: list[ChannelGroup]
+    state: Mapping[str, Tensor], old_groups: list[KeyedGroup], new_groups: list[ChannelGroup]
 ) -> dict[str, Tensor]:
     """Cut every group of ``old_groups`` down to its size in ``new_groups`` (matched by name).
 
@@ -106,27 +162,30 @@ def prune_state_dict(
     return pruned
 
 
-def _renumbered(old: Mapping[str, Tensor], new: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """``old``'s tensors under ``new``'s names, matched in order.
+def _moved(
+    space: PrunableSpace, old: tuple[Arch, nn.Module], new: tuple[Arch, nn.Module], state: Mapping[str, Tensor]
+) -> dict[str, Tensor]:
+    """``state`` (keys of the old network) under the new network's keys.
 
-    After a block is removed the modules that followed it move up one place
-    (``blocks.5.`` becomes ``blocks.4.``): same tensors, same order, new indices.
-    Names must agree once their indices are ignored, and shapes exactly.
+    The space's ``parts`` name the modules that survive a block removal (``l5`` stays
+    ``l5`` while its place in ``blocks`` moves up one); each part's tensors keep their
+    names inside the part.
     """
-    if len(old) != len(new):
-        raise ValueError(f"pruned weights have {len(old)} tensors, the pruned network {len(new)}")
-    renamed = {}
-    for (old_key, tensor), (new_key, target) in zip(old.items(), new.items()):
-        if _without_indices(old_key) != _without_indices(new_key) or tensor.shape != target.shape:
-            raise ValueError(
-                f"pruned weight {old_key} {tuple(tensor.shape)} does not fit {new_key} {tuple(target.shape)}"
-            )
-        renamed[new_key] = tensor
-    return renamed
-
-
-def _without_indices(key: str) -> tuple[str, ...]:
-    return tuple(part for part in key.split(".") if not part.isdigit())
+    old_arch, old_net = old
+    new_arch, new_net = new
+    old_keys, new_keys = _Keys(old_net), _Keys(new_net)
+    old_parts, new_parts = space.parts(old_arch), space.parts(new_arch)
+    moves = sorted(
+        ((old_keys.prefix(pick, part), new_keys.prefix(new_parts[part], part)) for part, pick in old_parts.items() if part in new_parts),
+        key=lambda pair: -len(pair[0]),
+    )
+    moved = {}
+    for key, tensor in state.items():
+        source, target = next(((a, b) for a, b in moves if key.startswith(a)), (None, None))
+        if source is None:
+            raise ValueError(f"pruned weight {key} belongs to no part of the network ({sorted(old_parts)})")
+        moved[target + key[len(source):]] = tensor
+    return moved
 
 
 def _check_only_removals(
@@ -167,13 +226,17 @@ def prune_model(
     ``model``'s train/eval mode; the caller's torch RNG is left untouched (building
     draws init weights, then overwritten).
     """
+    space = prunable(space)
     new_arch = arch if new_arch is None else new_arch
     old_groups = channel_groups(space, arch, widths)
     new_groups = channel_groups(space, new_arch, new_widths)
     _check_only_removals(arch, new_arch, old_groups, new_groups)
-    state = prune_state_dict(model.state_dict(), old_groups, new_groups)
+    state = prune_state_dict(model.state_dict(), keyed_groups(model, old_groups), new_groups)
     with torch.random.fork_rng(devices=[]):
         pruned = space.build(new_arch, num_classes=num_classes, input_shape=input_shape, widths=dict(new_widths))
-    pruned.load_state_dict(_renumbered(state, pruned.state_dict()), strict=True)
+    try:
+        pruned.load_state_dict(_moved(space, (arch, model), (new_arch, pruned), state), strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"pruned weights do not fit the pruned network: {err}") from err
     device = next(model.parameters()).device
     return pruned.to(device).train(model.training)

@@ -24,9 +24,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from nas.io.checkpoint import save_checkpoint
-from nas.compress.pruning import prunable_widths
 from nas.io.registry import build_space
 from search_spaces.base import Arch, SearchSpace
+from search_spaces.channels import PrunableSpace
 
 FORMAT = "melnas.model"
 FORMAT_VERSION = 1
@@ -64,7 +64,7 @@ class TrainedModel:
         """``arch.hash``; for a pruned model a hash of the arch and the widths that differ
         from its own build's, since it is another network (the same network, however its
         widths were written down, gets the same hash)."""
-        full = prunable_widths(self.space, self.arch) if self.widths else {}
+        full = self.space.prunable_widths(self.arch) if self.widths and isinstance(self.space, PrunableSpace) else {}
         narrowed = {name: width for name, width in self.widths.items() if full.get(name) != width}
         if not narrowed:
             return self.arch.hash
