@@ -22,7 +22,6 @@ Python/NumPy/torch generator states.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from contextlib import nullcontext
@@ -38,6 +37,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from controllers.base import Controller
+from nas.io.atomic import atomic_write_json
 from nas.io.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -351,6 +351,4 @@ def controller_label(controller: Controller) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, data)
