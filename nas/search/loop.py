@@ -48,8 +48,8 @@ from nas.io.checkpoint import (
 )
 from nas.data.dataset import make_loader, open_prepared
 from nas.data.prepare import prepare_dataset
-from nas.runtime import resolve_device
-from nas.latency.measure import latency_table_for, torch_threads
+from nas.runtime import resolve_device, torch_threads
+from nas.latency.measure import latency_table_for
 from nas.io.registry import build_space
 from nas.search.scoring import LatencyLookup, check_bn_mode
 from nas.search.phases import (
