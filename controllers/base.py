@@ -135,21 +135,6 @@ def check_count(n: int) -> int:
     return int(n)
 
 
-def uniform_values(decisions: Sequence[Decision], rng: np.random.Generator) -> tuple[ArchValue, ...]:
-    """One uniform draw: each categorical uniformly, each input independently with p = 1/2.
-
-    Consumes ``rng`` exactly like ``SearchSpace.random_arch``, so both give the same arch
-    for the same generator state (tested).
-    """
-    values: list[ArchValue] = []
-    for d in decisions:
-        if isinstance(d, Categorical):
-            values.append(d.options[int(rng.integers(d.size))])
-        else:
-            values.append(tuple(int(i) for i in np.flatnonzero(rng.random(d.num_inputs) < 0.5)))
-    return tuple(values)
-
-
 def uniform_entropy(decisions: Sequence[Decision]) -> float:
     """Entropy (nats) of the uniform distribution of ``uniform_values``; minus its log-prob."""
     return sum(

@@ -38,9 +38,8 @@ from controllers.base import (
     set_rng_state,
     uniform_entropy,
     uniform_probabilities,
-    uniform_values,
 )
-from search_spaces.base import ArchValue, Categorical, Decision, InputChoice
+from search_spaces.base import ArchValue, Categorical, Decision, uniform_values
 
 Member = tuple[tuple[ArchValue, ...], float]  # (values, reward)
 

@@ -24,9 +24,8 @@ from controllers.base import (
     set_rng_state,
     uniform_entropy,
     uniform_probabilities,
-    uniform_values,
 )
-from search_spaces.base import Decision
+from search_spaces.base import Decision, uniform_values
 
 
 class RandomController(Controller):

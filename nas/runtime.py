@@ -1,6 +1,13 @@
-"""Pick the torch device a run computes on."""
+"""The process-level runtime: the torch device a run computes on, and its CPU thread count.
+
+``torch_threads`` is the one place melnas changes torch's intra-op thread count (the
+search's ``trainer.threads``, latency measurement); it always restores the caller's.
+"""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -31,3 +38,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ValueError(f"device={device!r} was asked for but only {torch.cuda.device_count()} CUDA "
                          "device(s) are visible (numbered from 0); set device=cuda for the first")
     return resolved
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op CPU threads (``None``: leave the count as
+    it is), then restore the previous count."""
+    if threads is None:
+        yield
+        return
+    if int(threads) < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -103,8 +103,13 @@ class Arch:
     @property
     def hash(self) -> str:
         """Stable 12-hex-digit id: the same choices give the same hash in every process."""
-        canonical = json.dumps(self.to_json_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha1(canonical.encode()).hexdigest()[:12]
+        return arch_hash(self.to_json_dict())
+
+
+def arch_hash(data: Mapping[str, Any]) -> str:
+    """``Arch.hash`` from an arch's JSON (``{"space": ..., "choices": {...}}``) alone."""
+    canonical = json.dumps({"space": data["space"], "choices": data["choices"]}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(canonical.encode()).hexdigest()[:12]
 
 
 def arch_from_json_dict(data: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -230,10 +235,17 @@ class SearchSpace(ABC):
 
     def random_arch(self, rng: np.random.Generator) -> Arch:
         """Uniform sample: each categorical uniformly, each earlier input with p = 1/2."""
-        values: list[ArchValue] = []
-        for d in self.decisions:
-            if isinstance(d, Categorical):
-                values.append(d.options[int(rng.integers(d.size))])
-            else:
-                values.append(tuple(int(i) for i in np.flatnonzero(rng.random(d.num_inputs) < 0.5)))
-        return self.arch(values)
+        return self.arch(uniform_values(self.decisions, rng))
+
+
+def uniform_values(decisions: Sequence[Decision], rng: np.random.Generator) -> tuple[ArchValue, ...]:
+    """One uniform draw: each categorical uniformly, each input independently with p = 1/2
+    (``SearchSpace.random_arch`` and the random and evolution controllers)."""
+    values: list[ArchValue] = []
+    for d in decisions:
+        if isinstance(d, Categorical):
+            values.append(d.options[int(rng.integers(d.size))])
+        else:
+            values.append(tuple(int(i) for i in np.flatnonzero(rng.random(d.num_inputs) < 0.5)))
+    return tuple(values)
+

@@ -18,7 +18,8 @@ import torch
 import yaml
 from hydra.utils import instantiate
 
-from controllers.base import Controller, Sample, check_decisions, uniform_entropy, uniform_values
+from controllers.base import Controller, Sample, check_decisions, uniform_entropy
+from search_spaces.base import uniform_values
 from controllers.enas_lstm import EnasLstmController
 from controllers.evolution import EvolutionController
 from controllers.random_search import RandomController

@@ -36,7 +36,8 @@ from nas.data.dataset import PreparedData, make_loader, open_prepared
 from nas.data.prepare import prepare_dataset
 from nas.latency.measure import LatencyTable
 from nas.io.model_file import build_network, load_model
-from nas.compress.netadapt import AdaptSettings, accuracy, netadapt, short_finetune
+from nas.compress.netadapt import AdaptSettings, netadapt, short_finetune
+from nas.evaluate.accuracy import top1_accuracy
 from nas.evaluate.predict import predict_files
 from nas.io.registry import CONF_DIR
 from nas.search.loop import run_search
@@ -104,7 +105,7 @@ def test_netadapt_keeps_a_trained_model_well_above_chance(trained: TrainResult, 
                                short_steps=20, short_lr=0.02, measure_rounds=1),
     )
     assert result.iterations >= 1 and result.widths != {g: 8 for g in result.widths}  # it pruned
-    test_accuracy = accuracy(result.model, _batches(data, "test", shuffle=False), device=torch.device("cpu"))
+    test_accuracy = top1_accuracy(result.model.eval(), _batches(data, "test", shuffle=False), device=torch.device("cpu"))
     assert test_accuracy >= WELL_ABOVE_CHANCE, test_accuracy
 
 
@@ -118,7 +119,7 @@ def test_netadapt_short_finetune_learns_from_scratch(tones: Path) -> None:
                                   input_shape=data.input_shape)
     settings = AdaptSettings(short_steps=60, short_lr=0.05)
     short_finetune(network, _batches(data, "train", shuffle=True), settings, device=torch.device("cpu"))
-    test_accuracy = accuracy(network, _batches(data, "test", shuffle=False), device=torch.device("cpu"))
+    test_accuracy = top1_accuracy(network.eval(), _batches(data, "test", shuffle=False), device=torch.device("cpu"))
     assert test_accuracy >= WELL_ABOVE_CHANCE, test_accuracy
 
 

@@ -17,13 +17,13 @@ from nas.compress.netadapt import (
     AdaptSettings,
     Proposal,
     choose_step,
-    measure_in_turns,
     most_pruned,
     netadapt,
     pick_best,
     propose,
 )
 from nas.compress.adapt_job import adapt_model
+from nas.latency.relative import RelativeLatency, measure_in_turns, time_in_turns
 from nas.compress.pruning import candidate_widths, channel_groups, prunable_widths
 from nas.io.registry import CONF_DIR
 from nas.train.job import train_model
@@ -186,7 +186,7 @@ def test_a_target_just_above_the_most_pruned_network_is_reached(tmp_path):
 
 def test_loop_stops_clearly_when_no_group_saves_more(tmp_path, monkeypatch):
     """The floor can measure under the target (noise) while the loop cannot get there."""
-    monkeypatch.setattr("nas.compress.netadapt._measured_floor", lambda *args, **kwargs: 0.0)
+    monkeypatch.setattr("nas.compress.netadapt.check_reachable", lambda *args, **kwargs: 0.0)
     result = _adapt_enas(tmp_path, target_ms=0.01)
     assert "no group can be pruned further" in result.stop_reason
     assert all(w == 8 for w in result.widths.values())
@@ -238,6 +238,26 @@ def test_measuring_in_turns_cancels_a_changing_load():
     assert order == ["model", "reference", "reference", "model"] * 2 + ["model", "reference"]
     assert turns.ratio == pytest.approx(0.6)
     assert (turns.model_ms, turns.reference_ms) == (pytest.approx(3.0), pytest.approx(7.5))
+
+
+def test_time_in_turns_rotates_the_order_every_round():
+    order = []
+    readings = time_in_turns(["a", "b", "c"], lambda m: order.append(m) or len(order), rounds=3)
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert readings == [[1, 6, 8], [2, 4, 9], [3, 5, 7]]
+
+
+def test_relative_latency_confirms_a_reading_under_the_threshold_on_more_rounds():
+    calls = []
+
+    def measure(model):
+        calls.append(model)
+        return {"ref": 10.0, "fast": 5.0}[model]
+
+    timing = RelativeLatency("ref", measure, rounds=2, confirm_factor=3)
+    assert timing.reference_ms == 10.0 and len(calls) == 2
+    assert timing.measure_ms("fast", confirm_below=4.0) == 5.0 and len(calls) == 2 + 4
+    assert timing.measure_ms("fast", confirm_below=6.0) == 5.0 and len(calls) == 6 + 4 + 12
 
 
 def test_pick_rules():

@@ -19,13 +19,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from nas.compress.netadapt import (
-    CONFIRM_FACTOR,
     AdaptSettings,
     Batches,
     TraceRow,
-    measure_in_turns,
     netadapt,
 )
+from nas.latency.relative import CONFIRM_FACTOR, measure_in_turns
 from nas.compress.pruning import (
     prunable_widths,
 )

@@ -1,39 +1,33 @@
 """NetAdapt (Yang et al. 2018): prune a trained model, group by group, to a latency budget.
 
-Each iteration ``k`` (0-based) asks for a latency reduction
-``step_k = init_ratio * decay**k * L0`` (``L0``: the model's measured latency at the
-start), clipped so as not to go below the target. For every prunable channel group
-it proposes the fewest filters to remove (widths in multiples of ``divisor``, the
+``netadapt`` is the paper's loop. Each iteration ``k`` (0-based) asks for a latency
+reduction ``step_k = init_ratio * decay**k * L0`` (``L0``: the model's measured latency
+at the start), clipped so as not to go below the target. For every prunable channel
+group it proposes the fewest filters to remove (widths in multiples of ``divisor``, the
 smallest-L2-norm filters) so that the *predicted* latency drops by at least the step,
-or, where even the narrowest width falls short and the group is a residual branch,
-the removal of its block (``ChannelGroup.removal``; small networks on a CPU spend
-much of their time in per-layer overhead that no width cut removes);
-predictions come from the search's lookup table (``nas.latency.measure``), whose unit keys
-carry the channel counts. Each proposal gets the same short fine-tune (``short_steps``
-SGD steps on the same batches) and is scored on validation data; the best one is kept
-(``pick``: ``accuracy``, the paper's rule, or ``accuracy_per_ms``, the reference
-code's: least accuracy lost per ms saved) and its latency measured. The loop stops
-when the measured latency reaches the target. Each kept model is timed back to back
-with the original one, ``measure_rounds`` times, and its latency taken as ``L0`` x the
-median ratio: on a machine shared with other jobs, absolute figures swing several-fold
-with the load (one model read 3.6 and 16 ms minutes apart on a busy 2-core box; a
-50-run median 3.5 to 6.0 ms within a minute on an idle one), a ratio taken in turns
-much less. Steps are asked in measured ms and converted to the table's scale
-with the current model's predicted / measured ratio, so a table calibrated on other
-networks cannot make the loop stop short or overshoot.
-Departures from the paper: the last step is clipped to the distance left to the
-target; a step that no single group can deliver, or whose every proposal would land
-more than ``overshoot_tolerance`` below the target (late in a run the only groups
-that save enough may be whole blocks, each worth several percent), is halved (up to
-``MAX_STEP_HALVINGS`` times) instead of ending the run or overshooting; and residual
-blocks can be removed whole.
+or, where even the narrowest width falls short and the group is a residual branch, the
+removal of its block (``ChannelGroup.removal``: small networks on a CPU spend much of
+their time in per-layer overhead that no width cut removes); predictions come from the
+search's lookup table. Each proposal gets the same short fine-tune (``short_steps``
+steps of the one training step, ``nas.train.loop.train_step``, on the same batches)
+and is scored on validation data; the best one is kept (``pick``: ``accuracy``, the
+paper's rule, or ``accuracy_per_ms``, the reference code's: least accuracy lost per ms
+saved) and its latency measured. The loop stops when the measured latency reaches the target.
+
+Latency is measured robustly, outside the loop (``nas.latency.relative.RelativeLatency``):
+every model as a ratio to the original one, timed in turns, and a stop confirmed on a
+longer measurement. Departures from the paper: steps are converted to the table's scale
+with the current model's predicted / measured ratio (``iteration_step``); the last step
+is clipped to the distance left; a step that no single group can deliver, or whose every
+proposal would land more than ``overshoot_tolerance`` below the target, is halved (up to
+``MAX_STEP_HALVINGS`` times, ``choose_step``); residual blocks can be removed whole; a
+target under the most pruned network's latency is refused up front (``check_reachable``).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -46,7 +40,9 @@ from nas.compress.pruning import (
     channel_groups,
     prune_model,
 )
-from nas.train.loop import parameter_groups
+from nas.evaluate.accuracy import top1_accuracy
+from nas.latency.relative import RelativeLatency
+from nas.train.loop import parameter_groups, train_step
 from search_spaces.base import Arch, InputShape, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -55,10 +51,6 @@ PICK_RULES = ("accuracy", "accuracy_per_ms")
 # When no single group can save an iteration's step, the step is halved up to this many
 # times before the loop gives up (late in a run, on a small model, single groups save little).
 MAX_STEP_HALVINGS = 6
-# The stop, and the final check, are measured over this many times measure_rounds: on a
-# shared VM a 15-round median ratio read 0.571 in the loop for a model whose final check
-# read 0.658 (re-timed idle: 0.59-0.63).
-CONFIRM_FACTOR = 3
 Batches = Sequence[tuple[Tensor, Tensor]]
 
 
@@ -198,18 +190,27 @@ def most_pruned(
     return floor_arch, narrowest
 
 
-def _measured_floor(
-    space: SearchSpace, arch: Arch, widths: Mapping[str, int], original: nn.Module,
-    measure: Callable[[nn.Module], float], settings: AdaptSettings, *, num_classes: int, input_shape: InputShape,
+def check_reachable(
+    space: SearchSpace, arch: Arch, widths: Mapping[str, int], timing: RelativeLatency, target_ms: float,
+    settings: AdaptSettings, *, num_classes: int, input_shape: InputShape,
 ) -> float:
-    """``most_pruned``'s latency over ``original``'s, measured in turns (weights do not
-    matter for timing; the caller's RNG is left untouched)."""
-    floor_arch, floor_widths = most_pruned(
-        space, arch, widths, divisor=settings.divisor, min_channels=settings.min_channels
-    )
+    """``most_pruned``'s latency over the start's, measured in turns; raises when even it
+    misses the target (weights do not matter for timing; the caller's RNG is left untouched)."""
+    floor_arch, floor_widths = most_pruned(space, arch, widths, divisor=settings.divisor,
+                                           min_channels=settings.min_channels)
     with torch.random.fork_rng(devices=[]):
         floor = space.build(floor_arch, num_classes=num_classes, input_shape=input_shape, widths=floor_widths)
-    return measure_in_turns(floor.eval(), original, measure, settings.measure_rounds).ratio
+    floor_ratio = timing.ratio(floor.eval())
+    initial_ms = timing.reference_ms
+    if initial_ms * floor_ratio > target_ms:
+        raise ValueError(
+            f"the target ({target_ms:.3f} ms, {target_ms / initial_ms:.2f} of the model's {initial_ms:.3f} ms) is out "
+            f"of reach: with every removable block removed and every channel group at its narrowest "
+            f"(netadapt.min_channels={settings.min_channels}) this model still runs at {floor_ratio:.2f} of its "
+            f"latency ({initial_ms * floor_ratio:.3f} ms), the rest being per-layer overhead. Ask for a target "
+            f"above that (one near it leaves little accuracy), or adapt a model with more blocks to remove"
+        )
+    return floor_ratio
 
 
 def choose_step(
@@ -234,6 +235,25 @@ def choose_step(
     return fallback or (step_ms, [])
 
 
+def iteration_step(
+    k: int, propose_below: Callable[[float], list[Proposal]], settings: AdaptSettings, *,
+    initial_ms: float, measured_ms: float, predicted_ms: float, target_ms: float,
+) -> tuple[float, list[Proposal]]:
+    """Iteration ``k``'s step (measured ms) and proposals (``propose_below(predicted ms)``).
+
+    The paper's step ``init_ratio * decay**k * L0``, clipped to the distance left, halved
+    where needed (``choose_step``); steps are asked in measured ms and converted to the
+    table's scale with the current model's predicted / measured ratio, so a table
+    calibrated on other networks cannot make the loop stop short or overshoot.
+    """
+    scale = predicted_ms / measured_ms
+    return choose_step(
+        lambda step: propose_below(predicted_ms - step * scale),
+        min(settings.init_ratio * settings.decay**k * initial_ms, measured_ms - target_ms),
+        lowest_ms=target_ms * (1.0 - settings.overshoot_tolerance) * scale,
+    )
+
+
 def short_finetune(
     model: nn.Module, batches: Batches, settings: AdaptSettings, *, device: torch.device
 ) -> nn.Module:
@@ -248,24 +268,8 @@ def short_finetune(
     model.train()
     for step in range(settings.short_steps):
         x, y = batches[step % len(batches)]
-        loss = loss_fn(model(x.to(device)), y.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, x.to(device), y.to(device), loss_fn=loss_fn, optimizer=optimizer)
     return model
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, batches: Batches, *, device: torch.device) -> float:
-    """Top-1 accuracy of ``model`` (eval mode) over ``batches``."""
-    model.eval()
-    correct = seen = 0
-    for x, y in batches:
-        correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
-        seen += y.numel()
-    if seen == 0:
-        raise ValueError("no validation examples to score proposals on")
-    return correct / seen
 
 
 def pick_best(
@@ -283,39 +287,6 @@ def pick_best(
     else:
         raise ValueError(f"pick rule {rule!r} is not one of {list(PICK_RULES)}")
     return min(range(len(scored)), key=keys.__getitem__)
-
-
-@dataclass(frozen=True)
-class TurnsMeasurement:
-    """``model`` and ``reference`` timed back to back, ``rounds`` times."""
-
-    ratio: float  # the median over rounds of model ms / reference ms
-    model_ms: float  # median of the model's readings
-    reference_ms: float  # median of the reference's readings
-
-
-def measure_in_turns(
-    model: nn.Module, reference: nn.Module, measure: Callable[[nn.Module], float], rounds: int
-) -> TurnsMeasurement:
-    """Latency of ``model`` relative to ``reference``, robust to a changing machine load.
-
-    Each round times the two back to back and takes their ratio; the median ratio is
-    kept. On a shared 2-core VM the median of 7 such ratios varied by +-1.2% between
-    repeats, where the ratio of each model's best reading over 3 rounds varied by +-2.5%.
-    The two swap places every round, so neither is always timed right after the other.
-    """
-    pairs = []
-    for turn in range(max(1, rounds)):
-        if turn % 2:
-            reference_ms = measure(reference)
-            pairs.append((measure(model), reference_ms))
-        else:
-            pairs.append((measure(model), measure(reference)))
-    return TurnsMeasurement(
-        ratio=statistics.median(m / r for m, r in pairs),
-        model_ms=statistics.median(m for m, _ in pairs),
-        reference_ms=statistics.median(r for _, r in pairs),
-    )
 
 
 def netadapt(
@@ -358,27 +329,19 @@ def netadapt(
     def predict(a: Arch, w: Mapping[str, int]) -> float:
         return predict_layers(space.layers(a, num_classes=num_classes, input_shape=input_shape, widths=dict(w)))
 
-    original = copy.deepcopy(model).eval()
-    initial_ms = statistics.median(measure(original) for _ in range(settings.measure_rounds))
+    timing = RelativeLatency(copy.deepcopy(model).eval(), measure, rounds=settings.measure_rounds)
+    initial_ms = timing.reference_ms
     if target_ms is None:
         if not 0.0 < target_ratio < 1.0:  # type: ignore[operator]
             raise ValueError(f"target_ratio must be in (0, 1), got {target_ratio}")
         target_ms = float(target_ratio) * initial_ms  # type: ignore[arg-type]
     if target_ms <= 0:
         raise ValueError(f"target_ms must be > 0, got {target_ms}")
-    floor_ratio = _measured_floor(
-        space, arch, widths, original, measure, settings, num_classes=num_classes, input_shape=input_shape
+    floor_ratio = check_reachable(
+        space, arch, widths, timing, target_ms, settings, num_classes=num_classes, input_shape=input_shape
     )
-    if initial_ms * floor_ratio > target_ms:
-        raise ValueError(
-            f"the target ({target_ms:.3f} ms, {target_ms / initial_ms:.2f} of the model's {initial_ms:.3f} ms) is out "
-            f"of reach: with every removable block removed and every channel group at its narrowest "
-            f"(netadapt.min_channels={settings.min_channels}) this model still runs at {floor_ratio:.2f} of its "
-            f"latency ({initial_ms * floor_ratio:.3f} ms), the rest being per-layer overhead. Ask for a target "
-            f"above that (one near it leaves little accuracy), or adapt a model with more blocks to remove"
-        )
     predicted_ms, measured_ms = predict(arch, widths), initial_ms
-    val_acc = accuracy(model, val_batches, device=device)
+    val_acc = top1_accuracy(model.eval(), val_batches, device=device)
     trace = [
         TraceRow(0, "", 0, 0, 0.0, predicted_ms, measured_ms, measured_ms, val_acc, 0, 0.0, time.perf_counter() - start)
     ]
@@ -392,15 +355,12 @@ def netadapt(
             result.stop_reason = "target reached"
             return result
         iteration_start = time.perf_counter()
-        # Steps are in measured ms; the table's scale is the current model's predicted / measured.
-        scale = predicted_ms / measured_ms
-        step_ms, proposals = choose_step(
-            lambda step: propose(
-                space, arch, widths, predict=predict, required_ms=predicted_ms - step * scale,
+        step_ms, proposals = iteration_step(
+            k, lambda required_ms: propose(
+                space, arch, widths, predict=predict, required_ms=required_ms,
                 divisor=settings.divisor, min_channels=settings.min_channels,
             ),
-            min(settings.init_ratio * settings.decay**k * initial_ms, measured_ms - target_ms),
-            lowest_ms=target_ms * (1.0 - settings.overshoot_tolerance) * scale,
+            settings, initial_ms=initial_ms, measured_ms=measured_ms, predicted_ms=predicted_ms, target_ms=target_ms,
         )
         if not proposals:
             result.stop_reason = (
@@ -417,15 +377,13 @@ def netadapt(
                 num_classes=num_classes, input_shape=input_shape,
             )
             short_finetune(candidate, batches, settings, device=device)
-            scored.append((proposal, accuracy(candidate, val_batches, device=device)))
+            scored.append((proposal, top1_accuracy(candidate.eval(), val_batches, device=device)))
             candidates.append(candidate)
         best = pick_best(scored, rule=settings.pick, current_accuracy=val_acc, current_predicted_ms=predicted_ms)
         proposal, val_acc = scored[best]
         model, arch, widths = candidates[best], proposal.arch, proposal.widths
         predicted_ms = proposal.predicted_ms
-        turns = measure_in_turns(model, original, measure, settings.measure_rounds)
-        if initial_ms * turns.ratio <= target_ms:  # a stop is decided on a fresh, longer measurement
-            turns = measure_in_turns(model, original, measure, CONFIRM_FACTOR * settings.measure_rounds)
+        turns = timing.turns(model, confirm_below=target_ms)  # a stop is decided on a longer measurement
         raw_ms, original_ms, measured_ms = turns.model_ms, turns.reference_ms, initial_ms * turns.ratio
         trace.append(
             TraceRow(

@@ -17,7 +17,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -25,6 +24,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from nas.data.manifest import Recording, Skipped
+from nas.io.atomic import AtomicFile, atomic_write_json
 
 FORMAT_VERSION = 1
 FEATURES = "features.npy"
@@ -67,15 +67,15 @@ def read_meta(cache_dir: Path) -> dict[str, Any] | None:
 
 def write_meta(cache_dir: Path, meta: dict[str, Any]) -> None:
     """Write atomically: a reader never sees a half-written meta file."""
-    temporary = cache_dir / (META + ".tmp")
-    temporary.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(temporary, cache_dir / META)
+    atomic_write_json(cache_dir / META, meta, indent=2, ensure_ascii=False, trailing_newline=False)
 
 
 def clear(cache_dir: Path) -> None:
     """Remove a previous build's files (meta first, so a crash leaves no valid cache)."""
     for name in (META, FEATURES, INDEX, SKIPPED, EXAMPLES, FEATURES + ".tmp"):
         (cache_dir / name).unlink(missing_ok=True)
+    for stale in cache_dir.glob(f".{FEATURES}.*.tmp"):  # left by a killed build (nas.io.atomic)
+        stale.unlink(missing_ok=True)
 
 
 def write_index(cache_dir: Path, rows: Iterable[IndexRow]) -> None:
@@ -109,8 +109,8 @@ class FeatureWriter:
 
     def __init__(self, path: Path, n_mels: int, frames: int) -> None:
         self.path, self.shape_tail, self.rows = path, (n_mels, frames), 0
-        self._temporary = path.with_name(path.name + ".tmp")
-        self._handle = self._temporary.open("wb")
+        self._file = AtomicFile(path, "wb")
+        self._handle = self._file.handle
         self._handle.write(b"\0" * _HEADER_BYTES)
 
     def append(self, block: np.ndarray) -> None:
@@ -131,12 +131,10 @@ class FeatureWriter:
             raise RuntimeError(f"unexpected .npy header size {len(header.getvalue())}")
         self._handle.seek(0)
         self._handle.write(header.getvalue())
-        self._handle.close()
-        os.replace(self._temporary, self.path)
+        self._file.commit()
 
     def abort(self) -> None:
-        self._handle.close()
-        self._temporary.unlink(missing_ok=True)
+        self._file.discard()
 
 
 def band_statistics(features: np.ndarray, rows: np.ndarray, *, chunk: int = 4096,

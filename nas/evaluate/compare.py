@@ -20,7 +20,6 @@ row carries that arch's search reward.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, fields
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from nas.evaluate.pareto import pareto_front
+from search_spaces.base import arch_hash
 
 TEST = "test"
 PROXY = "proxy"
@@ -93,12 +93,6 @@ def _is_train_dir(path: Path) -> bool:
 
 def _is_search_dir(path: Path) -> bool:
     return (path / "top_archs.json").is_file() or (path / "search_log.jsonl").is_file()
-
-
-def arch_hash(arch_json: Mapping[str, Any]) -> str:
-    """The stable id ``search_spaces.base.Arch.hash`` gives, computed from the JSON alone."""
-    canonical = {"space": arch_json["space"], "choices": arch_json["choices"]}
-    return hashlib.sha1(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
 
 
 def read_train_dir(path: Path, label: str) -> Row:

@@ -1,8 +1,6 @@
 """Checkpoints that survive a crash at any instant, and the random state a resume needs.
 
-``save_checkpoint`` writes a temporary file in the target's directory, flushes it to
-disk and renames it over the target (``os.replace`` is atomic on POSIX and Windows),
-so ``last.pt`` is always either the previous complete checkpoint or the new one.
+``save_checkpoint`` writes through ``nas.io.atomic`` (temporary file, fsync, rename), so ``last.pt`` is always either the previous complete checkpoint or the new one.
 ``load_checkpoint`` uses ``torch.load(weights_only=True)``: a checkpoint may hold only
 tensors and plain Python containers, numbers, strings, ``None``. Random-generator
 states are converted to that form by ``capture_rng_state``.
@@ -10,15 +8,15 @@ states are converted to that form by ``capture_rng_state``.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
+
+from nas.io.atomic import atomic_open
 
 
 class CheckpointError(ValueError):
@@ -28,17 +26,8 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file + fsync + ``os.replace``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(dict(state), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:
+        torch.save(dict(state), fh)
     return path
 
 

@@ -17,10 +17,9 @@ import os
 import platform
 import statistics
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -38,7 +37,7 @@ from nas.latency.table import (
     space_fingerprint,
     spanning_archs,
 )
-from nas.runtime import resolve_device
+from nas.runtime import resolve_device, torch_threads
 from search_spaces.base import InputShape, SearchSpace
 
 __all__ = [
@@ -61,7 +60,6 @@ __all__ = [
     "resolve_model_input",
     "spanning_archs",
     "table_context",
-    "torch_threads",
 ]
 
 AUDIO_INPUT_SHAPE = (1, 64, 63)  # 64 mel bands x 63 frames: 1 s at the default data settings
@@ -85,19 +83,6 @@ class LatencySettings:
     repeats: int = 50
     statistic: str = "min"
     cuda: bool = True  # also measure on CUDA when a GPU is present
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run the block with ``threads`` intra-op CPU threads, then restore the previous count."""
-    if int(threads) < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def measure_latency(

@@ -4,7 +4,8 @@ A ``metrics.json`` latency was measured when its run ended. On a shared machine 
 load differs from one run to the next (the same MobileNetV3-Small read 2.9 ms at the
 start of a NetAdapt run and 6.3 ms in the metrics at its end), so latencies of runs
 made at different times mislead a Pareto plot. Timing every model in turns, round
-after round, and keeping each one's median puts all of them under the same load.
+after round (``nas.latency.relative.time_in_turns``), and keeping each one's median
+puts all of them under the same load.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import statistics
 from pathlib import Path
 from typing import Sequence
 
-from nas.io.model_file import load_model
+from nas.io.model_file import TrainedModel, load_model
 from nas.latency.measure import LatencySettings, measure_latency
+from nas.latency.relative import time_in_turns
 
 
 def latency_side_by_side(
@@ -27,14 +29,12 @@ def latency_side_by_side(
     missing = [str(p) for p in model_paths if not Path(p).is_file()]
     if missing:
         raise ValueError(f"cannot re-measure: model file(s) not found: {missing}")
-    models = [load_model(p) for p in model_paths]
-    readings: list[list[float]] = [[] for _ in models]
-    for _ in range(rounds):
-        for trained, times in zip(models, readings):
-            times.append(
-                measure_latency(
-                    trained.model, trained.input_shape, device="cpu", threads=latency.threads,
-                    warmup=latency.warmup, repeats=latency.repeats, statistic=latency.statistic,
-                )
-            )
+
+    def measure(trained: TrainedModel) -> float:
+        return measure_latency(
+            trained.model, trained.input_shape, device="cpu", threads=latency.threads,
+            warmup=latency.warmup, repeats=latency.repeats, statistic=latency.statistic,
+        )
+
+    readings = time_in_turns([load_model(p) for p in model_paths], measure, rounds)
     return [statistics.median(times) for times in readings]

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ import torch
 from scipy.stats import kendalltau
 from torch import nn
 
+from nas.io.atomic import atomic_write_json
 from search_spaces.base import Arch, Categorical, InputShape, LayerCost, SearchSpace
 
 TABLE_FORMAT = 1
@@ -193,14 +192,7 @@ class LatencyTable:
                 "calibration": None if self.calibration is None else asdict(self.calibration),
                 "units": dict(sorted(self.units.items())),
             }
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as fh:
-                    json.dump(data, fh, indent=1)
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write_json(self.path, data, indent=1, trailing_newline=False)
 
     # ---- measuring and predicting ----
     def measure_missing(self, layers: Sequence[LayerCost]) -> int:

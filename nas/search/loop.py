@@ -22,7 +22,6 @@ Python/NumPy/torch generator states.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from contextlib import nullcontext
@@ -38,6 +37,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from controllers.base import Controller
+from nas.io.atomic import atomic_write_json
 from nas.io.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -48,8 +48,8 @@ from nas.io.checkpoint import (
 )
 from nas.data.dataset import make_loader, open_prepared
 from nas.data.prepare import prepare_dataset
-from nas.runtime import resolve_device
-from nas.latency.measure import latency_table_for, torch_threads
+from nas.runtime import resolve_device, torch_threads
+from nas.latency.measure import latency_table_for
 from nas.io.registry import build_space
 from nas.search.scoring import LatencyLookup, check_bn_mode
 from nas.search.phases import (
@@ -351,6 +351,4 @@ def controller_label(controller: Controller) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, data)

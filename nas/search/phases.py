@@ -23,11 +23,12 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from controllers.base import Controller, Sample
 from nas.search.scoring import ArchScorer, Batch, LatencyLookup
 from nas.search.tracking import RunTracker
+from nas.evaluate.accuracy import count_correct
+from nas.train.loop import train_step
 from search_spaces.base import Arch, Categorical, SearchSpace, Supernet
 
 LoaderFactory = Callable[..., Any]  # make_loader bound to the prepared data
@@ -150,15 +151,12 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
     with ctx.tracker.bar(ctx.steps_per_epoch, f"epoch {epoch + 1} shared") as bar:
         for arch, batch in zip(archs, loader):
             x, y = ctx.to_device(batch)
-            logits = ctx.supernet(x, arch)
-            loss = F.cross_entropy(logits, y)
-            ctx.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(ctx.supernet.parameters(), s.grad_clip)
-            ctx.optimizer.step()
-            ctx.scheduler.step()
+            loss, logits = train_step(
+                ctx.supernet, x, y, loss_fn=F.cross_entropy, optimizer=ctx.optimizer, scheduler=ctx.scheduler,
+                grad_clip_norm=s.grad_clip, forward=lambda x, arch=arch: ctx.supernet(x, arch),
+            )
             ctx.state.train_step += 1
-            batch_correct = float((logits.detach().argmax(dim=1) == y).sum())
+            batch_correct = float(count_correct(logits, y))
             loss_sum += float(loss.detach()) * len(y)
             correct += batch_correct
             seen += len(y)

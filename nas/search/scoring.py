@@ -23,6 +23,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
+from nas.evaluate.accuracy import top1_accuracy
 from nas.io.checkpoint import preserved_rng_state
 from search_spaces.base import Arch, SearchSpace, Supernet
 
@@ -79,15 +80,7 @@ class ArchScorer:
     def accuracy(self, arch: Arch, batches: Iterable[Batch]) -> float:
         """Fraction of correctly classified examples over ``batches`` (dropout off)."""
         self._prepare(arch)
-        correct = 0
-        total = 0
-        for x, y in batches:
-            logits = self.supernet(x, arch)
-            correct += int((logits.argmax(dim=1) == y).sum())
-            total += int(y.numel())
-        if total == 0:
-            raise ValueError("cannot score an arch on an empty set of batches")
-        return correct / total
+        return top1_accuracy(lambda x: self.supernet(x, arch), batches)
 
     def _prepare(self, arch: Arch) -> None:
         self.supernet.eval()

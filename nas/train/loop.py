@@ -1,4 +1,5 @@
-"""The one training loop for standalone networks: ``fit`` (retraining and fine-tuning).
+"""The one training loop: ``train_step`` (also NetAdapt's short fine-tune and the search's
+shared-weight phase) and ``fit`` over epochs (retraining and fine-tuning).
 
 The recipe (``conf/train/*.yaml``, ``Recipe``): an optimizer from a factory (SGD with
 Nesterov momentum or AdamW; no weight decay on biases and norm parameters), a per-step
@@ -20,6 +21,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
+
+from nas.evaluate.accuracy import count_correct
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,36 @@ def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float) -> Call
     return factor
 
 
+def train_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    grad_clip_norm: float | None = None,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch: forward, loss, backward, gradient-norm clipping of
+    ``model``'s parameters (when ``grad_clip_norm``), optimizer step, scheduler step.
+
+    ``forward`` defaults to ``model``; the search passes ``lambda x: supernet(x, arch)``.
+    Returns the detached (loss, logits ``[B, classes]``). Retraining, NetAdapt's short
+    fine-tune and the search's shared-weight phase all train through this step.
+    """
+    logits = (model if forward is None else forward)(x)
+    loss = loss_fn(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip_norm:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.detach(), logits.detach()
+
+
 def _run_epoch(
     model: nn.Module,
     loader: Iterable,
@@ -100,17 +133,14 @@ def _run_epoch(
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if training and augment is not None:
                 x = augment(x)
-            logits = model(x)
-            loss = loss_fn(logits, y)
             if training:
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip_norm:
-                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
-                optimizer.step()
-                scheduler.step()
+                loss, logits = train_step(model, x, y, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
+                                          grad_clip_norm=grad_clip_norm)
+            else:
+                logits = model(x)
+                loss = loss_fn(logits, y)
             total_loss += float(loss.detach()) * y.numel()
-            correct += int((logits.argmax(1) == y).sum())
+            correct += count_correct(logits, y)
             seen += y.numel()
     if seen == 0:
         raise ValueError("a data loader yielded no examples: the split is empty or smaller than one batch")

@@ -1,0 +1,41 @@
+"""The one accuracy routine: top-1 hits of logits against labels, per batch or over batches.
+
+The training loop, the search's shared phase, shared-weight scoring and NetAdapt's
+proposal scoring all count correct predictions with ``count_correct``;
+``top1_accuracy`` runs a forward function over batches (no autograd) and divides.
+``melnas-eval``'s report takes its accuracy from scikit-learn over the same argmax.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+from torch import Tensor
+
+Batch = tuple[Tensor, Tensor]  # x [B, 1, n_mels, frames] float32, y [B] int64
+
+
+def count_correct(logits: Tensor, y: Tensor) -> int:
+    """How many rows of ``logits [B, classes]`` have their argmax at label ``y [B]``."""
+    return int((logits.argmax(dim=1) == y).sum())
+
+
+@torch.no_grad()
+def top1_accuracy(
+    forward: Callable[[Tensor], Tensor], batches: Iterable[Batch], *, device: torch.device | None = None
+) -> float:
+    """Fraction of examples in ``batches`` whose argmax of ``forward(x)`` is the label.
+
+    ``forward`` is a module (already in the mode wanted: eval for dropout off) or any
+    function of ``x``; batches are moved to ``device`` when given.
+    """
+    correct = seen = 0
+    for x, y in batches:
+        if device is not None:
+            x, y = x.to(device), y.to(device)
+        correct += count_correct(forward(x), y)
+        seen += int(y.numel())
+    if seen == 0:
+        raise ValueError("no examples to score: the batches are empty")
+    return correct / seen
