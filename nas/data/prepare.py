@@ -105,7 +105,7 @@ class PrepareSettings:
                             "with data.format) or data.manifest (a CSV)")
         if not data.get("cache_dir"):
             raise DataError("set data.cache_dir: the folder the prepared cache is written to")
-        if root and not manifest and Path(data["cache_dir"]).expanduser().resolve() \
+        if data_format.name == "folders" and root and Path(data["cache_dir"]).expanduser().resolve() \
                 .is_relative_to(Path(root).expanduser().resolve()):
             raise DataError(f"data.cache_dir={data['cache_dir']} is inside data.root={root}, "
                             "where it would be read as a class: put the cache elsewhere")

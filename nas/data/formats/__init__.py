@@ -20,7 +20,7 @@ import importlib
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
@@ -59,7 +59,7 @@ class DataFormat:
         """``data.format``: a name (``esc50``), a mapping from the config group, or None
         (``folders``). Unknown options are an error naming the valid ones."""
         config = format_config(value or "folders") if not isinstance(value, Mapping) \
-            else {str(key): item for key, item in value.items()}
+            else {str(key): _plain(item) for key, item in value.items()}
         name = str(config.pop("name", "") or "")
         reader = str(config.pop("reader", "") or "")
         if not name or not reader:
@@ -87,3 +87,12 @@ class DataFormat:
     def identity(self) -> dict[str, Any]:
         """What the cache fingerprint records of the format."""
         return {"name": self.name, "reader": self.reader, **self.options}
+
+
+def _plain(value: Any) -> Any:
+    """Config values (OmegaConf lists and mappings too) as plain, JSON-able Python."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_plain(item) for item in value]
+    return value
