@@ -51,16 +51,20 @@ def build_card(*, labels: Sequence[str], groups: Sequence[str], splits: Sequence
     classes = {name: row(name) for name in class_names}
     used = [split for split in SPLITS if per.get(("total", split), {}).get("recordings")]
     warnings = []
-    for name in class_names:
-        for split in used:
-            count = classes[name][split]["recordings"]
-            if split == "train" and count == 0:
-                warnings.append(f"class {name!r} has no recording in train: the model "
-                                "cannot learn it")
-            elif split != "train" and count < MIN_RECORDINGS:
-                warnings.append(f"class {name!r} has {count} recording(s) in {split} "
-                                f"(fewer than {MIN_RECORDINGS}): its {split} accuracy rests "
-                                "on too few recordings; add recordings or change data.splits")
+    for split in used:
+        counts = {name: classes[name][split]["recordings"] for name in class_names}
+        if split == "train":
+            thin = [name for name, count in counts.items() if count == 0]
+            if thin:
+                warnings.append(f"{len(thin)} class(es) have no recording in train, so the "
+                                f"model cannot learn them: {', '.join(thin)}")
+            continue
+        thin = [f"{name} ({count})" for name, count in counts.items() if count < MIN_RECORDINGS]
+        if thin:
+            warnings.append(f"{len(thin)} class(es) have fewer than {MIN_RECORDINGS} "
+                            f"recordings in {split}, too few to measure them there: "
+                            f"{', '.join(thin)}; add recordings, or change data.splits "
+                            "(with folds, the data set fixes a fold's size)")
     return {"format": dict(data_format), "folds": dict(folds) if folds else None,
             "classes": classes, "total": row("total"), "warnings": warnings}
 
