@@ -15,6 +15,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from nas.data import cache
+from nas.data.dataset import open_prepared
 from nas.data.errors import DataError
 from nas.data.folds import fold_view
 from nas.data.prepare import prepare_dataset
@@ -205,7 +206,6 @@ def test_manifest_folds_and_fold_view(tmp_path):
     assert {r["fold"] for r in recordings(tmp_path / "c").values()
             if r["split"] == "test"} == {"3"}
     view = fold_view(tmp_path / "c", tmp_path / "view", test_fold=1)
-    from nas.data.dataset import open_prepared
     data = open_prepared(view)
     assert set(data.sources[data.rows("test")]) == {r[0] for r in rows if r[3] == 1}
     assert data.features.shape[0] == len(data.labels)

@@ -349,8 +349,8 @@ def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *, why
     cache.write_index(cache_dir, rows)
     train_rows = np.array([i for i, row in enumerate(rows) if row.split == "train"], dtype=np.int64)
     if train_rows.size == 0:
-        raise DataError("the train split is empty: check the manifest's split column or "
-                        "data.splits")
+        raise DataError("the train split is empty: check data.root (NSynth: the folder "
+                        "holding nsynth-train/), the manifest's split column, or data.splits")
     mean, std = cache.band_statistics(features, train_rows)
     durations = np.array(built.durations)
     card = build_card(labels=labels, groups=groups, splits=splits, seconds=built.durations,
