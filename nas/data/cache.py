@@ -2,13 +2,19 @@
 
 ``cache_dir/``
   ``features.npy``  float16 ``[windows, n_mels, frames]``, read memory-mapped
-  ``index.csv``     one row per window: ``source,label,split,group,offset_seconds,path``
+  ``index.csv``     one row per window: ``source,label,split,group,offset_seconds,path,fold``
+                    (``fold`` empty when the data set has no folds)
   ``meta.json``     every parameter, class names, train-split normalisation stats,
                     counts and the input fingerprint; written last, so a cache without
                     it is incomplete
   ``skipped.csv``   ``path,kind,reason`` for every file that was not used (``kind``: a
                     ``SkipKind`` value, to group them)
   ``examples.png``  one log-mel picture per class
+  ``data_card.json``, ``data_card.md``  recordings, windows, groups, minutes and clip
+                    lengths per class and split (``nas.data.card``)
+
+A fold view (``nas.data.folds``) is a cache folder without its own features: its
+``meta.json`` names the features file it reads (``features_file``).
 """
 
 from __future__ import annotations
@@ -26,13 +32,15 @@ import numpy as np
 from nas.data.manifest import Recording, Skipped
 from nas.io.atomic import AtomicFile, atomic_write_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FEATURES = "features.npy"
 INDEX = "index.csv"
 META = "meta.json"
 SKIPPED = "skipped.csv"
 EXAMPLES = "examples.png"
-INDEX_COLUMNS = ("source", "label", "split", "group", "offset_seconds", "path")
+CARD_JSON = "data_card.json"
+CARD_MD = "data_card.md"
+INDEX_COLUMNS = ("source", "label", "split", "group", "offset_seconds", "path", "fold")
 _HEADER_BYTES = 128  # an .npy v1.0 header for any 3-d float16 shape pads to 128 bytes
 
 
@@ -44,16 +52,18 @@ class IndexRow:
     group: str
     offset_seconds: float
     path: str
+    fold: int | None = None
 
 
 def fingerprint(settings: dict[str, Any], recordings: Sequence[Recording]) -> str:
     """Hash of the parameters and of every input file's identity (path, label, group,
-    fixed split, size, modification time): any change means a rebuild."""
+    fixed split, fold, size, modification time): any change means a rebuild."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8"))
     for recording in recordings:
         stat = recording.path.stat()
         entry = (str(recording.path.resolve()), recording.source, recording.label,
-                 recording.group, recording.split, stat.st_size, stat.st_mtime_ns)
+                 recording.group, recording.split, recording.fold, stat.st_size,
+                 stat.st_mtime_ns)
         digest.update(json.dumps(entry).encode("utf-8"))
     return digest.hexdigest()
 
@@ -72,7 +82,8 @@ def write_meta(cache_dir: Path, meta: dict[str, Any]) -> None:
 
 def clear(cache_dir: Path) -> None:
     """Remove a previous build's files (meta first, so a crash leaves no valid cache)."""
-    for name in (META, FEATURES, INDEX, SKIPPED, EXAMPLES, FEATURES + ".tmp"):
+    for name in (META, FEATURES, INDEX, SKIPPED, EXAMPLES, CARD_JSON, CARD_MD,
+                 FEATURES + ".tmp"):
         (cache_dir / name).unlink(missing_ok=True)
     for stale in cache_dir.glob(f".{FEATURES}.*.tmp"):  # left by a killed build (nas.io.atomic)
         stale.unlink(missing_ok=True)
@@ -84,14 +95,16 @@ def write_index(cache_dir: Path, rows: Iterable[IndexRow]) -> None:
         writer.writerow(INDEX_COLUMNS)
         for row in rows:
             writer.writerow((row.source, row.label, row.split, row.group,
-                             f"{row.offset_seconds:.6f}", row.path))
+                             f"{row.offset_seconds:.6f}", row.path,
+                             "" if row.fold is None else row.fold))
 
 
 def read_index(cache_dir: Path) -> list[IndexRow]:
     with (cache_dir / INDEX).open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         return [IndexRow(r["source"], r["label"], r["split"], r["group"],
-                         float(r["offset_seconds"]), r["path"]) for r in reader]
+                         float(r["offset_seconds"]), r["path"],
+                         int(r["fold"]) if r["fold"] else None) for r in reader]
 
 
 def write_skipped(cache_dir: Path, skipped: Sequence[Skipped]) -> None:
@@ -153,3 +166,8 @@ def band_statistics(features: np.ndarray, rows: np.ndarray, *, chunk: int = 4096
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
     return mean.astype(np.float32), np.maximum(std, min_std).astype(np.float32)
+
+
+def features_path(cache_dir: Path, meta: dict[str, Any]) -> Path:
+    """The features a cache reads: its own, or a fold view's ``features_file``."""
+    return Path(meta.get("features_file") or cache_dir / FEATURES)

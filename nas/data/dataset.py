@@ -53,8 +53,12 @@ class PreparedData:
     def features(self) -> np.ndarray:
         """float16 ``[windows, n_mels, frames]``, memory-mapped (read-only)."""
         if self._features is None:
-            self._features = np.load(self.cache_dir / cache.FEATURES, mmap_mode="r")
+            self._features = np.load(self.features_path, mmap_mode="r")
         return self._features
+
+    @property
+    def features_path(self) -> Path:
+        return cache.features_path(self.cache_dir, self.meta)
 
     def rows(self, split: str) -> np.ndarray:
         """Row numbers (int64) of ``split`` in the features array."""
@@ -79,7 +83,7 @@ def open_prepared(cache_dir: str | Path) -> PreparedData:
                         f"{cache.FORMAT_VERSION}: {rerun}")
     try:
         index = cache.read_index(cache_dir)
-        features = np.load(cache_dir / cache.FEATURES, mmap_mode="r")
+        features = np.load(cache.features_path(cache_dir, meta), mmap_mode="r")
     except (OSError, ValueError, KeyError) as error:
         raise DataError(f"the cache in {cache_dir} is incomplete ({error}): {rerun}") from error
     input_shape = tuple(int(v) for v in meta["input_shape"])
@@ -157,7 +161,7 @@ def make_loader(data: PreparedData, split: str, *, batch_size: int, shuffle: boo
                         "more recordings per class, or other data.splits ratios")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} is invalid: expected >= 1")
-    dataset = WindowDataset(data.cache_dir / cache.FEATURES, rows, data.labels, data.mean,
+    dataset = WindowDataset(data.features_path, rows, data.labels, data.mean,
                             data.std, transform)
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,

@@ -24,6 +24,8 @@ class SkipKind(str, Enum):
     NOT_AUDIO = "not_audio"  # not an audio file extension
     HIDDEN = "hidden"  # name starts with '.'
     OUTSIDE_CLASS = "outside_class"  # directly in data.root, not in a class folder
+    UNLISTED = "unlisted"  # an audio file that the data set's own metadata does not list
+    EXCLUDED = "excluded"  # left out by a data.format option (ESC-10, an NSynth source, ...)
     UNEXPECTED = "unexpected"  # an error melnas did not foresee
 
 

@@ -1,5 +1,6 @@
 """Which recordings make the data set: a folder with one sub-folder per class, or a
-CSV manifest ``path,label[,group][,split]``.
+CSV manifest ``path,label[,group][,split][,fold]``. The standard data sets' readers
+(``nas.data.formats``) give the same ``Listing``.
 
 Both give a ``Listing``: the recordings to decode, plus files that are already known to
 be unusable with their reason (not audio by extension, outside any class folder, hidden
@@ -26,13 +27,15 @@ AUDIO_EXTENSIONS = frozenset({
 class Recording:
     """One source recording. ``source`` names it in the index (root- or manifest-relative
     path); recordings sharing a ``group`` always land in the same split; ``split`` is a
-    fixed split from a manifest, or None."""
+    fixed split (a manifest's column, a data set's official list), or None; ``fold`` is
+    the data set's fold number (ESC-50, UrbanSound8K), or None."""
 
     path: Path
     source: str
     label: str
     group: str
     split: str | None = None
+    fold: int | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def scan_folder(root: str | Path) -> Listing:
         )
     for class_dir in class_dirs:
         found = 0
-        for path in _files_under(class_dir, skipped):
+        for path in files_under(class_dir, skipped):
             if path.suffix.lower() in AUDIO_EXTENSIONS:
                 source = path.relative_to(root).as_posix()
                 recordings.append(Recording(path, source, class_dir.name, source))
@@ -99,14 +102,14 @@ def scan_folder(root: str | Path) -> Listing:
     return Listing(recordings, skipped)
 
 
-def _files_under(folder: Path, skipped: list[Skipped]) -> list[Path]:
+def files_under(folder: Path, skipped: list[Skipped]) -> list[Path]:
     """Files under ``folder``, recursively, sorted; hidden entries go to ``skipped``."""
     found = []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             skipped.append(_hidden(entry))
         elif entry.is_dir():
-            found.extend(_files_under(entry, skipped))
+            found.extend(files_under(entry, skipped))
         elif entry.is_file():
             found.append(entry)
     return found
@@ -118,12 +121,13 @@ def _hidden(entry: Path) -> Skipped:
 
 
 def read_manifest(manifest: str | Path) -> Listing:
-    """Read ``path,label[,group][,split]`` (header row required; relative paths are
-    resolved against the manifest's folder)."""
+    """Read ``path,label[,group][,split][,fold]`` (header row required; relative paths
+    are resolved against the manifest's folder). A row has a split or a fold (a whole
+    number; ``data.test_fold`` and ``data.val_fold`` choose among them), not both."""
     manifest = Path(manifest).expanduser()
     if not manifest.is_file():
         raise DataError(f"data.manifest={manifest} does not exist: give a CSV file with a "
-                        "header row path,label[,group][,split]")
+                        "header row path,label[,group][,split][,fold]")
     base = manifest.resolve().parent
     with manifest.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
@@ -131,7 +135,8 @@ def read_manifest(manifest: str | Path) -> Listing:
         missing_columns = {"path", "label"} - set(columns)
         if missing_columns:
             raise DataError(f"manifest {manifest} lacks column(s) {sorted(missing_columns)}: "
-                            f"its header is {columns}; expected path,label[,group][,split]")
+                            f"its header is {columns}; expected "
+                            "path,label[,group][,split][,fold]")
         rows = [{key.strip(): (value or "").strip() for key, value in row.items() if key}
                 for row in reader]
     if not rows:
@@ -144,6 +149,10 @@ def read_manifest(manifest: str | Path) -> Listing:
         if split is not None and split not in SPLITS:
             raise DataError(f"manifest {manifest} line {line}: split {split!r} is not one "
                             f"of {list(SPLITS)} (or empty for a seeded split)")
+        fold = parse_fold(row.get("fold") or "", f"manifest {manifest} line {line}")
+        if fold is not None and split is not None:
+            raise DataError(f"manifest {manifest} line {line}: give a split or a fold, not "
+                            "both (data.test_fold and data.val_fold turn folds into splits)")
         path = Path(row["path"]).expanduser()
         path = path if path.is_absolute() else base / path
         if row["path"] in seen:
@@ -153,7 +162,7 @@ def read_manifest(manifest: str | Path) -> Listing:
             missing.append(row["path"])
             continue
         group = row.get("group") or row["path"]
-        recordings.append(Recording(path, row["path"], row["label"], group, split))
+        recordings.append(Recording(path, row["path"], row["label"], group, split, fold))
     if missing:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         raise DataError(
@@ -162,3 +171,13 @@ def read_manifest(manifest: str | Path) -> Listing:
             "remove those rows"
         )
     return Listing(recordings)
+
+
+def parse_fold(text: str, where: str) -> int | None:
+    """A fold number from a metadata cell (empty: None)."""
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise DataError(f"{where}: fold {text!r} is not a whole number") from None

@@ -4,12 +4,16 @@ runs, and what later entry points call to make sure a cache is there).
 Files are decoded and featurised in a process pool (``data.num_workers``, default: all
 cores) in a fixed order, so the cache does not depend on the worker count. Unusable
 files go to ``skipped.csv`` with their reason and its kind; when more than 10% of the
-files are skipped, the summary says so loudly, per kind, with the setting to change. Splits are drawn per recording once the
-usable recordings are known; normalisation statistics come from the train split.
+files are skipped, the summary says so loudly, per kind, with the setting to change
+(files a ``data.format`` option leaves out are listed too, but do not count as problems).
+Splits are drawn per recording (or taken from the data set's lists or folds) once the
+usable recordings are known; normalisation statistics come from the train split. The
+data card (``nas.data.card``) is written next to the cache and printed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter, defaultdict
@@ -20,12 +24,21 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from nas.data import cache
+from nas.data.card import build_card, card_lines, card_markdown
 from nas.data.errors import AudioDecodeError, DataError, SkipKind
 from nas.data.examples import plot_examples
 from nas.data.features import FeatureParams, file_features
-from nas.data.manifest import Listing, Recording, Skipped, read_manifest, scan_folder
+from nas.data.formats import DataFormat
+from nas.data.manifest import Listing, Recording, Skipped
 from nas.data.parallel import available_cores, one_blas_thread, process_pool
-from nas.data.splits import SPLITS, SplitRatios, assign_splits
+from nas.data.splits import (
+    SPLITS,
+    FoldChoice,
+    SplitRatios,
+    assign_splits,
+    choose_folds,
+    fold_splits,
+)
 from nas.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -48,14 +61,18 @@ SKIP_ADVICE: dict[SkipKind, str] = {
     SkipKind.HIDDEN: "are hidden (their names start with '.'): rename them if they are "
                      "recordings",
     SkipKind.OUTSIDE_CLASS: "are not inside a class folder: move them into data.root/<class>/",
+    SkipKind.UNLISTED: "are not listed in the data set's metadata: they are not part of it "
+                       "(check the copy if you expected them)",
+    SkipKind.EXCLUDED: "are left out by a data.format option (the reason names it)",
     SkipKind.UNEXPECTED: "failed with an unexpected error: the reasons are in skipped.csv",
 }
 
 
 @dataclass(frozen=True)
 class PrepareSettings:
-    """The ``data`` config group, checked. Only ``features``, ``splits``, ``seed`` and the
-    inputs decide the cache; ``num_workers`` and ``rebuild`` only decide how it is made."""
+    """The ``data`` config group, checked. Only the format and its options, ``features``,
+    ``splits``, ``seed``, the folds and the inputs decide the cache; ``num_workers`` and
+    ``rebuild`` only decide how it is made."""
 
     root: Path | None
     manifest: Path | None
@@ -65,16 +82,30 @@ class PrepareSettings:
     seed: int = 0
     num_workers: int | None = None
     rebuild: bool = False
+    data_format: DataFormat = field(
+        default_factory=lambda: DataFormat.from_config("folders"))
+    test_fold: int | None = None
+    val_fold: int | None = None
 
     @classmethod
     def from_config(cls, data: Mapping[str, Any]) -> PrepareSettings:
         manifest = data.get("manifest")
         root = data.get("root")
+        data_format = DataFormat.from_config(data.get("format"))
+        if manifest and data_format.name == "folders":  # data.manifest alone selects it
+            data_format = DataFormat.from_config("manifest")
+        if manifest and data_format.name != "manifest":
+            raise DataError(f"data.manifest={manifest} is set, but data.format="
+                            f"{data_format.name} reads data.root: unset data.manifest")
+        if data_format.name == "manifest" and not manifest:
+            raise DataError("data.format=manifest needs data.manifest: a CSV with "
+                            "path,label[,group][,split][,fold]")
         if not manifest and not root:
-            raise DataError("set data.root (one folder per class) or data.manifest (a CSV)")
+            raise DataError("set data.root (one folder per class, or the data set's folder "
+                            "with data.format) or data.manifest (a CSV)")
         if not data.get("cache_dir"):
             raise DataError("set data.cache_dir: the folder the prepared cache is written to")
-        if root and not manifest and Path(data["cache_dir"]).expanduser().resolve() \
+        if data_format.name == "folders" and root and Path(data["cache_dir"]).expanduser().resolve() \
                 .is_relative_to(Path(root).expanduser().resolve()):
             raise DataError(f"data.cache_dir={data['cache_dir']} is inside data.root={root}, "
                             "where it would be read as a class: put the cache elsewhere")
@@ -90,12 +121,20 @@ class PrepareSettings:
             seed=int(data.get("seed", 0)),
             num_workers=None if workers is None else int(workers),
             rebuild=bool(data.get("rebuild", False)),
+            data_format=data_format,
+            test_fold=_optional_int(data, "test_fold"),
+            val_fold=_optional_int(data, "val_fold"),
         )
 
     def identity(self) -> dict[str, Any]:
         """What, besides the input files, makes the cache what it is."""
         return {"format_version": cache.FORMAT_VERSION, **self.features.to_dict(),
-                "splits": self.splits.as_dict(), "seed": self.seed}
+                "splits": self.splits.as_dict(), "seed": self.seed,
+                "format": self.data_format.identity(), "test_fold": self.test_fold,
+                "val_fold": self.val_fold}
+
+    def read_listing(self) -> Listing:
+        return self.data_format.read(self.manifest or self.root)
 
     @property
     def workers(self) -> int:
@@ -118,6 +157,7 @@ class PrepareReport:
     skipped_kinds: dict[str, int]  # SkipKind value -> files
     clip_seconds: tuple[float, float, float]  # used recordings' length: 10th, 50th, 90th pct
     padded: int  # used recordings shorter than one window
+    card: dict[str, Any] = field(default_factory=dict)  # nas.data.card.build_card
     seconds: float = 0.0
     input_shape: tuple[int, int, int] = (1, 0, 0)
     why: str = ""  # why it was (re)built
@@ -126,8 +166,14 @@ class PrepareReport:
     def totals(self, table: dict[str, dict[str, int]]) -> dict[str, int]:
         return {split: sum(row.get(split, 0) for row in table.values()) for split in SPLITS}
 
+    @property
+    def problems(self) -> int:
+        """Skipped files other than those a ``data.format`` option left out."""
+        return self.skipped - self.skipped_kinds.get(SkipKind.EXCLUDED.value, 0)
+
     def summary(self) -> str:
-        """A human-readable table: recordings and windows per class and split."""
+        """The data card as a table (recordings, windows, groups, minutes per class and
+        split; clip lengths), what was skipped, and warnings."""
         if self.unchecked:
             action = f"used as it is: {self.unchecked}"
         elif self.reused:
@@ -143,26 +189,27 @@ class PrepareReport:
                  f"clip lengths: median {median:.2f} s (10-90%: {low:.2f}-{high:.2f} s); "
                  f"{self.padded} of {recordings} shorter than data.window_seconds="
                  f"{self.features.window_seconds}, centred and padded with zeros to one window",
-                 f"{'class':<20}{'recordings train/val/test':>28}{'windows train/val/test':>26}"]
-        for name in self.class_names + ["total"]:
-            recordings = self.totals(self.recordings) if name == "total" else self.recordings[name]
-            windows = self.totals(self.windows) if name == "total" else self.windows[name]
-            lines.append(f"{name:<20}{_triple(recordings):>28}{_triple(windows):>26}")
-        lines.append(f"skipped files: {self.skipped} of {self.files} "
-                     f"(see {self.cache_dir / cache.SKIPPED})")
-        lines.append(f"examples: {self.cache_dir / cache.EXAMPLES}")
+                 *card_lines(self.card)]
+        excluded = self.skipped - self.problems
+        lines.append(f"skipped files: {self.skipped} of {self.files}"
+                     + (f", {excluded} of them left out by data.format options" if excluded
+                        else "") + f" (see {self.cache_dir / cache.SKIPPED})")
+        lines.append(f"examples: {self.cache_dir / cache.EXAMPLES}; data card: "
+                     f"{self.cache_dir / cache.CARD_MD}")
         warning = self.skip_warning()
         return "\n".join(lines + ([warning] if warning else []))
 
     def skip_warning(self) -> str:
         """Empty unless more than ``LOUD_SKIP_FRACTION`` of the files were skipped; then a
         warning with one line per kind of reason, largest first, naming what to change."""
-        if self.skipped <= LOUD_SKIP_FRACTION * self.files:
+        if self.problems <= LOUD_SKIP_FRACTION * self.files:
             return ""
-        lines = [f"WARNING: {self.skipped:,} of {self.files:,} files "
-                 f"({self.skipped / self.files:.0%}) were skipped:"]
+        lines = [f"WARNING: {self.problems:,} of {self.files:,} files "
+                 f"({self.problems / self.files:.0%}) were skipped:"]
+        problems = {kind: count for kind, count in self.skipped_kinds.items()
+                    if kind != SkipKind.EXCLUDED.value}
         lines += [f"WARNING:   {line}" for line in
-                  skip_lines(self.skipped_kinds, self.files, self.features)]
+                  skip_lines(problems, self.files, self.features)]
         lines.append(f"WARNING: each file and its reason: {self.cache_dir / cache.SKIPPED}")
         return "\n".join(lines)
 
@@ -178,10 +225,6 @@ def skip_lines(kinds: Mapping[str, int], files: int, params: FeatureParams) -> l
     return [f"{count:,} of {files:,} files ({count / files:.0%}) "
             f"{SKIP_ADVICE[SkipKind(kind)].format(p=params)}"
             for kind, count in sorted(kinds.items(), key=lambda item: -item[1])]
-
-
-def _triple(counts: Mapping[str, int]) -> str:
-    return "/".join(str(counts.get(split, 0)) for split in SPLITS)
 
 
 @dataclass
@@ -214,8 +257,9 @@ def prepare_dataset(data: Mapping[str, Any], *, progress: bool = True) -> Prepar
     unchecked = _cache_without_inputs(settings)
     if unchecked is not None:
         return unchecked
-    listing = read_manifest(settings.manifest) if settings.manifest else \
-        scan_folder(settings.root)
+    listing = settings.read_listing()
+    choose_folds([r.fold for r in listing.recordings], settings.test_fold,
+                 settings.val_fold)  # a wrong data.test_fold stops before decoding
     fingerprint = cache.fingerprint(settings.identity(), listing.recordings)
     existing = cache.read_meta(settings.cache_dir)
     if existing is None or not (settings.cache_dir / cache.FEATURES).is_file():
@@ -289,19 +333,31 @@ def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *, why
     files = len(listing.recordings) + len(listing.skipped)
     skipped_kinds = dict(Counter(item.kind.value for item in skipped))
     _require_every_class(listing, built, cache_dir, skip_lines(skipped_kinds, files, params))
-    splits = assign_splits([r.label for r in built.recordings],
-                           [r.group for r in built.recordings],
-                           [r.split for r in built.recordings], settings.splits, settings.seed)
+    labels = [r.label for r in built.recordings]
+    groups = [r.group for r in built.recordings]
+    choice = choose_folds([r.fold for r in built.recordings], settings.test_fold,
+                          settings.val_fold)
+    if choice is None:
+        splits = assign_splits(labels, groups, [r.split for r in built.recordings],
+                               settings.splits, settings.seed)
+    else:
+        splits = fold_splits(labels, groups, [r.fold for r in built.recordings], choice,
+                             settings.splits, settings.seed)
     class_names = listing.class_names
     features = np.load(cache_dir / cache.FEATURES, mmap_mode="r")
     rows = _index_rows(built, splits)
     cache.write_index(cache_dir, rows)
     train_rows = np.array([i for i, row in enumerate(rows) if row.split == "train"], dtype=np.int64)
     if train_rows.size == 0:
-        raise DataError("the train split is empty: check the manifest's split column or "
-                        "data.splits")
+        raise DataError("the train split is empty: check data.root (NSynth: the folder "
+                        "holding nsynth-train/), the manifest's split column, or data.splits")
     mean, std = cache.band_statistics(features, train_rows)
     durations = np.array(built.durations)
+    card = build_card(labels=labels, groups=groups, splits=splits, seconds=built.durations,
+                      windows=[len(r) for r in built.rows], class_names=class_names,
+                      data_format=settings.data_format.identity(),
+                      folds=_fold_dict(choice))
+    write_card(cache_dir, card)
     report = PrepareReport(
         cache_dir=cache_dir, reused=False, class_names=class_names,
         recordings=_count(class_names, built.recordings, splits, [1] * len(splits)),
@@ -311,7 +367,7 @@ def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *, why
         clip_seconds=tuple(float(v) for v in np.percentile(durations, [10, 50, 90])),
         padded=int(np.count_nonzero(np.round(durations * params.sample_rate)
                                      < params.window_samples)),
-        input_shape=params.input_shape, why=why)
+        input_shape=params.input_shape, why=why, card=card)
     _plot(cache_dir / cache.EXAMPLES, class_names, features, rows, params)
     report.seconds = time.perf_counter() - started
     meta = {
@@ -323,8 +379,10 @@ def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *, why
         "std": [float(v) for v in std],
         "root": str(settings.root.resolve()) if settings.root else None,
         "manifest": str(settings.manifest.resolve()) if settings.manifest else None,
+        "fold_choice": _fold_dict(choice),
         "fingerprint": fingerprint,
         "counts": report.to_dict(),
+        "card": card,
         "build_seconds": round(report.seconds, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -377,7 +435,8 @@ def _index_rows(built: _Built, splits: Sequence[str]) -> list[cache.IndexRow]:
     for recording, split, offsets in zip(built.recordings, splits, built.offsets):
         for offset in offsets:
             rows.append(cache.IndexRow(recording.source, recording.label, split,
-                                       recording.group, float(offset), str(recording.path)))
+                                       recording.group, float(offset), str(recording.path),
+                                       recording.fold))
     return rows
 
 
@@ -417,4 +476,29 @@ def _report_from_meta(cache_dir: Path, meta: Mapping[str, Any], *,
                          skipped_kinds=counts["skipped_kinds"],
                          clip_seconds=tuple(counts["clip_seconds"]), padded=counts["padded"],
                          seconds=0.0, input_shape=tuple(meta["input_shape"]),
-                         unchecked=unchecked)
+                         unchecked=unchecked, card=meta["card"])
+
+
+def write_card(cache_dir: Path, card: Mapping[str, Any]) -> None:
+    """``data_card.json`` and ``data_card.md`` in ``cache_dir``."""
+    (cache_dir / cache.CARD_JSON).write_text(json.dumps(card, indent=2, ensure_ascii=False),
+                                             encoding="utf-8")
+    (cache_dir / cache.CARD_MD).write_text(card_markdown(card, str(cache_dir)),
+                                           encoding="utf-8")
+
+
+def _fold_dict(choice: FoldChoice | None) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    return {"folds": list(choice.folds), "test_fold": choice.test_fold,
+            "val_fold": choice.val_fold}
+
+
+def _optional_int(data: Mapping[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise DataError(f"data.{key}={value!r} is not a whole number (or null)") from None

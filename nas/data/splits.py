@@ -6,6 +6,11 @@ label), shuffled with a generator seeded by ``(seed, class name)`` so adding a c
 does not reshuffle the others, and cut by the ratios with largest-remainder rounding.
 A class with at least three groups gets at least one in each split whose ratio is
 positive. A fixed split (a manifest's ``split`` column) wins for its whole group.
+
+Data sets with folds (ESC-50, UrbanSound8K, a manifest's ``fold`` column) are split by
+fold instead (``fold_splits``): the test fold is the test split, the validation fold
+(when one is chosen) the val split, and otherwise val is drawn from the other folds by
+group, with ``data.splits``' train:val ratio.
 """
 
 from __future__ import annotations
@@ -88,8 +93,9 @@ def assign_splits(
     split_of_group: dict[str, str] = {}
     for group, splits in group_fixed.items():
         if len(splits) > 1:
-            raise DataError(f"group {group!r} is given several splits {sorted(splits)} in the "
-                            "manifest: one group must stay in one split")
+            raise DataError(f"group {group!r} is given several splits {sorted(splits)} (by "
+                            "the manifest, the data set's lists or folds): one group must "
+                            "stay in one split; fix the group or split of its recordings")
         split_of_group[group] = splits.pop()
     free_by_class: dict[str, list[str]] = defaultdict(list)
     for group in sorted(group_labels):
@@ -107,3 +113,55 @@ def assign_splits(
                 else "test"
             split_of_group[group] = split
     return [split_of_group[group] for group in groups]
+
+
+@dataclass(frozen=True)
+class FoldChoice:
+    """Which fold is test and which (if any) is val, once resolved against the folds."""
+
+    folds: tuple[int, ...]
+    test_fold: int
+    val_fold: int | None
+
+
+def choose_folds(folds: Sequence[int | None], test_fold: int | None,
+                 val_fold: int | None) -> FoldChoice | None:
+    """Check ``data.test_fold``/``data.val_fold`` against the recordings' folds; None
+    when the data set has no folds. The default test fold is the last one."""
+    present = sorted({fold for fold in folds if fold is not None})
+    if not present:
+        if test_fold is not None or val_fold is not None:
+            raise DataError(f"data.test_fold={test_fold} / data.val_fold={val_fold} are set, "
+                            "but this data set has no folds: unset them (data.splits and "
+                            "data.seed decide its split)")
+        return None
+    if None in folds:
+        missing = sum(fold is None for fold in folds)
+        raise DataError(f"{missing} of {len(folds)} recordings have no fold: give every "
+                        "recording a fold, or none")
+    if len(present) < 2:
+        raise DataError(f"the data set has a single fold {present}: folds need at least "
+                        "two (one to test on, others to train on)")
+    test = present[-1] if test_fold is None else int(test_fold)
+    for key, value in (("data.test_fold", test), ("data.val_fold", val_fold)):
+        if value is not None and value not in present:
+            raise DataError(f"{key}={value} is not a fold of this data set; its folds are "
+                            f"{present}")
+    if val_fold is not None and int(val_fold) == test:
+        raise DataError(f"data.val_fold={val_fold} is also the test fold: choose another "
+                        "fold, or null to draw val from the training folds")
+    return FoldChoice(tuple(present), test, None if val_fold is None else int(val_fold))
+
+
+def fold_splits(labels: Sequence[str], groups: Sequence[str], folds: Sequence[int],
+                choice: FoldChoice, ratios: SplitRatios, seed: int) -> list[str]:
+    """One split per recording: the test fold is test, the val fold val; without a val
+    fold, val is drawn by group from the other folds with ``ratios``' train:val share."""
+    fixed = ["test" if fold == choice.test_fold else "val" if fold == choice.val_fold
+             else None for fold in folds]
+    if choice.val_fold is not None:
+        train_ratios = SplitRatios(1.0, 0.0, 0.0)
+    else:
+        kept = ratios.train + ratios.val
+        train_ratios = SplitRatios(ratios.train / kept, 1.0 - ratios.train / kept, 0.0)
+    return assign_splits(labels, groups, fixed, train_ratios, seed)

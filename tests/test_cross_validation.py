@@ -1,0 +1,55 @@
+"""melnas-cv on an ESC-50-shaped fixture: 5 folds of a tiny network, mean +- std."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from nas.data.errors import DataError
+from nas.io.registry import CONF_DIR
+from nas.train.cross_validation import cross_validate
+from tests import format_fixtures as fx
+from tests.test_train_fixtures import TINY_SPACE
+
+
+def compose_cv(root, cache_dir, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="cv", overrides=[
+            "arch=plain_sep3x3", *TINY_SPACE, f"data.root={root}",
+            f"data.cache_dir={cache_dir}", "data.num_workers=0", "data.n_mels=32",
+            "train=quick", "train.epochs=1", "train.batch_size=8", "train.eval_batch_size=32",
+            "latency.warmup=1", "latency.repeats=2", "device=cpu", "progress=false",
+            *overrides])
+
+
+def test_cv_trains_every_esc50_fold_and_reports_mean_and_std(tmp_path):
+    base = fx.make_esc50(tmp_path)
+    cfg = compose_cv(base, tmp_path / "cache", "data.format=esc50")
+    result = cross_validate(cfg, tmp_path / "cv", progress=False)
+    assert result.folds == [1, 2, 3, 4, 5] and len(result.runs) == 5
+    for fold, run in zip(result.folds, result.runs):
+        metrics = json.loads(run.metrics_path.read_text())
+        assert metrics["num_recordings"] == 9  # the 9 clips of that fold
+        view = json.loads((tmp_path / "cv" / f"fold{fold}" / "data" / "meta.json").read_text())
+        assert view["test_fold"] == fold
+    accuracy = result.summary["accuracy"]
+    assert accuracy["mean"] == pytest.approx(np.mean(accuracy["values"]))
+    assert accuracy["std"] == pytest.approx(np.std(accuracy["values"], ddof=1))
+    assert "accuracy" in result.table() and " +- " in result.table()
+    saved = json.loads(result.summary_path.read_text())
+    assert saved["folds"] == [1, 2, 3, 4, 5] and "f1_macro" in saved["metrics"]
+    assert (tmp_path / "cv" / "cv_folds.csv").read_text().count("\n") == 6
+
+
+def test_cv_refuses_data_without_folds_or_with_a_fixed_test_fold(tmp_path):
+    base = fx.make_esc50(tmp_path)
+    with pytest.raises(DataError, match="unset data.test_fold"):
+        cross_validate(compose_cv(base, tmp_path / "c", "data.format=esc50",
+                                  "data.test_fold=1"), tmp_path / "cv", progress=False)
+    gtzan = fx.make_gtzan(tmp_path / "g")
+    with pytest.raises(DataError, match="data.format=gtzan has no folds"):
+        cross_validate(compose_cv(gtzan, tmp_path / "gc", "data.format=gtzan"),
+                       tmp_path / "cv", progress=False)
