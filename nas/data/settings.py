@@ -12,9 +12,8 @@ from nas.data.features import FeatureParams
 from nas.data.formats import DataFormat
 from nas.data.manifest import Listing
 from nas.data.parallel import available_cores
-from nas.data.splits import (
-    SplitRatios,
-)
+from nas.data.splits import SplitRatios
+
 
 @dataclass(frozen=True)
 class PrepareSettings:
