@@ -20,8 +20,10 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
+from nas.errors import MelnasError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(MelnasError):
     """A checkpoint is missing, unreadable or was not written by this version of melnas."""
 
 
