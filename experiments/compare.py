@@ -1,7 +1,7 @@
 """melnas-compare: one table and a Pareto plot of every arch in some search and train runs.
 
     melnas-compare outputs/search/<date>/<time> outputs/train/<date>/<time> --out results
-    melnas-compare outputs/demo/<timestamp> --out results   # every run below a folder
+    melnas-compare outputs/demo/<date>/<time> --out results   # every run below a folder
     melnas-compare outputs/train/* outputs/adapt/* --out results --remeasure 5
 """
 

@@ -144,6 +144,14 @@ def test_a_bug_is_not_a_user_error():
         run_cli("train", lambda: 1 / 0)
 
 
+def exit_status(main, argv: list[str]) -> int:
+    """What ``main(argv)`` of a console command exits with (its return value, or ``sys.exit``'s code)."""
+    try:
+        return main(argv) or 0
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+
+
 def test_run_cli_returns_the_result():
     assert run_cli("compare", lambda: 0) == 0
 
