@@ -18,7 +18,6 @@ import numpy as np
 import yaml
 
 from experiments.cli import run_cli
-
 from nas.evaluate.cost import ModelSummary, model_summary
 from nas.io.model_file import read_checkpoint
 from nas.io.registry import available_spaces, build_space
