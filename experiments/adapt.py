@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-import sys
-
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nas.compress.adapt_job import adapt_model
+from experiments.cli import HydraRun, run_hydra_app
+from experiments.settings import build, settings_from
+from nas.compress.adapt_job import AdaptJob, AdaptRun, adapt_model
+
+
+def adapt(cfg: DictConfig, run: HydraRun) -> AdaptRun:
+    """The NetAdapt run ``cfg`` (conf/adapt.yaml, composed) describes, in ``run.out_dir``."""
+    job = settings_from(cfg, AdaptJob)
+    optimizer = build(job.finetune.optimizer) if job.finetune.epochs > 0 else None
+    return adapt_model(job, out_dir=run.out_dir, finetune_optimizer=optimizer)
+
+
+def report(result: AdaptRun) -> None:
+    print(f"model: {result.model_path}")
+    print(f"metrics: {result.metrics_path}")
+    print(f"trace: {result.trace_path} ({result.plot_path.name})")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="adapt")
 def main(cfg: DictConfig) -> None:
-    try:
-        run = adapt_model(cfg, HydraConfig.get().runtime.output_dir)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"melnas-adapt: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(f"model: {run.model_path}")
-    print(f"metrics: {run.metrics_path}")
-    print(f"trace: {run.trace_path} ({run.plot_path.name})")
+    run_hydra_app("adapt", lambda cfg, run: report(adapt(cfg, run)), cfg)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import yaml
 
+from experiments.cli import run_cli
 from nas.evaluate.cost import ModelSummary, model_summary
 from nas.io.model_file import read_checkpoint
 from nas.io.registry import available_spaces, build_space
@@ -161,15 +161,16 @@ def format_summary(summary: ModelSummary) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    try:
-        pairs, stored_classes, stored_shape = resolve_archs(args)
-        model_input = resolve_input(args, stored_classes, stored_shape)
-        summaries = [
-            model_summary(s, a, num_classes=model_input.num_classes, input_shape=model_input.input_shape)
-            for s, a in pairs
-        ]
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"melnas-arch: {err}")
+    run_cli("arch", lambda: describe(args))
+
+
+def describe(args: argparse.Namespace) -> None:
+    pairs, stored_classes, stored_shape = resolve_archs(args)
+    model_input = resolve_input(args, stored_classes, stored_shape)
+    summaries = [
+        model_summary(s, a, num_classes=model_input.num_classes, input_shape=model_input.input_shape)
+        for s, a in pairs
+    ]
     if args.json:
         data = [s.to_json_dict() for s in summaries]
         print(json.dumps(data[0] if len(data) == 1 else data, indent=1))

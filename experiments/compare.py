@@ -1,7 +1,7 @@
 """melnas-compare: one table and a Pareto plot of every arch in some search and train runs.
 
     melnas-compare outputs/search/<date>/<time> outputs/train/<date>/<time> --out results
-    melnas-compare outputs/demo/<timestamp> --out results   # every run below a folder
+    melnas-compare outputs/demo/<date>/<time> --out results   # every run below a folder
     melnas-compare outputs/train/* outputs/adapt/* --out results --remeasure 5
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from experiments.cli import run_cli
 from nas.evaluate.compare import compare_runs
 
 
@@ -27,11 +28,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        result = compare_runs(args.runs, args.out, remeasure_rounds=args.remeasure)
-    except ValueError as error:
-        print(f"melnas-compare: {error}", file=sys.stderr)
-        return 2
+    return run_cli("compare", lambda: compare(args))
+
+
+def compare(args: argparse.Namespace) -> int:
+    result = compare_runs(args.runs, args.out, remeasure_rounds=args.remeasure)
     print(result.markdown)
     print()
     print(f"table: {result.markdown_path} and {result.csv_path}")

@@ -3,25 +3,32 @@ and standard deviation of each test metric (the protocol of ESC-50 and UrbanSoun
 
 from __future__ import annotations
 
-import sys
-
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nas.train.cross_validation import cross_validate
+from experiments.cli import HydraRun, run_hydra_app
+from experiments.settings import build, plain, settings_from
+from nas.train.cross_validation import CrossValidationResult, cross_validate
+from nas.train.job import TrainJob
+
+
+def cv(cfg: DictConfig, run: HydraRun) -> CrossValidationResult:
+    """The cross-validation ``cfg`` (conf/cv.yaml: conf/train.yaml plus ``progress``) describes."""
+    job = settings_from(cfg, TrainJob, skip=("data", "search_space", "progress"))
+    return cross_validate(
+        job, data=plain(cfg.data), out_dir=run.out_dir, search_space=plain(cfg.search_space),
+        optimizer_factory=build(job.train.optimizer), progress=bool(cfg.progress),
+    )
+
+
+def report(result: CrossValidationResult) -> None:
+    print(result.table())
+    print(f"summary: {result.summary_path}")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="cv")
 def main(cfg: DictConfig) -> None:
-    try:
-        result = cross_validate(cfg, HydraConfig.get().runtime.output_dir,
-                                progress=bool(cfg.progress))
-    except ValueError as error:
-        print(f"melnas-cv: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(result.table())
-    print(f"summary: {result.summary_path}")
+    run_hydra_app("cv", lambda cfg, run: report(cv(cfg, run)), cfg)
 
 
 if __name__ == "__main__":

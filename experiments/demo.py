@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from experiments.cli import HydraRun, run_hydra_app
 from experiments.demo_steps import run_demo, step_table
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="demo")
-def main(cfg: DictConfig) -> None:
-    try:
-        result = run_demo(cfg, HydraConfig.get().runtime.output_dir)
-    except ValueError as error:
-        print(f"melnas-demo: {error}", file=sys.stderr)
-        sys.exit(2)
+def demo(cfg: DictConfig, run: HydraRun) -> None:
+    result = run_demo(cfg, run.out_dir)
     print()
     print(result.comparison.markdown)
     print()
@@ -25,6 +18,11 @@ def main(cfg: DictConfig) -> None:
     print(f"outputs: {result.out_dir}")
     print(f"table: {result.comparison.markdown_path}")
     print(f"Pareto plot: {result.comparison.plot_path}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="demo")
+def main(cfg: DictConfig) -> None:
+    run_hydra_app("demo", demo, cfg)
 
 
 if __name__ == "__main__":

@@ -27,17 +27,46 @@ from typing import Iterator, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from experiments.cli import HydraRun
+from experiments.search import search
+from experiments.settings import plain, settings_from
+from experiments.train import train
 from nas.data.prepare import prepare_dataset
 from nas.data.synth import SynthSettings, record_path, synthesize
 from nas.evaluate.compare import Comparison, compare_runs
 from nas.io.registry import CONF_DIR
-from nas.search.loop import run_search
-from nas.train.job import train_model
 
 log = logging.getLogger("melnas.demo")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """The ``demo`` group of ``conf/demo.yaml`` (documented there)."""
+
+    synth_overrides: list[str] = field(default_factory=list)
+    controllers: list[str] = field(default_factory=lambda: ["enas_lstm", "random"])
+    experiment: str | None = "quick"
+    search_overrides: list[str] = field(default_factory=list)
+    presets: list[str] = field(default_factory=lambda: ["mobilenetv3_small"])
+    preset_overrides: list[str] = field(default_factory=list)
+    train_recipe: str = "quick"
+    train_overrides: list[str] = field(default_factory=list)
+    progress: bool = True
+    remeasure_rounds: int = 5
+
+    def __post_init__(self) -> None:
+        if not self.controllers:
+            raise ValueError("demo.controllers is empty: name at least one conf/controller option")
+
+
+@dataclass(frozen=True)
+class DemoApp:
+    """``conf/demo.yaml``'s own keys (``data`` is passed to every step as it is)."""
+
+    seed: int = 0
+    demo: DemoSettings = field(default_factory=DemoSettings)
 
 
 @dataclass
@@ -54,20 +83,6 @@ def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
     yield
     seconds[step] = time.perf_counter() - start
     log.info("== %s done in %.1f s", step, seconds[step])
-
-
-@contextmanager
-def _hydra_choices_of(cfg: DictConfig) -> Iterator[None]:
-    """Make ``HydraConfig.get()`` describe ``cfg`` (composed with its hydra node) while a
-    step runs, as it would in that step's own console command; restore it afterwards.
-    (The search loop names a run's controller after ``hydra.runtime.choices``.)"""
-    instance = HydraConfig.instance()
-    saved = instance.cfg
-    instance.set_config(cfg)
-    try:
-        yield
-    finally:
-        instance.cfg = saved
 
 
 def compose_step(config_name: str, overrides: Sequence[str], data: DictConfig) -> DictConfig:
@@ -112,17 +127,18 @@ def plan_steps(cfg: DictConfig, out_dir: Path) -> list[Step]:
     """Compose every step's config up front: all searches see the same config files (the
     matched budget holds even if a YAML changes while the demo runs), and a bad override
     fails before hours of work instead of after."""
-    demo = cfg.demo
+    app = settings_from(cfg, DemoApp, skip=("data",))
+    demo = app.demo
     steps: list[Step] = []
     for controller in demo.controllers:
         overrides = [f"controller={controller}", *([f"experiment={demo.experiment}"] if demo.experiment else []),
-                     f"seed={cfg.seed}", f"trainer.progress={bool(demo.progress)}", *demo.search_overrides]
+                     f"seed={app.seed}", f"trainer.progress={demo.progress}", *demo.search_overrides]
         steps.append(Step(f"search_{controller}", "search", compose_step("search", overrides, cfg.data),
                           tuple(overrides)))
     archs = [(f"train_{c}", str(out_dir / f"search_{c}" / "best_arch.json"), []) for c in demo.controllers]
     archs += [(f"train_{preset}", preset, list(demo.preset_overrides)) for preset in demo.presets]
     for name, arch, extra in archs:
-        overrides = [f"arch={arch}", f"train={demo.train_recipe}", f"seed={cfg.seed}", *demo.train_overrides, *extra]
+        overrides = [f"arch={arch}", f"train={demo.train_recipe}", f"seed={app.seed}", *demo.train_overrides, *extra]
         steps.append(Step(name, "train", compose_step("train", overrides, cfg.data), tuple(overrides)))
     return steps
 
@@ -130,6 +146,7 @@ def plan_steps(cfg: DictConfig, out_dir: Path) -> list[Step]:
 def run_demo(cfg: DictConfig, out_dir: str | Path) -> DemoResult:
     """Run the journey described by ``conf/demo.yaml`` into ``out_dir``."""
     out_dir = Path(out_dir)
+    demo = settings_from(cfg, DemoApp, skip=("data",)).demo
     out_dir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     steps = plan_steps(cfg, out_dir)
@@ -137,32 +154,33 @@ def run_demo(cfg: DictConfig, out_dir: str | Path) -> DemoResult:
     with _timed(seconds, "synthesise"):
         synthesise_if_missing(cfg)
     with _timed(seconds, "prepare"):
-        report = prepare_dataset(cfg.data, progress=bool(cfg.demo.progress))
+        report = prepare_dataset(plain(cfg.data), progress=demo.progress)
         log.info("%s", report.summary())
 
     for step in steps:
         run_dir = out_dir / step.name
         _save_step_config(run_dir, step.cfg, step.overrides)
-        with _timed(seconds, step.name), _hydra_choices_of(step.cfg):
+        run = HydraRun.composed(step.cfg, run_dir)  # the step's config-group choices name its controller
+        with _timed(seconds, step.name):
             if step.kind == "search":
-                outcome = run_search(_job_config(step.cfg), run_dir=run_dir)
+                outcome = search(_job_config(step.cfg), run)
                 if not outcome.finished:
                     raise RuntimeError(f"the search in {run_dir} stopped before its end")
             else:
-                train_model(_job_config(step.cfg), run_dir)
+                train(_job_config(step.cfg), run)
 
     with _timed(seconds, "compare"):
         comparison = compare_runs(
             [out_dir / step.name for step in steps], out_dir / "compare",
-            remeasure_rounds=int(cfg.demo.remeasure_rounds),
+            remeasure_rounds=demo.remeasure_rounds,
         )
     seconds["total"] = sum(seconds.values())
     (out_dir / "demo_summary.json").write_text(json.dumps({
         "seconds": seconds,
-        "controllers": list(cfg.demo.controllers),
-        "presets": list(cfg.demo.presets),
-        "experiment": cfg.demo.experiment,
-        "train_recipe": cfg.demo.train_recipe,
+        "controllers": demo.controllers,
+        "presets": demo.presets,
+        "experiment": demo.experiment,
+        "train_recipe": demo.train_recipe,
         "compare": str(comparison.markdown_path),
         "plot": str(comparison.plot_path),
     }, indent=2) + "\n")
@@ -178,10 +196,10 @@ def synthesise_if_missing(cfg: DictConfig) -> None:
     if cfg.data.manifest or (not ours and root.is_dir() and any(p.is_file() for p in root.rglob("*"))):
         log.info("data: using %s as it is", cfg.data.manifest or root)
         return
-    synth_cfg = _compose("synth", list(cfg.demo.synth_overrides))
-    settings = SynthSettings.from_config({**OmegaConf.to_container(synth_cfg.synth, resolve=True),
-                                          "out_dir": str(root)})
-    log.info("%s", synthesize(settings, progress=bool(cfg.demo.progress)).summary())
+    demo = settings_from(cfg.demo, DemoSettings, prefix="demo")
+    synth_cfg = _compose("synth", demo.synth_overrides)
+    settings = SynthSettings.from_config({**plain(synth_cfg.synth), "out_dir": str(root)})
+    log.info("%s", synthesize(settings, progress=demo.progress).summary())
 
 
 def step_table(result: DemoResult) -> str:

@@ -2,36 +2,47 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from experiments.cli import HydraRun, run_hydra_app
+from experiments.settings import settings_from
 from nas.evaluate.metrics import evaluate_checkpoint, format_summary
 from nas.latency.measure import LatencySettings
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """``conf/eval.yaml``."""
+
+    model: str
+    cache_dir: str | None = None
+    split: str = "test"
+    batch_size: int = 256
+    device: str = "auto"
+    latency_measure: LatencySettings = field(default_factory=LatencySettings)
+
+
+def evaluate(cfg: DictConfig, run: HydraRun) -> dict[str, Any]:
+    settings = settings_from(cfg, EvalSettings)
+    return evaluate_checkpoint(
+        settings.model, out_dir=run.out_dir, cache_dir=settings.cache_dir, split=settings.split,
+        batch_size=settings.batch_size, device=settings.device, latency=settings.latency_measure,
+    )
+
+
+def work(cfg: DictConfig, run: HydraRun) -> None:
+    print(format_summary(evaluate(cfg, run)))
+    print(f"metrics: {run.out_dir / 'metrics.json'}")
+    print(f"confusion matrix: {run.out_dir / 'confusion_matrix.png'}")
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        metrics = evaluate_checkpoint(
-            cfg.model,
-            out_dir=out_dir,
-            cache_dir=cfg.cache_dir,
-            split=cfg.split,
-            batch_size=cfg.batch_size,
-            device=cfg.device,
-            latency=LatencySettings(**cfg.latency),
-        )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"melnas-eval: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(format_summary(metrics))
-    print(f"metrics: {out_dir / 'metrics.json'}")
-    print(f"confusion matrix: {out_dir / 'confusion_matrix.png'}")
+    run_hydra_app("eval", work, cfg)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import math
 import sys
 from pathlib import Path
 
+from experiments.cli import run_cli
 from nas.evaluate.export import (
     ExportCheck,
     OnnxUnavailable,
@@ -42,11 +43,11 @@ def _report(kind: str, check: ExportCheck) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        trained = load_model(args.model)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"melnas-export: {error}", file=sys.stderr)
-        return 2
+    return run_cli("export", lambda: export(args))
+
+
+def export(args: argparse.Namespace) -> int:
+    trained = load_model(args.model)
     out = Path(args.out) if args.out else Path(args.model).parent
     stem = Path(args.model).stem
     if args.format in ("all", "torchscript"):

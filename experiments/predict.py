@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 
+from experiments.cli import run_cli
 from nas.evaluate.predict import format_prediction, predict_files
 from nas.io.model_file import load_model
 from nas.runtime import resolve_device
@@ -32,11 +33,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        trained = load_model(args.model, device=resolve_device(args.device))
-    except (ValueError, FileNotFoundError) as error:
-        print(f"melnas-predict: {error}", file=sys.stderr)
-        return 2
+    return run_cli("predict", lambda: predict(args))
+
+
+def predict(args: argparse.Namespace) -> int:
+    trained = load_model(args.model, device=resolve_device(args.device))
     predictions = []
     for prediction in predict_files(trained, args.files, batch_size=args.batch_size):
         predictions.append(prediction)

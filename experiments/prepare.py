@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
-import sys
+from dataclasses import dataclass
 
 import hydra
 from omegaconf import DictConfig
 
-from nas.data.errors import DataError
+from experiments.cli import HydraRun, run_hydra_app
+from experiments.settings import plain, settings_from
 from nas.data.prepare import prepare_dataset
+
+
+@dataclass(frozen=True)
+class PrepareApp:
+    """``conf/prepare.yaml``'s own keys (the ``data`` group is ``nas.data.prepare.PrepareSettings``)."""
+
+    progress: bool = True
+
+
+def prepare(cfg: DictConfig, run: HydraRun) -> None:
+    app = settings_from(cfg, PrepareApp, skip=("data",))
+    report = prepare_dataset(plain(cfg.data), progress=app.progress)
+    print(report.summary())  # ends with a warning when many files were skipped
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="prepare")
 def main(cfg: DictConfig) -> None:
-    try:
-        report = prepare_dataset(cfg.data, progress=cfg.progress)
-    except DataError as error:
-        print(f"melnas-prepare: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(report.summary())  # ends with a warning when many files were skipped
+    run_hydra_app("prepare", prepare, cfg)
 
 
 if __name__ == "__main__":

@@ -2,32 +2,42 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nas.data.errors import DataError
-from nas.io.checkpoint import CheckpointError
-from nas.search.loop import run_search
+from experiments.cli import HydraRun, run_hydra_app
+from experiments.settings import build, plain, settings_from
+from nas.search.loop import SearchInputs, SearchOutcome, SearchSettings, run_search
+
+# Config groups that are not settings: passed on as data, or built into objects here.
+NOT_SETTINGS = ("data", "search_space", "controller", "reward")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
-def main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        outcome = run_search(cfg, run_dir=run_dir)
-    except (DataError, CheckpointError) as error:
-        print(f"melnas-search: {error}", file=sys.stderr)
-        sys.exit(2)
+def search(cfg: DictConfig, run: HydraRun) -> SearchOutcome:
+    """The search ``cfg`` (conf/search.yaml, composed) describes, in ``run.out_dir``."""
+    settings = settings_from(cfg, SearchSettings, skip=NOT_SETTINGS)
+    inputs = SearchInputs(
+        data=plain(cfg.data), space_config=plain(cfg.search_space), controller=build(cfg.controller),
+        reward=build(cfg.reward), controller_name=run.choices.get("controller"), config=plain(cfg),
+    )
+    return run_search(settings, inputs, run_dir=run.out_dir)
+
+
+def report(outcome: SearchOutcome) -> None:
+    run_dir = Path(outcome.run_dir)
     if not outcome.finished:
         print(f"stopped after epoch {outcome.epochs_done}; continue with:\n"
               f"  melnas-search resume=true hydra.run.dir={run_dir} <the same overrides>")
         return
     print(f"best arch: {run_dir / 'best_arch.json'}  (top {len(outcome.top)}: {run_dir / 'top_archs.json'})")
     print(f"log: {run_dir / 'search_log.jsonl'}  tensorboard --logdir {run_dir / 'tensorboard'}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
+def main(cfg: DictConfig) -> None:
+    run_hydra_app("search", lambda cfg, run: report(search(cfg, run)), cfg)
 
 
 if __name__ == "__main__":

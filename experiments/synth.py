@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-import sys
+from dataclasses import dataclass
 
 import hydra
 from omegaconf import DictConfig
 
-from nas.data.errors import DataError
+from experiments.cli import HydraRun, run_hydra_app
+from experiments.settings import plain, settings_from
 from nas.data.synth import SynthSettings, synthesize
+
+
+@dataclass(frozen=True)
+class SynthApp:
+    """``conf/synth.yaml``'s own keys (the ``synth`` group is ``nas.data.synth.SynthSettings``)."""
+
+    progress: bool = True
+
+
+def synth(cfg: DictConfig, run: HydraRun) -> None:
+    app = settings_from(cfg, SynthApp, skip=("synth",))
+    report = synthesize(SynthSettings.from_config(plain(cfg.synth)), progress=app.progress)
+    print(report.summary())
+    print(f"next: melnas-prepare data.root={report.out_dir}")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="synth")
 def main(cfg: DictConfig) -> None:
-    try:
-        report = synthesize(SynthSettings.from_config(cfg.synth), progress=cfg.progress)
-    except DataError as error:
-        print(f"melnas-synth: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(report.summary())
-    print(f"next: melnas-prepare data.root={report.out_dir}")
+    run_hydra_app("synth", synth, cfg)
 
 
 if __name__ == "__main__":

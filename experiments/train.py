@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-import sys
-
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nas.train.job import train_model
+from experiments.cli import HydraRun, run_hydra_app
+from experiments.settings import build, plain, settings_from
+from nas.train.job import TrainJob, TrainResult, train_model
+
+
+def train(cfg: DictConfig, run: HydraRun) -> TrainResult:
+    """The retraining ``cfg`` (conf/train.yaml, composed) describes, in ``run.out_dir``."""
+    job = settings_from(cfg, TrainJob, skip=("data", "search_space"))
+    return train_model(
+        job, out_dir=run.out_dir, cache_dir=plain(cfg.data.cache_dir), search_space=plain(cfg.search_space),
+        optimizer_factory=build(job.train.optimizer),
+    )
+
+
+def report(result: TrainResult) -> None:
+    print(f"model: {result.model_path}")
+    print(f"metrics: {result.metrics_path}")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    try:
-        result = train_model(cfg, HydraConfig.get().runtime.output_dir)
-    except ValueError as error:
-        print(f"melnas-train: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(f"model: {result.model_path}")
-    print(f"metrics: {result.metrics_path}")
+    run_hydra_app("train", lambda cfg, run: report(train(cfg, run)), cfg)
 
 
 if __name__ == "__main__":

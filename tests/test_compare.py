@@ -12,6 +12,7 @@ from experiments.compare import main as compare_main
 from nas.evaluate.compare import PROXY, TEST, arch_hash, collect_rows, compare_runs
 from nas.evaluate.pareto import pareto_front
 from search_spaces.base import Arch
+from tests.test_cli import exit_status
 
 
 def test_pareto_front_hand_checked():
@@ -125,7 +126,7 @@ def test_search_without_top_archs_uses_its_log(tmp_path):
 
 def test_compare_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert compare_main([str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert exit_status(compare_main, [str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "holds no run outputs" in capsys.readouterr().err
     with pytest.raises(ValueError, match="not a directory"):
         collect_rows([tmp_path / "missing"])

@@ -11,6 +11,7 @@ from torch import nn
 
 from nas.evaluate.cost import count_macs, count_params, model_summary
 from search_spaces.base import Arch, Categorical, InputChoice, LayerCost, SearchSpace
+from tests.test_cli import exit_status
 
 
 # ---- a toy space: enough of the contract for cost and latency tests ------------------
@@ -208,7 +209,9 @@ def test_melnas_arch_reads_arch_files_and_samples(tmp_path, capsys):
     main(["--space", "enas_macro", "--random", "2", "--seed", "3", "--input", "1x32x24", "--json"])
     assert len(json.loads(capsys.readouterr().out)) == 2
 
-    with pytest.raises(SystemExit, match="not --space"):
-        main(["--arch", str(best), "--space", "mobilenetv3"])
-    with pytest.raises(SystemExit, match="no preset"):
-        main(["--space", "enas_macro", "--preset", "nope"])
+    capsys.readouterr()
+    assert exit_status(main, ["--arch", str(best), "--space", "mobilenetv3"]) == 2
+    assert "not --space" in capsys.readouterr().err
+    assert exit_status(main, ["--space", "enas_macro", "--preset", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("melnas-arch: ") and "no preset" in err

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
+from experiments.cli import HydraRun
+from experiments.cv import cv
 from nas.data.errors import DataError
 from nas.io.registry import CONF_DIR
-from nas.train.cross_validation import cross_validate
 from tests import format_fixtures as fx
 from tests.test_train_fixtures import TINY_SPACE
 
@@ -21,14 +22,14 @@ def compose_cv(root, cache_dir, *overrides: str):
             "arch=plain_sep3x3", *TINY_SPACE, f"data.root={root}",
             f"data.cache_dir={cache_dir}", "data.num_workers=0", "data.n_mels=32",
             "train=quick", "train.epochs=1", "train.batch_size=8", "train.eval_batch_size=32",
-            "latency.warmup=1", "latency.repeats=2", "device=cpu", "progress=false",
+            "latency_measure.warmup=1", "latency_measure.repeats=2", "device=cpu", "progress=false",
             *overrides])
 
 
 def test_cv_trains_every_esc50_fold_and_reports_mean_and_std(tmp_path):
     base = fx.make_esc50(tmp_path)
     cfg = compose_cv(base, tmp_path / "cache", "data.format=esc50")
-    result = cross_validate(cfg, tmp_path / "cv", progress=False)
+    result = cv(cfg, HydraRun(tmp_path / "cv"))
     assert result.folds == [1, 2, 3, 4, 5] and len(result.runs) == 5
     for fold, run in zip(result.folds, result.runs):
         metrics = json.loads(run.metrics_path.read_text())
@@ -47,9 +48,8 @@ def test_cv_trains_every_esc50_fold_and_reports_mean_and_std(tmp_path):
 def test_cv_refuses_data_without_folds_or_with_a_fixed_test_fold(tmp_path):
     base = fx.make_esc50(tmp_path)
     with pytest.raises(DataError, match="unset data.test_fold"):
-        cross_validate(compose_cv(base, tmp_path / "c", "data.format=esc50",
-                                  "data.test_fold=1"), tmp_path / "cv", progress=False)
+        cv(compose_cv(base, tmp_path / "c", "data.format=esc50", "data.test_fold=1"),
+           HydraRun(tmp_path / "cv"))
     gtzan = fx.make_gtzan(tmp_path / "g")
     with pytest.raises(DataError, match="data.format=gtzan has no folds"):
-        cross_validate(compose_cv(gtzan, tmp_path / "gc", "data.format=gtzan"),
-                       tmp_path / "cv", progress=False)
+        cv(compose_cv(gtzan, tmp_path / "gc", "data.format=gtzan"), HydraRun(tmp_path / "cv"))

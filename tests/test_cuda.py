@@ -14,7 +14,7 @@ from torch import nn
 from nas.evaluate.metrics import cost_metrics
 from nas.io.model_file import load_model
 from nas.latency.measure import LatencySettings, measure_latency
-from nas.train.job import train_model
+from tests.test_train_fixtures import train_model
 from tests.test_search import TINY_ENAS, search, workdir  # noqa: F401 (fixture)
 from tests.test_train_fixtures import compose_train, tiny_cache  # noqa: F401 (fixture)
 

@@ -40,8 +40,8 @@ def test_demo_defaults_match_the_documented_journey():
 TINY_SEARCH = [
     "search_space=enas_macro", "search_space.num_layers=3", "search_space.filters=8",
     "trainer.epochs=1", "trainer.controller_steps=2", "trainer.archs_per_step=2",
-    "trainer.final.num_samples=4", "trainer.final.top_k=3", "latency.calibration_archs=2",
-    "latency.repeats=3", "latency.warmup=1",
+    "trainer.final.num_samples=4", "trainer.final.top_k=3", "latency_table.calibration_archs=2",
+    "latency_table.repeats=3", "latency_table.warmup=1",
 ]
 
 
@@ -55,14 +55,14 @@ def test_demo_runs_the_whole_journey(tmp_path):
     """The console command, end to end, on tiny generated audio and tiny settings."""
     root = write_tone_dataset(tmp_path / "audio")
     out = tmp_path / "demo"
-    search_overrides = _hydra_list([*TINY_SEARCH, f"latency.cache_dir={tmp_path / 'latency'}"])
+    search_overrides = _hydra_list([*TINY_SEARCH, f"latency_table.cache_dir={tmp_path / 'latency'}"])
     command = [
         str(Path(sys.executable).parent / "melnas-demo"),
         f"hydra.run.dir={out}", f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}",
         "data.n_mels=32", "data.num_workers=1", "data.batch_size=16", "demo.experiment=null",
         "demo.progress=false",
         f"demo.search_overrides={search_overrides}",
-        f"demo.train_overrides={_hydra_list(['train.epochs=2', 'latency.repeats=3', 'latency.warmup=1'])}",
+        f"demo.train_overrides={_hydra_list(['train.epochs=2', 'latency_measure.repeats=3', 'latency_measure.warmup=1'])}",
         f"demo.preset_overrides={_hydra_list(['search_space.width=0.25'])}",
     ]
     # Devices left at auto: the journey as a user runs it, on CUDA where a GPU is present.

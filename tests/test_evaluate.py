@@ -107,4 +107,4 @@ def test_eval_config_composes():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="eval", overrides=["model=some/model.pt"])
     assert cfg.cache_dir is None and cfg.split == "test"
-    assert LatencySettings(**cfg.latency).threads == 1
+    assert LatencySettings(**cfg.latency_measure).threads == 1

@@ -17,6 +17,7 @@ from experiments.export import main as export_main
 from nas.evaluate.export import OnnxUnavailable, export_onnx, export_torchscript
 from nas.io.model_file import load_model
 from tests.test_train_fixtures import tiny_cache, tiny_trained  # noqa: F401 (fixtures)
+from tests.test_cli import exit_status
 
 
 def test_torchscript_export_matches_the_model(tiny_trained, tmp_path):
@@ -61,4 +62,4 @@ def test_missing_onnx_gives_a_clear_message(tiny_trained, tmp_path, monkeypatch,
     out, err = capsys.readouterr()
     assert "TorchScript:" in out and "ONNX skipped" in err
     assert (tmp_path / "model.torchscript.pt").is_file()
-    assert export_main([str(tiny_trained.model_path), "--out", str(tmp_path), "--format", "onnx"]) == 2
+    assert exit_status(export_main, [str(tiny_trained.model_path), "--out", str(tmp_path), "--format", "onnx"]) == 2

@@ -298,14 +298,14 @@ def test_real_measurements_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("space_name", available_spaces())
 def test_latency_config_composes_and_runs(space_name, tmp_path):
-    """conf/latency.yaml's `latency:` keys are latency_table_for's arguments, for every space."""
+    """conf/latency.yaml's `latency_table:` keys are latency_table_for's arguments, for every space."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
             config_name="latency",
             overrides=[
                 f"search_space={space_name}", "num_archs=2", "input_shape=[1,16,16]", "num_classes=3",
-                f"data.cache_dir={tmp_path / 'no_cache'}", f"latency.cache_dir={tmp_path}",
-                "latency.calibration_archs=2", "latency.warmup=0", "latency.repeats=2",
+                f"data.cache_dir={tmp_path / 'no_cache'}", f"latency_table.cache_dir={tmp_path}",
+                "latency_table.calibration_archs=2", "latency_table.warmup=0", "latency_table.repeats=2",
             ],
         )
     model_input = resolve_model_input(
@@ -315,7 +315,7 @@ def test_latency_config_composes_and_runs(space_name, tmp_path):
     space = build_space(OmegaConf.to_container(cfg.search_space, resolve=True))
     report = check_latency_table(
         space, num_classes=3, input_shape=(1, 16, 16), num_archs=cfg.num_archs, seed=cfg.seed,
-        **OmegaConf.to_container(cfg.latency, resolve=True),
+        **OmegaConf.to_container(cfg.latency_table, resolve=True),
     )
     assert len(report.rows) == 2 and report.table_path.parent == tmp_path
     assert report.calibration is not None and not {r.hash for r in report.rows} & set(report.calibration.arch_hashes)

@@ -29,7 +29,6 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from nas.data.dataset import PreparedData, make_loader, open_prepared
@@ -40,8 +39,10 @@ from nas.compress.netadapt import AdaptSettings, netadapt, short_finetune
 from nas.evaluate.accuracy import top1_accuracy
 from nas.evaluate.predict import predict_files
 from nas.io.registry import CONF_DIR
-from nas.search.loop import run_search
-from nas.train.job import TrainResult, resolve_arch, train_model
+from experiments.cli import HydraRun
+from experiments.search import search
+from nas.train.job import TrainResult, resolve_arch
+from tests.test_train_fixtures import train_model
 from tests.test_netadapt import _param_ms
 from tests.test_train_fixtures import TINY_SPACE, compose_train, write_tone_dataset
 
@@ -132,18 +133,12 @@ def test_a_short_search_trains_a_supernet_well_above_chance(tones: Path, tmp_pat
         "trainer.epochs=12", "trainer.batch_size=4", "trainer.val_batch_size=32", "trainer.controller_steps=1",
         "trainer.archs_per_step=2", "trainer.final.num_samples=8", "trainer.final.top_k=2",
         "trainer.progress=false", "trainer.device=cpu", "trainer.threads=1", "reward.target_ms=1.0",
-        f"latency.cache_dir={tmp_path / 'latency'}", "latency.calibration_archs=0", "latency.warmup=0",
-        "latency.repeats=1",
+        f"latency_table.cache_dir={tmp_path / 'latency'}", "latency_table.calibration_archs=0", "latency_table.warmup=0",
+        "latency_table.repeats=1",
     ]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="search", overrides=overrides, return_hydra_config=True)
-    hydra_config = HydraConfig.instance()
-    saved = hydra_config.cfg
-    hydra_config.set_config(cfg)
-    try:
-        run_search(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), run_dir=tmp_path / "run")
-    finally:
-        hydra_config.cfg = saved
+    search(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), HydraRun.composed(cfg, tmp_path / "run"))
     records = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").read_text().splitlines()]
     final = [r["accuracy"] for r in records if r["phase"] == "final"]
     assert len(final) >= 2

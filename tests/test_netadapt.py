@@ -22,11 +22,12 @@ from nas.compress.netadapt import (
     pick_best,
     propose,
 )
-from nas.compress.adapt_job import adapt_model
+from experiments.adapt import adapt
+from experiments.cli import HydraRun
 from nas.latency.relative import RelativeLatency, measure_in_turns, time_in_turns
 from nas.compress.pruning import candidate_widths, channel_groups, prunable_widths
 from nas.io.registry import CONF_DIR
-from nas.train.job import train_model
+from tests.test_train_fixtures import train_model
 from tests.test_pruning import NUM_CLASSES, _enas, _mobilenet
 from tests.test_train_fixtures import compose_train, tiny_cache  # noqa: F401 (fixture)
 
@@ -300,11 +301,11 @@ def test_melnas_adapt_end_to_end(tiny_cache, tmp_path, monkeypatch):
     cfg = compose_adapt(
         f"model={trained.model_path}", "target_ratio=0.9", "device=cpu", "seed=0",
         "netadapt.short_steps=3", "netadapt.max_iterations=3", "netadapt.init_ratio=0.05", "short_batch_size=8",
-        "finetune.epochs=1", "finetune.batch_size=8", f"latency.cache_dir={tmp_path / 'latency'}",
-        "latency.calibration_archs=0", "latency.warmup=2", "latency.repeats=5", "latency.statistic=min",
-        "netadapt.measure_rounds=1", "metrics_latency.warmup=1", "metrics_latency.repeats=3",
+        "finetune.epochs=1", "finetune.batch_size=8", f"latency_table.cache_dir={tmp_path / 'latency'}",
+        "latency_table.calibration_archs=0", "latency_table.warmup=2", "latency_table.repeats=5",
+        "latency_table.statistic=min", "netadapt.measure_rounds=1", "latency_measure.warmup=1", "latency_measure.repeats=3",
     )
-    run = adapt_model(cfg, tmp_path / "adapt")
+    run = adapt(cfg, HydraRun(tmp_path / "adapt"))
     metrics = json.loads(run.metrics_path.read_text())
     assert metrics["retrained"] is False and metrics["origin"].endswith("+netadapt")
     summary = metrics["netadapt"]
@@ -331,9 +332,9 @@ def test_adapt_refuses_two_targets(tmp_path):
 
 @pytest.mark.parametrize(
     "overrides, message",
-    [([], "model=<model.pt> is required"), (["model=x.pt"], "exactly one"),
+    [([], "model is required"), (["model=x.pt"], "exactly one"),
      (["model=x.pt", "target_ms=1", "target_ratio=0.5"], "exactly one")],
 )
 def test_adapt_config_errors_name_the_setting(overrides, message, tmp_path):
     with pytest.raises(ValueError, match=message):
-        adapt_model(compose_adapt(*overrides), tmp_path)
+        adapt(compose_adapt(*overrides), HydraRun(tmp_path))

@@ -13,6 +13,7 @@ from nas.data.features import windows_from_file
 from nas.io.model_file import load_model
 from nas.evaluate.predict import predict_file, window_probabilities
 from tests.test_train_fixtures import SAMPLE_RATE, tiny_cache, tiny_trained  # noqa: F401 (fixtures)
+from tests.test_cli import exit_status
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def test_cli_text_output(tiny_trained, recordings, capsys):
 
 def test_cli_fails_only_when_every_file_fails(tiny_trained, recordings, capsys):
     assert predict_main([str(tiny_trained.model_path), *map(str, recordings["bad"])]) == 1
-    assert predict_main([str(recordings["good"][0]), str(recordings["good"][0])]) == 2  # not a model
+    assert exit_status(predict_main, [str(recordings["good"][0]), str(recordings["good"][0])]) == 2  # not a model
     _, err = capsys.readouterr()
     assert "not a readable melnas model.pt" in err
 
@@ -111,6 +112,6 @@ def _search_checkpoint(path):
 def test_a_file_that_is_not_a_model_is_named_for_what_it_is(make, reason, tiny_trained, tmp_path, capsys):
     path = tmp_path / "model.pt"
     make(path, tiny_trained.model_path)
-    assert predict_main([str(path), str(tmp_path / "x.wav")]) == 2
+    assert exit_status(predict_main, [str(path), str(tmp_path / "x.wav")]) == 2
     _, err = capsys.readouterr()
     assert f"{path} is not a" in err and reason in err

@@ -19,13 +19,14 @@ import pytest
 import soundfile as sf
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+from experiments.cli import HydraRun
+from experiments.search import search as search_app
 from nas.io.checkpoint import CheckpointError, load_checkpoint
 from nas.data.prepare import prepare_dataset
 from nas.io.registry import build_space
-from nas.search.loop import CHECKPOINT, run_search
+from nas.search.loop import CHECKPOINT
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -79,28 +80,23 @@ def tiny_overrides(workdir: Path, *extra: str, space: list[str] = TINY_MOBILENET
         "trainer.progress=false",
         f"trainer.device={device}",
         "trainer.threads=1",
-        f"latency.cache_dir={workdir / 'latency'}",
-        "latency.calibration_archs=2",
-        "latency.warmup=0",
-        "latency.repeats=1",
+        f"latency_table.cache_dir={workdir / 'latency'}",
+        "latency_table.calibration_archs=2",
+        "latency_table.warmup=0",
+        "latency_table.repeats=1",
         *space,
         *extra,
     ]
 
 
 def search(workdir: Path, run_dir: Path, *extra: str, space: list[str] = TINY_MOBILENET, device: str = "cpu"):
-    """``run_search`` as ``melnas-search`` calls it: with Hydra's runtime info (the
-    controller's config name labels the log) and the config without its hydra node."""
+    """The search as ``melnas-search`` runs it: the config without its hydra node, and the
+    config-group choices (the controller's option name labels the log)."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="search", overrides=tiny_overrides(workdir, *extra, space=space, device=device),
                       return_hydra_config=True)
-    hydra_config = HydraConfig.instance()
-    saved = hydra_config.cfg
-    hydra_config.set_config(cfg)
-    try:
-        return run_search(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), run_dir=run_dir)
-    finally:
-        hydra_config.cfg = saved
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    return search_app(job, HydraRun.composed(cfg, run_dir))
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,9 @@ from omegaconf import OmegaConf
 
 from controllers.base import Controller
 from nas.io.registry import build_space
-from nas.search.loop import trainer_settings
+from experiments.settings import settings_from
+from nas.search.loop import SearchSettings
+from nas.search.phases import TrainerSettings
 from search_spaces.base import SearchSpace
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -37,10 +39,10 @@ def test_every_group_the_search_needs_has_options() -> None:
 
 def test_defaults_compose_to_valid_settings() -> None:
     cfg = compose_search()
-    settings = trainer_settings(OmegaConf.to_container(cfg.trainer, resolve=True))
-    assert settings.batch_size == cfg.data.batch_size
-    assert cfg.resume is False and isinstance(cfg.seed, int)
-    assert set(cfg.latency) >= {"device", "threads", "cache_dir", "calibration_archs", "warmup", "repeats"}
+    settings = settings_from(cfg, SearchSettings, skip=("data", "search_space", "controller", "reward"))
+    assert settings.trainer.batch_size == cfg.data.batch_size
+    assert settings.resume is False and isinstance(settings.seed, int)
+    assert settings.latency_table.threads == 1 and settings.latency_table.statistic == "min"
 
 
 @pytest.mark.parametrize("space", options("search_space"))
@@ -74,13 +76,13 @@ def test_every_reward_scores_accuracy_and_latency(reward: str) -> None:
 def test_every_experiment_composes_with_every_controller(experiment: str) -> None:
     for controller in options("controller"):
         cfg = compose_search(f"experiment={experiment}", f"controller={controller}", "reward.target_ms=3")
-        trainer_settings(OmegaConf.to_container(cfg.trainer, resolve=True))
+        settings_from(cfg.trainer, TrainerSettings, prefix="trainer")
         assert cfg.reward.target_ms == 3
 
 
 def test_quick_experiment_shrinks_the_default_search() -> None:
     default, quick = compose_search(), compose_search("experiment=quick")
-    for key in ("trainer.epochs", "trainer.final.num_samples", "latency.repeats"):
+    for key in ("trainer.epochs", "trainer.final.num_samples", "latency_table.repeats"):
         assert OmegaConf.select(quick, key) < OmegaConf.select(default, key), key
     assert quick.trainer.device == "auto"  # CUDA when present
 

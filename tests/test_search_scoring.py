@@ -11,7 +11,9 @@ from torch import nn
 
 from nas.io.checkpoint import CheckpointError
 from nas.search.scoring import ArchScorer, LatencyLookup
-from nas.search.loop import check_resumable, identity_of, trainer_settings
+from experiments.settings import settings_from
+from nas.search.loop import SearchSettings, check_resumable, identity_of
+from nas.search.phases import TrainerSettings
 from nas.search.phases import derive_seed, rank_key
 from search_spaces.base import Arch, Supernet
 
@@ -119,15 +121,21 @@ def test_latency_lookup_caches_and_keeps_the_random_stream() -> None:
 
 
 def test_trainer_settings_reject_unknown_keys_and_bad_values() -> None:
+    def trainer_settings(values: dict) -> TrainerSettings:
+        return settings_from({"trainer": values}, SearchSettings).trainer
+
     assert trainer_settings({"epochs": 2, "final": {"top_k": 3}}).final.top_k == 3
-    with pytest.raises(ValueError, match="unknown trainer settings.*'epoch'"):
+    assert settings_from({"epochs": 2}, TrainerSettings, prefix="trainer").epochs == 2
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) trainer.epoch;"):
         trainer_settings({"epoch": 2})
-    with pytest.raises(ValueError, match="final.topk"):
+    with pytest.raises(ValueError, match=r"trainer.final.topk"):
         trainer_settings({"final": {"topk": 2}})
     with pytest.raises(ValueError, match="trainer.controller_warmup"):
         trainer_settings({"controller_warmup": 1.0})
     with pytest.raises(ValueError, match="trainer.archs_per_step=0"):
         trainer_settings({"archs_per_step": 0})
+    with pytest.raises(ValueError, match=r"trainer.epochs='two': expected int"):
+        trainer_settings({"epochs": "two"})
     with pytest.raises(ValueError, match="bn_mode"):
         trainer_settings({"final": {"bn_mode": "nope"}})
 

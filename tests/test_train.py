@@ -14,7 +14,8 @@ from nas.data.dataset import make_loader, open_prepared
 from nas.evaluate.metrics import predict_probabilities
 from nas.io.model_file import load_model, read_checkpoint, save_model
 from nas.io.registry import build_space
-from nas.train.job import resolve_arch, train_model
+from nas.train.job import resolve_arch
+from tests.test_train_fixtures import train_model
 from tests.test_train_fixtures import compose_train, tiny_cache, tiny_trained  # noqa: F401 (fixtures)
 
 METRIC_KEYS = {

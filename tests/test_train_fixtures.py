@@ -17,7 +17,9 @@ from omegaconf import DictConfig
 
 from nas.data.prepare import prepare_dataset
 from nas.io.registry import CONF_DIR
-from nas.train.job import TrainResult, train_model
+from experiments.cli import HydraRun
+from experiments.train import train
+from nas.train.job import TrainResult
 
 SAMPLE_RATE = 16000
 CLASSES = {"high": 1760.0, "low": 220.0, "noise": None}
@@ -61,8 +63,8 @@ def compose_train(cache_dir: Path, *overrides: str) -> DictConfig:
                 "train.epochs=2",
                 "train.batch_size=16",
                 "train.eval_batch_size=32",
-                "latency.warmup=1",
-                "latency.repeats=3",
+                "latency_measure.warmup=1",
+                "latency_measure.repeats=3",
                 "device=cpu",
                 *overrides,
             ],
@@ -77,3 +79,8 @@ def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_trained(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     return train_model(compose_train(tiny_cache), tmp_path_factory.mktemp("tiny_train"))
+
+
+def train_model(cfg: DictConfig, out_dir: Path) -> TrainResult:
+    """``melnas-train``'s work on a composed ``cfg``, in ``out_dir``."""
+    return train(cfg, HydraRun(Path(out_dir)))

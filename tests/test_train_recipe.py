@@ -8,14 +8,14 @@ import math
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from nas.train.augment import SpecAugment
 from nas.io.registry import CONF_DIR
 from nas.train.loop import Recipe, _run_epoch, fit, parameter_groups, warmup_cosine
-from nas.train.job import build_augment
+from experiments.settings import build, settings_from
+from nas.train.job import AugmentSettings, TrainSettings
 
 
 def test_spec_augment_masks_whole_bands_and_spans():
@@ -52,8 +52,8 @@ def test_spec_augment_is_identity_in_eval_mode_and_with_zero_width():
 
 
 def test_build_augment_follows_enabled_flag():
-    assert build_augment({"enabled": False, "freq_masks": 2}) is None
-    augment = build_augment({"enabled": True, "freq_masks": 1, "freq_width": 3, "time_masks": 0, "time_width": 0})
+    assert AugmentSettings(enabled=False, freq_masks=2).build() is None
+    augment = AugmentSettings(enabled=True, freq_masks=1, freq_width=3, time_masks=0, time_width=0).build()
     assert isinstance(augment, SpecAugment) and augment.freq_width == 3
 
 
@@ -120,15 +120,11 @@ def test_every_train_option_composes_and_builds(recipe, optimizer):
         cfg = compose(config_name="train", overrides=[
             "arch=plain_conv3x3", "search_space=enas_macro", f"train={recipe}", f"train/optimizer={optimizer}",
         ])
-    recipe_obj = Recipe(
-        epochs=cfg.train.epochs, warmup_epochs=cfg.train.warmup_epochs, min_lr_ratio=cfg.train.min_lr_ratio,
-        label_smoothing=cfg.train.label_smoothing, patience=cfg.train.patience,
-        grad_clip_norm=cfg.train.grad_clip_norm,
-    )
-    assert recipe_obj.epochs >= 1
-    assert cfg.train.batch_size == cfg.data.batch_size
-    optimizer_obj = instantiate(cfg.train.optimizer)(parameter_groups(nn.Linear(3, 2)))
+    settings = settings_from(cfg.train, TrainSettings, prefix="train")
+    assert settings.recipe().epochs >= 1
+    assert settings.batch_size == cfg.data.batch_size
+    optimizer_obj = build(settings.optimizer)(parameter_groups(nn.Linear(3, 2)))
     assert type(optimizer_obj).__name__.lower() == optimizer
     assert optimizer_obj.param_groups[1]["weight_decay"] == 0.0
     assert optimizer_obj.param_groups[0]["weight_decay"] > 0.0
-    assert isinstance(build_augment(cfg.train.spec_augment), SpecAugment)
+    assert isinstance(settings.spec_augment.build(), SpecAugment)

@@ -8,13 +8,11 @@ from __future__ import annotations
 import copy
 import csv
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
@@ -36,11 +34,66 @@ from nas.evaluate.metrics import (
 )
 from nas.io.model_file import load_model, save_model, to_plain
 from nas.latency.measure import LatencySettings, latency_table_for
+from nas.latency.settings import LatencyTableSettings
 from nas.runtime import resolve_device
-from nas.train.job import build_augment
+from nas.train.job import AugmentSettings, OptimizerFactory
 from nas.train.loop import Recipe, fit
 
 log = logging.getLogger(__name__)
+
+
+# ---- settings ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """``finetune``: the long fine-tune of the pruned model (0 epochs = none)."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    min_lr_ratio: float = 0.01
+    label_smoothing: float = 0.1
+    patience: int = 5
+    grad_clip_norm: float | None = 5.0
+    spec_augment: AugmentSettings = field(default_factory=AugmentSettings)
+    optimizer: dict[str, Any] = field(default_factory=dict)  # its config; the factory is passed in
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1:
+            raise ValueError(f"finetune.epochs={self.epochs} must be >= 0 and finetune.batch_size={self.batch_size} >= 1")
+        if self.epochs:
+            self.recipe()  # validates the rest
+
+    def recipe(self) -> Recipe:
+        return Recipe(epochs=self.epochs, warmup_epochs=0.0, min_lr_ratio=self.min_lr_ratio,
+                      label_smoothing=self.label_smoothing, patience=self.patience,
+                      grad_clip_norm=self.grad_clip_norm)
+
+
+@dataclass(frozen=True)
+class AdaptJob:
+    """``conf/adapt.yaml``: its own keys and its ``netadapt``, ``finetune``, ``latency_table``
+    and ``latency_measure`` groups."""
+
+    model: str  # a model.pt written by melnas-train (or melnas-adapt)
+    target_ms: float | None = None
+    target_ratio: float | None = None
+    cache_dir: str | None = None  # None: the cache recorded in the model
+    seed: int = 0
+    device: str = "auto"
+    netadapt: AdaptSettings = field(default_factory=AdaptSettings)
+    short_batch_size: int = 32
+    val_samples: int | None = None
+    eval_batch_size: int = 256
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    latency_table: LatencyTableSettings = field(default_factory=LatencyTableSettings)
+    latency_measure: LatencySettings = field(default_factory=LatencySettings)
+
+    def __post_init__(self) -> None:
+        if (self.target_ms is None) == (self.target_ratio is None):
+            raise ValueError("give exactly one of target_ms=<ms> and target_ratio=<fraction of the measured latency>")
+        if self.short_batch_size < 1 or self.eval_batch_size < 1 or (self.val_samples is not None and self.val_samples < 1):
+            raise ValueError("short_batch_size and eval_batch_size must be >= 1, val_samples null or >= 1")
 
 
 # ---- the melnas-adapt job -------------------------------------------------------------
@@ -81,72 +134,67 @@ def _first_samples(loader: DataLoader, limit: int | None) -> Batches:
     return batches
 
 
-def adapt_model(cfg: DictConfig, out_dir: str | Path) -> AdaptRun:
-    """``melnas-adapt``: prune ``cfg.model`` to ``cfg.target_ms`` / ``cfg.target_ratio`` with
-    NetAdapt, fine-tune it, evaluate it. Writes ``model.pt`` (with its ``widths``),
-    ``metrics.json`` (+ ``per_class.csv``, ``confusion_matrix.png``), ``adapt_trace.csv``
-    and ``adapt_trace.png`` into ``out_dir``."""
-    if OmegaConf.is_missing(cfg, "model"):
-        raise ValueError("model=<model.pt> is required: the model.pt written by melnas-train")
-    if (cfg.target_ms is None) == (cfg.target_ratio is None):
-        raise ValueError("give exactly one of target_ms=<ms> and target_ratio=<fraction of the measured latency>")
+def adapt_model(job: AdaptJob, *, out_dir: str | Path, finetune_optimizer: OptimizerFactory | None = None) -> AdaptRun:
+    """``melnas-adapt``: prune ``job.model`` to ``job.target_ms`` / ``job.target_ratio`` with
+    NetAdapt, fine-tune it (with ``finetune_optimizer``, built from ``job.finetune.optimizer``),
+    evaluate it. Writes ``model.pt`` (with its ``widths``), ``metrics.json`` (+
+    ``per_class.csv``, ``confusion_matrix.png``), ``adapt_trace.csv`` and ``adapt_trace.png``
+    into ``out_dir``."""
+    if job.finetune.epochs > 0 and finetune_optimizer is None:
+        raise ValueError("finetune.epochs > 0 needs an optimizer factory (finetune.optimizer)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(int(cfg.seed))
-    device = resolve_device(cfg.device)
-    settings = AdaptSettings(**OmegaConf.to_container(cfg.netadapt, resolve=True))
-    trained = load_model(cfg.model)
-    cache_dir = cfg.cache_dir or trained.data_meta.get("cache_dir")
+    torch.manual_seed(job.seed)
+    device = resolve_device(job.device)
+    settings = job.netadapt
+    trained = load_model(job.model)
+    cache_dir = job.cache_dir or trained.data_meta.get("cache_dir")
     if not cache_dir:
-        raise ValueError(f"{cfg.model} does not record its data cache: pass cache_dir=<prepared cache>")
+        raise ValueError(f"{job.model} does not record its data cache: pass cache_dir=<prepared cache>")
     data = open_prepared(cache_dir)
     check_compatible(trained, data)
     space, arch, shape = trained.space, trained.arch, trained.input_shape
     table = latency_table_for(
-        space, num_classes=trained.num_classes, input_shape=shape, **OmegaConf.to_container(cfg.latency, resolve=True)
+        space, num_classes=trained.num_classes, input_shape=shape, **job.latency_table.kwargs()
     )
 
     def measure(model: nn.Module) -> float:
         return table.measure(copy.deepcopy(model).cpu(), shape)
 
     train_loader = make_loader(
-        data, "train", batch_size=int(cfg.short_batch_size), shuffle=True, seed=int(cfg.seed), drop_last=True
+        data, "train", batch_size=job.short_batch_size, shuffle=True, seed=job.seed, drop_last=True
     )
     if len(train_loader) == 0:
-        raise ValueError(f"the train split of {cache_dir} gives no batch of short_batch_size={cfg.short_batch_size}")
-    val_loader = make_loader(data, "val", batch_size=int(cfg.eval_batch_size), shuffle=False)
+        raise ValueError(f"the train split of {cache_dir} gives no batch of short_batch_size={job.short_batch_size}")
+    val_loader = make_loader(data, "val", batch_size=job.eval_batch_size, shuffle=False)
     # A subset of the val split must be drawn at random: the split is stored in recording order.
-    subset = cfg.val_samples is not None
+    subset = job.val_samples is not None
     val_batches = _first_samples(
-        make_loader(data, "val", batch_size=int(cfg.eval_batch_size), shuffle=subset, seed=int(cfg.seed)),
-        cfg.val_samples,
+        make_loader(data, "val", batch_size=job.eval_batch_size, shuffle=subset, seed=job.seed),
+        job.val_samples,
     )
-    log.info("adapting %s (%s) with table %s", cfg.model, trained.arch_string, table.path)
+    log.info("adapting %s (%s) with table %s", job.model, trained.arch_string, table.path)
     result = netadapt(
         space, arch, trained.model, num_classes=trained.num_classes, input_shape=shape,
         predict_layers=table.predict, measure=measure,
         train_batches=_batch_source(train_loader, min(settings.short_steps, len(train_loader)) or 1),
-        val_batches=val_batches, target_ms=cfg.target_ms, target_ratio=cfg.target_ratio,
+        val_batches=val_batches, target_ms=job.target_ms, target_ratio=job.target_ratio,
         widths=trained.widths, settings=settings, device=device,
         on_iteration=lambda trace: write_trace(trace, out_dir / "adapt_trace.csv"),
     )
     loop_seconds = result.trace[-1].elapsed_s
     model = result.model
-    finetune: dict[str, Any] = {"epochs": int(cfg.finetune.epochs)}
-    if int(cfg.finetune.epochs) > 0:
+    finetune: dict[str, Any] = {"epochs": job.finetune.epochs}
+    if job.finetune.epochs > 0:
         fitted = fit(
             model,
             train_loader=make_loader(
-                data, "train", batch_size=int(cfg.finetune.batch_size), shuffle=True, seed=int(cfg.seed), drop_last=True
+                data, "train", batch_size=job.finetune.batch_size, shuffle=True, seed=job.seed, drop_last=True
             ),
             val_loader=val_loader,
-            optimizer_factory=instantiate(cfg.finetune.optimizer),
-            recipe=Recipe(
-                epochs=int(cfg.finetune.epochs), warmup_epochs=0.0, min_lr_ratio=float(cfg.finetune.min_lr_ratio),
-                label_smoothing=float(cfg.finetune.label_smoothing), patience=int(cfg.finetune.patience),
-                grad_clip_norm=cfg.finetune.grad_clip_norm,
-            ),
-            augment=build_augment(cfg.finetune.spec_augment),
+            optimizer_factory=finetune_optimizer,
+            recipe=job.finetune.recipe(),
+            augment=job.finetune.spec_augment.build(),
             device=device,
         )
         finetune.update(best_epoch=fitted.best_epoch, best_val_accuracy=fitted.best_val_accuracy,
@@ -154,9 +202,9 @@ def adapt_model(cfg: DictConfig, out_dir: str | Path) -> AdaptRun:
     final = measure_in_turns(model, trained.model, measure, CONFIRM_FACTOR * settings.measure_rounds)
     original_ms, final_ms = final.reference_ms, final.model_ms
     summary = {
-        "source_model": str(cfg.model),
+        "source_model": job.model,
         "target_ms": result.target_ms,
-        "target_ratio": cfg.target_ratio,
+        "target_ratio": job.target_ratio,
         "initial_measured_ms": result.initial_ms,
         "final_measured_ms": final_ms,
         "original_measured_ms_at_end": original_ms,
@@ -177,13 +225,13 @@ def adapt_model(cfg: DictConfig, out_dir: str | Path) -> AdaptRun:
         "val_accuracy_before": result.trace[0].val_accuracy,
         "val_accuracy_after_loop": result.trace[-1].val_accuracy,
         "finetune": finetune,
-        "settings": to_plain(cfg.netadapt),
+        "settings": to_plain(asdict(settings)),
         "latency_table": str(table.path),
     }
     info = {
         **trained.info,
         "origin": f"{trained.info.get('origin', 'unknown')}+netadapt",
-        "source": str(cfg.model),
+        "source": job.model,
         "arch_string": space.arch_string(result.arch),
         "netadapt": summary,
     }
@@ -192,13 +240,13 @@ def adapt_model(cfg: DictConfig, out_dir: str | Path) -> AdaptRun:
         class_names=trained.class_names, input_shape=shape, data_meta=trained.data_meta, info=info,
         widths=result.widths,
     )
-    latency = LatencySettings(**OmegaConf.to_container(cfg.metrics_latency, resolve=True))
-    before = evaluate_model(trained, data, split="test", batch_size=int(cfg.eval_batch_size), device=device, latency=latency)
+    latency = job.latency_measure
+    before = evaluate_model(trained, data, split="test", batch_size=job.eval_batch_size, device=device, latency=latency)
     adapted = load_model(model_path, device=device)
-    metrics = evaluate_model(adapted, data, split="test", batch_size=int(cfg.eval_batch_size), device=device, latency=latency)
+    metrics = evaluate_model(adapted, data, split="test", batch_size=job.eval_batch_size, device=device, latency=latency)
     summary["before"] = {k: before[k] for k in ("accuracy", "f1_macro", "recording_accuracy", "params", "macs", "latency_ms")}
     metrics.update(
-        {"source": str(cfg.model), "retrained": False, "training": trained.info.get("training"), "widths": result.widths,
+        {"source": job.model, "retrained": False, "training": trained.info.get("training"), "widths": result.widths,
          "netadapt": summary}
     )
     paths = write_report(metrics, out_dir)

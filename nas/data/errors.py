@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from nas.errors import MelnasError
+
 
 class SkipKind(str, Enum):
     """Why a file was not used, as a stable word (``skipped.csv``'s ``kind`` column), so
@@ -29,7 +31,7 @@ class SkipKind(str, Enum):
     UNEXPECTED = "unexpected"  # an error melnas did not foresee
 
 
-class DataError(ValueError):
+class DataError(MelnasError):
     """The data set or its configuration cannot be used as given."""
 
 

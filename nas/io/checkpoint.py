@@ -16,10 +16,12 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
+from nas.errors import MelnasError
 from nas.io.atomic import atomic_open
 
 
-class CheckpointError(ValueError):
+
+class CheckpointError(MelnasError):
     """A checkpoint is missing, unreadable or was not written by this version of melnas."""
 
 

@@ -20,7 +20,6 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from nas.io.checkpoint import save_checkpoint
@@ -73,9 +72,7 @@ class TrainedModel:
 
 
 def to_plain(value: Any) -> Any:
-    """Turn configs, numpy values and paths into the plain types ``weights_only`` accepts."""
-    if isinstance(value, (DictConfig, ListConfig)):
-        return to_plain(OmegaConf.to_container(value, resolve=True))
+    """Turn mappings, sequences, numpy values and paths into the plain types ``weights_only`` accepts."""
     if isinstance(value, Mapping):
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -1,4 +1,6 @@
-"""``run_search``: an ENAS search from a composed ``conf/search.yaml``, resumable.
+"""``run_search``: an ENAS search, resumable. ``melnas-search`` (experiments/search.py) turns
+``conf/search.yaml`` into a ``SearchSettings``, the data and space configs, a controller
+factory and a reward, and passes them in; nothing here reads a config file or Hydra.
 
 The run directory receives (see the brief's run-output contract)::
 
@@ -25,16 +27,13 @@ from __future__ import annotations
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 
 from controllers.base import Controller
 from nas.io.atomic import atomic_write_json
@@ -50,10 +49,10 @@ from nas.data.dataset import make_loader, open_prepared
 from nas.data.prepare import prepare_dataset
 from nas.runtime import resolve_device, torch_threads
 from nas.latency.measure import latency_table_for
+from nas.latency.settings import LatencyTableSettings
 from nas.io.registry import build_space
 from nas.search.scoring import LatencyLookup, check_bn_mode
 from nas.search.phases import (
-    FinalSettings,
     SearchContext,
     SearchState,
     TrainerSettings,
@@ -62,6 +61,7 @@ from nas.search.phases import (
     final_phase,
     train_shared_epoch,
 )
+from nas.search.reward import Reward
 from nas.search.tracking import RunTracker
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -69,6 +69,24 @@ CHECKPOINT_FORMAT = 1
 # Settings that may differ between an interrupted run and its resumption.
 RESUME_FREE_KEYS = {"resume", "trainer.progress", "trainer.stop_after_epochs", "trainer.num_workers",
                     "trainer.device", "trainer.threads", "data.num_workers", "data.rebuild"}
+
+
+# A controller of the space's decisions: ``controller_factory(decisions, seed=seed)``.
+ControllerFactory = Callable[..., Controller]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """``conf/search.yaml``'s own keys and its ``trainer`` and ``latency_table`` groups."""
+
+    trainer: TrainerSettings = field(default_factory=TrainerSettings)
+    latency_table: LatencyTableSettings = field(default_factory=LatencyTableSettings)
+    seed: int = 0  # supernet init, controller, data order
+    resume: bool = False  # continue from <run_dir>/checkpoints/last.pt
+
+    def __post_init__(self) -> None:
+        check_bn_mode(self.trainer.bn_mode)
+        check_bn_mode(self.trainer.final.bn_mode)
 
 
 @dataclass
@@ -86,40 +104,41 @@ class SearchOutcome:
         return self.top[0] if self.top else None
 
 
-def trainer_settings(trainer: Mapping[str, Any]) -> TrainerSettings:
-    """``TrainerSettings`` from the ``trainer`` config group; ValueError names unknown keys."""
-    values = dict(trainer)
-    final = dict(values.pop("final", {}) or {})
-    known = {f.name for f in fields(TrainerSettings)}
-    known_final = {f.name for f in fields(FinalSettings)}
-    unknown = sorted(set(values) - known) + sorted(f"final.{k}" for k in set(final) - known_final)
-    if unknown:
-        raise ValueError(f"unknown trainer settings {unknown}; known: {sorted(known)}")
-    settings = TrainerSettings(**values, final=FinalSettings(**final))
-    check_bn_mode(settings.bn_mode)
-    check_bn_mode(settings.final.bn_mode)
-    return settings
+@dataclass(frozen=True)
+class SearchInputs:
+    """What a search runs on besides its settings: plain data and built objects."""
+
+    data: Mapping[str, Any]  # the ``data`` config group (``nas.data.prepare.prepare_dataset``)
+    space_config: Mapping[str, Any]  # the ``search_space`` group, with its ``_target_``
+    controller: ControllerFactory  # ``controller(decisions, seed=seed)``
+    reward: Reward
+    controller_name: str | None = None  # labels the log (``enas_lstm``); None: the class name
+    # The run's whole config (plain): a resume must match it (``RESUME_FREE_KEYS`` aside).
+    # None: the settings, data and space config.
+    config: Mapping[str, Any] | None = None
 
 
-def run_search(cfg: DictConfig, *, run_dir: str | Path) -> SearchOutcome:
-    """Run (or, with ``cfg.resume``, continue) the search described by ``cfg`` in ``run_dir``."""
+def run_search(settings: SearchSettings, inputs: SearchInputs, *, run_dir: str | Path) -> SearchOutcome:
+    """Run (or, with ``settings.resume``, continue) a search in ``run_dir``."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    settings = trainer_settings(OmegaConf.to_container(cfg.trainer, resolve=True))
-    with torch_threads(settings.threads) if settings.threads is not None else nullcontext():
-        return _run_search(cfg, settings, run_dir, started)
+    threads = settings.trainer.threads
+    with torch_threads(threads) if threads is not None else nullcontext():
+        return _run_search(settings, inputs, run_dir, started)
 
 
-def _run_search(cfg: DictConfig, settings: TrainerSettings, run_dir: Path, started: float) -> SearchOutcome:
-    checkpoint = checkpoint_to_resume(run_dir, resume=bool(cfg.resume))
-    run_identity = identity_of(cfg)
+def _run_search(settings: SearchSettings, inputs: SearchInputs, run_dir: Path, started: float) -> SearchOutcome:
+    checkpoint = checkpoint_to_resume(run_dir, resume=settings.resume)
+    config = inputs.config if inputs.config is not None else {
+        **asdict(settings), "data": dict(inputs.data), "search_space": dict(inputs.space_config)}
+    run_identity = identity_of(config)
     if checkpoint is not None:
         check_resumable(checkpoint, run_identity, run_dir / CHECKPOINT)
-    ctx, space_config = build_context(cfg, settings, run_dir, checkpoint)
+    ctx, space_config = build_context(settings, inputs, run_dir, checkpoint)
     try:
         if checkpoint is not None:
             restore(ctx, checkpoint)
-            ctx.tracker.info(f"resumed {run_dir} after epoch {ctx.state.epoch}/{settings.epochs}")
+            ctx.tracker.info(f"resumed {run_dir} after epoch {ctx.state.epoch}/{settings.trainer.epochs}")
         setup_s = time.perf_counter() - started
         ctx.tracker.info(
             f"search {ctx.space.name} ({len(ctx.space.decisions)} decisions) with {ctx.controller_name} on "
@@ -143,32 +162,33 @@ def checkpoint_to_resume(run_dir: Path, *, resume: bool) -> dict[str, Any] | Non
 
 
 def build_context(
-    cfg: DictConfig, settings: TrainerSettings, run_dir: Path, checkpoint: Mapping[str, Any] | None
+    search: SearchSettings, inputs: SearchInputs, run_dir: Path, checkpoint: Mapping[str, Any] | None
 ) -> tuple[SearchContext, dict]:
     """Data, space, supernet, controller, reward, latency table, optimizer: a fresh run's state.
 
-    Everything is seeded from ``cfg.seed``; a resumed run builds the same and then loads
-    the checkpoint over it. Returns the context and the resolved space config.
+    Everything is seeded from ``search.seed``; a resumed run builds the same and then loads
+    the checkpoint over it. Returns the context and the space config.
     """
+    settings = search.trainer
     device = resolve_device(settings.device)
-    prepare_dataset(cfg.data, progress=settings.progress)  # builds the cache or reuses an up-to-date one
-    data = open_prepared(cfg.data.cache_dir)
+    prepare_dataset(inputs.data, progress=settings.progress)  # builds the cache or reuses an up-to-date one
+    data = open_prepared(inputs.data["cache_dir"])
     steps_per_epoch = len(data.rows("train")) // settings.batch_size
     if steps_per_epoch == 0:
         raise ValueError(
             f"the train split of {data.cache_dir} has {len(data.rows('train'))} windows, fewer than "
             f"trainer.batch_size={settings.batch_size}; lower trainer.batch_size"
         )
-    seed = int(cfg.seed)
+    seed = search.seed
     seed_everything(seed)
-    space_config = OmegaConf.to_container(cfg.search_space, resolve=True)
+    space_config = dict(inputs.space_config)
     space = build_space(space_config)
     supernet = space.supernet(num_classes=data.num_classes, input_shape=data.input_shape).to(device)
-    controller: Controller = instantiate(cfg.controller)(space.decisions, seed=seed)
+    controller: Controller = inputs.controller(space.decisions, seed=seed)
     with preserved_rng_state():
         table = latency_table_for(
             space, num_classes=data.num_classes, input_shape=data.input_shape, seed=seed,
-            **OmegaConf.to_container(cfg.latency, resolve=True),
+            **search.latency_table.kwargs(),
         )
     optimizer = torch.optim.SGD(
         supernet.parameters(), lr=settings.lr, momentum=settings.momentum,
@@ -182,8 +202,8 @@ def build_context(
         purge_step=None if checkpoint is None else checkpoint["state"]["train_step"] + 1,
     )
     ctx = SearchContext(
-        space=space, supernet=supernet, controller=controller, controller_name=controller_label(controller),
-        reward=instantiate(cfg.reward), latency=LatencyLookup(table.predict_arch, space),
+        space=space, supernet=supernet, controller=controller, controller_name=inputs.controller_name or type(controller).__name__,
+        reward=inputs.reward, latency=LatencyLookup(table.predict_arch, space),
         make_loader=partial(make_loader, data, num_workers=settings.num_workers), steps_per_epoch=steps_per_epoch,
         optimizer=optimizer, scheduler=scheduler, tracker=tracker, device=device, settings=settings, seed=seed,
     )
@@ -317,18 +337,18 @@ def restore(ctx: SearchContext, checkpoint: Mapping[str, Any]) -> None:
     restore_rng_state(checkpoint["rng"])
 
 
-def identity_of(cfg: DictConfig) -> dict[str, Any]:
-    """The config as flat ``dotted.key -> value`` pairs, minus what a resume may change."""
+def identity_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain config as flat ``dotted.key -> value`` pairs, minus what a resume may change."""
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
+        if isinstance(node, Mapping):
             for key, value in node.items():
                 walk(f"{prefix}.{key}" if prefix else str(key), value)
         elif prefix not in RESUME_FREE_KEYS:
             flat[prefix] = node
 
-    walk("", OmegaConf.to_container(cfg, resolve=True))
+    walk("", dict(config))
     return flat
 
 
@@ -339,15 +359,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def controller_label(controller: Controller) -> str:
-    """The controller's config-group option (``enas_lstm``) in a Hydra app, else its class name."""
-    if HydraConfig.initialized():
-        choice = HydraConfig.get().runtime.choices.get("controller")
-        if choice:
-            return str(choice)
-    return type(controller).__name__
 
 
 def write_json(path: Path, data: Any) -> None:

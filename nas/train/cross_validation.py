@@ -16,15 +16,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
 from nas.data.errors import DataError
 from nas.data.folds import cache_folds, fold_view
 from nas.data.prepare import prepare_dataset
-from nas.train.job import TrainResult, train_model
+from nas.train.job import OptimizerFactory, TrainJob, TrainResult, train_model
 
 log = logging.getLogger(__name__)
 
@@ -51,29 +50,36 @@ class CrossValidationResult:
         return "\n".join(lines)
 
 
-def cross_validate(cfg: DictConfig, out_dir: str | Path, *,
-                   progress: bool = True) -> CrossValidationResult:
-    """Prepare ``cfg.data`` once, then train ``cfg.arch`` with ``cfg.train`` with each
-    fold as test (in ``out_dir/fold<K>/``); write ``cv_metrics.json`` and
-    ``cv_folds.csv`` into ``out_dir``."""
+def cross_validate(
+    job: TrainJob,
+    *,
+    data: Mapping[str, Any],
+    out_dir: str | Path,
+    search_space: Mapping[str, Any],
+    optimizer_factory: OptimizerFactory,
+    progress: bool = True,
+) -> CrossValidationResult:
+    """Prepare ``data`` (the ``data`` config group as plain values) once, then train
+    ``job.arch`` with ``job.train`` with each fold as test (in ``out_dir/fold<K>/``); write
+    ``cv_metrics.json`` and ``cv_folds.csv`` into ``out_dir``."""
     out_dir = Path(out_dir)
-    if cfg.data.get("test_fold") is not None or cfg.data.get("val_fold") is not None:
+    if data.get("test_fold") is not None or data.get("val_fold") is not None:
         raise DataError("cross-validation takes every fold as test in turn and draws val "
                         "from the other folds: unset data.test_fold and data.val_fold")
-    prepare_dataset(cfg.data, progress=progress)
-    cache_dir = Path(cfg.data.cache_dir).expanduser()
+    prepare_dataset(data, progress=progress)
+    cache_dir = Path(data["cache_dir"]).expanduser()
     folds = cache_folds(cache_dir)
     if not folds:
-        raise DataError(f"data.format={_format_name(cfg)} has no folds in {cache_dir}: "
+        raise DataError(f"data.format={_format_name(data)} has no folds in {cache_dir}: "
                         "cross-validation needs folds (esc50, urbansound8k, fsdd with "
                         "data.format.split=speaker, or a manifest with a fold column)")
     runs = []
     for fold in folds:
         fold_dir = out_dir / f"fold{fold}"
         view = fold_view(cache_dir, fold_dir / "data", test_fold=fold)
-        fold_cfg = OmegaConf.merge(cfg, {"data": {"cache_dir": str(view)}})
         log.info("cross-validation: fold %d of %s as test", fold, folds)
-        runs.append(train_model(fold_cfg, fold_dir))
+        runs.append(train_model(job, out_dir=fold_dir, cache_dir=view, search_space=search_space,
+                                optimizer_factory=optimizer_factory))
     summary = {}
     for name in METRICS:
         values = [float(run.metrics[name]) for run in runs]
@@ -82,7 +88,7 @@ def cross_validate(cfg: DictConfig, out_dir: str | Path, *,
                          "values": values}
     summary_path = out_dir / "cv_metrics.json"
     summary_path.write_text(json.dumps({
-        "folds": folds, "metrics": summary, "arch": str(cfg.arch),
+        "folds": folds, "metrics": summary, "arch": str(job.arch),
         "cache_dir": str(cache_dir.resolve()),
         "fold_dirs": [str(run.out_dir) for run in runs],
         "params": runs[0].metrics.get("params"), "macs": runs[0].metrics.get("macs"),
@@ -95,6 +101,6 @@ def cross_validate(cfg: DictConfig, out_dir: str | Path, *,
     return CrossValidationResult(out_dir, folds, runs, summary, summary_path)
 
 
-def _format_name(cfg: DictConfig) -> str:
-    value = cfg.data.get("format")
+def _format_name(data: Mapping[str, Any]) -> str:
+    value = data.get("format")
     return str(value.get("name")) if hasattr(value, "get") else str(value or "folders")

@@ -13,13 +13,11 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from nas.data.dataset import make_loader, open_prepared
@@ -126,6 +124,72 @@ def _controller_of_search_dir(run_dir: Path) -> str | None:
     return None
 
 
+# ---- settings ---------------------------------------------------------------------------
+
+# ``optimizer_factory(param_groups)`` -> an optimizer (a ``_target_`` node with ``_partial_: true``).
+OptimizerFactory = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """``spec_augment``: SpecAugment masks per example (Park et al. 2019)."""
+
+    enabled: bool = True
+    freq_masks: int = 2
+    freq_width: int = 8
+    time_masks: int = 2
+    time_width: int = 10
+
+    def build(self) -> SpecAugment | None:
+        """The ``SpecAugment`` module, or None when disabled."""
+        if not self.enabled:
+            return None
+        return SpecAugment(freq_masks=self.freq_masks, freq_width=self.freq_width,
+                           time_masks=self.time_masks, time_width=self.time_width)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """A retraining recipe: the ``train`` config group (``conf/train/default.yaml`` documents each key)."""
+
+    epochs: int = 60
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    num_workers: int = 0
+    warmup_epochs: float = 2.0
+    min_lr_ratio: float = 0.01
+    label_smoothing: float = 0.1
+    grad_clip_norm: float | None = 5.0
+    patience: int = 12
+    spec_augment: AugmentSettings = field(default_factory=AugmentSettings)
+    space_overrides: dict[str, Any] = field(default_factory=dict)
+    # The optimizer's config (``_target_``, recorded in metrics.json); the caller builds the
+    # factory from it and passes that to ``train_model``.
+    optimizer: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.recipe()  # validates epochs, patience, ...
+        if self.batch_size < 1 or self.eval_batch_size < 1 or self.num_workers < 0:
+            raise ValueError(f"train.batch_size={self.batch_size} and train.eval_batch_size={self.eval_batch_size} "
+                             f"must be >= 1, train.num_workers={self.num_workers} >= 0")
+
+    def recipe(self) -> Recipe:
+        return Recipe(epochs=self.epochs, warmup_epochs=self.warmup_epochs, min_lr_ratio=self.min_lr_ratio,
+                      label_smoothing=self.label_smoothing, patience=self.patience,
+                      grad_clip_norm=self.grad_clip_norm)
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """``conf/train.yaml``'s own keys with its ``train`` and ``latency_measure`` groups."""
+
+    arch: str  # an arch file (a search's best_arch.json), a search run dir, or a preset name
+    seed: int = 0
+    device: str = "auto"
+    train: TrainSettings = field(default_factory=TrainSettings)
+    latency_measure: LatencySettings = field(default_factory=LatencySettings)
+
+
 # ---- the melnas-train job -------------------------------------------------------------
 
 
@@ -137,30 +201,28 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
-def build_augment(cfg: Mapping[str, Any]) -> SpecAugment | None:
-    """``train.spec_augment`` -> a ``SpecAugment`` module, or None when disabled."""
-    settings = dict(cfg)
-    if not settings.pop("enabled", False):
-        return None
-    return SpecAugment(**settings)
-
-
-def train_model(cfg: DictConfig, out_dir: str | Path) -> TrainResult:
-    """Train ``cfg.arch`` with the ``cfg.train`` recipe on ``cfg.data.cache_dir``; write into ``out_dir``.
+def train_model(
+    job: TrainJob,
+    *,
+    out_dir: str | Path,
+    cache_dir: str | Path,
+    search_space: Mapping[str, Any],
+    optimizer_factory: OptimizerFactory,
+) -> TrainResult:
+    """Train ``job.arch`` with the ``job.train`` recipe on the prepared cache ``cache_dir``;
+    write into ``out_dir``. ``search_space`` is the space config of a preset (and of an arch
+    file without one); ``optimizer_factory`` is built from ``job.train.optimizer``.
 
     Writes ``model.pt``, ``metrics.json`` (test split), ``per_class.csv``,
     ``confusion_matrix.png``, ``history.csv`` and TensorBoard events under ``tensorboard/``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(int(cfg.seed))
-    device = resolve_device(cfg.device)
-    spec = resolve_arch(
-        cfg.arch,
-        search_space=OmegaConf.to_container(cfg.search_space, resolve=True),
-        space_overrides=OmegaConf.to_container(cfg.train.space_overrides, resolve=True),
-    )
-    data = open_prepared(cfg.data.cache_dir)
+    train = job.train
+    torch.manual_seed(job.seed)
+    device = resolve_device(job.device)
+    spec = resolve_arch(job.arch, search_space=search_space, space_overrides=train.space_overrides)
+    data = open_prepared(cache_dir)
     data_meta = {**data.meta, "cache_dir": str(Path(data.cache_dir).resolve())}
     space, arch, model = build_network(
         spec.space_config, spec.arch_json, num_classes=data.num_classes, input_shape=data.input_shape
@@ -168,20 +230,11 @@ def train_model(cfg: DictConfig, out_dir: str | Path) -> TrainResult:
     arch_string = space.arch_string(arch)
     log.info("training %s arch %s (%s) on %s", spec.origin, arch_string, spec.source, data.cache_dir)
 
-    recipe = Recipe(
-        epochs=int(cfg.train.epochs),
-        warmup_epochs=float(cfg.train.warmup_epochs),
-        min_lr_ratio=float(cfg.train.min_lr_ratio),
-        label_smoothing=float(cfg.train.label_smoothing),
-        patience=int(cfg.train.patience),
-        grad_clip_norm=cfg.train.grad_clip_norm,
-    )
-    batch_size = int(cfg.train.batch_size)
     train_loader = make_loader(
-        data, "train", batch_size=batch_size, shuffle=True, seed=int(cfg.seed), drop_last=True,
-        num_workers=int(cfg.train.num_workers),
+        data, "train", batch_size=train.batch_size, shuffle=True, seed=job.seed, drop_last=True,
+        num_workers=train.num_workers,
     )
-    val_loader = make_loader(data, "val", batch_size=int(cfg.train.eval_batch_size), shuffle=False)
+    val_loader = make_loader(data, "val", batch_size=train.eval_batch_size, shuffle=False)
     writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
     writer.add_text("arch", f"{spec.origin}: `{arch_string}`")
     try:
@@ -189,9 +242,9 @@ def train_model(cfg: DictConfig, out_dir: str | Path) -> TrainResult:
             model,
             train_loader=train_loader,
             val_loader=val_loader,
-            optimizer_factory=instantiate(cfg.train.optimizer),
-            recipe=recipe,
-            augment=build_augment(cfg.train.spec_augment),
+            optimizer_factory=optimizer_factory,
+            recipe=train.recipe(),
+            augment=train.spec_augment.build(),
             device=device,
             writer=writer,
         )
@@ -201,8 +254,8 @@ def train_model(cfg: DictConfig, out_dir: str | Path) -> TrainResult:
             "epochs_run": result.epochs_run,
             "stopped_early": result.stopped_early,
             "train_seconds": result.seconds,
-            "recipe": to_plain(cfg.train),
-            "seed": int(cfg.seed),
+            "recipe": to_plain(asdict(train)),
+            "seed": job.seed,
         }
         info = {"origin": spec.origin, "source": spec.source, "arch_string": arch_string, "training": training}
         model_path = save_model(
@@ -222,8 +275,8 @@ def train_model(cfg: DictConfig, out_dir: str | Path) -> TrainResult:
             data_meta=data_meta, info=info, path=model_path,
         )
         metrics = evaluate_model(
-            trained, data, split="test", batch_size=int(cfg.train.eval_batch_size), device=device,
-            latency=LatencySettings(**cfg.latency),
+            trained, data, split="test", batch_size=train.eval_batch_size, device=device,
+            latency=job.latency_measure,
         )
         metrics.update({"source": spec.source, "retrained": True, "training": training})
         paths = write_report(metrics, out_dir)

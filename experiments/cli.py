@@ -1,0 +1,72 @@
+"""The one wrapper every console command runs in.
+
+A user error (``nas.errors.MelnasError`` and its subclasses ``DataError`` and
+``CheckpointError``, any ``ValueError`` from validation, a missing file) prints one line,
+``melnas-<app>: <error>``, on stderr and exits with status 2. With ``MELNAS_DEBUG=1`` in
+the environment the traceback is printed before that line. Anything else is a bug and
+propagates with its traceback.
+
+Hydra apps call ``run_hydra_app`` inside their ``@hydra.main`` function: it reads the run
+directory and the config-group choices from Hydra (the only place that does) and passes
+them to the app's plain function as a ``HydraRun``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, TypeVar
+
+from omegaconf import DictConfig
+
+from nas.errors import MelnasError
+
+T = TypeVar("T")
+USER_ERRORS: tuple[type[BaseException], ...] = (MelnasError, ValueError, FileNotFoundError)
+DEBUG_ENV = "MELNAS_DEBUG"
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def run_cli(app: str, work: Callable[[], T]) -> T:
+    """``work()``; a user error becomes ``melnas-<app>: <error>`` on stderr and exit status 2."""
+    try:
+        return work()
+    except USER_ERRORS as error:
+        if debug_enabled():
+            traceback.print_exc()
+        message = str(error) if not isinstance(error, FileNotFoundError) or not error.filename \
+            else f"{error.strerror or 'no such file'}: {error.filename}"
+        print(f"melnas-{app}: {message}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"melnas-{app}: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+@dataclass(frozen=True)
+class HydraRun:
+    """What a Hydra app needs from Hydra's runtime: where to write, and which option of
+    each config group was chosen (``controller`` -> ``enas_lstm``)."""
+
+    out_dir: Path
+    choices: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def composed(cls, cfg: DictConfig, out_dir: str | Path) -> HydraRun:
+        """For a config composed with ``return_hydra_config=True`` (the demo, tests) run in ``out_dir``."""
+        return cls(Path(out_dir), dict(cfg.hydra.runtime.choices))
+
+
+def run_hydra_app(app: str, work: Callable[[DictConfig, HydraRun], Any], cfg: DictConfig) -> Any:
+    """Inside ``@hydra.main``: ``work(cfg, run)`` under ``run_cli``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    runtime = HydraConfig.get().runtime
+    run = HydraRun(Path(runtime.output_dir), dict(runtime.choices))
+    return run_cli(app, lambda: work(cfg, run))

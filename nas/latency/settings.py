@@ -1,0 +1,41 @@
+"""``LatencyTableSettings``: how the per-unit latency table is measured (the
+``latency_table`` config group; ``conf/latency_table/default.yaml`` documents each key).
+
+Measurement of one whole model (``latency_measure``) is ``nas.latency.measure.LatencySettings``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from nas.errors import MelnasError
+
+TABLE_STATISTICS = ("median", "min")
+
+
+@dataclass(frozen=True)
+class LatencyTableSettings:
+    """The arguments of ``latency_table_for`` besides the space, input and seed."""
+
+    device: str = "cpu"
+    threads: int = 1
+    cache_dir: str | None = None
+    calibration_archs: int = 10
+    warmup: int = 10
+    repeats: int = 50
+    statistic: str = "median"
+
+    def __post_init__(self) -> None:
+        if self.threads < 1 or self.calibration_archs < 0 or self.warmup < 0 or self.repeats < 1:
+            raise MelnasError(
+                f"latency_table: need threads >= 1, calibration_archs >= 0, warmup >= 0, repeats >= 1; got "
+                f"threads={self.threads}, calibration_archs={self.calibration_archs}, warmup={self.warmup}, "
+                f"repeats={self.repeats}"
+            )
+        if self.statistic not in TABLE_STATISTICS:
+            raise MelnasError(f"latency_table.statistic={self.statistic!r} is not one of {list(TABLE_STATISTICS)}")
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``latency_table_for`` / ``check_latency_table``."""
+        return asdict(self)
