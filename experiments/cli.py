@@ -9,6 +9,10 @@ propagates with its traceback.
 Hydra apps call ``run_hydra_app`` inside their ``@hydra.main`` function: it reads the run
 directory and the config-group choices from Hydra (the only place that does) and passes
 them to the app's plain function as a ``HydraRun``.
+
+Under torchrun, ``hydra_worker_overrides`` keeps every rank but 0 from writing into the
+run directory (Hydra's ``.hydra/`` and log file); nas/distributed.py sends those ranks
+rank 0's run directory.
 """
 
 from __future__ import annotations
@@ -61,6 +65,23 @@ class HydraRun:
     def composed(cls, cfg: DictConfig, out_dir: str | Path) -> HydraRun:
         """For a config composed with ``return_hydra_config=True`` (the demo, tests) run in ``out_dir``."""
         return cls(Path(out_dir), dict(cfg.hydra.runtime.choices))
+
+
+def hydra_worker_overrides(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> list[str]:
+    """``argv`` (``sys.argv`` when None, changed in place) with, on a torchrun rank other
+    than 0, Hydra told to write nothing: no ``.hydra/`` subdir, no log file, and a run
+    dir of its own under the system's temporary folder (Hydra creates it; it stays empty).
+    A ``-m`` sweep is left alone (torchrun runs one job)."""
+    argv = sys.argv if argv is None else argv
+    env = os.environ if env is None else env
+    if env.get("RANK", "0") == "0" or "-m" in argv or "--multirun" in argv:
+        return argv
+    import tempfile
+
+    scratch = Path(tempfile.gettempdir()) / f"melnas-rank{env['RANK']}-{os.getpid()}"
+    argv[:] = [a for a in argv if not a.startswith(("hydra.run.dir=", "hydra.output_subdir=", "hydra/job_logging="))]
+    argv += [f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
+    return argv
 
 
 def run_hydra_app(app: str, work: Callable[[DictConfig, HydraRun], Any], cfg: DictConfig) -> Any:
