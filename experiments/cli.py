@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, TypeVar
 from omegaconf import DictConfig
 
 from nas.errors import MelnasError
+from nas.runtime import PARALLEL_JOBS_ENV, available_cores
 
 T = TypeVar("T")
 USER_ERRORS: tuple[type[BaseException], ...] = (MelnasError, ValueError, FileNotFoundError)
@@ -84,10 +85,20 @@ def hydra_worker_overrides(argv: list[str] | None = None, env: Mapping[str, str]
     return argv
 
 
+def share_cores_in_sweeps(mode: str, n_jobs: int | None) -> None:
+    """In a sweep whose launcher runs ``n_jobs`` jobs at once on this host (joblib), tell
+    ``nas.runtime.resolve_threads`` so (``MELNAS_PARALLEL_JOBS``, unless already set)."""
+    if "MULTIRUN" in mode and n_jobs:
+        jobs = available_cores() if int(n_jobs) < 0 else int(n_jobs)
+        os.environ.setdefault(PARALLEL_JOBS_ENV, str(jobs))
+
+
 def run_hydra_app(app: str, work: Callable[[DictConfig, HydraRun], Any], cfg: DictConfig) -> Any:
     """Inside ``@hydra.main``: ``work(cfg, run)`` under ``run_cli``."""
     from hydra.core.hydra_config import HydraConfig
 
-    runtime = HydraConfig.get().runtime
+    hydra_cfg = HydraConfig.get()
+    share_cores_in_sweeps(str(hydra_cfg.mode), hydra_cfg.launcher.get("n_jobs"))
+    runtime = hydra_cfg.runtime
     run = HydraRun(Path(runtime.output_dir), dict(runtime.choices))
     return run_cli(app, lambda: work(cfg, run))

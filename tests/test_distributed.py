@@ -162,3 +162,39 @@ def test_two_process_run_stopped_in_its_second_epoch_resumes_to_the_same_end(
     assert load_checkpoint(other_world / CHECKPOINT)["state"]["epoch"] == 2
     assert (other_world / "best_arch.json").is_file()
     assert np.isfinite(json.loads((other_world / "best_arch.json").read_text())["reward"])
+
+
+def test_joblib_sweeps_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from experiments.cli import share_cores_in_sweeps
+
+    monkeypatch.delenv("MELNAS_PARALLEL_JOBS", raising=False)
+    share_cores_in_sweeps("RunMode.RUN", 4)
+    assert "MELNAS_PARALLEL_JOBS" not in os.environ
+    share_cores_in_sweeps("RunMode.MULTIRUN", 4)
+    assert os.environ["MELNAS_PARALLEL_JOBS"] == "4"
+
+
+@pytest.mark.slow
+def test_sweep_with_the_submitit_local_launcher(ddp_workdir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
+                        reason="hydra-submitit-launcher is not installed (pip install '.[cluster]'; make install does)")
+    sweep = tmp_path / "sweep"
+    latency = tmp_path / "latency"  # a fresh table: both jobs start without one
+    command = [sys.executable, "-m", "experiments.search", "-m", "hydra/launcher=submitit_local",
+               *tiny_overrides(ddp_workdir, "trainer.epochs=1"), f"latency_table.cache_dir={latency}",
+               "seed=0,1", f"hydra.sweep.dir={sweep}", "hydra.launcher.timeout_min=10"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for job in ("0", "1"):
+        assert (sweep / job / "best_arch.json").is_file() and (sweep / job / CHECKPOINT).is_file()
+        assert (sweep / job / ".hydra" / "config.yaml").is_file()
+    tables = list(latency.glob("*.json"))
+    assert len(tables) == 1, tables
+    # Built once: one calibration, on the archs of the seed of the job that built it.
+    calibration = json.loads(tables[0].read_text())["calibration"]
+    assert len(calibration["arch_hashes"]) == 2
+    # melnas-compare reads the multirun dir directly: both members are found below it.
+    from nas.evaluate.compare import find_run_dirs
+
+    assert sorted(p.name for p in find_run_dirs([sweep])) == ["0", "1"]
