@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	# tinysoundfont declares pyaudio, which it does not need to render offline.
 	$(PY) -m pip install -q --no-deps tinysoundfont
-	$(PY) -m pip install -q -e '.[dev,onnx]'
+	$(PY) -m pip install -q -e '.[dev,onnx,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)

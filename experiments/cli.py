@@ -9,6 +9,10 @@ propagates with its traceback.
 Hydra apps call ``run_hydra_app`` inside their ``@hydra.main`` function: it reads the run
 directory and the config-group choices from Hydra (the only place that does) and passes
 them to the app's plain function as a ``HydraRun``.
+
+Under torchrun, ``hydra_worker_overrides`` keeps every rank but 0 from writing into the
+run directory (Hydra's ``.hydra/`` and log file); nas/distributed.py sends those ranks
+rank 0's run directory.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any, Callable, Mapping, TypeVar
 from omegaconf import DictConfig
 
 from nas.errors import MelnasError
+from nas.runtime import PARALLEL_JOBS_ENV, available_cores
 
 T = TypeVar("T")
 USER_ERRORS: tuple[type[BaseException], ...] = (MelnasError, ValueError, FileNotFoundError)
@@ -63,10 +68,37 @@ class HydraRun:
         return cls(Path(out_dir), dict(cfg.hydra.runtime.choices))
 
 
+def hydra_worker_overrides(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> list[str]:
+    """``argv`` (``sys.argv`` when None, changed in place) with, on a torchrun rank other
+    than 0, Hydra told to write nothing: no ``.hydra/`` subdir, no log file, and a run
+    dir of its own under the system's temporary folder (Hydra creates it; it stays empty).
+    A ``-m`` sweep is left alone (torchrun runs one job)."""
+    argv = sys.argv if argv is None else argv
+    env = os.environ if env is None else env
+    if env.get("RANK", "0") == "0" or "-m" in argv or "--multirun" in argv:
+        return argv
+    import tempfile
+
+    scratch = Path(tempfile.gettempdir()) / f"melnas-rank{env['RANK']}-{os.getpid()}"
+    argv[:] = [a for a in argv if not a.startswith(("hydra.run.dir=", "hydra.output_subdir=", "hydra/job_logging="))]
+    argv += [f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
+    return argv
+
+
+def share_cores_in_sweeps(mode: str, n_jobs: int | None) -> None:
+    """In a sweep whose launcher runs ``n_jobs`` jobs at once on this host (joblib), tell
+    ``nas.runtime.resolve_threads`` so (``MELNAS_PARALLEL_JOBS``, unless already set)."""
+    if "MULTIRUN" in mode and n_jobs:
+        jobs = available_cores() if int(n_jobs) < 0 else int(n_jobs)
+        os.environ.setdefault(PARALLEL_JOBS_ENV, str(jobs))
+
+
 def run_hydra_app(app: str, work: Callable[[DictConfig, HydraRun], Any], cfg: DictConfig) -> Any:
     """Inside ``@hydra.main``: ``work(cfg, run)`` under ``run_cli``."""
     from hydra.core.hydra_config import HydraConfig
 
-    runtime = HydraConfig.get().runtime
+    hydra_cfg = HydraConfig.get()
+    share_cores_in_sweeps(str(hydra_cfg.mode), hydra_cfg.launcher.get("n_jobs"))
+    runtime = hydra_cfg.runtime
     run = HydraRun(Path(runtime.output_dir), dict(runtime.choices))
     return run_cli(app, lambda: work(cfg, run))

@@ -7,8 +7,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from experiments.cli import HydraRun, run_hydra_app
+from experiments.cli import HydraRun, hydra_worker_overrides, run_hydra_app
 from experiments.settings import build, plain, settings_from
+from nas.distributed import world_from_env
 from nas.search.loop import SearchInputs, SearchOutcome, SearchSettings, run_search
 
 # Config groups that are not settings: passed on as data, or built into objects here.
@@ -27,6 +28,8 @@ def search(cfg: DictConfig, run: HydraRun) -> SearchOutcome:
 
 def report(outcome: SearchOutcome) -> None:
     run_dir = Path(outcome.run_dir)
+    if not world_from_env().is_writer:
+        return
     if not outcome.finished:
         print(f"stopped after epoch {outcome.epochs_done}; continue with:\n"
               f"  melnas-search resume=true hydra.run.dir={run_dir} <the same overrides>")
@@ -36,8 +39,14 @@ def report(outcome: SearchOutcome) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="search")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     run_hydra_app("search", lambda cfg, run: report(search(cfg, run)), cfg)
+
+
+def main() -> None:
+    """``melnas-search``; also each rank of ``torchrun ... melnas-search``."""
+    hydra_worker_overrides()
+    hydra_main()
 
 
 if __name__ == "__main__":

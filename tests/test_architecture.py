@@ -28,13 +28,14 @@ ALLOWED_NAS = {
     "errors": set(),
     "runtime": set(),
     "progress": set(),
-    "data": {"errors", "progress", "io"},
+    "distributed": set(),
+    "data": {"errors", "progress", "io", "distributed"},
     "io": {"errors", "runtime"},
-    "latency": {"errors", "runtime", "progress", "data", "io"},
-    "evaluate": {"errors", "runtime", "progress", "data", "io", "latency"},
-    "train": {"errors", "runtime", "progress", "data", "io", "latency", "evaluate"},
-    "search": {"errors", "runtime", "progress", "data", "io", "latency", "evaluate", "train"},
-    "compress": {"errors", "runtime", "progress", "data", "io", "latency", "evaluate", "train"},
+    "latency": {"errors", "runtime", "progress", "distributed", "data", "io"},
+    "evaluate": {"errors", "runtime", "progress", "distributed", "data", "io", "latency"},
+    "train": {"errors", "runtime", "progress", "distributed", "data", "io", "latency", "evaluate"},
+    "search": {"errors", "runtime", "progress", "distributed", "data", "io", "latency", "evaluate", "train"},
+    "compress": {"errors", "runtime", "progress", "distributed", "data", "io", "latency", "evaluate", "train"},
 }
 # The one place under nas/ that may turn config nodes into objects with Hydra.
 HYDRA_ALLOWED = {"nas/io/registry.py"}

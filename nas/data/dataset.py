@@ -19,6 +19,7 @@ from nas.data import cache
 from nas.data.errors import DataError
 from nas.data.features import normalise
 from nas.data.splits import SPLITS
+from nas.distributed import ShardSampler, World
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -148,12 +149,18 @@ class WindowDataset(Dataset):
 
 def make_loader(data: PreparedData, split: str, *, batch_size: int, shuffle: bool,
                 seed: int = 0, drop_last: bool = False, num_workers: int = 0,
-                transform: Transform | None = None) -> DataLoader:
+                transform: Transform | None = None, shard: World | None = None,
+                pin_memory: bool = False) -> DataLoader:
     """Batches ``(x float32 [B, 1, n_mels, frames], y int64 [B])`` of ``split``.
 
     With ``shuffle`` the order comes from a generator seeded with ``seed``: the same
     seed gives the same sequence of epochs. ``transform`` maps one normalised window
     ``[1, n_mels, frames]`` to another (augmentation).
+
+    ``shard`` (a distributed ``World``): only this rank's share of each epoch
+    (``nas.distributed.ShardSampler``, the permutation seeded with ``seed``); one
+    process (or ``None``) reads the whole split exactly as before. ``pin_memory``
+    (for a CUDA device) lets ``.to(device, non_blocking=True)`` overlap the copy.
     """
     rows = data.rows(split)
     if rows.size == 0:
@@ -164,6 +171,11 @@ def make_loader(data: PreparedData, split: str, *, batch_size: int, shuffle: boo
     dataset = WindowDataset(data.features_path, rows, data.labels, data.mean,
                             data.std, transform)
     generator = torch.Generator().manual_seed(seed)
+    if shard is not None and shard.distributed:
+        sampler = ShardSampler(len(dataset), shard, seed=seed, shuffle=shuffle)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+                          num_workers=num_workers, generator=generator, pin_memory=pin_memory,
+                          persistent_workers=num_workers > 0)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                      num_workers=num_workers, generator=generator,
+                      num_workers=num_workers, generator=generator, pin_memory=pin_memory,
                       persistent_workers=num_workers > 0)

@@ -29,6 +29,7 @@ from nas.latency.table import (
     ArchLatency,
     Calibration,
     LatencyTable,
+    file_lock,
     Measure,
     PredictionReport,
     evaluate_predictions,
@@ -213,9 +214,14 @@ def latency_table_for(
     measure = functools.partial(
         measure_latency, device=dev, threads=threads, warmup=warmup, repeats=repeats, statistic=statistic
     )
-    table = LatencyTable(Path(cache_dir or default_cache_dir()).expanduser() / name, context, measure=measure)
-    if table.calibration is None and calibration_archs > 0:
-        table.calibrate(space, spanning_archs(table, space, calibration_archs, seed=seed))
+    path = Path(cache_dir or default_cache_dir()).expanduser() / name
+    # Jobs started together (a sweep, the ranks of a torchrun) build a new table once: the
+    # first holds this lock while it calibrates, the others then read its file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(path.with_name(path.name + ".build.lock")):
+        table = LatencyTable(path, context, measure=measure)
+        if table.calibration is None and calibration_archs > 0:
+            table.calibrate(space, spanning_archs(table, space, calibration_archs, seed=seed))
     return table
 
 

@@ -183,7 +183,7 @@ class LatencyTable:
     def save(self) -> None:
         """Merge with the file on disk (under a lock) and replace it atomically."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _file_lock(self.path.with_name(self.path.name + ".lock")):
+        with file_lock(self.path.with_name(self.path.name + ".lock")):
             if self.path.is_file():
                 self._merge_from_disk()
             data = {
@@ -259,7 +259,7 @@ def _build_quietly(factory: Callable[[], nn.Module]) -> nn.Module:
 
 
 @contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """An exclusive advisory lock (POSIX); elsewhere atomic replacement alone guards the file."""
     try:
         import fcntl

@@ -20,13 +20,21 @@ uninterrupted run on the same machine (same seed, CPU). The checkpoint holds the
 supernet, controller, optimizer and LR schedule, counters, the best archs so far, the
 size of ``search_log.jsonl`` at that point (later lines are dropped on resume) and the
 Python/NumPy/torch generator states.
+
+Under torchrun (nas/distributed.py) every rank builds the same context (rank 0 first
+prepares the data and the latency table; the others then read them), rank 0's run
+directory is the run's, and rank 0 alone writes. At every epoch end all ranks adopt
+rank 0's generator states and controller (they are kept identical anyway: same seed,
+same draws, same gathered rewards; this makes it exact), so the checkpoint's single set
+of states is every rank's, and a resume restores it on every rank: a run may be resumed
+with any number of processes (``trainer.batch_size`` is the global batch, so the
+schedule and the step counts do not depend on it).
 """
 
 from __future__ import annotations
 
 import random
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -47,7 +55,10 @@ from nas.io.checkpoint import (
 )
 from nas.data.dataset import make_loader, open_prepared
 from nas.data.prepare import prepare_dataset
-from nas.runtime import resolve_device, torch_threads
+from nas.distributed import (
+    SINGLE, World, broadcast_object, broadcast_parameters, init_from_env, local_device, rank_zero_first, shutdown,
+)
+from nas.runtime import resolve_device, resolve_threads, torch_threads
 from nas.latency.measure import latency_table_for
 from nas.latency.settings import LatencyTableSettings
 from nas.io.registry import build_space
@@ -62,7 +73,7 @@ from nas.search.phases import (
     train_shared_epoch,
 )
 from nas.search.reward import Reward
-from nas.search.tracking import RunTracker
+from nas.search.tracking import RunTracker, SilentTracker
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 CHECKPOINT_FORMAT = 1
@@ -121,20 +132,26 @@ class SearchInputs:
 def run_search(settings: SearchSettings, inputs: SearchInputs, *, run_dir: str | Path) -> SearchOutcome:
     """Run (or, with ``settings.resume``, continue) a search in ``run_dir``."""
     started = time.perf_counter()
-    run_dir = Path(run_dir)
-    threads = settings.trainer.threads
-    with torch_threads(threads) if threads is not None else nullcontext():
-        return _run_search(settings, inputs, run_dir, started)
+    world = init_from_env(resolve_device(settings.trainer.device))
+    run_dir = broadcast_object(Path(run_dir), world)
+    try:
+        with torch_threads(resolve_threads(settings.trainer.threads)):
+            return _run_search(settings, inputs, run_dir, started, world)
+    finally:
+        if world.distributed:
+            shutdown()
 
 
-def _run_search(settings: SearchSettings, inputs: SearchInputs, run_dir: Path, started: float) -> SearchOutcome:
+def _run_search(
+    settings: SearchSettings, inputs: SearchInputs, run_dir: Path, started: float, world: World = SINGLE
+) -> SearchOutcome:
     checkpoint = checkpoint_to_resume(run_dir, resume=settings.resume)
     config = inputs.config if inputs.config is not None else {
         **asdict(settings), "data": dict(inputs.data), "search_space": dict(inputs.space_config)}
     run_identity = identity_of(config)
     if checkpoint is not None:
         check_resumable(checkpoint, run_identity, run_dir / CHECKPOINT)
-    ctx, space_config = build_context(settings, inputs, run_dir, checkpoint)
+    ctx, space_config = build_context(settings, inputs, run_dir, checkpoint, world)
     try:
         if checkpoint is not None:
             restore(ctx, checkpoint)
@@ -142,7 +159,8 @@ def _run_search(settings: SearchSettings, inputs: SearchInputs, run_dir: Path, s
         setup_s = time.perf_counter() - started
         ctx.tracker.info(
             f"search {ctx.space.name} ({len(ctx.space.decisions)} decisions) with {ctx.controller_name} on "
-            f"{ctx.device}: {ctx.steps_per_epoch} train steps/epoch; data and latency table ready in {setup_s:.1f} s"
+            f"{ctx.device}{f' x {world.size} processes' if world.distributed else ''}: {ctx.steps_per_epoch} train "
+            f"steps/epoch; data and latency table ready in {setup_s:.1f} s"
         )
         return _search(ctx, run_dir, space_config, run_identity, setup_s=setup_s)
     finally:
@@ -162,7 +180,8 @@ def checkpoint_to_resume(run_dir: Path, *, resume: bool) -> dict[str, Any] | Non
 
 
 def build_context(
-    search: SearchSettings, inputs: SearchInputs, run_dir: Path, checkpoint: Mapping[str, Any] | None
+    search: SearchSettings, inputs: SearchInputs, run_dir: Path, checkpoint: Mapping[str, Any] | None,
+    world: World = SINGLE,
 ) -> tuple[SearchContext, dict]:
     """Data, space, supernet, controller, reward, latency table, optimizer: a fresh run's state.
 
@@ -170,8 +189,12 @@ def build_context(
     the checkpoint over it. Returns the context and the space config.
     """
     settings = search.trainer
-    device = resolve_device(settings.device)
-    prepare_dataset(inputs.data, progress=settings.progress)  # builds the cache or reuses an up-to-date one
+    device = local_device(resolve_device(settings.device), world)
+    if settings.batch_size % world.size:
+        raise ValueError(f"trainer.batch_size={settings.batch_size} is the global batch: it must be a multiple "
+                         f"of the {world.size} processes; change trainer.batch_size or --nproc_per_node")
+    with rank_zero_first(world):
+        prepare_dataset(inputs.data, progress=settings.progress)  # builds the cache or reuses an up-to-date one
     data = open_prepared(inputs.data["cache_dir"])
     steps_per_epoch = len(data.rows("train")) // settings.batch_size
     if steps_per_epoch == 0:
@@ -185,7 +208,8 @@ def build_context(
     space = build_space(space_config)
     supernet = space.supernet(num_classes=data.num_classes, input_shape=data.input_shape).to(device)
     controller: Controller = inputs.controller(space.decisions, seed=seed)
-    with preserved_rng_state():
+    broadcast_parameters(supernet, world)
+    with preserved_rng_state(), rank_zero_first(world):
         table = latency_table_for(
             space, num_classes=data.num_classes, input_shape=data.input_shape, seed=seed,
             **search.latency_table.kwargs(),
@@ -197,15 +221,16 @@ def build_context(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=settings.epochs * steps_per_epoch, eta_min=settings.lr_min
     )
-    tracker = RunTracker(
+    tracker = (RunTracker if world.is_writer else SilentTracker)(
         run_dir, progress=settings.progress,
         purge_step=None if checkpoint is None else checkpoint["state"]["train_step"] + 1,
     )
     ctx = SearchContext(
         space=space, supernet=supernet, controller=controller, controller_name=inputs.controller_name or type(controller).__name__,
         reward=inputs.reward, latency=LatencyLookup(table.predict_arch, space),
-        make_loader=partial(make_loader, data, num_workers=settings.num_workers), steps_per_epoch=steps_per_epoch,
-        optimizer=optimizer, scheduler=scheduler, tracker=tracker, device=device, settings=settings, seed=seed,
+        make_loader=partial(make_loader, data, num_workers=settings.num_workers, pin_memory=device.type == "cuda"),
+        steps_per_epoch=steps_per_epoch, optimizer=optimizer, scheduler=scheduler, tracker=tracker, device=device,
+        settings=settings, seed=seed, world=world,
     )
     return ctx, space_config
 
@@ -226,18 +251,21 @@ def _search(
         ctx.state.epoch += 1
         ctx.state.history.append(summary)
         log_epoch(ctx, summary, labels)
-        save_checkpoint(run_dir / CHECKPOINT, checkpoint_state(ctx, run_identity))
+        sync_from_rank_zero(ctx)
+        if ctx.world.is_writer:
+            save_checkpoint(run_dir / CHECKPOINT, checkpoint_state(ctx, run_identity))
         epochs_this_call += 1
     start = time.perf_counter()
     ranked = final_phase(ctx)
     top = [arch_result(r, space_config) for r in ranked[: s.final.top_k]]
-    write_json(run_dir / "best_arch.json", top[0])
-    write_json(run_dir / "top_archs.json", top)
     final_s = time.perf_counter() - start
-    write_json(run_dir / "search_summary.json", {
-        "epochs": ctx.state.history, "setup_s": setup_s, "final_s": final_s,
-        "final_candidates": len(ranked), "best": top[0],
-    })
+    if ctx.world.is_writer:
+        write_json(run_dir / "best_arch.json", top[0])
+        write_json(run_dir / "top_archs.json", top)
+        write_json(run_dir / "search_summary.json", {
+            "epochs": ctx.state.history, "setup_s": setup_s, "final_s": final_s,
+            "final_candidates": len(ranked), "best": top[0],
+        })
     ctx.tracker.scalars(
         {"final/reward": top[0]["reward"], "final/accuracy": top[0]["accuracy"], "final/latency_ms": top[0]["latency_ms"]},
         ctx.state.train_step,
@@ -312,6 +340,15 @@ def checkpoint_state(ctx: SearchContext, run_identity: dict) -> dict[str, Any]:
         "rng": capture_rng_state(),
         "log_bytes": ctx.tracker.log_bytes(),
     }
+
+
+def sync_from_rank_zero(ctx: SearchContext) -> None:
+    """Every rank adopts rank 0's generator states and controller (a no-op in one process)."""
+    if not ctx.world.distributed:
+        return
+    rng, controller = broadcast_object((capture_rng_state(), ctx.controller.state_dict()), ctx.world)
+    restore_rng_state(rng)
+    ctx.controller.load_state_dict(controller)
 
 
 def check_resumable(checkpoint: Mapping[str, Any], identity: dict, path: Path) -> None:

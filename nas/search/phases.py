@@ -11,6 +11,12 @@
 Every random draw here comes from checkpointed state: the controller's own generator,
 torch's global generator (dropout, loader seeds) and loaders seeded from the run seed
 and the epoch (``derive_seed``), so a resumed run repeats an uninterrupted one exactly.
+
+Under torchrun (``ctx.world``, nas/distributed.py) every rank trains the same sampled arch
+on its shard of each train batch (``trainer.batch_size`` stays the global batch) with
+gradients averaged over the ranks, and the controller and final phases split their
+archs over the ranks and gather the scores, so every rank updates its controller with
+the same rewards.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from controllers.base import Controller, Sample
+from nas.distributed import SINGLE, World, average_buffers, average_gradients, gather, sum_over_ranks
 from nas.search.scoring import ArchScorer, Batch, LatencyLookup
 from nas.search.tracking import RunTracker
 from nas.evaluate.accuracy import count_correct
@@ -128,6 +135,7 @@ class SearchContext:
     settings: TrainerSettings
     seed: int
     state: SearchState = field(default_factory=SearchState)
+    world: World = SINGLE  # the processes of a torchrun run; rank 0 alone writes
 
     def to_device(self, batch: Batch) -> Batch:
         x, y = batch
@@ -142,8 +150,10 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
     start = time.perf_counter()
     s = ctx.settings
     loader = ctx.make_loader(
-        "train", batch_size=s.batch_size, shuffle=True, seed=derive_seed(ctx.seed, "train", epoch), drop_last=True
+        "train", batch_size=s.batch_size // ctx.world.size, shuffle=True, seed=derive_seed(ctx.seed, "train", epoch),
+        drop_last=True, shard=ctx.world,
     )
+    sync = (lambda: average_gradients(ctx.supernet.parameters(), ctx.world)) if ctx.world.distributed else None
     with torch.no_grad():
         archs = [ctx.space.arch(sample.values) for sample in ctx.controller.sample(ctx.steps_per_epoch)]
     ctx.supernet.train()
@@ -153,7 +163,7 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
             x, y = ctx.to_device(batch)
             loss, logits = train_step(
                 ctx.supernet, x, y, loss_fn=F.cross_entropy, optimizer=ctx.optimizer, scheduler=ctx.scheduler,
-                grad_clip_norm=s.grad_clip, forward=lambda x, arch=arch: ctx.supernet(x, arch),
+                grad_clip_norm=s.grad_clip, forward=lambda x, arch=arch: ctx.supernet(x, arch), grad_sync=sync,
             )
             ctx.state.train_step += 1
             batch_correct = float(count_correct(logits, y))
@@ -167,6 +177,8 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
             )
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
             bar.update()
+    loss_sum, correct, seen = sum_over_ranks([loss_sum, correct, seen], ctx.world)
+    average_buffers(ctx.supernet, ctx.world)
     return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen, "shared_s": time.perf_counter() - start}
 
 
@@ -216,7 +228,8 @@ def controller_phase(ctx: SearchContext, epoch: int) -> dict[str, float]:
                 continue
             batch = next(val_stream)
             samples = ctx.controller.sample(s.archs_per_step)
-            records = [score_sample(ctx, scorer, sample, [batch], phase="controller", epoch=epoch) for sample in samples]
+            records = gather([score_sample(ctx, scorer, sample, [batch], phase="controller", epoch=epoch)
+                              for sample in ctx.world.mine(samples)], ctx.world)
             stats = ctx.controller.update(samples, [r["reward"] for r in records])
             ctx.tracker.log_scored(records)
             remember_best(ctx, records)
@@ -302,11 +315,13 @@ def final_phase(ctx: SearchContext) -> list[dict[str, Any]]:
         raise ValueError("the val split is empty: nothing to score the final archs on")
     recal = recalibration_batches(ctx, ctx.state.epoch) if s.final.bn_mode == "recalibrate" else []
     records = []
+    mine = ctx.world.mine(list(candidates.values()))
     with ArchScorer(ctx.supernet, bn_mode=s.final.bn_mode, recalibration_batches=recal) as scorer, \
-            ctx.tracker.bar(len(candidates), "final") as bar:
-        for arch in candidates.values():
+            ctx.tracker.bar(len(mine), "final") as bar:
+        for arch in mine:
             records.append(score_sample(ctx, scorer, arch, val, phase="final", epoch=epoch))
             bar.update()
+    records = gather(records, ctx.world)
     ctx.tracker.log_scored(records)
     return sorted(records, key=rank_key)
 

@@ -93,3 +93,36 @@ class RunTracker:
     def close(self) -> None:
         self.writer.flush()
         self.writer.close()
+
+
+class SilentTracker(RunTracker):
+    """The tracker of every rank but 0 in a distributed run: the same calls, nothing written."""
+
+    def __init__(self, run_dir: str | Path, **_: Any) -> None:
+        self.run_dir = Path(run_dir)
+        self.progress = False
+        self.log_path = self.run_dir / SEARCH_LOG
+
+    def log_bytes(self) -> int:
+        return 0
+
+    def truncate_log(self, size: int) -> None:
+        pass
+
+    def log_scored(self, records: Iterable[Mapping[str, Any]]) -> None:
+        pass
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        pass
+
+    def probabilities(self, probs: Mapping[str, list[float]], step: int, *, labels: Mapping[str, list[str]]) -> None:
+        pass
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        pass
+
+    def info(self, message: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -93,11 +93,14 @@ def train_step(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     grad_clip_norm: float | None = None,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    grad_sync: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step on a batch: forward, loss, backward, gradient-norm clipping of
     ``model``'s parameters (when ``grad_clip_norm``), optimizer step, scheduler step.
 
     ``forward`` defaults to ``model``; the search passes ``lambda x: supernet(x, arch)``.
+    ``grad_sync`` runs between backward and clipping: averaging gradients over the ranks
+    of a distributed run (``nas.distributed.average_gradients``).
     Returns the detached (loss, logits ``[B, classes]``). Retraining, NetAdapt's short
     fine-tune and the search's shared-weight phase all train through this step.
     """
@@ -105,6 +108,8 @@ def train_step(
     loss = loss_fn(logits, y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if grad_sync is not None:
+        grad_sync()
     if grad_clip_norm:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
     optimizer.step()

@@ -1,0 +1,204 @@
+"""Several processes, one run: torchrun's environment, gradient averaging, data shards.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) ``init_from_env`` starts the
+default process group, NCCL for CUDA and gloo for CPU, and returns the ``World`` of this
+process; without torchrun nothing is initialised and every helper here is the identity
+of one process, so a single process runs exactly the code it ran before.
+
+What the search and retraining do with it (nas/search/loop.py, phases.py, nas/train/job.py):
+
+- Data: ``ShardSampler`` gives rank r the positions ``perm[r::world]`` of one permutation
+  that every rank draws from the same seed, so one epoch covers every train window once.
+- Gradients: ``average_gradients`` all-reduces the ``.grad`` of every parameter that has
+  one (one flat buffer, one collective per step). All ranks train the same sampled arch,
+  so the set of parameters with a gradient is the same on every rank, and parameters off
+  the path keep ``grad=None`` as in one process (no weight decay, no momentum step).
+  This replaces ``DistributedDataParallel``, whose ``find_unused_parameters`` would walk
+  the autograd graph every step to find the same set.
+- Batch-norm running statistics drift apart per shard: ``average_buffers`` averages
+  them once per epoch so every rank (and the checkpoint) holds the same supernet.
+- Results: ``gather`` (``all_gather_object``) collects what each rank scored.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import Sampler
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the run: ``rank`` of ``size`` processes in all,
+    ``local_rank`` of ``local_size`` on this host."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    local_size: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    @property
+    def is_writer(self) -> bool:
+        """Rank 0 alone writes logs, TensorBoard, checkpoints and results."""
+        return self.rank == 0
+
+    def mine(self, items: Sequence[T]) -> list[T]:
+        """This rank's share of ``items``: positions ``rank, rank + size, ...``."""
+        return list(items[self.rank :: self.size])
+
+
+SINGLE = World()
+
+
+def world_from_env(env: Mapping[str, str] | None = None) -> World:
+    """The world torchrun describes in ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+    ``LOCAL_WORLD_SIZE``; one process when they are absent."""
+    env = os.environ if env is None else env
+    size = int(env.get("WORLD_SIZE", "1"))
+    return World(
+        rank=int(env.get("RANK", "0")), size=size,
+        local_rank=int(env.get("LOCAL_RANK", "0")), local_size=int(env.get("LOCAL_WORLD_SIZE", str(size))),
+    )
+
+
+def init_from_env(device: torch.device) -> World:
+    """Start the process group torchrun asked for (once per process); ``SINGLE`` without torchrun.
+
+    NCCL on CUDA (each local rank on its own GPU when ``device`` names no index), gloo on CPU.
+    """
+    world = world_from_env()
+    if not world.distributed:
+        return SINGLE
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(local_device(device, world))
+        dist.init_process_group(backend=backend)
+    return world
+
+
+def local_device(device: torch.device, world: World) -> torch.device:
+    """``cuda`` -> ``cuda:<local rank>`` under torchrun (one GPU per process); else as given.
+
+    Untested on a GPU in this repository's CI (CPU only)."""
+    if device.type == "cuda" and device.index is None and world.distributed:
+        return torch.device("cuda", world.local_rank % max(1, torch.cuda.device_count()))
+    return device
+
+
+def shutdown() -> None:
+    """End the process group if this process started one (safe to call always)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@contextmanager
+def rank_zero_first(world: World) -> Iterator[None]:
+    """Rank 0 runs the block first (builds a cache, a latency table); the others then
+    run it and find the result on disk instead of racing to build it too."""
+    if world.distributed and not world.is_writer:
+        dist.barrier()
+    yield
+    if world.distributed and world.is_writer:
+        dist.barrier()
+
+
+def broadcast_object(value: T, world: World) -> T:
+    """Rank 0's ``value`` on every rank."""
+    if not world.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather(values: list[T], world: World) -> list[T]:
+    """Every rank's ``world.mine(items)``-shaped list, merged back into the order of ``items``."""
+    if not world.distributed:
+        return values
+    parts: list[Any] = [None] * world.size
+    dist.all_gather_object(parts, values)
+    merged: list[T] = []
+    for i in range(max(len(p) for p in parts)):
+        merged += [p[i] for p in parts if i < len(p)]
+    return merged
+
+
+def _all_reduce_mean(tensors: list[torch.Tensor], world: World) -> None:
+    flat = torch.cat([t.detach().reshape(-1).float() for t in tensors])
+    dist.all_reduce(flat)
+    flat /= world.size
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset : offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def average_gradients(parameters: Iterable[nn.Parameter], world: World) -> None:
+    """Replace every existing ``.grad`` by its mean over the ranks (one all-reduce)."""
+    if not world.distributed:
+        return
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if grads:
+        _all_reduce_mean(grads, world)
+
+
+def average_buffers(module: nn.Module, world: World) -> None:
+    """Average floating-point buffers (batch-norm running mean and variance) over the ranks."""
+    if not world.distributed:
+        return
+    buffers = [b for b in module.buffers() if b.is_floating_point()]
+    if buffers:
+        _all_reduce_mean(buffers, world)
+
+
+def broadcast_parameters(module: nn.Module, world: World) -> None:
+    """Rank 0's parameters and buffers on every rank (a guard: they are seeded alike anyway)."""
+    if not world.distributed:
+        return
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(tensor.data, src=0)
+
+
+def sum_over_ranks(values: Sequence[float], world: World, device: torch.device | None = None) -> list[float]:
+    """Element-wise sums of ``values`` over the ranks (epoch loss and accuracy counts)."""
+    if not world.distributed:
+        return [float(v) for v in values]
+    total = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return [float(v) for v in total.tolist()]
+
+
+class ShardSampler(Sampler[int]):
+    """Rank ``world.rank``'s positions of one epoch of ``length`` items: ``perm[rank::size]``
+    of a permutation drawn from ``seed`` (the same on every rank), or of ``0..length-1``
+    without ``shuffle``. Shards differ in length by at most one; together they hold every
+    position once (``DistributedSampler`` pads or drops to equal lengths instead)."""
+
+    def __init__(self, length: int, world: World, *, seed: int, shuffle: bool = True) -> None:
+        self.length, self.world, self.seed, self.shuffle = int(length), world, int(seed), shuffle
+
+    def positions(self) -> list[int]:
+        if self.shuffle:
+            order = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed))
+        else:
+            order = torch.arange(self.length)
+        return order[self.world.rank :: self.world.size].tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.positions())
+
+    def __len__(self) -> int:
+        return len(range(self.world.rank, self.length, self.world.size))

@@ -1,0 +1,200 @@
+"""Distributed runs (nas/distributed.py): data shards, thread shares, Hydra on worker
+ranks (fast); 2-process gloo searches under torchrun on tiny generated audio (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.cli import hydra_worker_overrides
+from nas.data.dataset import make_loader, open_prepared
+from nas.distributed import ShardSampler, World, world_from_env
+from nas.io.checkpoint import load_checkpoint
+from nas.runtime import available_cores, resolve_threads
+from nas.search.loop import CHECKPOINT
+from tests.test_search import read_log, tiny_overrides, write_tiny_audio
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("length, size", [(10, 2), (11, 2), (13, 3), (2, 4)])
+def test_shards_cover_every_position_once_per_epoch(length: int, size: int) -> None:
+    for seed in (0, 1):
+        shards = [list(ShardSampler(length, World(rank, size), seed=seed)) for rank in range(size)]
+        assert sorted(sum(shards, [])) == list(range(length))
+        assert [len(s) for s in shards] == [len(ShardSampler(length, World(r, size), seed=seed)) for r in range(size)]
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    epochs = [list(ShardSampler(40, World(0, 2), seed=seed)) for seed in (0, 1)]
+    assert epochs[0] != epochs[1], "each epoch's seed gives another order"
+
+
+def test_sharded_loader_reads_every_train_window_once(tmp_path: Path) -> None:
+    from nas.data.prepare import prepare_dataset
+
+    write_tiny_audio(tmp_path / "audio")
+    data = {**_data_config(tmp_path)}
+    prepare_dataset(data, progress=False)
+    prepared = open_prepared(tmp_path / "cache")
+    n = len(prepared.rows("train"))
+    seen = []
+    for rank in range(2):
+        loader = make_loader(prepared, "train", batch_size=3, shuffle=True, seed=7, shard=World(rank, 2))
+        seen += [x for x, _ in loader]
+    whole = torch.cat([x for x, _ in make_loader(prepared, "train", batch_size=3, shuffle=False)])
+    got = torch.cat(seen)
+    assert len(got) == n
+    as_rows = sorted(map(tuple, got.reshape(n, -1)[:, :8].tolist()))
+    assert as_rows == sorted(map(tuple, whole.reshape(n, -1)[:, :8].tolist()))
+
+
+def _data_config(root: Path) -> dict:
+    return {"root": str(root / "audio"), "cache_dir": str(root / "cache"), "sample_rate": 8000,
+            "window_seconds": 0.5, "n_mels": 16, "splits": {"train": 0.5, "val": 0.25, "test": 0.25}}
+
+
+def test_one_process_is_not_distributed() -> None:
+    world = world_from_env({})
+    assert world == World() and world.is_writer and not world.distributed
+    assert world.mine([1, 2, 3]) == [1, 2, 3]
+    assert World(1, 2).mine([0, 1, 2, 3, 4]) == [1, 3]
+
+
+def test_jobs_launched_together_share_the_cores() -> None:
+    cores = available_cores()
+    assert resolve_threads(None, {}) is None  # alone: torch's default, as before
+    assert resolve_threads(3, {"MELNAS_THREADS": "2", "LOCAL_WORLD_SIZE": "2"}) == 3
+    assert resolve_threads(None, {"MELNAS_THREADS": "2", "LOCAL_WORLD_SIZE": "2"}) == 2
+    assert resolve_threads(None, {"LOCAL_WORLD_SIZE": "2"}) == max(1, cores // 2)
+    assert resolve_threads(None, {"MELNAS_PARALLEL_JOBS": str(4 * cores)}) == 1
+    with pytest.raises(ValueError, match="MELNAS_THREADS"):
+        resolve_threads(None, {"MELNAS_THREADS": "0"})
+
+
+def test_worker_ranks_keep_hydra_out_of_the_run_dir() -> None:
+    argv = ["melnas-search", "hydra.run.dir=runs/a", "seed=1"]
+    assert hydra_worker_overrides(list(argv), {"RANK": "0"}) == argv
+    worker = hydra_worker_overrides(list(argv), {"RANK": "1"})
+    assert "hydra.run.dir=runs/a" not in worker and "seed=1" in worker
+    assert "hydra.output_subdir=null" in worker and "hydra/job_logging=disabled" in worker
+
+
+# ---- 2-process searches (slow) ------------------------------------------------------------
+
+
+def run_search(workdir: Path, run_dir: Path, processes: int, *extra: str) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=<processes> melnas-search ...`` (a plain
+    process for 1), as ``python -m torch.distributed.run`` so that no reinstall is needed."""
+    launch = [sys.executable]
+    if processes > 1:
+        launch += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    command = [*launch, "-m", "experiments.search", *tiny_overrides(workdir, *extra), f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def ddp_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ddp")
+    write_tiny_audio(root / "audio")
+    return root
+
+
+@pytest.fixture(scope="module")
+def two_process_run(ddp_workdir: Path) -> Path:
+    run_search(ddp_workdir, ddp_workdir / "two", 2)
+    return ddp_workdir / "two"
+
+
+def files_of(run_dir: Path) -> list[str]:
+    """Relative paths, TensorBoard event files by folder (their names hold host and pid)."""
+    return sorted(str(p.parent.relative_to(run_dir)) + "/<events>" if p.name.startswith("events.")
+                  else str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_two_processes_write_what_one_process_writes(ddp_workdir: Path, two_process_run: Path) -> None:
+    one = ddp_workdir / "one"
+    run_search(ddp_workdir, one, 1)
+    assert files_of(two_process_run) == files_of(one)
+    assert len(list((two_process_run / "tensorboard").glob("events.*"))) == 1, "rank 0 alone writes TensorBoard"
+    # Each scored arch once (rank 1's scores reach the log through rank 0), in the same phases.
+    assert [(r["phase"], r["epoch"]) for r in read_log(two_process_run)] == \
+        [(r["phase"], r["epoch"]) for r in read_log(one)]
+    best = json.loads((two_process_run / "best_arch.json").read_text())
+    assert best["hash"] in {r["hash"] for r in read_log(two_process_run) if r["phase"] == "final"}
+    assert not list(ddp_workdir.glob("outputs")), "no rank wrote a Hydra run dir of its own"
+    state = load_checkpoint(two_process_run / CHECKPOINT)["state"]
+    assert state["epoch"] == 2 and state["train_step"] == load_checkpoint(one / CHECKPOINT)["state"]["train_step"]
+
+
+@pytest.mark.slow
+def test_two_process_run_stopped_in_its_second_epoch_resumes_to_the_same_end(
+    ddp_workdir: Path, two_process_run: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "stopped"
+    out = run_search(ddp_workdir, run_dir, 2, "trainer.stop_after_epochs=1")
+    assert "stopped after epoch 1" in out.stdout
+    assert not (run_dir / "best_arch.json").exists()
+    other_world = tmp_path / "resumed_alone"
+    shutil.copytree(run_dir, other_world)
+    run_search(ddp_workdir, run_dir, 2, "resume=true")
+    # Same phases, archs and accuracies as the uninterrupted run, each scored arch logged once.
+    # (Not byte for byte: the latency table measures missing units lazily, in whichever
+    # process scores an arch first, so predicted latencies are timings of another moment.)
+    def scored(run: Path) -> list[tuple]:
+        return [(r["phase"], r["epoch"], r["hash"], r["accuracy"]) for r in read_log(run)]
+
+    assert scored(run_dir) == scored(two_process_run)
+    assert load_checkpoint(run_dir / CHECKPOINT)["state"]["train_step"] == \
+        load_checkpoint(two_process_run / CHECKPOINT)["state"]["train_step"]
+    # A checkpoint of 2 processes resumed by 1: finishes (its batches are whole, not halves).
+    run_search(ddp_workdir, other_world, 1, "resume=true")
+    assert load_checkpoint(other_world / CHECKPOINT)["state"]["epoch"] == 2
+    assert (other_world / "best_arch.json").is_file()
+    assert np.isfinite(json.loads((other_world / "best_arch.json").read_text())["reward"])
+
+
+def test_joblib_sweeps_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from experiments.cli import share_cores_in_sweeps
+
+    monkeypatch.delenv("MELNAS_PARALLEL_JOBS", raising=False)
+    share_cores_in_sweeps("RunMode.RUN", 4)
+    assert "MELNAS_PARALLEL_JOBS" not in os.environ
+    share_cores_in_sweeps("RunMode.MULTIRUN", 4)
+    assert os.environ["MELNAS_PARALLEL_JOBS"] == "4"
+
+
+@pytest.mark.slow
+def test_sweep_with_the_submitit_local_launcher(ddp_workdir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
+                        reason="hydra-submitit-launcher is not installed (pip install '.[cluster]'; make install does)")
+    sweep = tmp_path / "sweep"
+    latency = tmp_path / "latency"  # a fresh table: both jobs start without one
+    command = [sys.executable, "-m", "experiments.search", "-m", "hydra/launcher=submitit_local",
+               *tiny_overrides(ddp_workdir, "trainer.epochs=1"), f"latency_table.cache_dir={latency}",
+               "seed=0,1", f"hydra.sweep.dir={sweep}", "hydra.launcher.timeout_min=10"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for job in ("0", "1"):
+        assert (sweep / job / "best_arch.json").is_file() and (sweep / job / CHECKPOINT).is_file()
+        assert (sweep / job / ".hydra" / "config.yaml").is_file()
+    tables = list(latency.glob("*.json"))
+    assert len(tables) == 1, tables
+    # Built once: one calibration, on the archs of the seed of the job that built it.
+    calibration = json.loads(tables[0].read_text())["calibration"]
+    assert len(calibration["arch_hashes"]) == 2
+    # melnas-compare reads the multirun dir directly: both members are found below it.
+    from nas.evaluate.compare import find_run_dirs
+
+    assert sorted(p.name for p in find_run_dirs([sweep])) == ["0", "1"]
