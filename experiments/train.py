@@ -5,8 +5,9 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from experiments.cli import HydraRun, run_hydra_app
+from experiments.cli import HydraRun, hydra_worker_overrides, run_hydra_app
 from experiments.settings import build, plain, settings_from
+from nas.distributed import world_from_env
 from nas.train.job import TrainJob, TrainResult, train_model
 
 
@@ -20,13 +21,21 @@ def train(cfg: DictConfig, run: HydraRun) -> TrainResult:
 
 
 def report(result: TrainResult) -> None:
+    if not world_from_env().is_writer:
+        return
     print(f"model: {result.model_path}")
     print(f"metrics: {result.metrics_path}")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     run_hydra_app("train", lambda cfg, run: report(train(cfg, run)), cfg)
+
+
+def main() -> None:
+    """``melnas-train``; also each rank of ``torchrun ... melnas-train``."""
+    hydra_worker_overrides()
+    hydra_main()
 
 
 if __name__ == "__main__":

@@ -76,13 +76,16 @@ def world_from_env(env: Mapping[str, str] | None = None) -> World:
 def init_from_env(device: torch.device) -> World:
     """Start the process group torchrun asked for (once per process); ``SINGLE`` without torchrun.
 
-    NCCL on CUDA (each local rank on its own GPU when ``device`` names no index), gloo on CPU.
+    NCCL on CUDA (each local rank on its own GPU when ``device`` names no index), gloo on
+    CPU and where more ranks than GPUs share a host (ranks then share GPUs round-robin).
     """
     world = world_from_env()
     if not world.distributed:
         return SINGLE
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        # NCCL refuses two ranks on one GPU; gloo (slower, through host memory) does not.
+        shared_gpu = device.type == "cuda" and world.local_size > torch.cuda.device_count()
+        backend = "nccl" if device.type == "cuda" and not shared_gpu else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(local_device(device, world))
         dist.init_process_group(backend=backend)
@@ -113,6 +116,13 @@ def rank_zero_first(world: World) -> Iterator[None]:
     yield
     if world.distributed and world.is_writer:
         dist.barrier()
+
+
+def seed_per_rank(seed: int, world: World) -> None:
+    """Give each rank its own torch random stream from here on (augmentation masks, dropout),
+    derived from ``seed``; one process keeps its stream untouched."""
+    if world.distributed:
+        torch.manual_seed(seed * 1_000_003 + world.rank)
 
 
 def broadcast_object(value: T, world: World) -> T:
@@ -183,22 +193,25 @@ def sum_over_ranks(values: Sequence[float], world: World, device: torch.device |
 
 class ShardSampler(Sampler[int]):
     """Rank ``world.rank``'s positions of one epoch of ``length`` items: ``perm[rank::size]``
-    of a permutation drawn from ``seed`` (the same on every rank), or of ``0..length-1``
-    without ``shuffle``. Shards differ in length by at most one; together they hold every
-    position once (``DistributedSampler`` pads or drops to equal lengths instead)."""
+    of a permutation drawn from a generator seeded with ``seed`` (the same on every rank),
+    or of ``0..length-1`` without ``shuffle``. Each pass over the sampler draws the next
+    permutation (a loader reused for several epochs, as retraining does, gets a new
+    order each epoch, like a shuffled ``DataLoader``). Shards differ in length by at most
+    one; together they hold every position once (``DistributedSampler`` pads or drops to
+    equal lengths instead). ``per_rank`` keeps only the first ``per_rank`` of each shard:
+    the same number of whole batches on every rank when the last partial batch is dropped."""
 
-    def __init__(self, length: int, world: World, *, seed: int, shuffle: bool = True) -> None:
+    def __init__(self, length: int, world: World, *, seed: int, shuffle: bool = True,
+                 per_rank: int | None = None) -> None:
         self.length, self.world, self.seed, self.shuffle = int(length), world, int(seed), shuffle
-
-    def positions(self) -> list[int]:
-        if self.shuffle:
-            order = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed))
-        else:
-            order = torch.arange(self.length)
-        return order[self.world.rank :: self.world.size].tolist()
+        self.per_rank = per_rank
+        self._generator = torch.Generator().manual_seed(self.seed)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.positions())
+        order = (torch.randperm(self.length, generator=self._generator) if self.shuffle
+                 else torch.arange(self.length))
+        return iter(order[self.world.rank :: self.world.size][: len(self)].tolist())
 
     def __len__(self) -> int:
-        return len(range(self.world.rank, self.length, self.world.size))
+        shard = len(range(self.world.rank, self.length, self.world.size))
+        return shard if self.per_rank is None else min(shard, self.per_rank)

@@ -158,8 +158,9 @@ def make_loader(data: PreparedData, split: str, *, batch_size: int, shuffle: boo
     ``[1, n_mels, frames]`` to another (augmentation).
 
     ``shard`` (a distributed ``World``): only this rank's share of each epoch
-    (``nas.distributed.ShardSampler``, the permutation seeded with ``seed``); one
-    process (or ``None``) reads the whole split exactly as before. ``pin_memory``
+    (``nas.distributed.ShardSampler``, the permutations seeded with ``seed``; ``batch_size``
+    is then the per-rank batch); one process (or ``None``) reads the whole split exactly
+    as before. ``pin_memory``
     (for a CUDA device) lets ``.to(device, non_blocking=True)`` overlap the copy.
     """
     rows = data.rows(split)
@@ -172,7 +173,10 @@ def make_loader(data: PreparedData, split: str, *, batch_size: int, shuffle: boo
                             data.std, transform)
     generator = torch.Generator().manual_seed(seed)
     if shard is not None and shard.distributed:
-        sampler = ShardSampler(len(dataset), shard, seed=seed, shuffle=shuffle)
+        # ``batch_size`` is this rank's share of the global batch; with ``drop_last`` every
+        # rank takes the steps of one process: len // (batch_size * ranks) whole batches.
+        per_rank = len(dataset) // (batch_size * shard.size) * batch_size if drop_last else None
+        sampler = ShardSampler(len(dataset), shard, seed=seed, shuffle=shuffle, per_rank=per_rank)
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
                           num_workers=num_workers, generator=generator, pin_memory=pin_memory,
                           persistent_workers=num_workers > 0)

@@ -73,6 +73,7 @@ from nas.search.phases import (
     train_shared_epoch,
 )
 from nas.search.reward import Reward
+from nas.train.amp import resolve_amp
 from nas.search.tracking import RunTracker, SilentTracker
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -230,7 +231,7 @@ def build_context(
         reward=inputs.reward, latency=LatencyLookup(table.predict_arch, space),
         make_loader=partial(make_loader, data, num_workers=settings.num_workers, pin_memory=device.type == "cuda"),
         steps_per_epoch=steps_per_epoch, optimizer=optimizer, scheduler=scheduler, tracker=tracker, device=device,
-        settings=settings, seed=seed, world=world,
+        settings=settings, seed=seed, world=world, amp=resolve_amp(settings.amp, device, setting="trainer.amp"),
     )
     return ctx, space_config
 

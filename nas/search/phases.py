@@ -35,6 +35,7 @@ from nas.distributed import SINGLE, World, average_buffers, average_gradients, g
 from nas.search.scoring import ArchScorer, Batch, LatencyLookup
 from nas.search.tracking import RunTracker
 from nas.evaluate.accuracy import count_correct
+from nas.train.amp import AMP_CHOICES, FP32, MixedPrecision
 from nas.train.loop import train_step
 from search_spaces.base import Arch, Categorical, SearchSpace, Supernet
 
@@ -81,6 +82,7 @@ class TrainerSettings:
     final: FinalSettings = field(default_factory=FinalSettings)
     num_workers: int = 0
     device: str = "auto"
+    amp: str = "off"  # mixed precision of the shared-weight step: off | bf16 | fp16 | auto (nas/train/amp.py)
     threads: int | None = None
     progress: bool = True
     stop_after_epochs: int | None = None  # end this invocation after N epochs (a simulated kill)
@@ -94,6 +96,8 @@ class TrainerSettings:
             bad.append(f"trainer.controller_warmup={self.controller_warmup} (need 0 <= x < 1)")
         if self.grad_clip <= 0 or self.bn_recalibration_batches < 1 or self.num_workers < 0:
             bad.append("trainer.grad_clip > 0, trainer.bn_recalibration_batches >= 1, trainer.num_workers >= 0")
+        if str(self.amp).lower() not in AMP_CHOICES:
+            bad.append(f"trainer.amp={self.amp!r} (need one of {', '.join(AMP_CHOICES)})")
         if self.threads is not None and self.threads < 1:
             bad.append(f"trainer.threads={self.threads} (need null or >= 1)")
         if self.stop_after_epochs is not None and self.stop_after_epochs < 1:
@@ -136,6 +140,7 @@ class SearchContext:
     seed: int
     state: SearchState = field(default_factory=SearchState)
     world: World = SINGLE  # the processes of a torchrun run; rank 0 alone writes
+    amp: MixedPrecision = FP32  # the shared-weight step's precision (trainer.amp)
 
     def to_device(self, batch: Batch) -> Batch:
         x, y = batch
@@ -164,6 +169,7 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
             loss, logits = train_step(
                 ctx.supernet, x, y, loss_fn=F.cross_entropy, optimizer=ctx.optimizer, scheduler=ctx.scheduler,
                 grad_clip_norm=s.grad_clip, forward=lambda x, arch=arch: ctx.supernet(x, arch), grad_sync=sync,
+                amp=ctx.amp,
             )
             ctx.state.train_step += 1
             batch_correct = float(count_correct(logits, y))

@@ -30,7 +30,11 @@ from nas.io.model_file import TrainedModel, build_network, save_model, to_plain
 from nas.io.registry import available_spaces, build_space
 from nas.io.registry import space_config as registered_space_config
 from nas.latency.measure import LatencySettings
-from nas.runtime import resolve_device
+from nas.distributed import (
+    SINGLE, World, broadcast_object, init_from_env, local_device, seed_per_rank, shutdown,
+)
+from nas.runtime import resolve_device, resolve_threads, torch_threads
+from nas.train.amp import resolve_amp
 from nas.train.augment import SpecAugment
 from nas.train.loop import Recipe, fit
 
@@ -186,6 +190,7 @@ class TrainJob:
     arch: str  # an arch file (a search's best_arch.json), a search run dir, or a preset name
     seed: int = 0
     device: str = "auto"
+    amp: str = "off"  # mixed precision of the training step: off | bf16 | fp16 | auto (nas/train/amp.py)
     train: TrainSettings = field(default_factory=TrainSettings)
     latency_measure: LatencySettings = field(default_factory=LatencySettings)
 
@@ -215,12 +220,37 @@ def train_model(
 
     Writes ``model.pt``, ``metrics.json`` (test split), ``per_class.csv``,
     ``confusion_matrix.png``, ``history.csv`` and TensorBoard events under ``tensorboard/``.
+
+    Under torchrun (nas/distributed.py) each rank trains on its shard of the train split
+    (``train.batch_size`` is the global batch), validation covers the whole val split
+    (each rank scores its shard; the counts are summed), rank 0 alone writes, and it
+    scores the whole test split; every rank returns rank 0's result.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    world = init_from_env(resolve_device(job.device))
+    out_dir = broadcast_object(Path(out_dir), world)
+    try:
+        with torch_threads(resolve_threads(None)):
+            result = _train_model(job, out_dir, cache_dir, search_space, optimizer_factory, world)
+        return broadcast_object(result, world)
+    finally:
+        if world.distributed:
+            shutdown()
+
+
+def _train_model(
+    job: TrainJob, out_dir: Path, cache_dir: str | Path, search_space: Mapping[str, Any],
+    optimizer_factory: OptimizerFactory, world: World = SINGLE,
+) -> TrainResult | None:
+    """``train_model``'s work on one rank; ``None`` on every rank but 0."""
     train = job.train
+    if train.batch_size % world.size:
+        raise ValueError(f"train.batch_size={train.batch_size} is the global batch: it must be a multiple of the "
+                         f"{world.size} processes; change train.batch_size or --nproc_per_node")
+    if world.is_writer:
+        out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(job.seed)
-    device = resolve_device(job.device)
+    device = local_device(resolve_device(job.device), world)
+    amp = resolve_amp(job.amp, device)
     spec = resolve_arch(job.arch, search_space=search_space, space_overrides=train.space_overrides)
     data = open_prepared(cache_dir)
     data_meta = {**data.meta, "cache_dir": str(Path(data.cache_dir).resolve())}
@@ -228,15 +258,20 @@ def train_model(
         spec.space_config, spec.arch_json, num_classes=data.num_classes, input_shape=data.input_shape
     )
     arch_string = space.arch_string(arch)
-    log.info("training %s arch %s (%s) on %s", spec.origin, arch_string, spec.source, data.cache_dir)
-
+    if world.is_writer:
+        log.info("training %s arch %s (%s) on %s%s", spec.origin, arch_string, spec.source, data.cache_dir,
+                 f" with {world.size} processes" if world.distributed else "")
+    seed_per_rank(job.seed, world)  # augmentation masks differ per rank (one process: unchanged)
+    pin = device.type == "cuda"
     train_loader = make_loader(
-        data, "train", batch_size=train.batch_size, shuffle=True, seed=job.seed, drop_last=True,
-        num_workers=train.num_workers,
+        data, "train", batch_size=train.batch_size // world.size, shuffle=True, seed=job.seed, drop_last=True,
+        num_workers=train.num_workers, shard=world, pin_memory=pin,
     )
-    val_loader = make_loader(data, "val", batch_size=train.eval_batch_size, shuffle=False)
-    writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
-    writer.add_text("arch", f"{spec.origin}: `{arch_string}`")
+    val_loader = make_loader(data, "val", batch_size=train.eval_batch_size, shuffle=False, shard=world,
+                             pin_memory=pin)
+    writer = SummaryWriter(log_dir=str(out_dir / "tensorboard")) if world.is_writer else None
+    if writer is not None:
+        writer.add_text("arch", f"{spec.origin}: `{arch_string}`")
     try:
         result = fit(
             model,
@@ -247,7 +282,11 @@ def train_model(
             augment=train.spec_augment.build(),
             device=device,
             writer=writer,
+            world=world,
+            amp=amp,
         )
+        if writer is None:
+            return None
         training = {
             "best_epoch": result.best_epoch,
             "best_val_accuracy": result.best_val_accuracy,
@@ -256,6 +295,9 @@ def train_model(
             "train_seconds": result.seconds,
             "recipe": to_plain(asdict(train)),
             "seed": job.seed,
+            # Only where not the default (one float32 process): a default run's metrics.json is as it was.
+            **({"amp": job.amp} if job.amp != "off" else {}),
+            **({"processes": world.size} if world.distributed else {}),
         }
         info = {"origin": spec.origin, "source": spec.source, "arch_string": arch_string, "training": training}
         model_path = save_model(
@@ -283,7 +325,8 @@ def train_model(
         for key in ("accuracy", "f1_macro", "precision_macro", "recall_macro", "latency_ms"):
             writer.add_scalar(f"test/{key}", metrics[key], result.best_epoch)
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
     log.info("best epoch %d of %d (val accuracy %.4f)\n%s", result.best_epoch, result.epochs_run,
              result.best_val_accuracy, format_summary(metrics))
     return TrainResult(out_dir=out_dir, model_path=model_path, metrics_path=paths["metrics"], metrics=metrics)

@@ -22,7 +22,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
+from nas.distributed import SINGLE, World, average_buffers, average_gradients, broadcast_parameters, sum_over_ranks
 from nas.evaluate.accuracy import count_correct
+from nas.train.amp import FP32, MixedPrecision
 
 log = logging.getLogger(__name__)
 
@@ -94,28 +96,32 @@ def train_step(
     grad_clip_norm: float | None = None,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
     grad_sync: Callable[[], None] | None = None,
+    amp: MixedPrecision = FP32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step on a batch: forward, loss, backward, gradient-norm clipping of
     ``model``'s parameters (when ``grad_clip_norm``), optimizer step, scheduler step.
 
     ``forward`` defaults to ``model``; the search passes ``lambda x: supernet(x, arch)``.
     ``grad_sync`` runs between backward and clipping: averaging gradients over the ranks
-    of a distributed run (``nas.distributed.average_gradients``).
+    of a distributed run (``nas.distributed.average_gradients``). ``amp`` runs the forward
+    pass and the loss under autocast (``nas.train.amp``; float32 by default).
     Returns the detached (loss, logits ``[B, classes]``). Retraining, NetAdapt's short
     fine-tune and the search's shared-weight phase all train through this step.
     """
-    logits = (model if forward is None else forward)(x)
-    loss = loss_fn(logits, y)
+    with amp.autocast():
+        logits = (model if forward is None else forward)(x)
+        loss = loss_fn(logits, y)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    amp.backward(loss)
     if grad_sync is not None:
         grad_sync()
     if grad_clip_norm:
+        amp.unscale(optimizer)
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
-    optimizer.step()
+    amp.step(optimizer)
     if scheduler is not None:
         scheduler.step()
-    return loss.detach(), logits.detach()
+    return loss.detach(), logits.detach().float()
 
 
 def _run_epoch(
@@ -128,10 +134,14 @@ def _run_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     augment: nn.Module | None = None,
     grad_clip_norm: float | None = None,
+    world: World = SINGLE,
+    amp: MixedPrecision = FP32,
 ) -> tuple[float, float]:
-    """One pass; trains when ``optimizer`` is given, else scores. Returns (mean loss, accuracy)."""
+    """One pass; trains when ``optimizer`` is given, else scores. Returns (mean loss, accuracy)
+    over every rank's batches (``loader`` holds this rank's shard)."""
     training = optimizer is not None
     model.train(training)
+    sync = (lambda: average_gradients(model.parameters(), world)) if training and world.distributed else None
     total_loss, correct, seen = 0.0, 0, 0
     with torch.set_grad_enabled(training):
         for x, y in loader:
@@ -140,13 +150,15 @@ def _run_epoch(
                 x = augment(x)
             if training:
                 loss, logits = train_step(model, x, y, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
-                                          grad_clip_norm=grad_clip_norm)
+                                          grad_clip_norm=grad_clip_norm, grad_sync=sync, amp=amp)
             else:
                 logits = model(x)
                 loss = loss_fn(logits, y)
             total_loss += float(loss.detach()) * y.numel()
             correct += count_correct(logits, y)
             seen += y.numel()
+    if world.distributed:
+        total_loss, correct, seen = sum_over_ranks([total_loss, correct, seen], world, device)
     if seen == 0:
         raise ValueError("a data loader yielded no examples: the split is empty or smaller than one batch")
     return total_loss / seen, correct / seen
@@ -162,13 +174,23 @@ def fit(
     augment: nn.Module | None = None,
     device: torch.device = torch.device("cpu"),
     writer: SummaryWriter | None = None,
+    world: World = SINGLE,
+    amp: MixedPrecision = FP32,
 ) -> FitResult:
     """Train ``model`` in place; at the end it holds the weights of its best validation epoch.
 
     The best epoch has the highest validation accuracy (ties: lower validation loss);
     training stops after ``recipe.patience`` epochs without a better one.
+
+    In a distributed run (``world``) each rank's loaders hold its shard of the split
+    (``make_loader(..., shard=world)``, the global batch split across the ranks); the
+    gradients are averaged every step and the batch-norm statistics every epoch, so all
+    ranks hold the same weights, and the epoch's losses and accuracies are summed over
+    the ranks: every rank sees the figures of the whole split and takes the same
+    early-stopping decision.
     """
     model.to(device)
+    broadcast_parameters(model, world)
     if augment is not None:
         augment.to(device)
     optimizer = optimizer_factory(parameter_groups(model))
@@ -192,9 +214,10 @@ def fit(
         epoch_start = time.perf_counter()
         train_loss, train_acc = _run_epoch(
             model, train_loader, train_loss_fn, device=device, optimizer=optimizer, scheduler=scheduler,
-            augment=augment, grad_clip_norm=recipe.grad_clip_norm,
+            augment=augment, grad_clip_norm=recipe.grad_clip_norm, world=world, amp=amp,
         )
-        val_loss, val_acc = _run_epoch(model, val_loader, val_loss_fn, device=device)
+        average_buffers(model, world)
+        val_loss, val_acc = _run_epoch(model, val_loader, val_loss_fn, device=device, world=world)
         row = {
             "epoch": epoch, "lr": lr, "train_loss": train_loss, "train_accuracy": train_acc,
             "val_loss": val_loss, "val_accuracy": val_acc, "seconds": time.perf_counter() - epoch_start,
