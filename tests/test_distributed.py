@@ -3,6 +3,7 @@ ranks (fast); 2-process gloo searches under torchrun on tiny generated audio (sl
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -198,3 +199,36 @@ def test_sweep_with_the_submitit_local_launcher(ddp_workdir: Path, tmp_path: Pat
     from nas.evaluate.compare import find_run_dirs
 
     assert sorted(p.name for p in find_run_dirs([sweep])) == ["0", "1"]
+
+
+# ---- 2-process retraining (slow) ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_process_retraining_writes_once_and_scores_the_whole_test_split(tmp_path: Path) -> None:
+    from tests.test_train_fixtures import TINY_SPACE, prepare_tiny
+
+    cache = prepare_tiny(tmp_path)
+    run_dir = tmp_path / "train"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "experiments.train", "arch=plain_sep3x3", *TINY_SPACE, f"data.cache_dir={cache}",
+               "train=quick", "train.epochs=3", "train.batch_size=16", "train.eval_batch_size=32",
+               "latency_measure.warmup=1", "latency_measure.repeats=3", "device=cpu", f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("metrics: ") == 1, "rank 0 alone reports"
+    assert files_of(run_dir) == sorted([
+        ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "confusion_matrix.png", "history.csv",
+        "metrics.json", "model.pt", "per_class.csv", "tensorboard/<events>", "train.log"])
+    assert len(list((run_dir / "tensorboard").glob("events.*"))) == 1, "rank 0 alone writes TensorBoard"
+    assert not list(tmp_path.glob("outputs")), "no rank wrote a Hydra run dir of its own"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    prepared = open_prepared(cache)
+    assert sum(row["support"] for row in metrics["per_class"]) == len(prepared.rows("test"))
+    assert metrics["training"]["processes"] == 2
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + metrics["training"]["epochs_run"]
+    n_val = len(prepared.rows("val"))
+    for row in csv.DictReader(history):  # accuracies of the whole val split: k / n_val
+        assert abs(float(row["val_accuracy"]) * n_val - round(float(row["val_accuracy"]) * n_val)) < 1e-6
