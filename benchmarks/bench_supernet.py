@@ -13,6 +13,7 @@ supernet time), which cancels load drift (target >= 0.8).
     python benchmarks/bench_supernet.py                      # both spaces, CPU, batch 64 x 1x64x63
     python benchmarks/bench_supernet.py --device cuda --archs 8 --rounds 5
     python benchmarks/bench_supernet.py --threads 1   # on a machine shared with other jobs
+    python benchmarks/bench_supernet.py --device cuda --amp bf16   # mixed precision (nas/train/amp.py)
 
 On an overloaded CPU, torch's multi-threaded ops wait for descheduled worker threads:
 on 2 cores shared by ~7 processes, --threads 1 ran the ENAS child 10x faster than 2.
@@ -34,6 +35,8 @@ from torch import nn
 
 from nas.runtime import resolve_device
 from nas.io.registry import available_spaces, build_space
+from nas.train.amp import AMP_CHOICES, FP32, MixedPrecision, resolve_amp
+from nas.train.loop import train_step
 from search_spaces.base import Arch, SearchSpace
 
 
@@ -48,26 +51,25 @@ def make_optimizer(params) -> torch.optim.Optimizer:
 
 
 def timed_step(
+    model: nn.Module,
     forward: Callable[[torch.Tensor], torch.Tensor],
     optimizer: torch.optim.Optimizer,
     x: torch.Tensor,
     y: torch.Tensor,
     sync: Callable[[], None],
+    amp: MixedPrecision = FP32,
 ) -> float:
-    """Seconds for one training step (gradients set to None, so unchosen paths get no update)."""
+    """Seconds for one ``train_step`` (gradients set to None, so unchosen paths get no update)."""
     sync()
     start = time.perf_counter()
-    optimizer.zero_grad(set_to_none=True)
-    loss = nn.functional.cross_entropy(forward(x), y)
-    loss.backward()
-    optimizer.step()
+    train_step(model, x, y, loss_fn=nn.functional.cross_entropy, optimizer=optimizer, forward=forward, amp=amp)
     sync()
     return time.perf_counter() - start
 
 
 def bench_space(
     space: SearchSpace, *, archs: int, rounds: int, batch: int, input_shape: tuple[int, int, int],
-    num_classes: int, device: torch.device, seed: int,
+    num_classes: int, device: torch.device, seed: int, amp: str = "off",
 ) -> list[tuple[str, Timings]]:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -75,6 +77,7 @@ def bench_space(
     sampled: list[Arch] = [space.random_arch(rng) for _ in range(archs)]
     supernet = space.supernet(num_classes=num_classes, input_shape=input_shape).to(device).train()
     super_opt = make_optimizer(supernet.parameters())
+    super_amp, standalone_amps = resolve_amp(amp, device), [resolve_amp(amp, device) for _ in sampled]
     standalone = []
     for arch in sampled:
         model = space.build(arch, num_classes=num_classes, input_shape=input_shape)
@@ -85,10 +88,11 @@ def bench_space(
     y = torch.randint(num_classes, (batch,), device=device)
     timings = [Timings() for _ in sampled]
     for round_ in range(rounds + 1):  # round 0 warms up (allocator, oneDNN/cuDNN plans) and is dropped
-        for arch, (model, opt), t in zip(sampled, standalone, timings):
+        for arch, (model, opt), t, own_amp in zip(sampled, standalone, timings, standalone_amps):
             sides = [
-                ("supernet", lambda a=arch: timed_step(lambda v: supernet(v, a), super_opt, x, y, sync)),
-                ("standalone", lambda m=model, o=opt: timed_step(m, o, x, y, sync)),
+                ("supernet", lambda a=arch: timed_step(supernet, lambda v: supernet(v, a), super_opt, x, y, sync,
+                                                       super_amp)),
+                ("standalone", lambda m=model, o=opt, p=own_amp: timed_step(m, m, o, x, y, sync, p)),
             ]
             for side, step in sides if round_ % 2 == 0 else sides[::-1]:
                 seconds = step()
@@ -125,6 +129,7 @@ def main() -> None:
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--amp", default="off", choices=AMP_CHOICES, help="mixed precision of the step")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.threads is not None:
@@ -138,14 +143,15 @@ def main() -> None:
         overrides[key] = yaml.safe_load(value)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"training-step throughput, batch {args.batch} x {'x'.join(map(str, args.input))}, "
-          f"{args.rounds} timed steps per arch and side, device {device} ({name}), torch {torch.__version__}")
+          f"{args.rounds} timed steps per arch and side, device {device} ({name}), amp {args.amp}, "
+          f"torch {torch.__version__}")
     header = f"{'space':12} {'arch':52} {'supernet/s':>11} {'standalone/s':>13} {'ratio':>6}"
     summary = []
     for space_name in args.space or available_spaces():
         space = build_space(space_name, **overrides)
         rows = bench_space(
             space, archs=args.archs, rounds=args.rounds, batch=args.batch, input_shape=args.input,
-            num_classes=args.num_classes, device=device, seed=args.seed,
+            num_classes=args.num_classes, device=device, seed=args.seed, amp=args.amp,
         )
         print("\n" + header)
         for arch_string, t in rows:
