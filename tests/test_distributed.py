@@ -37,6 +37,17 @@ def test_shards_cover_every_position_once_per_epoch(length: int, size: int) -> N
     assert epochs[0] != epochs[1], "each epoch's seed gives another order"
 
 
+def test_a_reused_sampler_draws_a_new_order_each_pass_and_drop_last_evens_the_shards() -> None:
+    sampler = ShardSampler(40, World(0, 2), seed=3)
+    first, second = list(sampler), list(sampler)
+    assert first == list(ShardSampler(40, World(0, 2), seed=3)), "the first pass is the seed's permutation"
+    assert first != second and sorted(first + list(ShardSampler(40, World(1, 2), seed=3))) == list(range(40))
+    # 21 items, 2 ranks, per-rank batch 5: one process would take 21 // 10 = 2 steps, so
+    # each rank keeps 10 positions (rank 0 has 11 and would otherwise run a third step).
+    shards = [ShardSampler(21, World(rank, 2), seed=0, per_rank=10) for rank in range(2)]
+    assert [len(s) for s in shards] == [10, 10] and [len(list(s)) for s in shards] == [10, 10]
+
+
 def test_sharded_loader_reads_every_train_window_once(tmp_path: Path) -> None:
     from nas.data.prepare import prepare_dataset
 

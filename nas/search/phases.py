@@ -183,7 +183,7 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
             )
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
             bar.update()
-    loss_sum, correct, seen = sum_over_ranks([loss_sum, correct, seen], ctx.world)
+    loss_sum, correct, seen = sum_over_ranks([loss_sum, correct, seen], ctx.world, ctx.device)
     average_buffers(ctx.supernet, ctx.world)
     return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen, "shared_s": time.perf_counter() - start}
 
