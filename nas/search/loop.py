@@ -80,7 +80,7 @@ CHECKPOINT = Path("checkpoints") / "last.pt"
 CHECKPOINT_FORMAT = 1
 # Settings that may differ between an interrupted run and its resumption.
 RESUME_FREE_KEYS = {"resume", "trainer.progress", "trainer.stop_after_epochs", "trainer.num_workers",
-                    "trainer.device", "trainer.threads", "data.num_workers", "data.rebuild"}
+                    "trainer.device", "trainer.amp", "trainer.threads", "data.num_workers", "data.rebuild"}
 
 
 # A controller of the space's decisions: ``controller_factory(decisions, seed=seed)``.
