@@ -1,7 +1,8 @@
 """One short check of the GPU path, for a session that has a GPU; prints one summary table.
 
-    python benchmarks/gpu_check.py                        # CUDA: ~10 min on an H200 (estimate)
-    python benchmarks/gpu_check.py --device cpu --quick   # the same steps, tiny, on a CPU (~3-6 min on 2 cores)
+    python benchmarks/gpu_check.py                        # CUDA (never run yet; the quick search took 1.5 min on an H200)
+    python benchmarks/gpu_check.py --epochs 4             # fewer search epochs for a short GPU lease
+    python benchmarks/gpu_check.py --device cpu --quick   # the same steps, tiny, on a CPU (~2 min on 2 idle cores)
 
 Steps, each timed; a failing step is reported in the table and the rest still run:
 
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that every step runs")
     parser.add_argument("--data", type=Path, default=None, help="audio class folders (default: generated)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--epochs", type=int, default=None, help="search trainer.epochs (default: experiment=quick's)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per step")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -122,6 +124,8 @@ def main() -> None:
         work / "prepare.log", args.timeout)
     search = [*common, "experiment=quick", f"trainer.device={device.type}", "trainer.progress=false",
               "latency_table.warmup=1", "latency_table.repeats=3", "latency_table.calibration_archs=1"]
+    if args.epochs is not None:
+        search.append(f"trainer.epochs={args.epochs}")
     if args.quick:
         search += ["trainer.epochs=1", "trainer.controller_steps=2", "trainer.archs_per_step=2",
                    "trainer.final.num_samples=2", "trainer.final.top_k=1"]
