@@ -233,6 +233,24 @@ class SearchSpace(ABC):
             data = data["arch"]
         return self.arch_from_json_dict(data)
 
+    def extreme_arch(self, *, largest: bool) -> Arch:
+        """The largest (or smallest) arch of the space: the sandwich rule's teacher and its
+        smallest student (``nas.search.sampling``).
+
+        Derived from the decisions' option order: a space lists each categorical's options
+        from the smallest to the largest network (kernel sizes and expansion ratios
+        ascending, ``False`` before ``True`` for an added block), so the largest arch takes
+        every last option and every earlier input, the smallest every first option and no
+        input. A space whose options are not in that order overrides this.
+        """
+        values: list[ArchValue] = []
+        for d in self.decisions:
+            if isinstance(d, Categorical):
+                values.append(d.options[-1] if largest else d.options[0])
+            else:
+                values.append(tuple(range(d.num_inputs)) if largest else ())
+        return self.arch(values)
+
     def random_arch(self, rng: np.random.Generator) -> Arch:
         """Uniform sample: each categorical uniformly, each earlier input with p = 1/2."""
         return self.arch(uniform_values(self.decisions, rng))

@@ -107,6 +107,7 @@ class MobileNetV3Space(LayeredSpace, PrunableSpace):
 
     name = "mobilenetv3"
     token_separator = "_"
+    shrinking_keys = ("skip",)  # skip=True removes a block
 
     def __init__(
         self,
