@@ -35,7 +35,7 @@ def rank(cfg: DictConfig, run: HydraRun) -> dict[str, Any]:
 def report(summary: dict[str, Any], out_dir: Path) -> None:
     print(f"{summary['num_archs']} archs, bn {summary['bn_mode']}: Kendall tau {summary['kendall_tau']:.3f}, "
           f"Spearman rho {summary['spearman_rho']:.3f}, supernet top-1 is standalone #{summary['top1_standalone_rank']}, "
-          f"top-5 overlap {summary['top5_overlap']}/5")
+          f"top-5 overlap {summary['top5_overlap']}/5 (nan: constant scores)")
     for mode, figures in summary["by_bn_mode"].items():
         print(f"  bn {mode}: tau {figures['kendall_tau']:.3f} rho {figures['spearman_rho']:.3f}")
     print(f"report: {out_dir / 'rank.json'}  {out_dir / 'rank.csv'}  {out_dir / 'rank.png'}")

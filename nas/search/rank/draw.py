@@ -17,29 +17,48 @@ from search_spaces.base import Arch, SearchSpace
 
 
 def stratified_archs(
-    space: SearchSpace, latency: Callable[[Arch], float], count: int, *, seed: int, pool: int = 20
+    space: SearchSpace, latency: Callable[[Arch], float], count: int, *, seed: int, pool: int = 400
 ) -> list[Arch]:
-    """``count`` distinct archs, one from each of ``count`` equal-size latency strata of a
-    pool of ``pool * count`` uniform random archs (sorted by predicted latency, ties by hash)."""
+    """``count`` distinct archs spread over the predicted-latency range of a pool of ``pool``
+    uniform random archs (drawn with ``seed``, sorted by latency, ties by hash).
+
+    Arch i sits at quantile ``van_der_corput(i + 1)`` of the pool (1/2, 1/4, 3/4, 1/8, ...;
+    the nearest free one when taken), so every prefix is spread over the range and a
+    larger ``count`` extends a smaller one: a second rank call with more archs keeps
+    the archs (and the standalone trainings) of the first.
+    """
     if count < 1:
         return []
-    if pool < 1:
-        raise ValueError(f"rank.pool={pool} (need >= 1)")
     rng = np.random.default_rng(seed)
     unique: dict[str, Arch] = {}
-    for _ in range(pool * count):
+    for _ in range(pool):
         arch = space.random_arch(rng)
         unique.setdefault(arch.hash, arch)
     if len(unique) < count:
-        raise ValueError(f"the space holds fewer than {count} distinct archs in {pool * count} draws: lower rank.num_archs")
+        raise ValueError(f"{pool} uniform draws hold only {len(unique)} distinct archs, fewer than {count}: "
+                         "raise rank.pool or lower rank.num_archs")
     ranked = sorted(unique.values(), key=lambda a: (latency(a), a.hash))
-    strata = np.array_split(np.arange(len(ranked)), count)
-    return [ranked[int(rng.choice(stratum))] for stratum in strata]
+    taken: list[int] = []
+    for i in range(count):
+        target = int(van_der_corput(i + 1) * len(ranked))
+        free = [j for j in range(len(ranked)) if j not in taken]
+        taken.append(min(free, key=lambda j: (abs(j - target), j)))
+    return [ranked[j] for j in taken]
+
+
+def van_der_corput(n: int) -> float:
+    """The n-th point of the base-2 van der Corput sequence (n >= 1): 1/2, 1/4, 3/4, 1/8, ..."""
+    value, denominator = 0.0, 1.0
+    while n:
+        denominator *= 2
+        n, bit = divmod(n, 2)
+        value += bit / denominator
+    return value
 
 
 def archs_to_rank(
     space: SearchSpace, latency: Callable[[Arch], float], *, num_archs: int, top: Sequence[Mapping[str, Any]],
-    top_archs: int, seed: int, pool: int = 20,
+    top_archs: int, seed: int, pool: int = 400,
 ) -> list[tuple[Arch, str]]:
     """``(arch, origin)`` pairs: the search's first ``top_archs`` entries of ``top``
     (origin ``"top"``), then ``num_archs - top_archs`` stratified archs (``"stratified"``),

@@ -26,7 +26,7 @@ from nas.io.checkpoint import load_checkpoint
 from nas.io.model_file import to_plain
 from nas.io.registry import build_space
 from nas.latency.measure import latency_table_for
-from nas.runtime import resolve_device
+from nas.runtime import resolve_device, torch_threads
 from nas.search.loop import CHECKPOINT, SearchSettings
 from nas.search.rank.draw import archs_to_rank
 from nas.search.rank.report import agreement, write_csv, write_json, write_plot
@@ -46,11 +46,12 @@ class RankSettings:
     num_archs: int = 20
     top_archs: int = 5
     seed: int = 0
-    pool: int = 20
+    pool: int = 400
     bn_modes: list[str] = field(default_factory=lambda: ["recalibrate", "batch", "running"])
     recalibration_batches: int = 4
     cache_dir: str | None = None
     jobs: int = 1
+    threads: int | None = None  # torch threads per training; None: cores // jobs
     train_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -58,9 +59,9 @@ class RankSettings:
             raise ValueError("rank.bn_modes is empty: give at least one of batch, recalibrate, running")
         for mode in self.bn_modes:
             check_bn_mode(mode)
-        if self.jobs < 1 or self.recalibration_batches < 1 or self.pool < 1:
-            raise ValueError(f"rank.jobs={self.jobs}, rank.recalibration_batches={self.recalibration_batches} "
-                             f"and rank.pool={self.pool} must be >= 1")
+        if self.jobs < 1 or self.recalibration_batches < 1 or self.pool < 1 or (self.threads or 1) < 1:
+            raise ValueError(f"rank.jobs={self.jobs}, rank.recalibration_batches={self.recalibration_batches}, "
+                             f"rank.pool={self.pool} and rank.threads={self.threads} must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     log.info("ranking %d archs of %s (%d from the search's top)", len(chosen), run_dir,
              sum(origin == "top" for _, origin in chosen))
 
-    scores = score_archs(supernet, [a for a, _ in chosen], data, r, search.settings.trainer.val_batch_size, device)
+    with torch_threads(r.threads):
+        scores = score_archs(supernet, [a for a, _ in chosen], data, r, search.settings.trainer.val_batch_size, device)
     scored_s = time.perf_counter() - started
 
     cache = Path(r.cache_dir).expanduser() if r.cache_dir else run_dir / "rank_cache"
@@ -113,7 +115,7 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     key = entry_key(train=job.train, space_config=search.space_config, data_id=data_identity(data.cache_dir),
                     seed=r.train_seed)
     jobs = [StandaloneJob(arch.to_json_dict(), dict(search.space_config), str(data.cache_dir), job.train,
-                          optimizer_factory, r.train_seed, job.device, threads_per_job(r.jobs),
+                          optimizer_factory, r.train_seed, job.device, r.threads or threads_per_job(r.jobs),
                           str(entry_path(cache, arch.hash, key))) for arch, _ in chosen]
     trained_before = sum(Path(j.entry).is_file() for j in jobs)
     entries = train_missing(jobs, processes=r.jobs, on_done=lambda e: log.info(

@@ -4,6 +4,7 @@ and ``rank.png`` (supernet score against standalone accuracy)."""
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -30,7 +31,18 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
 
 
 def write_json(summary: Mapping[str, Any], path: Path) -> Path:
-    return atomic_write_json(path, dict(summary))
+    """``rank.json``; an undefined correlation (NaN: constant scores) is written as null."""
+    return atomic_write_json(path, _no_nan(dict(summary)))
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
 
 
 def write_plot(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], path: Path) -> Path:

@@ -17,16 +17,16 @@ from scipy import stats
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
     """Kendall's tau-b of two paired score lists; NaN when either is constant."""
-    _check(a, b)
-    value = stats.kendalltau(a, b).statistic
-    return float(value) if not math.isnan(value) else math.nan
+    if _constant(a, b):
+        return math.nan
+    return float(stats.kendalltau(a, b).statistic)
 
 
 def spearman_rho(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman's rank correlation of two paired score lists; NaN when either is constant."""
-    _check(a, b)
-    value = stats.spearmanr(a, b).statistic
-    return float(value) if not math.isnan(value) else math.nan
+    if _constant(a, b):
+        return math.nan
+    return float(stats.spearmanr(a, b).statistic)
 
 
 def rank_of_top1(predicted: Sequence[float], actual: Sequence[float]) -> int:
@@ -47,6 +47,12 @@ def top_k_overlap(predicted: Sequence[float], actual: Sequence[float], k: int = 
     top_pred = set(np.argsort(-np.asarray(predicted), kind="stable")[:k].tolist())
     top_actual = set(np.argsort(-np.asarray(actual), kind="stable")[:k].tolist())
     return len(top_pred & top_actual)
+
+
+def _constant(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether either list is constant (no ranking to correlate); checks the pairing first."""
+    _check(a, b)
+    return len(set(a)) == 1 or len(set(b)) == 1
 
 
 def _check(a: Sequence[float], b: Sequence[float]) -> None:
