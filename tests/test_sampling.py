@@ -143,3 +143,18 @@ def test_unknown_sampling_mode_is_rejected():
 
     with pytest.raises(ValueError, match="trainer.sampling='fiar'"):
         TrainerSettings(sampling="fiar")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["trainer.sampling=fair", "trainer.sampling=sandwich",
+                                    "trainer.controller_warmup=0.5"])
+def test_a_search_with_the_option_resumes_like_an_uninterrupted_run(tmp_path, option):
+    """The options draw from per-epoch generators: a stopped and resumed run ends identical."""
+    from tests.test_search import assert_same_run, search, write_tiny_audio
+
+    write_tiny_audio(tmp_path / "audio")
+    reference = search(tmp_path, tmp_path / "reference", option)
+    assert reference.finished
+    assert search(tmp_path, tmp_path / "stopped", option, "trainer.stop_after_epochs=1").epochs_done == 1
+    assert search(tmp_path, tmp_path / "stopped", option, "resume=true").finished
+    assert_same_run(tmp_path / "reference", tmp_path / "stopped")

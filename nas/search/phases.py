@@ -1,7 +1,8 @@
 """The three phases of an ENAS search (Pham et al. 2018), on an assembled ``SearchContext``.
 
 1. ``train_shared_epoch``: one pass over the train split; every minibatch trains the
-   supernet along a freshly sampled arch (no gradient reaches the controller).
+   supernet along a freshly sampled arch, or a group of archs (``trainer.sampling``,
+   ``nas/search/sampling.py``); no gradient reaches the controller.
 2. ``controller_phase``: K controller steps; each samples M archs, scores them on one
    validation minibatch with the shared weights, turns accuracy and predicted latency
    into rewards and calls ``controller.update``.
