@@ -15,7 +15,7 @@ from abc import abstractmethod
 from functools import cached_property
 from typing import Any, Mapping, Sequence, Union
 
-from search_spaces.base import Arch, ArchValue, Categorical, Decision, InputChoice, SearchSpace
+from search_spaces.base import Arch, ArchValue, Categorical, Decision, InputChoice, SearchSpace, check_options_by_size
 
 Options = Union[tuple[Any, ...], int]  # categorical options, or the number of earlier inputs
 
@@ -69,6 +69,7 @@ class LayeredSpace(SearchSpace):
 
     def extreme_arch(self, *, largest: bool) -> Arch:
         """As ``SearchSpace.extreme_arch``, with ``shrinking_keys`` taken in reverse order."""
+        check_options_by_size(self)
         layers = []
         for choices in self.layer_choices():
             row: dict[str, ArchValue] = {}

@@ -107,7 +107,8 @@ class MobileNetV3Space(LayeredSpace, PrunableSpace):
 
     name = "mobilenetv3"
     token_separator = "_"
-    shrinking_keys = ("skip",)  # skip=True removes a block
+    options_by_size = True  # kernels and ratios ascending, SE False/True; skip runs the other way:
+    shrinking_keys = ("skip",)
 
     def __init__(
         self,

@@ -73,12 +73,10 @@ def test_largest_and_smallest_archs_are_the_space_extremes():
     assert params(space, smallest) <= min(sizes) and max(sizes) <= params(space, largest)
 
 
-def test_input_choices_take_every_or_no_input():
-    space = EnasMacroSpace(num_layers=3, filters=8)
-    largest, smallest = space.extreme_arch(largest=True), space.extreme_arch(largest=False)
-    for d in space.decisions:
-        if not isinstance(d, Categorical):
-            assert largest[d.name] == tuple(range(d.num_inputs)) and smallest[d.name] == ()
+def test_a_space_without_size_ordered_options_has_no_extremes():
+    space = EnasMacroSpace(num_layers=3, filters=8)  # conv3x3, sep3x3, ..., maxpool: no size order
+    with pytest.raises(ValueError, match="trainer.sampling=sandwich"):
+        space.extreme_arch(largest=True)
 
 
 def test_sandwich_group_is_largest_smallest_then_random():

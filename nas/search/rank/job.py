@@ -73,6 +73,11 @@ class RankJob:
     train: TrainSettings = field(default_factory=TrainSettings)
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        if self.train.space_overrides:
+            raise ValueError("train.space_overrides must be empty for melnas-rank: the standalone archs are "
+                             "built in the space the supernet was trained in")
+
 
 @dataclass(frozen=True)
 class SearchRun:
