@@ -154,6 +154,9 @@ class SearchSpace(ABC):
     """
 
     name: str = ""
+    # True when every categorical lists its options from the smaller to the larger network
+    # (what ``extreme_arch`` relies on); mobilenetv3 does, enas_macro's op choice does not.
+    options_by_size: bool = False
 
     @property
     @abstractmethod
@@ -233,9 +236,35 @@ class SearchSpace(ABC):
             data = data["arch"]
         return self.arch_from_json_dict(data)
 
+    def extreme_arch(self, *, largest: bool) -> Arch:
+        """The largest (or smallest) arch of the space: the sandwich rule's teacher and its
+        smallest student (``nas.search.sampling``).
+
+        Derived from the decisions' option order: a space lists each categorical's options
+        from the smallest to the largest network (kernel sizes and expansion ratios
+        ascending, ``False`` before ``True`` for an added block), so the largest arch takes
+        every last option and every earlier input, the smallest every first option and no
+        input. A space whose options are not in that order leaves ``options_by_size`` False
+        and has no extremes (ValueError).
+        """
+        check_options_by_size(self)
+        values: list[ArchValue] = []
+        for d in self.decisions:
+            if isinstance(d, Categorical):
+                values.append(d.options[-1] if largest else d.options[0])
+            else:
+                values.append(tuple(range(d.num_inputs)) if largest else ())
+        return self.arch(values)
+
     def random_arch(self, rng: np.random.Generator) -> Arch:
         """Uniform sample: each categorical uniformly, each earlier input with p = 1/2."""
         return self.arch(uniform_values(self.decisions, rng))
+
+
+def check_options_by_size(space: SearchSpace) -> None:
+    if not space.options_by_size:
+        raise ValueError(f"space {space.name!r} does not list its options by size, so it has no largest or "
+                         "smallest arch (needed by trainer.sampling=sandwich); use a space that does, e.g. mobilenetv3")
 
 
 def uniform_values(decisions: Sequence[Decision], rng: np.random.Generator) -> tuple[ArchValue, ...]:

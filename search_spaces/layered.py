@@ -15,7 +15,7 @@ from abc import abstractmethod
 from functools import cached_property
 from typing import Any, Mapping, Sequence, Union
 
-from search_spaces.base import Arch, ArchValue, Categorical, Decision, InputChoice, SearchSpace
+from search_spaces.base import Arch, ArchValue, Categorical, Decision, InputChoice, SearchSpace, check_options_by_size
 
 Options = Union[tuple[Any, ...], int]  # categorical options, or the number of earlier inputs
 
@@ -62,6 +62,24 @@ class LayeredSpace(SearchSpace):
             raise ValueError(f"arch is for space {arch.space!r}, not {self.name!r}")
         choice = self.arch(arch.as_dict()).as_dict()
         return [{key: choice[decision_name(i, key)] for key in keys} for i, keys in enumerate(self.layer_choices())]
+
+    # Layer keys whose options run from the larger to the smaller network (``skip``:
+    # False keeps the block, True removes it); ``extreme_arch`` reverses them.
+    shrinking_keys: tuple[str, ...] = ()
+
+    def extreme_arch(self, *, largest: bool) -> Arch:
+        """As ``SearchSpace.extreme_arch``, with ``shrinking_keys`` taken in reverse order."""
+        check_options_by_size(self)
+        layers = []
+        for choices in self.layer_choices():
+            row: dict[str, ArchValue] = {}
+            for key, options in choices.items():
+                if isinstance(options, int):  # an input choice: every earlier layer, or none
+                    row[key] = tuple(range(options)) if largest else ()
+                else:
+                    row[key] = options[0] if largest == (key in self.shrinking_keys) else options[-1]
+            layers.append(row)
+        return self.arch_from_layers(layers)
 
     def arch_from_layers(self, layers: Sequence[Mapping[str, ArchValue]]) -> Arch:
         return self.arch({decision_name(i, k): v for i, values in enumerate(layers) for k, v in values.items()})

@@ -107,6 +107,8 @@ class MobileNetV3Space(LayeredSpace, PrunableSpace):
 
     name = "mobilenetv3"
     token_separator = "_"
+    options_by_size = True  # kernels and ratios ascending, SE False/True; skip runs the other way:
+    shrinking_keys = ("skip",)
 
     def __init__(
         self,

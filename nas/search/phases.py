@@ -1,7 +1,8 @@
 """The three phases of an ENAS search (Pham et al. 2018), on an assembled ``SearchContext``.
 
 1. ``train_shared_epoch``: one pass over the train split; every minibatch trains the
-   supernet along a freshly sampled arch (no gradient reaches the controller).
+   supernet along a freshly sampled arch, or a group of archs (``trainer.sampling``,
+   ``nas/search/sampling.py``); no gradient reaches the controller.
 2. ``controller_phase``: K controller steps; each samples M archs, scores them on one
    validation minibatch with the shared weights, turns accuracy and predicted latency
    into rewards and calls ``controller.update``.
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 
 from controllers.base import Controller, Sample
 from nas.distributed import SINGLE, World, average_buffers, average_gradients, gather, sum_over_ranks
+from nas.search.sampling import check_sampling, group_forward, group_loss, step_archs
 from nas.search.scoring import ArchScorer, Batch, LatencyLookup
 from nas.search.tracking import RunTracker
 from nas.evaluate.accuracy import count_correct
@@ -76,6 +78,8 @@ class TrainerSettings:
     controller_steps: int = 20  # K per epoch (ENAS: 50 steps x 20 aggregated samples)
     archs_per_step: int = 10  # M
     controller_warmup: float = 0.0  # fraction of controller steps without updates (TuNAS: 0.25)
+    sampling: str = "controller"  # archs per shared step: controller | fair | sandwich (nas/search/sampling.py)
+    sandwich_random: int = 2  # sandwich: uniform archs per step besides the largest and smallest
     val_batch_size: int = 256
     bn_mode: str = "batch"
     bn_recalibration_batches: int = 2
@@ -104,6 +108,12 @@ class TrainerSettings:
             bad.append(f"trainer.stop_after_epochs={self.stop_after_epochs} (need null or >= 1)")
         if bad:
             raise ValueError("invalid search trainer settings: " + "; ".join(bad))
+        check_sampling(self.sampling, self.sandwich_random)
+
+    @property
+    def warmup_steps(self) -> int:
+        """Controller steps of the whole run that skip the update (``controller_warmup``)."""
+        return int(self.controller_warmup * self.epochs * self.controller_steps)
 
 
 @dataclass
@@ -159,18 +169,25 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
         drop_last=True, shard=ctx.world,
     )
     sync = (lambda: average_gradients(ctx.supernet.parameters(), ctx.world)) if ctx.world.distributed else None
-    with torch.no_grad():
-        archs = [ctx.space.arch(sample.values) for sample in ctx.controller.sample(ctx.steps_per_epoch)]
+    groups = step_archs(
+        ctx.space, ctx.controller, s.sampling, steps=ctx.steps_per_epoch,
+        rng=np.random.default_rng(derive_seed(ctx.seed, "sampling", epoch)),
+        uniform=ctx.state.controller_step < s.warmup_steps, sandwich_random=s.sandwich_random,
+    )
     ctx.supernet.train()
     loss_sum = correct = seen = 0.0
     with ctx.tracker.bar(ctx.steps_per_epoch, f"epoch {epoch + 1} shared") as bar:
-        for arch, batch in zip(archs, loader):
+        for group, batch in zip(groups, loader):
             x, y = ctx.to_device(batch)
+            if len(group) == 1:
+                forward, loss_fn = (lambda x, arch=group[0]: ctx.supernet(x, arch)), F.cross_entropy
+            else:
+                forward, loss_fn = group_forward(ctx.supernet, group), group_loss(s.sampling)
             loss, logits = train_step(
-                ctx.supernet, x, y, loss_fn=F.cross_entropy, optimizer=ctx.optimizer, scheduler=ctx.scheduler,
-                grad_clip_norm=s.grad_clip, forward=lambda x, arch=arch: ctx.supernet(x, arch), grad_sync=sync,
-                amp=ctx.amp,
+                ctx.supernet, x, y, loss_fn=loss_fn, optimizer=ctx.optimizer, scheduler=ctx.scheduler,
+                grad_clip_norm=s.grad_clip, forward=forward, grad_sync=sync, amp=ctx.amp,
             )
+            logits = logits if len(group) == 1 else logits[0]  # a group reports its first arch
             ctx.state.train_step += 1
             batch_correct = float(count_correct(logits, y))
             loss_sum += float(loss.detach()) * len(y)
@@ -218,7 +235,7 @@ def controller_phase(ctx: SearchContext, epoch: int) -> dict[str, float]:
     """
     start = time.perf_counter()
     s = ctx.settings
-    warmup_steps = int(s.controller_warmup * s.epochs * s.controller_steps)
+    warmup_steps = s.warmup_steps
     val_stream = cycle_batches(ctx, "val", batch_size=s.val_batch_size, tag=f"controller-{epoch}")
     recal = recalibration_batches(ctx, epoch) if s.bn_mode == "recalibrate" else []
     epoch_start = ctx.state.train_step - ctx.steps_per_epoch

@@ -1,0 +1,50 @@
+"""melnas-rank: the ranking quality of a finished search's supernet; see conf/rank.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.cli import HydraRun, run_hydra_app
+from experiments.search import NOT_SETTINGS
+from experiments.settings import build, plain, settings_from
+from nas.errors import MelnasError
+from nas.search.loop import SearchSettings
+from nas.search.rank.job import RankJob, SearchRun, run_rank
+
+
+def search_run(run_dir: Path) -> SearchRun:
+    """The settings and config groups a search ran with (its ``.hydra/config.yaml``)."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise MelnasError(f"{path} is missing: run= must be a directory melnas-search wrote")
+    cfg = OmegaConf.load(path)
+    return SearchRun(settings=settings_from(cfg, SearchSettings, skip=NOT_SETTINGS),
+                     data=plain(cfg.data), space_config=plain(cfg.search_space))
+
+
+def rank(cfg: DictConfig, run: HydraRun) -> dict[str, Any]:
+    """The ranking ``cfg`` (conf/rank.yaml, composed) describes, in ``run.out_dir``."""
+    job = settings_from(cfg, RankJob)
+    return run_rank(job, search_run(Path(job.run)), out_dir=run.out_dir, optimizer_factory=build(job.train.optimizer))
+
+
+def report(summary: dict[str, Any], out_dir: Path) -> None:
+    print(f"{summary['num_archs']} archs, bn {summary['bn_mode']}: Kendall tau {summary['kendall_tau']:.3f}, "
+          f"Spearman rho {summary['spearman_rho']:.3f}, supernet top-1 is standalone #{summary['top1_standalone_rank']}, "
+          f"top-5 overlap {summary['top5_overlap']}/5 (nan: constant scores)")
+    for mode, figures in summary["by_bn_mode"].items():
+        print(f"  bn {mode}: tau {figures['kendall_tau']:.3f} rho {figures['spearman_rho']:.3f}")
+    print(f"report: {out_dir / 'rank.json'}  {out_dir / 'rank.csv'}  {out_dir / 'rank.png'}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="rank")
+def main(cfg: DictConfig) -> None:
+    run_hydra_app("rank", lambda cfg, run: report(rank(cfg, run), run.out_dir), cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Which archs ``melnas-rank`` compares: spread over the space by predicted latency,
+plus the search's own top archs.
+
+The spread part depends only on the space, the latency table and ``seed``: two searches
+of the same space on the same machine (one latency table file) draw the same archs, so
+their standalone trainings are shared through the cache and only the supernet scores
+differ between search options.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from search_spaces.base import Arch, SearchSpace
+
+
+def stratified_archs(
+    space: SearchSpace, latency: Callable[[Arch], float], count: int, *, seed: int, pool: int = 400
+) -> list[Arch]:
+    """``count`` distinct archs spread over the predicted-latency range of a pool of ``pool``
+    uniform random archs (drawn with ``seed``, sorted by latency, ties by hash).
+
+    Arch i sits at quantile ``van_der_corput(i + 1)`` of the pool (1/2, 1/4, 3/4, 1/8, ...;
+    the nearest free one when taken), so every prefix is spread over the range and a
+    larger ``count`` extends a smaller one: a second rank call with more archs keeps
+    the archs (and the standalone trainings) of the first.
+    """
+    if count < 1:
+        return []
+    rng = np.random.default_rng(seed)
+    unique: dict[str, Arch] = {}
+    for _ in range(pool):
+        arch = space.random_arch(rng)
+        unique.setdefault(arch.hash, arch)
+    if len(unique) < count:
+        raise ValueError(f"{pool} uniform draws hold only {len(unique)} distinct archs, fewer than {count}: "
+                         "raise rank.pool or lower rank.num_archs")
+    ranked = sorted(unique.values(), key=lambda a: (latency(a), a.hash))
+    taken: list[int] = []
+    for i in range(count):
+        target = int(van_der_corput(i + 1) * len(ranked))
+        free = [j for j in range(len(ranked)) if j not in taken]
+        taken.append(min(free, key=lambda j: (abs(j - target), j)))
+    return [ranked[j] for j in taken]
+
+
+def van_der_corput(n: int) -> float:
+    """The n-th point of the base-2 van der Corput sequence (n >= 1): 1/2, 1/4, 3/4, 1/8, ..."""
+    value, denominator = 0.0, 1.0
+    while n:
+        denominator *= 2
+        n, bit = divmod(n, 2)
+        value += bit / denominator
+    return value
+
+
+def archs_to_rank(
+    space: SearchSpace, latency: Callable[[Arch], float], *, num_archs: int, top: Sequence[Mapping[str, Any]],
+    top_archs: int, seed: int, pool: int = 400,
+) -> list[tuple[Arch, str]]:
+    """``(arch, origin)`` pairs: the search's first ``top_archs`` entries of ``top``
+    (origin ``"top"``), then ``num_archs - top_archs`` stratified archs (``"stratified"``),
+    distinct by hash (a stratified arch already in the top keeps its "top" origin)."""
+    if num_archs < 2 or not 0 <= top_archs <= num_archs:
+        raise ValueError(f"rank.num_archs={num_archs} (need >= 2) and 0 <= rank.top_archs={top_archs} <= num_archs")
+    chosen: dict[str, tuple[Arch, str]] = {}
+    for entry in list(top)[:top_archs]:
+        arch = space.arch_from_json_dict(entry)
+        chosen.setdefault(arch.hash, (arch, "top"))
+    for arch in stratified_archs(space, latency, num_archs - top_archs, seed=seed, pool=pool):
+        chosen.setdefault(arch.hash, (arch, "stratified"))
+    return list(chosen.values())

@@ -1,0 +1,165 @@
+"""``run_rank``: score archs with a finished search's supernet and compare with the same
+archs trained standalone (``melnas-rank``; experiments/rank.py passes the settings, the
+search's own settings and config groups, and the optimizer factory).
+
+Steps: load ``checkpoints/last.pt`` (weights only) into the space's supernet; draw the
+archs (``draw.archs_to_rank``: the search's top archs and a latency-stratified spread);
+score each on the whole validation split under every ``rank.bn_modes`` (the first is the
+headline); train each standalone with ``train=rank`` (``standalone``: cached, resumable,
+parallel); write ``rank.csv``, ``rank.json`` and ``rank.png`` (``report``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from nas.data.dataset import make_loader, open_prepared
+from nas.errors import MelnasError
+from nas.io.checkpoint import load_checkpoint
+from nas.io.model_file import to_plain
+from nas.io.registry import build_space
+from nas.latency.measure import latency_table_for
+from nas.runtime import resolve_device, torch_threads
+from nas.search.loop import CHECKPOINT, SearchSettings
+from nas.search.rank.draw import archs_to_rank
+from nas.search.rank.report import agreement, write_csv, write_json, write_plot
+from nas.search.rank.standalone import (
+    StandaloneJob, data_identity, entry_key, entry_path, threads_per_job, train_missing,
+)
+from nas.search.scoring import ArchScorer, LatencyLookup, check_bn_mode
+from nas.train.job import TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RankSettings:
+    """The ``rank`` node of ``conf/rank.yaml`` (documented there)."""
+
+    num_archs: int = 20
+    top_archs: int = 5
+    seed: int = 0
+    pool: int = 400
+    bn_modes: list[str] = field(default_factory=lambda: ["recalibrate", "batch", "running"])
+    recalibration_batches: int = 4
+    cache_dir: str | None = None
+    jobs: int = 1
+    threads: int | None = None  # torch threads per training; None: cores // jobs
+    train_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.bn_modes:
+            raise ValueError("rank.bn_modes is empty: give at least one of batch, recalibrate, running")
+        for mode in self.bn_modes:
+            check_bn_mode(mode)
+        if self.jobs < 1 or self.recalibration_batches < 1 or self.pool < 1 or (self.threads or 1) < 1:
+            raise ValueError(f"rank.jobs={self.jobs}, rank.recalibration_batches={self.recalibration_batches}, "
+                             f"rank.pool={self.pool} and rank.threads={self.threads} must be >= 1")
+
+
+@dataclass(frozen=True)
+class RankJob:
+    """``conf/rank.yaml``: the search run to rank, how, and the standalone recipe."""
+
+    run: str
+    rank: RankSettings = field(default_factory=RankSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.train.space_overrides:
+            raise ValueError("train.space_overrides must be empty for melnas-rank: the standalone archs are "
+                             "built in the space the supernet was trained in")
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """What ``run_rank`` needs of the search: its settings and its data and space configs."""
+
+    settings: SearchSettings
+    data: Mapping[str, Any]
+    space_config: Mapping[str, Any]
+
+
+def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
+             optimizer_factory: Callable[..., torch.optim.Optimizer]) -> dict[str, Any]:
+    """Rank the archs of ``job.run``; write the report into ``out_dir``; return ``rank.json``'s content."""
+    started = time.perf_counter()
+    run_dir, out_dir, r = Path(job.run), Path(out_dir), job.rank
+    top_file = run_dir / "top_archs.json"
+    if not top_file.is_file():
+        raise MelnasError(f"{run_dir} is not a finished search (no top_archs.json): pass run=<a search run directory>")
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT)
+    device = resolve_device(job.device)
+    data = open_prepared(search.data["cache_dir"])
+    space = build_space(dict(search.space_config))
+    supernet = space.supernet(num_classes=data.num_classes, input_shape=data.input_shape)
+    supernet.load_state_dict(checkpoint["supernet"])
+    supernet.to(device)
+    table = latency_table_for(space, num_classes=data.num_classes, input_shape=data.input_shape,
+                              seed=search.settings.seed, **search.settings.latency_table.kwargs())
+    latency = LatencyLookup(table.predict_arch, space)
+    chosen = archs_to_rank(space, latency, num_archs=r.num_archs, top=json.loads(top_file.read_text()),
+                           top_archs=r.top_archs, seed=r.seed, pool=r.pool)
+    log.info("ranking %d archs of %s (%d from the search's top)", len(chosen), run_dir,
+             sum(origin == "top" for _, origin in chosen))
+
+    with torch_threads(r.threads):
+        scores = score_archs(supernet, [a for a, _ in chosen], data, r, search.settings.trainer.val_batch_size, device)
+    scored_s = time.perf_counter() - started
+
+    cache = Path(r.cache_dir).expanduser() if r.cache_dir else run_dir / "rank_cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    key = entry_key(train=job.train, space_config=search.space_config, data_id=data_identity(data.cache_dir),
+                    seed=r.train_seed)
+    jobs = [StandaloneJob(arch.to_json_dict(), dict(search.space_config), str(data.cache_dir), job.train,
+                          optimizer_factory, r.train_seed, job.device, r.threads or threads_per_job(r.jobs),
+                          str(entry_path(cache, arch.hash, key))) for arch, _ in chosen]
+    trained_before = sum(Path(j.entry).is_file() for j in jobs)
+    entries = train_missing(jobs, processes=r.jobs, on_done=lambda e: log.info(
+        "standalone %s: val %.4f test %.4f (%.0f s)", e["arch_str"], e["val_accuracy"], e["test_accuracy"], e["seconds"]))
+
+    rows = [{
+        "hash": arch.hash, "arch_str": space.arch_string(arch), "origin": origin, "latency_ms": latency(arch),
+        **{f"supernet_{mode}": scores[mode][i] for mode in r.bn_modes},
+        "standalone_val": entry["val_accuracy"], "standalone_test": entry["test_accuracy"],
+    } for i, ((arch, origin), entry) in enumerate(zip(chosen, entries))]
+    val = [row["standalone_val"] for row in rows]
+    headline = agreement(scores[r.bn_modes[0]], val)
+    summary = {
+        "run": str(run_dir), "num_archs": len(rows), "bn_mode": r.bn_modes[0], **headline,
+        "by_bn_mode": {mode: agreement(scores[mode], val) for mode in r.bn_modes},
+        "vs_standalone_test": agreement(scores[r.bn_modes[0]], [row["standalone_test"] for row in rows]),
+        "standalone": {"cache_dir": str(cache), "key": key, "trained_now": len(jobs) - trained_before,
+                       "reused": trained_before, "recipe": to_plain(asdict(job.train))},
+        "rank": to_plain(asdict(r)), "scoring_s": scored_s, "total_s": time.perf_counter() - started,
+    }
+    write_csv(rows, out_dir / "rank.csv")
+    write_json(summary, out_dir / "rank.json")
+    write_plot(rows, summary, out_dir / "rank.png")
+    return summary
+
+
+def score_archs(supernet: torch.nn.Module, archs: list, data: Any, r: RankSettings, batch_size: int,
+                device: torch.device) -> dict[str, list[float]]:
+    """Each arch's supernet accuracy on the whole val split, per bn mode (same batches for all)."""
+    def on_device(loader: Any) -> list:
+        return [(x.to(device), y.to(device)) for x, y in loader]
+
+    val = on_device(make_loader(data, "val", batch_size=batch_size, shuffle=False))
+    if not val:
+        raise MelnasError(f"the val split of {data.cache_dir} is empty: nothing to score the supernet on")
+    train = make_loader(data, "train", batch_size=batch_size, shuffle=True, seed=r.seed, drop_last=False)
+    recal = on_device(batch for _, batch in zip(range(r.recalibration_batches), train))
+    scores = {}
+    for mode in r.bn_modes:
+        with ArchScorer(supernet, bn_mode=mode, recalibration_batches=recal) as scorer:
+            scores[mode] = [scorer.accuracy(arch, val) for arch in archs]
+    return scores

@@ -1,0 +1,71 @@
+"""``melnas-rank``'s outputs: ``rank.csv`` (one row per arch), ``rank.json`` (the figures)
+and ``rank.png`` (supernet score against standalone accuracy)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from nas.io.atomic import atomic_open, atomic_write_json
+from nas.search.rank.stats import kendall_tau, rank_of_top1, spearman_rho, top_k_overlap
+
+
+def agreement(predicted: Sequence[float], actual: Sequence[float]) -> dict[str, float | int]:
+    """The four figures of one (supernet score, standalone accuracy) pairing."""
+    return {
+        "kendall_tau": kendall_tau(predicted, actual),
+        "spearman_rho": spearman_rho(predicted, actual),
+        "top1_standalone_rank": rank_of_top1(predicted, actual),
+        "top5_overlap": top_k_overlap(predicted, actual, 5),
+    }
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    with atomic_open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_json(summary: Mapping[str, Any], path: Path) -> Path:
+    """``rank.json``; an undefined correlation (NaN: constant scores) is written as null."""
+    return atomic_write_json(path, _no_nan(dict(summary)))
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
+
+
+def write_plot(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], path: Path) -> Path:
+    """Scatter of the headline supernet score (x) against standalone val accuracy (y)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x_key = f"supernet_{summary['bn_mode']}"
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for origin, marker in (("stratified", "o"), ("top", "*")):
+        points = [r for r in rows if r["origin"] == origin]
+        if points:
+            ax.scatter([r[x_key] for r in points], [r["standalone_val"] for r in points], marker=marker,
+                       s=80 if origin == "top" else 30, label=f"{origin} ({len(points)})")
+    ax.set_xlabel(f"supernet val accuracy (bn {summary['bn_mode']})")
+    ax.set_ylabel("standalone val accuracy (train=rank)")
+    ax.set_title(f"Kendall tau {summary['kendall_tau']:.2f}, Spearman rho {summary['spearman_rho']:.2f}")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
+    plt.close(fig)
+    return path

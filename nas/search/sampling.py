@@ -1,0 +1,108 @@
+"""Which archs train the shared weights at each step of the search (``trainer.sampling``).
+
+- ``controller`` (ENAS): one arch per step, drawn from the controller.
+- ``fair`` (strict fairness, FairNAS, Chu et al. 2019): each step trains a group of k
+  archs on the same minibatch, gradients summed before one optimizer step; in a group
+  every option of every categorical decision appears equally often (k is the least
+  common multiple of the decisions' option counts, so a decision of k options takes
+  each exactly once). Input choices (skip connections) are drawn uniformly.
+- ``sandwich`` (BigNAS, Yu et al. 2020; AttentiveNAS): each step trains the space's
+  largest arch on the labels, and its smallest plus ``trainer.sandwich_random`` uniform
+  archs on the largest's soft labels (in-place distillation: KL to the detached
+  softmax of the largest), again with one optimizer step. The extremes come from
+  ``SearchSpace.extreme_arch`` (options listed smallest first).
+
+``trainer.controller_warmup`` (TuNAS): while the controller is in warm-up (no updates),
+the ``controller`` mode draws the training archs uniformly instead of from the untrained
+controller. Every draw here comes from a generator seeded by (run seed, epoch), so a
+resumed run repeats an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from controllers.base import Controller
+from search_spaces.base import Arch, Categorical, SearchSpace, uniform_values
+
+SAMPLING_MODES = ("controller", "fair", "sandwich")
+
+
+def check_sampling(mode: str, sandwich_random: int) -> None:
+    if mode not in SAMPLING_MODES:
+        raise ValueError(f"trainer.sampling={mode!r} is not one of {', '.join(SAMPLING_MODES)}")
+    if sandwich_random < 0:
+        raise ValueError(f"trainer.sandwich_random={sandwich_random} (need >= 0)")
+
+
+def fair_group_size(space: SearchSpace) -> int:
+    """k: the least common multiple of the categorical decisions' option counts."""
+    sizes = [d.size for d in space.decisions if isinstance(d, Categorical)]
+    return math.lcm(*sizes) if sizes else 1
+
+
+def fair_group(space: SearchSpace, rng: np.random.Generator) -> list[Arch]:
+    """k archs in which each option of each categorical decision appears k / size times."""
+    k = fair_group_size(space)
+    columns = []
+    for d in space.decisions:
+        if isinstance(d, Categorical):
+            slots = np.repeat(np.arange(d.size), k // d.size)
+            columns.append([d.options[int(i)] for i in rng.permutation(slots)])
+        else:
+            columns.append([tuple(int(i) for i in np.flatnonzero(rng.random(d.num_inputs) < 0.5)) for _ in range(k)])
+    return [space.arch([column[j] for column in columns]) for j in range(k)]
+
+
+def sandwich_group(space: SearchSpace, rng: np.random.Generator, num_random: int) -> list[Arch]:
+    """The largest arch first (the teacher), then the smallest, then ``num_random`` uniform ones."""
+    extremes = [space.extreme_arch(largest=True), space.extreme_arch(largest=False)]
+    return extremes + [space.arch(uniform_values(space.decisions, rng)) for _ in range(num_random)]
+
+
+def step_archs(
+    space: SearchSpace, controller: Controller, mode: str, *, steps: int, rng: np.random.Generator,
+    uniform: bool, sandwich_random: int = 2,
+) -> list[list[Arch]]:
+    """The archs of each of ``steps`` shared-weight steps (one list per step).
+
+    ``uniform``: the controller is in warm-up, so ``controller`` mode draws uniformly.
+    """
+    if mode == "fair":
+        return [fair_group(space, rng) for _ in range(steps)]
+    if mode == "sandwich":
+        return [sandwich_group(space, rng, sandwich_random) for _ in range(steps)]
+    if uniform:
+        return [[space.arch(uniform_values(space.decisions, rng))] for _ in range(steps)]
+    with torch.no_grad():
+        return [[space.arch(sample.values)] for sample in controller.sample(steps)]
+
+
+def group_forward(supernet: Callable[[Tensor, Arch], Tensor], archs: Sequence[Arch]) -> Callable[[Tensor], Tensor]:
+    """``x -> logits [k, B, classes]`` of every arch of a group (one graph, one backward)."""
+    return lambda x: torch.stack([supernet(x, arch) for arch in archs])
+
+
+def group_loss(mode: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """The loss of a group's stacked logits ``[k, B, classes]``: the mean over its archs.
+
+    ``sandwich``: cross-entropy for the first (largest) arch, KL divergence to its
+    detached softmax for the others (in-place distillation). Otherwise cross-entropy each.
+    """
+
+    def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+        return torch.stack([F.cross_entropy(one, y) for one in logits]).mean()
+
+    def distilled(logits: Tensor, y: Tensor) -> Tensor:
+        teacher = F.softmax(logits[0].detach(), dim=1)
+        losses = [F.cross_entropy(logits[0], y)]
+        losses += [F.kl_div(F.log_softmax(student, dim=1), teacher, reduction="batchmean") for student in logits[1:]]
+        return torch.stack(losses).mean()
+
+    return distilled if mode == "sandwich" else cross_entropy

@@ -1,0 +1,173 @@
+"""melnas-rank (nas/search/rank/): the rank statistics, the deterministic latency-stratified
+draw, the standalone cache, and (slow) the whole command on a tiny generated set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from nas.search.rank import standalone
+from nas.search.rank.draw import archs_to_rank, stratified_archs, van_der_corput
+from nas.search.rank.standalone import StandaloneJob, entry_key, entry_path, train_missing
+from nas.search.rank.stats import kendall_tau, rank_of_top1, spearman_rho, top_k_overlap
+from nas.train.job import AugmentSettings, TrainSettings
+from search_spaces.mobilenetv3 import MobileNetV3Space
+
+SPACE = MobileNetV3Space(width=0.5, kernels=[3, 5], expand_ratios=[3, 6])
+
+
+# ---- statistics -----------------------------------------------------------------------
+
+
+def test_kendall_and_spearman_on_known_orders():
+    a = [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert kendall_tau(a, [1, 2, 3, 4, 5]) == pytest.approx(1.0)
+    assert kendall_tau(a, [5, 4, 3, 2, 1]) == pytest.approx(-1.0)
+    # one swapped adjacent pair of 5: (10 - 2 * 1) / 10 concordant minus discordant
+    assert kendall_tau(a, [1, 2, 4, 3, 5]) == pytest.approx(0.8)
+    # rho = 1 - 6 * sum d^2 / (n (n^2 - 1)) = 1 - 12 / 120
+    assert spearman_rho(a, [1, 2, 4, 3, 5]) == pytest.approx(0.9)
+    rng = np.random.default_rng(0)
+    x, y = rng.random(12), rng.random(12)
+    assert kendall_tau(x, y) == pytest.approx(stats.kendalltau(x, y).statistic)
+
+
+def test_constant_scores_give_nan_and_short_lists_are_rejected():
+    assert np.isnan(kendall_tau([0.5, 0.5, 0.5], [1, 2, 3]))
+    with pytest.raises(ValueError, match="two paired lists"):
+        spearman_rho([1.0], [1.0])
+    with pytest.raises(ValueError, match="two paired lists"):
+        kendall_tau([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_rank_of_the_supernet_top1_and_top_k_overlap():
+    predicted = [0.9, 0.1, 0.5, 0.7, 0.3, 0.2]
+    actual = [0.6, 0.9, 0.8, 0.1, 0.2, 0.3]
+    assert rank_of_top1(predicted, actual) == 3  # 0.9 and 0.8 are better standalone
+    assert top_k_overlap(predicted, actual, 3) == 2  # {0, 3, 2} vs {1, 2, 0}
+    assert top_k_overlap(predicted, predicted, 5) == 5
+    assert top_k_overlap(predicted, actual, 10) == 6  # k capped at the number of archs
+
+
+# ---- the draw -------------------------------------------------------------------------
+
+
+def cost(arch) -> float:
+    """A deterministic stand-in for predicted latency: larger kernels and ratios cost more."""
+    values = arch.as_dict()
+    return sum(float(v) for k, v in values.items() if k.endswith(("_kernel", "_expand"))) \
+        - 5.0 * sum(1 for k, v in values.items() if k.endswith("_skip") and v)
+
+
+def test_stratified_draw_is_deterministic_nested_and_spans_the_latency_range():
+    a = stratified_archs(SPACE, cost, 8, seed=3, pool=200)
+    b = stratified_archs(SPACE, cost, 8, seed=3, pool=200)
+    assert [x.hash for x in a] == [x.hash for x in b]
+    assert len({x.hash for x in a}) == 8
+    assert [x.hash for x in stratified_archs(SPACE, cost, 8, seed=4, pool=200)] != [x.hash for x in a]
+    # more archs extend fewer: a second rank call keeps the first call's archs
+    assert [x.hash for x in stratified_archs(SPACE, cost, 5, seed=3, pool=200)] == [x.hash for x in a[:5]]
+    rng = np.random.default_rng(3)
+    pool = sorted(cost(SPACE.random_arch(rng)) for _ in range(200))
+    costs = [cost(x) for x in a]
+    assert costs[0] == pytest.approx(np.quantile(pool, 0.5), abs=1.0)  # the first sits at the median
+    assert min(costs) <= np.quantile(pool, 0.15) and max(costs) >= np.quantile(pool, 0.85)
+
+
+def test_van_der_corput_halves_the_gaps():
+    assert [van_der_corput(n) for n in range(1, 8)] == [0.5, 0.25, 0.75, 0.125, 0.625, 0.375, 0.875]
+
+
+def test_archs_to_rank_puts_the_search_top_first_and_fills_with_the_draw():
+    top = [SPACE.random_arch(np.random.default_rng(9)).to_json_dict() for _ in range(1)]
+    top.append(stratified_archs(SPACE, cost, 6, seed=0)[2].to_json_dict())  # also drawn
+    chosen = archs_to_rank(SPACE, cost, num_archs=8, top=top, top_archs=2, seed=0)
+    assert [origin for _, origin in chosen[:2]] == ["top", "top"]
+    assert [a.to_json_dict() for a, _ in chosen[:2]] == top
+    assert len(chosen) == 7  # the duplicate is kept once, as a top arch
+    assert [a.hash for a, o in chosen if o == "stratified"] == \
+        [a.hash for a in stratified_archs(SPACE, cost, 6, seed=0) if a.hash != SPACE.arch_from_json_dict(top[1]).hash]
+    with pytest.raises(ValueError, match="rank.num_archs"):
+        archs_to_rank(SPACE, cost, num_archs=4, top=top, top_archs=5, seed=0)
+
+
+# ---- the standalone cache -------------------------------------------------------------
+
+
+def jobs_for(archs, cache: Path, train: TrainSettings) -> list[StandaloneJob]:
+    key = entry_key(train=train, space_config=SPACE.config, data_id="data", seed=0)
+    return [StandaloneJob(a.to_json_dict(), SPACE.config, "unused", train, None, 0, "cpu", 1,
+                          str(entry_path(cache, a.hash, key))) for a in archs]
+
+
+def test_cache_trains_only_new_archs_and_not_across_recipes(tmp_path, monkeypatch):
+    trained: list[str] = []
+
+    def fake_train(job: StandaloneJob) -> dict:
+        trained.append(job.arch_json["choices"]["l0_kernel"])
+        entry = {"hash": Path(job.entry).name, "val_accuracy": 0.5, "test_accuracy": 0.5}
+        Path(job.entry).write_text(json.dumps(entry))
+        return entry
+
+    monkeypatch.setattr(standalone, "train_standalone", fake_train)
+    archs = stratified_archs(SPACE, cost, 5, seed=0)
+    recipe = TrainSettings(epochs=2, spec_augment=AugmentSettings(enabled=False))
+    assert len(train_missing(jobs_for(archs[:3], tmp_path, recipe), processes=1)) == 3
+    assert len(trained) == 3
+    results = train_missing(jobs_for(archs, tmp_path, recipe), processes=1)  # two more archs
+    assert len(trained) == 5 and len(results) == 5
+    train_missing(jobs_for(archs, tmp_path, TrainSettings(epochs=3, spec_augment=AugmentSettings(enabled=False))),
+                  processes=1)
+    assert len(trained) == 10  # a changed recipe trains every arch again
+    other_data = entry_key(train=recipe, space_config=SPACE.config, data_id="other", seed=0)
+    assert other_data != entry_key(train=recipe, space_config=SPACE.config, data_id="data", seed=0)
+
+
+# ---- melnas-rank end to end -----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_melnas_rank_on_a_tiny_search(tmp_path):
+    """A tiny search, then melnas-rank twice: the second call with more archs trains only
+    the new ones and reuses the first call's trainings."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from experiments.cli import HydraRun
+    from experiments.rank import rank as rank_app
+    from tests.test_search import CONF, search, tiny_overrides, write_tiny_audio
+
+    write_tiny_audio(tmp_path / "audio")
+    run_dir = tmp_path / "search"
+    assert search(tmp_path, run_dir).finished
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="search", overrides=tiny_overrides(tmp_path))
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # what Hydra saves for melnas-search
+
+    def rank(num_archs: int, out: str) -> dict:
+        overrides = [f"run={run_dir}", f"rank.num_archs={num_archs}", "rank.top_archs=2", "rank.pool=50",
+                     "rank.recalibration_batches=1", "rank.threads=1", f"rank.cache_dir={tmp_path / 'cache'}",
+                     "train.epochs=1", "train.batch_size=8", "train.eval_batch_size=8", "device=cpu"]
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            job = compose(config_name="rank", overrides=overrides)
+        return rank_app(job, HydraRun(tmp_path / out))
+
+    first = rank(4, "rank1")
+    for name in ("rank.csv", "rank.json", "rank.png"):
+        assert (tmp_path / "rank1" / name).stat().st_size > 0
+    assert first["num_archs"] == 4 and first["standalone"]["trained_now"] == 4
+    assert set(first["by_bn_mode"]) == {"recalibrate", "batch", "running"}
+    tau = first["kendall_tau"]
+    assert (np.isnan(tau) or -1.0 <= tau <= 1.0) and 1 <= first["top1_standalone_rank"] <= 4
+    written = json.loads((tmp_path / "rank1" / "rank.json").read_text())
+    assert written["kendall_tau"] == (None if np.isnan(tau) else tau)
+    rows = (tmp_path / "rank1" / "rank.csv").read_text().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("hash,arch_str,origin,latency_ms,supernet_recalibrate")
+    second = rank(6, "rank2")
+    assert second["num_archs"] == 6
+    assert second["standalone"] | {"trained_now": 2, "reused": 4} == second["standalone"]

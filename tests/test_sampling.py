@@ -1,0 +1,158 @@
+"""Shared-weight sampling options of the search (nas/search/sampling.py): strict-fair
+groups, the sandwich rule with in-place distillation, uniform warm-up; the space's
+largest and smallest archs."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nas.search.sampling import (
+    fair_group, fair_group_size, group_forward, group_loss, sandwich_group, step_archs,
+)
+from nas.train.loop import train_step
+from search_spaces.base import Categorical
+from search_spaces.enas_macro import EnasMacroSpace
+from search_spaces.mobilenetv3 import MobileNetV3Space
+
+QUICK = dict(width=0.5, kernels=[3, 5], expand_ratios=[3, 6])  # conf/experiment/quick.yaml's space
+TINY = dict(width=0.25, kernels=[3, 5], expand_ratios=[3])
+SHAPE = (1, 16, 16)
+
+
+def test_fair_group_holds_every_option_equally_often():
+    space = MobileNetV3Space(**QUICK)
+    k = fair_group_size(space)
+    assert k == 6  # options per decision: 2 or 3
+    for seed in range(3):
+        group = fair_group(space, np.random.default_rng(seed))
+        assert len(group) == k
+        for d in space.decisions:
+            counts = Counter(arch[d.name] for arch in group)
+            assert set(counts) == set(d.options)
+            assert set(counts.values()) == {k // d.size}
+
+
+def test_fair_group_covers_each_option_exactly_once_when_sizes_are_equal():
+    space = MobileNetV3Space(width=0.25, kernels=[3, 5], expand_ratios=[3], backbone="small")
+    sizes = {d.size for d in space.decisions if isinstance(d, Categorical)}
+    k = fair_group_size(space)
+    group = fair_group(space, np.random.default_rng(0))
+    for d in space.decisions:
+        if d.size == k:
+            assert sorted(map(str, (a[d.name] for a in group))) == sorted(map(str, d.options))
+    assert k == np.lcm.reduce(sorted(sizes))
+
+
+def test_fair_groups_differ_between_steps_and_repeat_with_the_seed():
+    space = MobileNetV3Space(**QUICK)
+    a = step_archs(space, None, "fair", steps=3, rng=np.random.default_rng(1), uniform=False)
+    b = step_archs(space, None, "fair", steps=3, rng=np.random.default_rng(1), uniform=False)
+    assert [[x.hash for x in g] for g in a] == [[x.hash for x in g] for g in b]
+    assert {x.hash for x in a[0]} != {x.hash for x in a[1]}
+
+
+def params(space, arch) -> int:
+    return sum(p.numel() for p in space.build(arch, num_classes=3, input_shape=SHAPE).parameters())
+
+
+def test_largest_and_smallest_archs_are_the_space_extremes():
+    space = MobileNetV3Space(**QUICK)
+    largest, smallest = space.extreme_arch(largest=True), space.extreme_arch(largest=False)
+    for name, value in largest.as_dict().items():
+        d = next(d for d in space.decisions if d.name == name)
+        key = name.split("_", 1)[1]
+        assert value == (False if key == "skip" else d.options[-1])
+        assert smallest[name] == (True if key == "skip" else d.options[0])
+    rng = np.random.default_rng(0)
+    sizes = [params(space, space.random_arch(rng)) for _ in range(6)]
+    assert params(space, smallest) <= min(sizes) and max(sizes) <= params(space, largest)
+
+
+def test_a_space_without_size_ordered_options_has_no_extremes():
+    space = EnasMacroSpace(num_layers=3, filters=8)  # conv3x3, sep3x3, ..., maxpool: no size order
+    with pytest.raises(ValueError, match="trainer.sampling=sandwich"):
+        space.extreme_arch(largest=True)
+
+
+def test_sandwich_group_is_largest_smallest_then_random():
+    space = MobileNetV3Space(**QUICK)
+    group = sandwich_group(space, np.random.default_rng(0), 2)
+    assert len(group) == 4
+    assert group[0] == space.extreme_arch(largest=True) and group[1] == space.extreme_arch(largest=False)
+
+
+def test_distillation_loss_is_cross_entropy_of_the_teacher_plus_kl_of_the_students():
+    torch.manual_seed(0)
+    logits, y = torch.randn(3, 5, 4, requires_grad=True), torch.randint(0, 4, (5,))
+    loss = group_loss("sandwich")(logits, y)
+    teacher = F.softmax(logits[0].detach(), dim=1)
+    kl = [F.kl_div(F.log_softmax(s, dim=1), teacher, reduction="batchmean") for s in logits[1:]]
+    expected = (F.cross_entropy(logits[0], y) + sum(kl)) / 3
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    # the teacher learns from the labels only: its gradient is that of its cross-entropy / 3
+    ce_grad = torch.autograd.grad(F.cross_entropy(logits[0], y) / 3, logits)[0][0]
+    assert torch.allclose(logits.grad[0], ce_grad, atol=1e-6)
+    # students identical to the teacher have nothing to learn
+    same = logits.detach()[:1].repeat(3, 1, 1)
+    assert torch.allclose(group_loss("sandwich")(same, y), F.cross_entropy(same[0], y) / 3)
+
+
+@pytest.mark.parametrize("mode", ["sandwich", "fair"])
+def test_a_group_step_trains_the_supernet(mode):
+    torch.manual_seed(0)
+    space = MobileNetV3Space(**TINY)
+    supernet = space.supernet(num_classes=3, input_shape=SHAPE)
+    rng = np.random.default_rng(0)
+    group = sandwich_group(space, rng, 1) if mode == "sandwich" else fair_group(space, rng)
+    x, y = torch.randn(8, *SHAPE), torch.randint(0, 3, (8,))
+    optimizer = torch.optim.SGD(supernet.parameters(), lr=0.05, momentum=0.9)
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    losses = []
+    supernet.train()
+    for _ in range(6):
+        loss, logits = train_step(supernet, x, y, loss_fn=group_loss(mode), optimizer=optimizer,
+                                  forward=group_forward(supernet, group), grad_clip_norm=5.0)
+        losses.append(float(loss))
+    assert logits.shape == (len(group), 8, 3)
+    assert losses[-1] < losses[0]
+    assert any(not torch.equal(before[k], v) for k, v in supernet.state_dict().items() if v.is_floating_point())
+
+
+def test_warmup_draws_uniform_archs_without_touching_the_controller():
+    space = MobileNetV3Space(**QUICK)
+
+    class NoController:
+        def sample(self, n):
+            raise AssertionError("the controller must not be asked during the warm-up")
+
+    groups = step_archs(space, NoController(), "controller", steps=4, rng=np.random.default_rng(0), uniform=True)
+    assert [len(g) for g in groups] == [1, 1, 1, 1]
+    assert len({g[0].hash for g in groups}) == 4
+
+
+def test_unknown_sampling_mode_is_rejected():
+    from nas.search.phases import TrainerSettings
+
+    with pytest.raises(ValueError, match="trainer.sampling='fiar'"):
+        TrainerSettings(sampling="fiar")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["trainer.sampling=fair", "trainer.sampling=sandwich",
+                                    "trainer.controller_warmup=0.5"])
+def test_a_search_with_the_option_resumes_like_an_uninterrupted_run(tmp_path, option):
+    """The options draw from per-epoch generators: a stopped and resumed run ends identical."""
+    from tests.test_search import assert_same_run, search, write_tiny_audio
+
+    write_tiny_audio(tmp_path / "audio")
+    reference = search(tmp_path, tmp_path / "reference", option)
+    assert reference.finished
+    assert search(tmp_path, tmp_path / "stopped", option, "trainer.stop_after_epochs=1").epochs_done == 1
+    assert search(tmp_path, tmp_path / "stopped", option, "resume=true").finished
+    assert_same_run(tmp_path / "reference", tmp_path / "stopped")
