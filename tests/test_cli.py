@@ -81,6 +81,7 @@ def test_skipped_keys_are_left_to_the_caller():
     ("prepare", "experiments.prepare:PrepareApp", ("data",)),
     ("synth", "experiments.synth:SynthApp", ("synth",)),
     ("demo", "experiments.demo_steps:DemoApp", ("data",)),
+    ("study", "experiments.study_steps:StudyApp", ("data",)),
 ])
 def test_every_app_config_fills_its_settings(app, cls_path, skip):
     """Every key of every app's composed config is a setting or a group passed on: none is ignored."""
@@ -94,7 +95,7 @@ def test_every_app_config_fills_its_settings(app, cls_path, skip):
 
 
 def test_hydra_run_dirs_are_shared_by_every_app():
-    for app in ("search", "train", "cv", "adapt", "eval", "latency", "prepare", "synth", "demo"):
+    for app in ("search", "train", "cv", "adapt", "eval", "latency", "prepare", "synth", "demo", "study"):
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose(config_name=app, overrides=REQUIRED.get(app, []), return_hydra_config=True)
         hydra = cfg.hydra
