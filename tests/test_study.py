@@ -231,3 +231,13 @@ def test_study_runs_end_to_end_and_resumes(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "ran 0 step(s)" in again.stdout
+
+
+def test_planned_steps_cross_to_worker_processes(tmp_path):
+    """study.jobs > 1 sends each step to a spawned process: it must survive pickling whole."""
+    import pickle
+
+    _, _, step = plan_study(_study_cfg(tmp_path, "study.seeds=[0]", "study.controllers=[random]"),
+                                    tmp_path / "out")[0]
+    again = pickle.loads(pickle.dumps(step))
+    assert again.name == step.name and again.cfg == step.cfg and again.cfg.hydra.runtime.choices.controller == "random"
