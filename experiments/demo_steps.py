@@ -37,6 +37,7 @@ from nas.data.prepare import prepare_dataset
 from nas.data.synth import SynthSettings, record_path, synthesize
 from nas.evaluate.compare import Comparison, compare_runs
 from nas.io.registry import CONF_DIR
+from nas.runtime import torch_threads
 
 log = logging.getLogger("melnas.demo")
 
@@ -123,10 +124,11 @@ class Step:
     overrides: tuple[str, ...]
 
 
-def plan_steps(cfg: DictConfig, out_dir: Path) -> list[Step]:
+def plan_steps(cfg: DictConfig, out_dir: Path, train_seeds: Sequence[int] | None = None) -> list[Step]:
     """Compose every step's config up front: all searches see the same config files (the
     matched budget holds even if a YAML changes while the demo runs), and a bad override
-    fails before hours of work instead of after."""
+    fails before hours of work instead of after. ``train_seeds`` (melnas-study) retrains
+    every arch once per seed, as ``train_<name>_t<seed>``; by default once, with ``seed``."""
     app = settings_from(cfg, DemoApp, skip=("data",))
     demo = app.demo
     steps: list[Step] = []
@@ -137,10 +139,38 @@ def plan_steps(cfg: DictConfig, out_dir: Path) -> list[Step]:
                           tuple(overrides)))
     archs = [(f"train_{c}", str(out_dir / f"search_{c}" / "best_arch.json"), []) for c in demo.controllers]
     archs += [(f"train_{preset}", preset, list(demo.preset_overrides)) for preset in demo.presets]
+    seeds = [(app.seed, "")] if train_seeds is None else [(t, f"_t{t}") for t in train_seeds]
     for name, arch, extra in archs:
-        overrides = [f"arch={arch}", f"train={demo.train_recipe}", f"seed={app.seed}", *demo.train_overrides, *extra]
-        steps.append(Step(name, "train", compose_step("train", overrides, cfg.data), tuple(overrides)))
+        for seed, suffix in seeds:
+            overrides = [f"arch={arch}", f"train={demo.train_recipe}", f"seed={seed}", *demo.train_overrides, *extra]
+            steps.append(Step(name + suffix, "train", compose_step("train", overrides, cfg.data), tuple(overrides)))
     return steps
+
+
+def step_done(step: Step, out_dir: Path) -> bool:
+    """Whether ``step`` already ran to its end in ``out_dir`` (a study skips it then)."""
+    return (out_dir / step.name / ("best_arch.json" if step.kind == "search" else "metrics.json")).is_file()
+
+
+def run_step(step: Step, out_dir: Path, *, threads: int | None = None) -> None:
+    """Run one step into ``out_dir/<step.name>``; a search that stopped part-way (its
+    checkpoint is there, its ``best_arch.json`` not) is resumed, not restarted."""
+    run_dir = out_dir / step.name
+    cfg, overrides = step.cfg, step.overrides
+    if step.kind == "search" and (run_dir / "checkpoints" / "last.pt").is_file():
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            cfg.resume = True
+        overrides = (*overrides, "resume=true")
+    _save_step_config(run_dir, cfg, overrides)
+    run = HydraRun.composed(cfg, run_dir)  # the step's config-group choices name its controller
+    with torch_threads(threads):
+        if step.kind == "search":
+            outcome = search(_job_config(cfg), run)
+            if not outcome.finished:
+                raise RuntimeError(f"the search in {run_dir} stopped before its end")
+        else:
+            train(_job_config(cfg), run)
 
 
 def run_demo(cfg: DictConfig, out_dir: str | Path) -> DemoResult:
@@ -158,16 +188,8 @@ def run_demo(cfg: DictConfig, out_dir: str | Path) -> DemoResult:
         log.info("%s", report.summary())
 
     for step in steps:
-        run_dir = out_dir / step.name
-        _save_step_config(run_dir, step.cfg, step.overrides)
-        run = HydraRun.composed(step.cfg, run_dir)  # the step's config-group choices name its controller
         with _timed(seconds, step.name):
-            if step.kind == "search":
-                outcome = search(_job_config(step.cfg), run)
-                if not outcome.finished:
-                    raise RuntimeError(f"the search in {run_dir} stopped before its end")
-            else:
-                train(_job_config(step.cfg), run)
+            run_step(step, out_dir)
 
     with _timed(seconds, "compare"):
         comparison = compare_runs(

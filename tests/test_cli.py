@@ -82,6 +82,7 @@ def test_skipped_keys_are_left_to_the_caller():
     ("synth", "experiments.synth:SynthApp", ("synth",)),
     ("demo", "experiments.demo_steps:DemoApp", ("data",)),
     ("rank", "nas.search.rank.job:RankJob", ()),
+    ("study", "experiments.study_steps:StudyApp", ("data",)),
 ])
 def test_every_app_config_fills_its_settings(app, cls_path, skip):
     """Every key of every app's composed config is a setting or a group passed on: none is ignored."""
@@ -95,7 +96,7 @@ def test_every_app_config_fills_its_settings(app, cls_path, skip):
 
 
 def test_hydra_run_dirs_are_shared_by_every_app():
-    for app in ("search", "train", "cv", "adapt", "eval", "latency", "prepare", "synth", "demo", "rank"):
+    for app in ("search", "train", "cv", "adapt", "eval", "latency", "prepare", "synth", "demo", "rank", "study"):
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose(config_name=app, overrides=REQUIRED.get(app, []), return_hydra_config=True)
         hydra = cfg.hydra

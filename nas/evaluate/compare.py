@@ -4,8 +4,9 @@ Reads only what runs wrote, never a data set, and no model unless asked to re-ti
 them (``remeasure_rounds``, see ``nas.latency.side_by_side``):
 
 - a **train dir** (``metrics.json`` from ``melnas-train`` / ``melnas-eval`` /
-  ``melnas-adapt``): one row with test accuracy, macro F1, params, MACs and *measured*
-  latency (an adapted model's row reads ``retrained`` no: it was pruned and fine-tuned);
+  ``melnas-adapt``): one row with test accuracy (per window and per recording), macro F1,
+  params, MACs and *measured* latency (an adapted model's row reads ``retrained`` no: it
+  was pruned and fine-tuned);
 - a **search dir** (``top_archs.json``, else ``search_log.jsonl``): one row per final
   arch with its *proxy* accuracy (validation accuracy under the supernet's shared
   weights), the latency the lookup table *predicted*, and the search reward.
@@ -42,6 +43,7 @@ class Row:
     arch_hash: str
     arch_string: str
     accuracy: float | None
+    recording_accuracy: float | None = None  # test rows: per recording (mean of its windows' probabilities)
     f1_macro: float | None = None
     params: int | None = None
     macs: int | None = None
@@ -108,6 +110,7 @@ def read_train_dir(path: Path, label: str) -> Row:
         arch_hash=str(metrics.get("arch_hash") or arch_hash(metrics["arch"])),
         arch_string=str(metrics.get("arch_string", "")),
         accuracy=metrics["accuracy"],
+        recording_accuracy=metrics.get("recording_accuracy"),
         f1_macro=metrics.get("f1_macro"),
         params=metrics.get("params"),
         macs=metrics.get("macs"),
@@ -270,7 +273,7 @@ def _order(row: Row) -> tuple:
 
 COLUMNS = [
     ("run", "run"), ("origin", "origin"), ("accuracy_kind", "acc. kind"), ("accuracy", "accuracy"),
-    ("f1_macro", "F1 (macro)"), ("params", "params"), ("macs", "MACs"), ("latency_ms", "latency ms"),
+    ("recording_accuracy", "acc. per recording"), ("f1_macro", "F1 (macro)"), ("params", "params"), ("macs", "MACs"), ("latency_ms", "latency ms"),
     ("reward", "search reward"), ("retrained", "retrained"), ("pareto", "Pareto"), ("arch_hash", "arch"),
 ]
 
@@ -280,7 +283,7 @@ def _cell(key: str, value: Any) -> str:
         return "–"
     if isinstance(value, bool):
         return ("★" if value else "") if key == "pareto" else ("yes" if value else "no")
-    if key in ("accuracy", "f1_macro", "reward"):
+    if key in ("accuracy", "recording_accuracy", "f1_macro", "reward"):
         return f"{value:.4f}"
     if key == "latency_ms":
         return f"{value:.3f}"
@@ -301,7 +304,8 @@ def markdown_table(rows: Sequence[Row], *, remeasure_rounds: int = 0) -> str:
     notes = [
         "",
         "acc. kind `test`: a trained model (retrained from scratch, or pruned by melnas-adapt "
-        f"and fine-tuned: retrained = no), test-split accuracy, latency on CPU, 1 thread, batch 1, "
+        f"and fine-tuned: retrained = no), test-split accuracy per window and per recording "
+        f"(the mean of its windows' probabilities, what melnas-predict gives a file), latency on CPU, 1 thread, batch 1, "
         f"{timing}. `proxy`: search only, validation accuracy with the "
         "supernet's shared weights and the latency table's prediction; not comparable with "
         "`test` rows. ★ = on the accuracy-latency Pareto front of its kind.",

@@ -1,0 +1,28 @@
+"""melnas-study: the demo's matched-budget comparison over several seeds, with intervals."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from experiments.cli import HydraRun, run_hydra_app
+from experiments.study_steps import StudyResult, run_study
+
+
+def study(cfg: DictConfig, run: HydraRun) -> StudyResult:
+    result = run_study(cfg, run.out_dir)
+    print()
+    print(result.report.markdown)
+    print(f"ran {len(result.ran)} step(s) in {result.seconds / 60:.1f} min; the others were done already")
+    print(f"table: {result.report.markdown_path} ({result.report.csv_path.name}, {result.report.summary_path.name})")
+    print(f"plot: {result.report.plot_path}")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="study")
+def main(cfg: DictConfig) -> None:
+    run_hydra_app("study", study, cfg)
+
+
+if __name__ == "__main__":
+    main()

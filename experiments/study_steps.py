@@ -1,0 +1,158 @@
+"""The demo's matched-budget comparison over several seeds (``melnas-study``).
+
+For every seed in ``study.seeds`` the demo's own steps (``experiments.demo_steps``: one
+search per controller on the same experiment, every winner and preset retrained with the
+same recipe) run into ``<out_dir>/seed_<s>/``; no second pipeline. Then the retrainings'
+``metrics.json`` become the study's report (``nas.evaluate.study_report``)::
+
+    <out_dir>/seed_<s>/search_<controller>/     melnas-search run dirs
+    <out_dir>/seed_<s>/train_<name>_t<t>/       retrainings (training seed t)
+    <out_dir>/study.md, study.csv, study_summary.json, study.png
+
+Resuming: a step whose output exists (``best_arch.json``, ``metrics.json``) is skipped,
+a search with a checkpoint but no ``best_arch.json`` continues from it; so rerunning the
+same command with the same ``hydra.run.dir`` finishes an interrupted study, and a run
+with more seeds only runs the new ones.
+
+Parallel: ``study.jobs`` processes (null: one per 4 cores, so one on a 2-core laptop),
+each with ``cores // jobs`` torch threads. Searches and preset retrainings go first, the
+winners' retrainings once their searches are done. Latency in ``metrics.json`` is timed
+while other jobs run, so with ``jobs > 1`` it is noisier than in a sequential study.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.demo_steps import DemoSettings, Step, plan_steps, run_step, step_done, synthesise_if_missing
+from experiments.settings import plain, settings_from
+from nas.data.prepare import prepare_dataset
+from nas.evaluate.study_report import StudyReport, read_row, write_study_report
+from nas.evaluate.study_stats import Bootstrap
+
+log = logging.getLogger("melnas.study")
+
+
+@dataclass(frozen=True)
+class StudySettings(DemoSettings):
+    """The ``study`` group of ``conf/study.yaml``: the demo's settings plus the seeds."""
+
+    controllers: list[str] = field(default_factory=lambda: ["enas_lstm", "random", "evolution"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    train_seeds: list[int] | None = None  # null: each round's search seed
+    baseline: str = "random"
+    jobs: int | None = None
+    bootstrap: Bootstrap = field(default_factory=Bootstrap)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.seeds:
+            raise ValueError("study.seeds is empty: give at least one search seed")
+        if self.jobs is not None and self.jobs < 1:
+            raise ValueError(f"study.jobs must be >= 1 or null, got {self.jobs}")
+
+    def demo_node(self) -> dict:
+        """The ``demo`` group the demo's steps are planned from."""
+        names = {f.name for f in DemoSettings.__dataclass_fields__.values()}
+        return {k: v for k, v in asdict(self).items() if k in names}
+
+
+@dataclass(frozen=True)
+class StudyApp:
+    study: StudySettings = field(default_factory=StudySettings)
+
+
+@dataclass
+class StudyResult:
+    out_dir: Path
+    report: StudyReport
+    ran: list[str]  # the steps this call ran (the others were done already)
+    seconds: float
+
+
+def plan_study(cfg: DictConfig, out_dir: Path) -> list[tuple[Path, int, Step]]:
+    """(round dir, search seed, step) for every step of every seed, composed up front."""
+    study = settings_from(cfg, StudyApp, skip=("data",)).study
+    planned: list[tuple[Path, int, Step]] = []
+    for seed in study.seeds:
+        round_dir = out_dir / f"seed_{seed}"
+        demo_cfg = OmegaConf.create({"seed": seed, "demo": study.demo_node()})
+        demo_cfg.data = cfg.data
+        train_seeds = study.train_seeds if study.train_seeds is not None else [seed]
+        planned += [(round_dir, seed, step) for step in plan_steps(demo_cfg, round_dir, train_seeds)]
+    return planned
+
+
+def default_jobs(cores: int) -> int:
+    """One job per 4 cores: sequential on a 2-core laptop, where two jobs only halve each other."""
+    return max(1, cores // 4)
+
+
+def run_study(cfg: DictConfig, out_dir: str | Path) -> StudyResult:
+    """Run (or finish) the study ``conf/study.yaml`` describes into ``out_dir``."""
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    study = settings_from(cfg, StudyApp, skip=("data",)).study
+    planned = plan_study(cfg, out_dir)
+    synthesise_if_missing(OmegaConf.create({"data": cfg.data, "demo": study.demo_node()}))
+    log.info("%s", prepare_dataset(plain(cfg.data), progress=study.progress).summary())
+
+    todo = [(d, s, step) for d, s, step in planned if not step_done(step, d)]
+    for d, _, step in planned:
+        if step_done(step, d):
+            log.info("done already: %s", d / step.name)
+    cores = os.cpu_count() or 1
+    jobs = study.jobs or default_jobs(cores)
+    threads = max(1, cores // jobs)
+    first = [t for t in todo if t[2].kind == "search" or not t[2].name.startswith(_winner_prefixes(study))]
+    second = [t for t in todo if t not in first]
+    for batch in (first, second):
+        _run_batch(batch, jobs=jobs, threads=threads)
+
+    rows = [read_row(d / step.name, method=_method(step, study), seed=seed,
+                     train_seed=int(step.name.rsplit("_t", 1)[1]))
+            for d, seed, step in planned if step.kind == "train"]
+    budget = {"seeds": list(study.seeds), "train_seeds": study.train_seeds or "search seed",
+              "experiment": study.experiment, "search_overrides": list(study.search_overrides),
+              "train_recipe": study.train_recipe, "train_overrides": list(study.train_overrides)}
+    report = write_study_report(rows, out_dir, baseline=study.baseline, bootstrap=study.bootstrap, budget=budget)
+    return StudyResult(out_dir, report, [f"{d.name}/{step.name}" for d, _, step in todo],
+                       time.perf_counter() - start)
+
+
+def _winner_prefixes(study: StudySettings) -> tuple[str, ...]:
+    return tuple(f"train_{c}_t" for c in study.controllers)
+
+
+def _method(step: Step, study: StudySettings) -> str:
+    name = step.name.removeprefix("train_").rsplit("_t", 1)[0]
+    return name if name in study.controllers else f"preset:{name}"
+
+
+def _run_batch(batch: list[tuple[Path, int, Step]], *, jobs: int, threads: int) -> None:
+    if not batch:
+        return
+    if jobs == 1:
+        for round_dir, _, step in batch:
+            _run_one(step, round_dir, None)
+        return
+    # spawn: a fresh interpreter per worker (torch and forked OpenMP pools do not mix)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_run_one, step, round_dir, threads) for round_dir, _, step in batch]
+        for future in futures:
+            future.result()
+
+
+def _run_one(step: Step, round_dir: Path, threads: int | None) -> None:
+    log.info("== %s/%s", round_dir.name, step.name)
+    begin = time.perf_counter()
+    run_step(step, round_dir, threads=threads)
+    log.info("== %s/%s done in %.1f s", round_dir.name, step.name, time.perf_counter() - begin)

@@ -1,0 +1,165 @@
+"""The report of a multi-seed study: study.md, study.csv, study_summary.json, study.png.
+
+Reads only what the retrainings wrote (each train dir's ``metrics.json``); the statistics
+are in ``nas.evaluate.study_stats``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from nas.evaluate.study_stats import (
+    METRICS,
+    Bootstrap,
+    PairedDifference,
+    StudyRow,
+    paired_differences,
+    summary_table,
+    training_spreads,
+)
+from nas.io.atomic import atomic_write_text
+
+LABELS = {"accuracy": "test acc (window)", "recording_accuracy": "test acc (recording)",
+          "f1_macro": "macro F1", "latency_ms": "latency ms"}
+
+
+@dataclass(frozen=True)
+class StudyReport:
+    markdown: str
+    markdown_path: Path
+    csv_path: Path
+    summary_path: Path
+    plot_path: Path
+
+
+def read_row(run_dir: str | Path, *, method: str, seed: int, train_seed: int) -> StudyRow:
+    """The study row of one retraining (its ``metrics.json``)."""
+    path = Path(run_dir) / "metrics.json"
+    metrics = json.loads(path.read_text())
+    missing = [m for m in METRICS if m not in metrics]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)}: re-evaluate the model with melnas-eval")
+    return StudyRow(method, seed, train_seed, *(float(metrics[m]) for m in METRICS), run_dir=str(run_dir))
+
+
+def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baseline: str,
+                       bootstrap: Bootstrap = Bootstrap(), budget: dict[str, Any] | None = None) -> StudyReport:
+    """Write the four report files into ``out_dir`` and return the markdown table."""
+    if not rows:
+        raise ValueError("the study has no finished retrainings to report")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = summary_table(rows)
+    diffs = {metric: paired_differences(rows, metric, baseline, bootstrap) for metric in METRICS}
+    train_std = training_spreads(rows, "accuracy")
+
+    csv_path = out_dir / "study.csv"
+    fields = list(table[0]) + [f"{m}_diff_vs_{baseline}{s}" for m in METRICS for s in ("", "_low", "_high")]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    for entry in table:
+        writer.writerow({**entry, **_diff_columns(entry["method"], diffs, baseline)})
+    atomic_write_text(csv_path, buffer.getvalue())
+
+    markdown = _markdown(table, diffs, train_std, baseline, bootstrap, budget)
+    markdown_path = out_dir / "study.md"
+    atomic_write_text(markdown_path, markdown)
+
+    summary_path = out_dir / "study_summary.json"
+    atomic_write_text(summary_path, json.dumps({
+        "baseline": baseline,
+        "bootstrap": {**asdict(bootstrap), "method": "percentile", "description": bootstrap.describe()},
+        "budget": budget or {},
+        "methods": table,
+        "training_seed_std_accuracy": {k: (None if math.isnan(v) else v) for k, v in train_std.items()},
+        "paired_differences": [_diff_json(d) for metric in METRICS for d in diffs[metric]],
+        "runs": [asdict(r) for r in rows],
+    }, indent=2) + "\n")
+
+    plot_path = plot_study(rows, out_dir / "study.png")
+    return StudyReport(markdown, markdown_path, csv_path, summary_path, plot_path)
+
+
+def _diff_columns(method: str, diffs: dict[str, list[PairedDifference]], baseline: str) -> dict[str, float | str]:
+    out: dict[str, float | str] = {}
+    for metric, found in diffs.items():
+        match = next((d for d in found if d.method == method), None)
+        for suffix, value in (("", "mean"), ("_low", "low"), ("_high", "high")):
+            out[f"{metric}_diff_vs_{baseline}{suffix}"] = getattr(match, value) if match else ""
+    return out
+
+
+def _diff_json(diff: PairedDifference) -> dict[str, Any]:
+    return {"method": diff.method, "baseline": diff.baseline, "metric": diff.metric, "mean": diff.mean,
+            "low": diff.low, "high": diff.high, "confidence": diff.confidence,
+            "per_seed": {str(s): v for s, v in diff.per_seed.items()}}
+
+
+def _markdown(table: list[dict[str, Any]], diffs: dict[str, list[PairedDifference]], train_std: dict[str, float],
+              baseline: str, bootstrap: Bootstrap, budget: dict[str, Any] | None) -> str:
+    lines = ["| method | seeds | " + " | ".join(LABELS[m] for m in METRICS) + " |",
+             "|---|---|" + "---|" * len(METRICS)]
+    for entry in table:
+        cells = [_pm(entry[f"{m}_mean"], entry[f"{m}_std"], m) for m in METRICS]
+        lines.append(f"| {entry['method']} | {entry['seeds']} | " + " | ".join(cells) + " |")
+    lines += ["", f"Paired difference against `{baseline}` (per search seed; mean [{bootstrap.confidence:.0%} CI]):", "",
+              "| method | n | " + " | ".join(LABELS[m] for m in METRICS) + " |",
+              "|---|---|" + "---|" * len(METRICS)]
+    for entry in table:
+        found = [next((d for d in diffs[m] if d.method == entry["method"]), None) for m in METRICS]
+        if found[0] is None:
+            continue
+        cells = [f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]" if d else "" for d in found]
+        lines.append(f"| {entry['method']} | {found[0].n} | " + " | ".join(cells) + " |")
+    noise = ", ".join(f"{m} {v:.4f}" for m, v in train_std.items() if not math.isnan(v))
+    lines += ["", f"Mean +- std over search seeds (each seed: the mean of its training seeds). Interval: {bootstrap.describe()}."]
+    if noise:
+        lines.append(f"Std of test accuracy over training seeds (mean over search seeds): {noise}.")
+    if budget:
+        lines.append("Budget: " + ", ".join(f"{k}={v}" for k, v in budget.items()) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def _pm(mean: float, std: float, metric: str) -> str:
+    return f"{mean:.3f} +- {std:.3f}" if metric == "latency_ms" else f"{mean:.4f} +- {std:.4f}"
+
+
+def plot_study(rows: Sequence[StudyRow], path: str | Path) -> Path:
+    """Every model on the accuracy-latency plane (small dots) and each method's mean over
+    search seeds (a large marker with +-1 std bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    methods = list(dict.fromkeys(r.method for r in rows))
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for i, method in enumerate(methods):
+        color = f"C{i}"
+        mine = [r for r in rows if r.method == method]
+        ax.scatter([r.latency_ms for r in mine], [r.accuracy for r in mine], s=18, alpha=0.5, color=color)
+        for r in mine:
+            ax.annotate(str(r.seed), (r.latency_ms, r.accuracy), fontsize=6, color=color,
+                        xytext=(2, 2), textcoords="offset points")
+        table = {e["method"]: e for e in summary_table(mine)}[method]
+        ax.errorbar(table["latency_ms_mean"], table["accuracy_mean"], xerr=table["latency_ms_std"],
+                    yerr=table["accuracy_std"], fmt="o", markersize=9, color=color, capsize=3,
+                    label=f"{method} (n={table['seeds']})")
+    ax.set_xlabel("measured latency (ms, batch 1)")
+    ax.set_ylabel("test accuracy (per window)")
+    ax.set_title("study: every seed (dots, labelled by seed) and method means (+-1 std)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

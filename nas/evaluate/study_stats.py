@@ -1,0 +1,171 @@
+"""Statistics of a multi-seed study: mean +- std per method and paired bootstrap intervals.
+
+A study repeats the matched-budget comparison over search seeds (``melnas-study``). Every
+method (a controller's retrained winner, or a preset) gets one test score per search seed
+(the mean over its training seeds). Two methods are compared *paired* by search seed: the
+seed fixes the data order and the supernet's initialisation for every controller, so the
+per-seed difference removes the part of the noise the methods share.
+
+The interval of a mean paired difference is a percentile bootstrap: ``resamples`` draws of
+the seeds with replacement (numpy ``default_rng(seed)``), the mean difference of each
+draw, and the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of those
+means. With 3 seeds the bootstrap has at most 10 distinct resample means, so the interval is
+coarse and tends to be too narrow (Efron & Tibshirani 1993, ch. 13): it says "the sign
+held on every seed" more than it bounds the effect. Read it with ``n`` next to it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+METRICS = ("accuracy", "recording_accuracy", "f1_macro", "latency_ms")
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One retrained model of the study: a method's model for one search seed and training seed."""
+
+    method: str  # a controller (enas_lstm, random, evolution) or preset:<name>
+    seed: int  # the search seed (for a preset: the seed of the study round it was trained in)
+    train_seed: int
+    accuracy: float  # test accuracy per window
+    recording_accuracy: float  # test accuracy per recording (mean of its windows' probabilities)
+    f1_macro: float
+    latency_ms: float  # measured, batch 1
+    run_dir: str = ""
+
+    def value(self, metric: str) -> float:
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
+        return float(getattr(self, metric))
+
+
+@dataclass(frozen=True)
+class Spread:
+    mean: float
+    std: float  # sample standard deviation (ddof=1); 0 for a single value
+    n: int
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``method - baseline`` of one metric, paired by search seed."""
+
+    method: str
+    baseline: str
+    metric: str
+    per_seed: dict[int, float]
+    mean: float
+    low: float  # the bootstrap interval's bounds
+    high: float
+    confidence: float
+
+    @property
+    def n(self) -> int:
+        return len(self.per_seed)
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """How the paired intervals are drawn (stated in every report)."""
+
+    resamples: int = 10_000
+    confidence: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.resamples < 1:
+            raise ValueError(f"study.bootstrap.resamples must be >= 1, got {self.resamples}")
+        if not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"study.bootstrap.confidence must lie in (0, 1), got {self.confidence}")
+
+    def describe(self) -> str:
+        return (f"{self.confidence:.0%} percentile bootstrap over search seeds "
+                f"({self.resamples} resamples with replacement, numpy default_rng seed {self.seed})")
+
+
+def spread(values: Iterable[float]) -> Spread:
+    """Mean and sample standard deviation (ddof=1; 0 for one value)."""
+    array = np.asarray(list(values), dtype=float)
+    if array.size == 0:
+        raise ValueError("no values to summarise")
+    std = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return Spread(float(array.mean()), std, int(array.size))
+
+
+def bootstrap_interval(values: Sequence[float], bootstrap: Bootstrap = Bootstrap()) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (see the module docstring)."""
+    array = np.asarray(values, dtype=float)
+    if array.size == 0:
+        raise ValueError("no values to bootstrap")
+    rng = np.random.default_rng(bootstrap.seed)
+    draws = rng.integers(0, array.size, size=(bootstrap.resamples, array.size))
+    means = array[draws].mean(axis=1)
+    tail = (1.0 - bootstrap.confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def per_seed_means(rows: Sequence[StudyRow], metric: str) -> dict[str, dict[int, float]]:
+    """method -> search seed -> the metric's mean over that seed's training seeds."""
+    grouped: dict[str, dict[int, list[float]]] = {}
+    for row in rows:
+        grouped.setdefault(row.method, {}).setdefault(row.seed, []).append(row.value(metric))
+    return {m: {s: float(np.mean(v)) for s, v in sorted(seeds.items())} for m, seeds in grouped.items()}
+
+
+def method_spreads(rows: Sequence[StudyRow], metric: str) -> dict[str, Spread]:
+    """method -> mean +- std of the metric over its search seeds (each the mean of its
+    training seeds), in the order the methods first appear."""
+    return {m: spread(seeds.values()) for m, seeds in per_seed_means(rows, metric).items()}
+
+
+def training_spreads(rows: Sequence[StudyRow], metric: str) -> dict[str, float]:
+    """method -> the mean over search seeds of the std over training seeds (nan with one
+    training seed): how much of the spread is retraining noise."""
+    grouped: dict[str, dict[int, list[float]]] = {}
+    for row in rows:
+        grouped.setdefault(row.method, {}).setdefault(row.seed, []).append(row.value(metric))
+    out: dict[str, float] = {}
+    for method, seeds in grouped.items():
+        stds = [float(np.std(v, ddof=1)) for v in seeds.values() if len(v) > 1]
+        out[method] = float(np.mean(stds)) if stds else math.nan
+    return out
+
+
+def paired_differences(rows: Sequence[StudyRow], metric: str, baseline: str,
+                       bootstrap: Bootstrap = Bootstrap()) -> list[PairedDifference]:
+    """Every other method minus ``baseline``, on the search seeds both have."""
+    means = per_seed_means(rows, metric)
+    if baseline not in means:
+        raise ValueError(f"the baseline {baseline!r} has no finished runs; methods: {', '.join(means)}")
+    out: list[PairedDifference] = []
+    for method, seeds in means.items():
+        if method == baseline:
+            continue
+        common = sorted(set(seeds) & set(means[baseline]))
+        if not common:
+            continue
+        diffs = {s: seeds[s] - means[baseline][s] for s in common}
+        low, high = bootstrap_interval(list(diffs.values()), bootstrap)
+        out.append(PairedDifference(method, baseline, metric, diffs, float(np.mean(list(diffs.values()))),
+                                    low, high, bootstrap.confidence))
+    return out
+
+
+def summary_table(rows: Sequence[StudyRow]) -> list[dict[str, object]]:
+    """One dict per method: n seeds and mean/std of every metric (the study.csv rows)."""
+    spreads: Mapping[str, dict[str, Spread]] = {metric: method_spreads(rows, metric) for metric in METRICS}
+    table: list[dict[str, object]] = []
+    for method in spreads["accuracy"]:
+        entry: dict[str, object] = {"method": method, "seeds": spreads["accuracy"][method].n,
+                                    "models": sum(r.method == method for r in rows)}
+        for metric in METRICS:
+            entry[f"{metric}_mean"] = spreads[metric][method].mean
+            entry[f"{metric}_std"] = spreads[metric][method].std
+        table.append(entry)
+    return table

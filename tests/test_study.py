@@ -1,0 +1,243 @@
+"""melnas-study: its statistics, its resume, its report files (fast) and the command end to end (slow)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from experiments import study_steps
+from experiments.study_steps import StudyApp, default_jobs, plan_study, run_study
+from experiments.settings import settings_from
+from nas.evaluate.study_stats import (
+    Bootstrap,
+    StudyRow,
+    bootstrap_interval,
+    method_spreads,
+    paired_differences,
+    spread,
+    summary_table,
+)
+from nas.io.registry import CONF_DIR
+from tests.test_demo import TINY_SEARCH, _hydra_list
+from tests.test_train_fixtures import write_tone_dataset
+
+
+def _row(method: str, seed: int, accuracy: float, train_seed: int | None = None, latency: float = 1.0) -> StudyRow:
+    return StudyRow(method, seed, seed if train_seed is None else train_seed, accuracy, accuracy, accuracy - 0.1,
+                    latency)
+
+
+# ---- statistics -----------------------------------------------------------------------
+
+
+def test_spread_is_mean_and_sample_std():
+    s = spread([0.6, 0.7, 0.8])
+    assert s.mean == pytest.approx(0.7) and s.std == pytest.approx(0.1) and s.n == 3
+    assert spread([0.5]).std == 0.0
+    with pytest.raises(ValueError):
+        spread([])
+
+
+def test_a_constant_paired_difference_has_a_zero_width_interval():
+    rows = [_row("random", s, 0.6 + 0.05 * s) for s in range(4)] + [_row("enas", s, 0.62 + 0.05 * s) for s in range(4)]
+    (diff,) = paired_differences(rows, "accuracy", "random")
+    assert diff.method == "enas" and diff.n == 4
+    assert diff.mean == pytest.approx(0.02) and diff.low == pytest.approx(0.02) and diff.high == pytest.approx(0.02)
+    # unpaired, the methods' spreads overlap: pairing is what makes the difference visible
+    spreads = method_spreads(rows, "accuracy")
+    assert spreads["enas"].mean - spreads["random"].mean < spreads["random"].std
+
+
+def test_bootstrap_interval_is_the_percentile_interval_of_resampled_means():
+    values = [0.01, -0.02, 0.04, 0.03, 0.00]
+    boot = Bootstrap(resamples=2000, confidence=0.9, seed=3)
+    low, high = bootstrap_interval(values, boot)
+    rng = np.random.default_rng(3)
+    means = np.asarray(values)[rng.integers(0, 5, size=(2000, 5))].mean(axis=1)
+    assert (low, high) == pytest.approx(tuple(np.quantile(means, [0.05, 0.95])))
+    assert low < np.mean(values) < high
+    assert bootstrap_interval(values, boot) == (low, high)  # seeded: the same interval every time
+    wider = bootstrap_interval(values, Bootstrap(resamples=2000, confidence=0.99, seed=3))
+    assert wider[0] <= low and wider[1] >= high
+
+
+def test_a_known_mean_difference_is_covered_by_its_interval():
+    rng = np.random.default_rng(0)
+    diffs = 0.03 + rng.normal(0, 0.01, size=30)
+    low, high = bootstrap_interval(diffs)
+    assert low < 0.03 < high and high - low < 0.02
+
+
+def test_bootstrap_settings_are_checked():
+    with pytest.raises(ValueError, match="resamples"):
+        Bootstrap(resamples=0)
+    with pytest.raises(ValueError, match="confidence"):
+        Bootstrap(confidence=1.0)
+
+
+def test_training_seeds_are_averaged_before_the_seeds_are_compared():
+    rows = [_row("random", 0, 0.5, 0), _row("random", 0, 0.7, 1), _row("random", 1, 0.6, 0), _row("random", 1, 0.6, 1),
+            _row("enas", 0, 0.65, 0), _row("enas", 1, 0.7, 0)]
+    (diff,) = paired_differences(rows, "accuracy", "random")
+    assert diff.per_seed == pytest.approx({0: 0.05, 1: 0.1})
+    table = {e["method"]: e for e in summary_table(rows)}
+    assert table["random"]["seeds"] == 2 and table["random"]["models"] == 4
+    assert table["random"]["accuracy_mean"] == pytest.approx(0.6) and table["random"]["accuracy_std"] == pytest.approx(0.0)
+    assert table["enas"]["accuracy_std"] == pytest.approx(np.std([0.65, 0.7], ddof=1))
+
+
+def test_a_missing_baseline_is_named():
+    with pytest.raises(ValueError, match="baseline 'random'"):
+        paired_differences([_row("enas", 0, 0.5)], "accuracy", "random")
+
+
+# ---- orchestration: plan, resume, report ----------------------------------------------
+
+
+def _study_cfg(tmp_path: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="study", overrides=[f"data.root={tmp_path}/audio",
+                                                       f"data.cache_dir={tmp_path}/cache", *overrides])
+
+
+def test_study_defaults_and_plan(tmp_path):
+    cfg = _study_cfg(tmp_path)
+    study = settings_from(cfg, StudyApp, skip=("data",)).study
+    assert study.seeds == [0, 1, 2] and study.controllers == ["enas_lstm", "random", "evolution"]
+    assert study.baseline == "random" and study.presets == ["mobilenetv3_small"]
+    planned = plan_study(_study_cfg(tmp_path, "study.seeds=[3]", "study.train_seeds=[0,1]"), tmp_path / "out")
+    names = [step.name for _, _, step in planned]
+    assert names[:3] == ["search_enas_lstm", "search_random", "search_evolution"]
+    assert "train_random_t1" in names and "train_mobilenetv3_small_t0" in names and len(names) == 3 + 4 * 2
+    search = next(step for _, _, step in planned if step.name == "search_random")
+    assert search.cfg.seed == 3 and search.cfg.data.root == f"{tmp_path}/audio"  # the seed round's seed, the study's data
+    train = next(step for _, _, step in planned if step.name == "train_random_t1")
+    assert train.cfg.seed == 1 and train.cfg.arch == str(tmp_path / "out" / "seed_3" / "search_random" / "best_arch.json")
+    assert {d.name for d, _, _ in planned} == {"seed_3"}
+
+
+def test_jobs_default_to_sequential_on_two_cores():
+    assert default_jobs(2) == 1 and default_jobs(16) == 4
+
+
+def _fake_outputs(step, round_dir: Path, seed: int) -> None:
+    run_dir = round_dir / step.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if step.kind == "search":
+        (run_dir / "best_arch.json").write_text("{}")
+        return
+    bonus = {"enas_lstm": 0.03, "random": 0.0, "evolution": 0.01}.get(step.name.split("_t")[0].removeprefix("train_"), -0.02)
+    accuracy = 0.6 + 0.05 * seed + bonus
+    (run_dir / "metrics.json").write_text(json.dumps({"accuracy": accuracy, "recording_accuracy": accuracy + 0.05,
+                                                      "f1_macro": accuracy - 0.02, "latency_ms": 1.0 + seed}))
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """The study's data steps as no-ops (these tests fake the runs' outputs)."""
+    class Report:
+        def summary(self) -> str:
+            return "prepared"
+
+    monkeypatch.setattr(study_steps, "synthesise_if_missing", lambda cfg: None)
+    monkeypatch.setattr(study_steps, "prepare_dataset", lambda *a, **k: Report())
+
+
+def test_resume_skips_finished_steps_and_writes_the_report(tmp_path, monkeypatch, no_data):
+    cfg = _study_cfg(tmp_path, "study.seeds=[0,1,2]", "study.controllers=[enas_lstm,random,evolution]")
+    out = tmp_path / "out"
+    planned = plan_study(cfg, out)
+    unfinished = {("seed_1", "train_enas_lstm_t1"), ("seed_2", "search_evolution"), ("seed_2", "train_evolution_t2")}
+    for round_dir, seed, step in planned:
+        if (round_dir.name, step.name) not in unfinished:
+            _fake_outputs(step, round_dir, seed)
+    ran: list[tuple[str, str]] = []
+
+    def fake_run(step, round_dir, *, threads=None):
+        ran.append((round_dir.name, step.name))
+        _fake_outputs(step, round_dir, int(round_dir.name.removeprefix("seed_")))
+
+    monkeypatch.setattr(study_steps, "run_step", fake_run)
+    result = run_study(cfg, out)
+    assert set(ran) == unfinished and ran.index(("seed_2", "search_evolution")) < ran.index(("seed_2", "train_evolution_t2"))
+    assert sorted(result.ran) == sorted(f"{d}/{n}" for d, n in unfinished)
+
+    ran.clear()
+    again = run_study(cfg, out)  # everything done: nothing runs, the same report
+    assert ran == [] and again.ran == []
+
+    for name in ("study.md", "study.csv", "study_summary.json", "study.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+    with open(out / "study.csv") as f:
+        table = {row["method"]: row for row in csv.DictReader(f)}
+    assert set(table) == {"enas_lstm", "random", "evolution", "preset:mobilenetv3_small"}
+    assert float(table["enas_lstm"]["accuracy_mean"]) == pytest.approx(0.68)
+    assert float(table["enas_lstm"]["accuracy_diff_vs_random"]) == pytest.approx(0.03)
+    assert float(table["enas_lstm"]["accuracy_diff_vs_random_low"]) == pytest.approx(0.03)
+    assert table["random"]["accuracy_diff_vs_random"] == ""
+    summary = json.loads((out / "study_summary.json").read_text())
+    assert summary["bootstrap"] == {"resamples": 10000, "confidence": 0.95, "seed": 0, "method": "percentile",
+                                    "description": Bootstrap().describe()}
+    assert len(summary["runs"]) == 3 * 4 and summary["budget"]["seeds"] == [0, 1, 2]
+    markdown = (out / "study.md").read_text()
+    assert "| enas_lstm | 3 | 0.6800 +- 0.0500 |" in markdown
+    assert "| enas_lstm | 3 | +0.0300 [+0.0300, +0.0300]" in markdown
+    assert "percentile bootstrap" in markdown and "test acc (recording)" in markdown
+
+
+def test_a_run_without_recording_accuracy_is_named(tmp_path):
+    from nas.evaluate.study_report import read_row
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "f1_macro": 0.4, "latency_ms": 1.0}))
+    with pytest.raises(ValueError, match="recording_accuracy"):
+        read_row(tmp_path, method="random", seed=0, train_seed=0)
+
+
+# ---- end to end -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_study_runs_end_to_end_and_resumes(tmp_path):
+    """The console command on tiny generated audio: 2 seeds x 2 controllers + a preset,
+    then the same command again, which finds everything done."""
+    root = write_tone_dataset(tmp_path / "audio")
+    out = tmp_path / "study"
+    search_overrides = _hydra_list([*TINY_SEARCH, f"latency_table.cache_dir={tmp_path / 'latency'}"])
+    command = [
+        sys.executable, "-m", "experiments.study",
+        f"hydra.run.dir={out}", f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}",
+        "data.n_mels=32", "data.num_workers=1", "data.batch_size=16", "study.experiment=null",
+        "study.seeds=[0,1]", "study.controllers=[enas_lstm,random]",
+        f"study.search_overrides={search_overrides}",
+        f"study.train_overrides={_hydra_list(['train.epochs=2', 'latency_measure.repeats=3', 'latency_measure.warmup=1'])}",
+        f"study.preset_overrides={_hydra_list(['search_space.width=0.25'])}",
+    ]
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": str(Path(sys.executable).parent)}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1200, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| enas_lstm | 2 |" in done.stdout and "ran 10 step(s)" in done.stdout
+    for seed in (0, 1):
+        assert (out / f"seed_{seed}" / "train_random_t" f"{seed}" / "metrics.json").is_file()
+    summary = json.loads((out / "study_summary.json").read_text())
+    assert {r["method"] for r in summary["runs"]} == {"enas_lstm", "random", "preset:mobilenetv3_small"}
+    assert (out / "study.png").is_file()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "ran 0 step(s)" in again.stdout
+
+
+def test_planned_steps_cross_to_worker_processes(tmp_path):
+    """study.jobs > 1 sends each step to a spawned process: it must survive pickling whole."""
+    import pickle
+
+    _, _, step = plan_study(_study_cfg(tmp_path, "study.seeds=[0]", "study.controllers=[random]"),
+                                    tmp_path / "out")[0]
+    again = pickle.loads(pickle.dumps(step))
+    assert again.name == step.name and again.cfg == step.cfg and again.cfg.hydra.runtime.choices.controller == "random"
