@@ -22,18 +22,21 @@ from nas.latency.relative import time_in_turns
 def latency_side_by_side(
     model_paths: Sequence[str | Path], *, rounds: int, latency: LatencySettings = LatencySettings()
 ) -> list[float]:
-    """Per ``model.pt``, the median over ``rounds`` of its CPU latency (ms, batch 1), the
-    models timed in turns within each round."""
+    """Per ``model.pt``, the median over ``rounds`` of its CPU latency (ms, batch 1) in
+    ``latency.runtime``, the models timed in turns within each round."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     missing = [str(p) for p in model_paths if not Path(p).is_file()]
     if missing:
         raise ValueError(f"cannot re-measure: model file(s) not found: {missing}")
 
+    runtime = latency.cpu_runtime()
+
     def measure(trained: TrainedModel) -> float:
         return measure_latency(
             trained.model, trained.input_shape, device="cpu", threads=latency.threads,
             warmup=latency.warmup, repeats=latency.repeats, statistic=latency.statistic,
+            runtime=runtime, min_time_ms=latency.min_time_ms,
         )
 
     readings = time_in_turns([load_model(p) for p in model_paths], measure, rounds)
