@@ -10,15 +10,15 @@ import torch
 from torch import nn
 
 import nas.latency.measure as latency
+from nas.data.dataset import open_prepared
+from nas.errors import MelnasError
 from nas.evaluate.compare import collect_rows
 from nas.evaluate.onnx_eval import evaluate_onnx_file
 from nas.evaluate.quantized import OnnxClassifier, export_int8, model_windows
-from nas.data.dataset import open_prepared
 from nas.io.model_file import load_model
 from nas.latency.measure import LatencySettings, latency_table_for, measure_latency
 from nas.latency.runtimes import OnnxRuntime, Runtime, TorchScriptRuntime, make_runtime
 from nas.latency.settings import LatencyTableSettings
-from nas.errors import MelnasError
 from tests.test_cost import ToySpace
 from tests.test_latency import FakeMeasure
 from tests.test_train_fixtures import tiny_cache, tiny_trained  # noqa: F401 (fixtures)
@@ -56,7 +56,7 @@ def test_table_keys_separate_runtimes_versions_and_settings(tmp_path, fake_measu
     assert ort["name"] == "onnxruntime" and ort["version"] == onnxruntime.__version__
     assert ort["graph_optimization"] == "ORT_ENABLE_ALL" and ort["provider"] == "CPUExecutionProvider"
     assert tables["int8"].context["runtime"]["precision"] == "int8"
-    assert tables["torch"].context["runtime"]["version"] == torch.__version__
+    assert tables["torch"].context["torch"] == torch.__version__ and "runtime" not in tables["torch"].context
     assert _table(tmp_path, runtime="onnxruntime", threads=2)[1].path != tables["onnxruntime"].path
     # auto is onnxruntime on the CPU: the very same file
     assert _table(tmp_path)[1].path == tables["onnxruntime"].path

@@ -229,8 +229,8 @@ def remeasure(rows: list[Row], rounds: int, latency: LatencySettings | None = No
     if unknown:
         raise ValueError(f"cannot re-measure {unknown}: their metrics.json names no model and no model.pt is beside it")
     latencies = latency_side_by_side([r.model_path for r in tested], rounds=rounds, latency=latency or LatencySettings())
-    for row, latency in zip(tested, latencies):
-        row.latency_ms = latency
+    for row, measured in zip(tested, latencies):
+        row.latency_ms = measured
 
 
 def _labels(runs: Sequence[Path]) -> dict[Path, str]:

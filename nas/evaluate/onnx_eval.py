@@ -16,7 +16,11 @@ import numpy as np
 
 from nas.data.dataset import open_prepared
 from nas.evaluate.export import INPUT_NAME
-from nas.evaluate.metrics import classification_metrics, recording_accuracy, write_report
+from nas.evaluate.metrics import (
+    classification_metrics,
+    recording_accuracy,
+    write_report,
+)
 from nas.evaluate.quantized import OnnxClassifier, model_windows
 from nas.latency.measure import LatencySettings, time_calls
 

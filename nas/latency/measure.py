@@ -26,19 +26,21 @@ import torch
 from torch import nn
 
 from nas.data.dataset import open_prepared
-from nas.latency.table import (
+from nas.latency.report import (
     ArchLatency,
+    PredictionReport,
+    evaluate_predictions,
+    held_out_archs,
+)
+from nas.latency.runtimes import PRECISIONS, RUNTIMES, Runtime, make_runtime
+from nas.latency.table import (
     Calibration,
     LatencyTable,
     Measure,
-    PredictionReport,
-    evaluate_predictions,
     fit_calibration,
-    held_out_archs,
     space_fingerprint,
     spanning_archs,
 )
-from nas.latency.runtimes import PRECISIONS, RUNTIMES, Runtime, make_runtime
 from nas.runtime import resolve_device, torch_threads
 from search_spaces.base import InputShape, SearchSpace
 
@@ -210,9 +212,13 @@ def table_context(
     """Everything a unit latency depends on; a table file belongs to exactly one context
     (the runtime's name, version and session settings included)."""
     runtime = runtime or Runtime()
+    # Eager torch keeps the context (and file name) its tables always had, so existing
+    # eager tables stay valid; "torch" already names its version. Other runtimes add theirs.
+    compiled = {} if type(runtime) is Runtime else {
+        "runtime": runtime.describe(), "units_net_of_call_overhead": runtime.per_call_overhead,
+    }
     return {
-        "runtime": runtime.describe(),
-        "units_net_of_call_overhead": runtime.per_call_overhead,
+        **compiled,
         "space": space.name,
         "space_fingerprint": space_fingerprint(space, num_classes=num_classes, input_shape=input_shape),
         "input_shape": [int(s) for s in input_shape],
@@ -264,8 +270,8 @@ def latency_table_for(
     )
     digest = hashlib.sha1(json.dumps(context, sort_keys=True).encode()).hexdigest()[:12]
     shape = "x".join(map(str, input_shape))
-    kind = backend.label().replace(" ", "-")
-    name = f"{space.name}-{dev.type}-{kind}-{threads}t-{shape}-{statistic}-{digest}.json"
+    kind = "" if type(backend) is Runtime else backend.label().replace(" ", "-") + "-"
+    name = f"{space.name}-{dev.type}-{kind}{threads}t-{shape}-{statistic}-{digest}.json"
     measure = functools.partial(
         measure_latency, device=dev, threads=threads, warmup=warmup, repeats=repeats, statistic=statistic,
         runtime=backend, min_time_ms=min_time_ms,

@@ -35,7 +35,12 @@ def quantize_onnx(
 ) -> Path:
     """Write the static int8 quantization of the ONNX file ``source`` to ``target``;
     ``feeds`` are the calibration inputs (dicts input name -> array)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -156,8 +155,3 @@ def make_runtime(name: str = "auto", *, device: str | torch.device = "cpu", prec
         raise ValueError(f"precision={precision} needs runtime=onnxruntime (got runtime={name})")
     return TorchScriptRuntime() if name == "torchscript" else Runtime()
 
-
-def random_inputs(shape: Sequence[int], count: int, *, seed: int = 0) -> list[np.ndarray]:
-    """``count`` standard-normal float32 arrays of ``(1, *shape)`` (the caller's RNG untouched)."""
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.randn((1, *shape), generator=generator).numpy() for _ in range(count)]
