@@ -37,6 +37,7 @@ RUNTIMES = ("torch eager", "TorchScript", "ORT fp32", "ORT int8")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="model.pt files (melnas-train)")
+    parser.add_argument("--cache", help="prepared cache for calibration and accuracy (default: each model's own)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--methods", default="minmax", help="int8 calibration methods to compare (comma-separated); "
@@ -48,13 +49,14 @@ def main() -> None:
     for index, path in enumerate(args.models):
         trained = load_model(path)
         model = trained.model.cpu().eval()
-        data = open_prepared(trained.data_meta["cache_dir"])
+        cache = args.cache or trained.data_meta["cache_dir"]
+        data = open_prepared(cache)
         windows, labels = model_windows(data, "test", None)
         with torch.no_grad():
             fp32_acc = float(np.mean(model(torch.from_numpy(windows)).argmax(1).numpy() == labels))
         int8 = {}
         for method in methods:
-            check = export_int8(trained, tmp / f"m{index}-{method}.int8.onnx", method=method)
+            check = export_int8(trained, tmp / f"m{index}-{method}.int8.onnx", cache_dir=cache, method=method)
             acc = float(np.mean(OnnxClassifier(check.path).logits(windows).argmax(1) == labels))
             int8[method] = (check, acc)
         x = torch.randn(1, *trained.input_shape, generator=torch.Generator().manual_seed(0))
