@@ -102,7 +102,7 @@ def test_compare_writes_table_csv_and_plot(demo_like, tmp_path, capsys):
                          str(demo_like / "train_mobilenetv3_small"), "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
-    assert printed.splitlines()[0].startswith("| run | origin | acc. kind | accuracy")
+    assert printed.splitlines()[0].startswith("| run | origin | acc. kind | precision | accuracy")
     assert f"Pareto plot: {out / 'pareto.png'}" in printed
     assert (out / "pareto.png").stat().st_size > 5000
     assert (out / "compare.md").read_text().strip() in printed
