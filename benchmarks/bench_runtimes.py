@@ -73,7 +73,7 @@ def main() -> None:
 
     readings = time_in_turns(runs, measure, args.rounds)
     ms = [statistics.median(r) for r in readings]
-    print(f"load average before/after: {os.getloadavg()[0]:.1f} (1 min); {len(runs)} runs timed in turns, "
+    print(f"load average (1 min) when the timing ended: {os.getloadavg()[0]:.1f}; {len(runs)} runs timed in turns, "
           f"{args.rounds} rounds, fastest of >= {args.repeats} runs and >= 50 ms each, batch 1, 1 thread\n")
     print("| model | " + " | ".join(f"{r} ms" for r in RUNTIMES) + " | eager / ORT | int8 speed-up | "
           "test acc fp32 | test acc int8 (" + methods[0] + ") | int8 top-1 agreement |")
