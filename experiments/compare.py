@@ -23,6 +23,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="time the trained models again, side by side, ROUNDS rounds (their runs' latencies were "
         "taken at different times, under different loads); 0 = use the runs' figures",
     )
+    parser.add_argument("--runtime", choices=["auto", "onnxruntime", "torchscript", "torch"], default="auto",
+                        help="with --remeasure: the runtime model.pt files are timed in (auto: onnxruntime on "
+                             "the CPU); exported .onnx files (int8 rows) always run in onnxruntime")
     return parser.parse_args(argv)
 
 
@@ -32,7 +35,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    result = compare_runs(args.runs, args.out, remeasure_rounds=args.remeasure)
+    latency = None
+    if args.remeasure:
+        from nas.latency.measure import LatencySettings
+
+        latency = LatencySettings(runtime=args.runtime)
+    result = compare_runs(args.runs, args.out, remeasure_rounds=args.remeasure, latency=latency)
     print(result.markdown)
     print()
     print(f"table: {result.markdown_path} and {result.csv_path}")

@@ -1,4 +1,5 @@
-"""melnas-eval: score a trained model.pt on a prepared cache; write metrics.json and plots."""
+"""melnas-eval: score a trained model.pt, or an exported .onnx file (float or int8), on a
+prepared cache; write metrics.json and plots."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from omegaconf import DictConfig
 from experiments.cli import HydraRun, run_hydra_app
 from experiments.settings import settings_from
 from nas.evaluate.metrics import evaluate_checkpoint, format_summary
+from nas.evaluate.onnx_eval import evaluate_onnx_file
 from nas.latency.measure import LatencySettings
 
 
@@ -28,6 +30,9 @@ class EvalSettings:
 
 def evaluate(cfg: DictConfig, run: HydraRun) -> dict[str, Any]:
     settings = settings_from(cfg, EvalSettings)
+    if settings.model.endswith(".onnx"):  # an exported file (melnas-export; --int8): scored in onnxruntime
+        return evaluate_onnx_file(settings.model, out_dir=run.out_dir, cache_dir=settings.cache_dir,
+                                  split=settings.split, latency=settings.latency_measure)
     return evaluate_checkpoint(
         settings.model, out_dir=run.out_dir, cache_dir=settings.cache_dir, split=settings.split,
         batch_size=settings.batch_size, device=settings.device, latency=settings.latency_measure,

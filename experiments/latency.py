@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 import hydra
@@ -45,7 +46,7 @@ def check(cfg: DictConfig, run: HydraRun) -> None:
     table = settings.latency_table
     shape = "x".join(map(str, model_input.input_shape))
     print(f"space {space.name}, input {shape}, {model_input.num_classes} classes ({model_input.source}); "
-          f"device {table.device}, {table.threads} thread(s)")
+          f"device {table.device}, runtime {table.runtime} ({table.precision}), {table.threads} thread(s)")
     print("building or loading the latency table (a new one measures units and calibrates) ...", flush=True)
     print(f"{'predicted':>10} {'measured':>10} {'error':>9}  arch (ms)")
     report = check_latency_table(
@@ -56,8 +57,11 @@ def check(cfg: DictConfig, run: HydraRun) -> None:
     if cal is not None:
         print(f"calibration: whole = {cal.scale:.3f} x unit sum + {cal.offset_ms:.3f} ms "
               f"(fitted on {len(cal.arch_hashes)} archs, median error there {cal.fit_error_pct:.1f}%)")
+    runtime = report.context.get("runtime", {"name": "torch", "version": report.context["torch"]})
     print(f"held-out absolute error over {len(report.rows)} archs: median {report.median_abs_error_pct:.1f}%, "
-          f"max {report.max_abs_error_pct:.1f}%, Kendall tau {report.kendall_tau:.2f}  ({report.context['hardware']})")
+          f"max {report.max_abs_error_pct:.1f}%, within +-10%: {report.share_within(10.0):.0%}, "
+          f"Kendall tau {report.kendall_tau:.2f}  ({runtime['name']} {runtime['version']}, "
+          f"{report.context['hardware']}, load average {os.getloadavg()[0]:.1f})")
     (run.out_dir / REPORT).write_text(json.dumps(report.to_json_dict(), indent=2))
     print(f"table: {report.table_path}\nreport: {run.out_dir / REPORT}")
 

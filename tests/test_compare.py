@@ -102,7 +102,7 @@ def test_compare_writes_table_csv_and_plot(demo_like, tmp_path, capsys):
                          str(demo_like / "train_mobilenetv3_small"), "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
-    assert printed.splitlines()[0].startswith("| run | origin | acc. kind | accuracy")
+    assert printed.splitlines()[0].startswith("| run | origin | acc. kind | precision | accuracy")
     assert f"Pareto plot: {out / 'pareto.png'}" in printed
     assert (out / "pareto.png").stat().st_size > 5000
     assert (out / "compare.md").read_text().strip() in printed
@@ -154,14 +154,22 @@ def _saved_model(path: Path, filters: int) -> Path:
 def test_remeasure_times_the_models_side_by_side(tmp_path, monkeypatch):
     """The runs' own latencies (99 and 1 ms, taken under different loads) are replaced by
     one side-by-side timing, which ranks the bigger model slower."""
+    from nas.latency.runtimes import Runtime
+
     calls: list[int] = []
 
-    def param_ms(model, input_shape, **_):
-        n = sum(p.numel() for p in model.parameters())
-        calls.append(n)
-        return n / 1000.0
+    class ParamRuntime(Runtime):  # each model is prepared once; its run "takes" params / 1000 ms
+        def prepare(self, model, inputs, *, threads):
+            run = lambda: None  # noqa: E731
+            run.params = sum(p.numel() for p in model.parameters())
+            return run
 
-    monkeypatch.setattr("nas.latency.side_by_side.measure_latency", param_ms)
+    def param_ms(run, **_):
+        calls.append(run.params)
+        return run.params / 1000.0
+
+    monkeypatch.setattr("nas.latency.measure.LatencySettings.cpu_runtime", lambda self: ParamRuntime())
+    monkeypatch.setattr("nas.latency.side_by_side.time_calls", param_ms)
     small, big = tmp_path / "train_small", tmp_path / "train_big"
     for path, filters, lat in ((small, 8, 99.0), (big, 32, 1.0)):
         _train_dir(path, "preset:plain", f"f{filters}", 0.8, lat)

@@ -35,8 +35,11 @@ class FakeMeasure:
 
     def __init__(self):
         self.calls: list[tuple[tuple[int, ...], int]] = []
+        self.runtimes: list = []
 
-    def __call__(self, model, input_shape, *, device, threads, warmup, repeats, statistic, num_inputs=1):
+    def __call__(self, model, input_shape, *, device, threads, warmup, repeats, statistic, num_inputs=1,
+                 runtime=None, min_time_ms=0.0):
+        self.runtimes.append(runtime)
         self.calls.append((tuple(input_shape), num_inputs))
         return 1.0 + sum(p.numel() for p in model.parameters()) / 100.0
 
@@ -172,6 +175,7 @@ def test_spanning_archs_cover_the_cost_range(tmp_path, fake_measure):
 def _table(tmp_path, space=None, **kw):
     space = space or ToySpace()
     kw.setdefault("calibration_archs", 0)
+    kw.setdefault("runtime", "torch")  # units are raw times (no call-overhead subtraction)
     return space, latency_table_for(space, num_classes=3, input_shape=SHAPE, cache_dir=tmp_path, **kw)
 
 

@@ -25,9 +25,12 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from nas.evaluate.pareto import pareto_front
+
+if TYPE_CHECKING:  # measure imports torch: only when asked to re-measure
+    from nas.latency.measure import LatencySettings
 from search_spaces.base import arch_hash
 
 TEST = "test"
@@ -51,7 +54,8 @@ class Row:
     reward: float | None = None  # the search reward of this arch, where a search scored it
     retrained: bool = False
     pareto: bool = False  # on the front of its own kind (test or proxy)
-    model_path: str | None = None  # the model.pt of a test row, where known
+    model_path: str | None = None  # the model.pt (or exported .onnx) of a test row, where known
+    precision: str = "fp32"  # int8: a statically quantized ONNX file scored by melnas-eval
 
 
 @dataclass
@@ -117,6 +121,7 @@ def read_train_dir(path: Path, label: str) -> Row:
         latency_ms=metrics["latency_ms"],
         retrained=bool(metrics.get("retrained", True)),  # False: pruned by melnas-adapt and fine-tuned
         model_path=str(model_path) if model_path else None,
+        precision=str(metrics.get("precision", "fp32")),
     )
 
 
@@ -194,7 +199,9 @@ def _num(value: Any, default: float) -> float:
     return default if value is None else float(value)
 
 
-def collect_rows(paths: Iterable[str | Path], *, remeasure_rounds: int = 0) -> list[Row]:
+def collect_rows(
+    paths: Iterable[str | Path], *, remeasure_rounds: int = 0, latency: LatencySettings | None = None
+) -> list[Row]:
     """Every arch of every run found under ``paths``, linked and marked (see the module doc).
 
     ``remeasure_rounds`` > 0: the test rows' models are timed again, side by side, and
@@ -209,24 +216,24 @@ def collect_rows(paths: Iterable[str | Path], *, remeasure_rounds: int = 0) -> l
             rows += read_search_dir(run, labels[run])
     link_retrained(rows)
     if remeasure_rounds > 0:
-        remeasure(rows, remeasure_rounds)
+        remeasure(rows, remeasure_rounds, latency)
     mark_pareto(rows)
     return sorted(rows, key=_order)
 
 
-def remeasure(rows: list[Row], rounds: int) -> None:
-    """Replace the test rows' latencies by a side-by-side timing of their models."""
-    from nas.latency.side_by_side import (
-        latency_side_by_side,  # loads torch models: only when asked
-    )
+def remeasure(rows: list[Row], rounds: int, latency: LatencySettings | None = None) -> None:
+    """Replace the test rows' latencies by a side-by-side timing of their models (a
+    ``model.pt`` in ``latency.runtime``, an ``.onnx`` file in its own session)."""
+    from nas.latency.measure import LatencySettings  # loads torch: only when asked
+    from nas.latency.side_by_side import latency_side_by_side
 
     tested = [r for r in rows if r.accuracy_kind == TEST]
     unknown = [r.run for r in tested if not r.model_path]
     if unknown:
         raise ValueError(f"cannot re-measure {unknown}: their metrics.json names no model and no model.pt is beside it")
-    latencies = latency_side_by_side([r.model_path for r in tested], rounds=rounds)
-    for row, latency in zip(tested, latencies):
-        row.latency_ms = latency
+    latencies = latency_side_by_side([r.model_path for r in tested], rounds=rounds, latency=latency or LatencySettings())
+    for row, measured in zip(tested, latencies):
+        row.latency_ms = measured
 
 
 def _labels(runs: Sequence[Path]) -> dict[Path, str]:
@@ -272,8 +279,9 @@ def _order(row: Row) -> tuple:
 # ---- writing ------------------------------------------------------------------------
 
 COLUMNS = [
-    ("run", "run"), ("origin", "origin"), ("accuracy_kind", "acc. kind"), ("accuracy", "accuracy"),
-    ("recording_accuracy", "acc. per recording"), ("f1_macro", "F1 (macro)"), ("params", "params"), ("macs", "MACs"), ("latency_ms", "latency ms"),
+    ("run", "run"), ("origin", "origin"), ("accuracy_kind", "acc. kind"), ("precision", "precision"),
+    ("accuracy", "accuracy"), ("recording_accuracy", "acc. per recording"),
+    ("f1_macro", "F1 (macro)"), ("params", "params"), ("macs", "MACs"), ("latency_ms", "latency ms"),
     ("reward", "search reward"), ("retrained", "retrained"), ("pareto", "Pareto"), ("arch_hash", "arch"),
 ]
 
@@ -306,7 +314,8 @@ def markdown_table(rows: Sequence[Row], *, remeasure_rounds: int = 0) -> str:
         "acc. kind `test`: a trained model (retrained from scratch, or pruned by melnas-adapt "
         f"and fine-tuned: retrained = no), test-split accuracy per window and per recording "
         f"(the mean of its windows' probabilities, what melnas-predict gives a file), latency on CPU, 1 thread, batch 1, "
-        f"{timing}. `proxy`: search only, validation accuracy with the "
+        f"{timing} (a model.pt in the runtime of latency_measure.runtime, default onnxruntime; an "
+        "int8 row: its quantized ONNX file in onnxruntime). `proxy`: search only, validation accuracy with the "
         "supernet's shared weights and the latency table's prediction; not comparable with "
         "`test` rows. ★ = on the accuracy-latency Pareto front of its kind.",
     ]
@@ -363,9 +372,11 @@ def plot_pareto(rows: Sequence[Row], path: Path) -> Path:
     return path
 
 
-def compare_runs(paths: Iterable[str | Path], out_dir: str | Path, *, remeasure_rounds: int = 0) -> Comparison:
+def compare_runs(
+    paths: Iterable[str | Path], out_dir: str | Path, *, remeasure_rounds: int = 0, latency: LatencySettings | None = None
+) -> Comparison:
     """``melnas-compare``: write ``compare.md``, ``compare.csv`` and ``pareto.png`` to ``out_dir``."""
-    rows = collect_rows(paths, remeasure_rounds=remeasure_rounds)
+    rows = collect_rows(paths, remeasure_rounds=remeasure_rounds, latency=latency)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = markdown_table(rows, remeasure_rounds=remeasure_rounds)

@@ -97,16 +97,21 @@ def recording_accuracy(y_true: np.ndarray, probs: np.ndarray, sources: np.ndarra
 
 
 def cost_metrics(model: nn.Module, input_shape: tuple[int, int, int], latency: LatencySettings) -> dict[str, Any]:
-    """Params, MACs (batch 1) and measured latency in ms (CPU; CUDA too when present)."""
+    """Params, MACs (batch 1) and measured latency in ms (CPU in ``latency.runtime``; CUDA
+    too, eager, when present)."""
     cpu_model = copy.deepcopy(model).cpu().eval()
+    runtime = latency.cpu_runtime()
     result: dict[str, Any] = {
         "params": count_params(cpu_model),
         "macs": count_macs(cpu_model, input_shape),
         "latency_ms": measure_latency(
             cpu_model, input_shape, device="cpu", threads=latency.threads, warmup=latency.warmup,
-            repeats=latency.repeats, statistic=latency.statistic,
+            repeats=latency.repeats, statistic=latency.statistic, runtime=runtime,
+            min_time_ms=latency.min_time_ms,
         ),
-        "latency_device": f"cpu, {latency.threads} thread(s), batch 1, {latency.statistic} of {latency.repeats}",
+        "latency_runtime": runtime.describe(),
+        "latency_device": f"cpu, {runtime.label()}, {latency.threads} thread(s), batch 1, "
+                          f"{latency.statistic} of {latency.repeats}",
     }
     if latency.cuda and torch.cuda.is_available():
         result["latency_ms_cuda"] = measure_latency(

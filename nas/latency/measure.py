@@ -1,7 +1,8 @@
 """Inference latency: measured on a real forward pass, or predicted from a per-unit table.
 
-``measure_latency`` times a module at batch 1 (eval mode, no autograd, a fixed
-number of CPU threads, warm-up, median of repeats; CUDA synchronised per call).
+``measure_latency`` times a module at batch 1 in a runtime (``nas.latency.runtimes``:
+ONNX Runtime, TorchScript or eager torch; eval mode, no autograd, a fixed number of CPU
+threads, warm-up, median or fastest of repeats; CUDA synchronised per call).
 Prediction sums the measured latencies of an arch's ``space.layers(...)`` units
 and applies a linear calibration fitted on whole-model measurements
 (``nas.latency.table``); ``latency_table_for`` gives the table of this machine.
@@ -25,16 +26,19 @@ import torch
 from torch import nn
 
 from nas.data.dataset import open_prepared
-from nas.latency.table import (
+from nas.latency.report import (
     ArchLatency,
+    PredictionReport,
+    evaluate_predictions,
+    held_out_archs,
+)
+from nas.latency.runtimes import PRECISIONS, RUNTIMES, Runtime, make_runtime
+from nas.latency.table import (
     Calibration,
     LatencyTable,
     file_lock,
     Measure,
-    PredictionReport,
-    evaluate_predictions,
     fit_calibration,
-    held_out_archs,
     space_fingerprint,
     spanning_archs,
 )
@@ -61,6 +65,7 @@ __all__ = [
     "resolve_model_input",
     "spanning_archs",
     "table_context",
+    "time_calls",
 ]
 
 AUDIO_INPUT_SHAPE = (1, 64, 63)  # 64 mel bands x 63 frames: 1 s at the default data settings
@@ -83,7 +88,19 @@ class LatencySettings:
     warmup: int = 10
     repeats: int = 50
     statistic: str = "min"
-    cuda: bool = True  # also measure on CUDA when a GPU is present
+    min_time_ms: float = 0.0  # time at least this long in all (more repeats for fast models)
+    cuda: bool = True  # also measure on CUDA (eager torch) when a GPU is present
+    runtime: str = "auto"  # onnxruntime | torchscript | torch; auto: onnxruntime on the CPU
+    precision: str = "fp32"  # int8: onnxruntime, statically quantized
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES or self.precision not in PRECISIONS:
+            raise ValueError(f"latency_measure: runtime={self.runtime!r} / precision={self.precision!r}: "
+                             f"expected one of {list(RUNTIMES)} / {list(PRECISIONS)}")
+        make_runtime(self.runtime, device="cpu", precision=self.precision)  # refuses int8 outside onnxruntime
+
+    def cpu_runtime(self) -> Runtime:
+        return make_runtime(self.runtime, device="cpu", precision=self.precision)
 
 
 def measure_latency(
@@ -97,19 +114,24 @@ def measure_latency(
     num_inputs: int = 1,
     statistic: str = "median",
     timer: Callable[[], float] = time.perf_counter,
+    runtime: Runtime | None = None,
+    min_time_ms: float = 0.0,
 ) -> float:
-    """Median (or ``statistic``) wall time in ms of ``model(x)`` at batch 1.
+    """Median (or ``statistic``) wall time in ms of ``model(x)`` at batch 1 in ``runtime``
+    (``None``: eager torch).
 
     ``input_shape`` excludes the batch dim.
     The model is moved to ``device`` and run in eval mode under ``torch.no_grad()``
     (its training flag is restored afterwards). ``num_inputs`` > 1 calls
     ``model(x_1, ..., x_n)`` with that many distinct random inputs of ``input_shape``.
     ``timer`` is the clock in seconds (a parameter so tests can control the readings).
+    The runtime's preparation (tracing, export, session) happens before the warm-up and
+    is not timed. Timing goes on past ``repeats`` until the timed runs add up to
+    ``min_time_ms``: a 10 us ONNX Runtime unit timed 50 times spans half a millisecond,
+    and one preemption in that window can spoil every run of it (the fastest of 500 runs of
+    one unit read 12.6 and 18.9 us back to back on a loaded 2-core VM).
     """
-    if statistic not in STATISTICS:
-        raise ValueError(f"statistic={statistic!r} is not one of {sorted(STATISTICS)}")
-    if warmup < 0 or repeats < 1:
-        raise ValueError(f"need warmup >= 0 and repeats >= 1, got warmup={warmup}, repeats={repeats}")
+    _check_timing(warmup, repeats, statistic)
     if num_inputs < 1:
         raise ValueError(f"num_inputs must be >= 1, got {num_inputs}")
     shape = tuple(int(s) for s in input_shape)
@@ -119,21 +141,43 @@ def measure_latency(
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     was_training = model.training
     model.to(dev).eval()
-    times: list[float] = []
+    runtime = runtime or Runtime()
     try:
         with torch_threads(threads), torch.no_grad():
             gen = torch.Generator().manual_seed(0)  # the caller's global RNG stream stays untouched
             inputs = [torch.randn((1, *shape), generator=gen).to(dev) for _ in range(num_inputs)]
-            for _ in range(warmup):
-                model(*inputs)
-            sync()
-            for _ in range(repeats):
-                start = timer()
-                model(*inputs)
-                sync()
-                times.append(timer() - start)
+            run = runtime.prepare(model, inputs, threads=threads)
+            return time_calls(run, warmup=warmup, repeats=repeats, statistic=statistic, timer=timer,
+                              min_time_ms=min_time_ms, sync=sync)
     finally:
         model.train(was_training)
+
+
+def _check_timing(warmup: int, repeats: int, statistic: str) -> None:
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic={statistic!r} is not one of {sorted(STATISTICS)}")
+    if warmup < 0 or repeats < 1:
+        raise ValueError(f"need warmup >= 0 and repeats >= 1, got warmup={warmup}, repeats={repeats}")
+
+
+def time_calls(
+    run: Callable[[], Any], *, warmup: int = 10, repeats: int = 50, statistic: str = "median",
+    min_time_ms: float = 0.0, timer: Callable[[], float] = time.perf_counter,
+    sync: Callable[[], Any] = lambda: None,
+) -> float:
+    """``statistic`` of the wall times (ms) of ``run()`` after ``warmup`` untimed calls;
+    at least ``repeats`` timed calls, more until they add up to ``min_time_ms``. The one
+    timing loop of every runtime (``measure_latency``; an exported file's session)."""
+    _check_timing(warmup, repeats, statistic)
+    for _ in range(warmup):
+        run()
+    sync()
+    times: list[float] = []
+    while len(times) < repeats or 1000.0 * sum(times) < min_time_ms:
+        start = timer()
+        run()
+        sync()
+        times.append(timer() - start)
     return 1000.0 * STATISTICS[statistic](times)
 
 
@@ -164,9 +208,18 @@ def table_context(
     device: torch.device,
     threads: int,
     statistic: str = "median",
+    runtime: Runtime | None = None,
 ) -> dict[str, Any]:
-    """Everything a unit latency depends on; a table file belongs to exactly one context."""
+    """Everything a unit latency depends on; a table file belongs to exactly one context
+    (the runtime's name, version and session settings included)."""
+    runtime = runtime or Runtime()
+    # Eager torch keeps the context (and file name) its tables always had, so existing
+    # eager tables stay valid; "torch" already names its version. Other runtimes add theirs.
+    compiled = {} if type(runtime) is Runtime else {
+        "runtime": runtime.describe(), "units_net_of_call_overhead": runtime.per_call_overhead,
+    }
     return {
+        **compiled,
         "space": space.name,
         "space_fingerprint": space_fingerprint(space, num_classes=num_classes, input_shape=input_shape),
         "input_shape": [int(s) for s in input_shape],
@@ -192,36 +245,46 @@ def latency_table_for(
     warmup: int = 10,
     repeats: int = 50,
     statistic: str = "median",
+    runtime: str = "auto",
+    precision: str = "fp32",
+    min_time_ms: float = 0.0,
+    rounds: int = 1,
 ) -> LatencyTable:
     """The table of this machine for ``space`` at this input: loaded, or built and calibrated.
 
     A new table is calibrated on ``calibration_archs`` archs spread over the cost
     range of random ones (drawn with ``seed``; see ``spanning_archs``), which also
     fills it with their units; 0 leaves it uncalibrated (predictions are then raw
-    unit sums). Later calls only read the file.
+    unit sums). Whole archs are timed in turns, ``rounds`` times (``LatencyTable.measure_archs``).
+    Later calls only read the file. Units and whole archs are timed in
+    ``runtime`` (``make_runtime(runtime, device=device, precision=precision)``).
     ``statistic`` (``"median"`` or ``"min"``, see ``STATISTICS``) applies to every
     measurement of the table, units and whole archs alike.
     """
     if statistic not in STATISTICS:
         raise ValueError(f"latency.statistic={statistic!r} is not one of {sorted(STATISTICS)}")
     dev = resolve_device(device)
+    backend = make_runtime(runtime, device=dev, precision=precision)
     context = table_context(
-        space, num_classes=num_classes, input_shape=input_shape, device=dev, threads=threads, statistic=statistic
+        space, num_classes=num_classes, input_shape=input_shape, device=dev, threads=threads, statistic=statistic,
+        runtime=backend,
     )
     digest = hashlib.sha1(json.dumps(context, sort_keys=True).encode()).hexdigest()[:12]
     shape = "x".join(map(str, input_shape))
-    name = f"{space.name}-{dev.type}-{threads}t-{shape}-{statistic}-{digest}.json"
+    kind = "" if type(backend) is Runtime else backend.label().replace(" ", "-") + "-"
+    name = f"{space.name}-{dev.type}-{kind}{threads}t-{shape}-{statistic}-{digest}.json"
     measure = functools.partial(
-        measure_latency, device=dev, threads=threads, warmup=warmup, repeats=repeats, statistic=statistic
+        measure_latency, device=dev, threads=threads, warmup=warmup, repeats=repeats, statistic=statistic,
+        runtime=backend, min_time_ms=min_time_ms,
     )
     path = Path(cache_dir or default_cache_dir()).expanduser() / name
     # Jobs started together (a sweep, the ranks of a torchrun) build a new table once: the
     # first holds this lock while it calibrates, the others then read its file.
     path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(path.with_name(path.name + ".build.lock")):
-        table = LatencyTable(path, context, measure=measure)
+        table = LatencyTable(path, context, measure=measure, net_of_call_overhead=backend.per_call_overhead)
         if table.calibration is None and calibration_archs > 0:
-            table.calibrate(space, spanning_archs(table, space, calibration_archs, seed=seed))
+            table.calibrate(space, spanning_archs(table, space, calibration_archs, seed=seed), rounds=rounds)
     return table
 
 
@@ -271,4 +334,4 @@ def check_latency_table(
     predict and measure ``num_archs`` held-out random archs (drawn with ``seed``)."""
     table = latency_table_for(space, num_classes=num_classes, input_shape=input_shape, **table_settings)
     archs = held_out_archs(space, table, num_archs, seed=seed)
-    return evaluate_predictions(table, space, archs, progress=progress)
+    return evaluate_predictions(table, space, archs, progress=progress, rounds=table_settings.get("rounds", 1))

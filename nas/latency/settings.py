@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from nas.errors import MelnasError
+from nas.latency.runtimes import PRECISIONS, RUNTIMES
 
 TABLE_STATISTICS = ("median", "min")
 
@@ -25,9 +26,13 @@ class LatencyTableSettings:
     warmup: int = 10
     repeats: int = 50
     statistic: str = "median"
+    runtime: str = "auto"
+    precision: str = "fp32"
+    min_time_ms: float = 0.0
+    rounds: int = 1  # whole archs (calibration, melnas-latency) timed in turns this many times
 
     def __post_init__(self) -> None:
-        if self.threads < 1 or self.calibration_archs < 0 or self.warmup < 0 or self.repeats < 1:
+        if self.threads < 1 or self.rounds < 1 or self.calibration_archs < 0 or self.warmup < 0 or self.repeats < 1:
             raise MelnasError(
                 f"latency_table: need threads >= 1, calibration_archs >= 0, warmup >= 0, repeats >= 1; got "
                 f"threads={self.threads}, calibration_archs={self.calibration_archs}, warmup={self.warmup}, "
@@ -35,6 +40,11 @@ class LatencyTableSettings:
             )
         if self.statistic not in TABLE_STATISTICS:
             raise MelnasError(f"latency_table.statistic={self.statistic!r} is not one of {list(TABLE_STATISTICS)}")
+        if self.runtime not in RUNTIMES or self.precision not in PRECISIONS:
+            raise MelnasError(f"latency_table.runtime={self.runtime!r} / precision={self.precision!r}: expected "
+                              f"one of {list(RUNTIMES)} / {list(PRECISIONS)}")
+        if self.precision == "int8" and self.runtime not in ("auto", "onnxruntime"):
+            raise MelnasError(f"latency_table.precision=int8 needs runtime=onnxruntime, not {self.runtime}")
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``latency_table_for`` / ``check_latency_table``."""

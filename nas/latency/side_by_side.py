@@ -10,31 +10,61 @@ puts all of them under the same load.
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 from typing import Sequence
 
-from nas.io.model_file import TrainedModel, load_model
-from nas.latency.measure import LatencySettings, measure_latency
+import numpy as np
+import torch
+
+from nas.io.model_file import load_model
+from nas.latency.measure import LatencySettings, time_calls
 from nas.latency.relative import time_in_turns
+from nas.latency.runtimes import OnnxRuntime, Run
+from nas.runtime import torch_threads
 
 
 def latency_side_by_side(
     model_paths: Sequence[str | Path], *, rounds: int, latency: LatencySettings = LatencySettings()
 ) -> list[float]:
-    """Per ``model.pt``, the median over ``rounds`` of its CPU latency (ms, batch 1), the
-    models timed in turns within each round."""
+    """Per ``model.pt``, the median over ``rounds`` of its CPU latency (ms, batch 1) in
+    ``latency.runtime`` (an exported ``.onnx`` file, e.g. int8: in its own ONNX Runtime
+    session), the models timed in turns within each round. Each model is prepared for
+    its runtime once (export, session), then only timed."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     missing = [str(p) for p in model_paths if not Path(p).is_file()]
     if missing:
         raise ValueError(f"cannot re-measure: model file(s) not found: {missing}")
 
-    def measure(trained: TrainedModel) -> float:
-        return measure_latency(
-            trained.model, trained.input_shape, device="cpu", threads=latency.threads,
-            warmup=latency.warmup, repeats=latency.repeats, statistic=latency.statistic,
-        )
+    runtime = latency.cpu_runtime()
 
-    readings = time_in_turns([load_model(p) for p in model_paths], measure, rounds)
+    def prepare(path: str | Path) -> Run:
+        if str(path).endswith(".onnx"):
+            return _onnx_file_run(Path(path), threads=latency.threads)
+        trained = load_model(path)
+        inputs = [torch.randn((1, *trained.input_shape), generator=torch.Generator().manual_seed(0))]
+        return runtime.prepare(trained.model.cpu().eval(), inputs, threads=latency.threads)
+
+    def measure(run: Run) -> float:
+        with torch_threads(latency.threads), torch.no_grad():
+            return time_calls(run, warmup=latency.warmup, repeats=latency.repeats, statistic=latency.statistic,
+                              min_time_ms=latency.min_time_ms)
+
+    readings = time_in_turns([prepare(p) for p in model_paths], measure, rounds)
     return [statistics.median(times) for times in readings]
+
+
+def _onnx_file_run(path: Path, *, threads: int) -> Run:
+    """One batch-1 run of an exported file (float or int8) in its own ONNX Runtime session."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if "input_shape" not in meta:
+        raise ValueError(f"{path} has no melnas metadata (input_shape): export it with melnas-export")
+    shape = json.loads(meta["input_shape"])
+    feed = {proto.graph.input[0].name: np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)}
+    session = OnnxRuntime().session(proto.SerializeToString(), threads=threads)
+    return lambda: session.run(None, feed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,10 +17,10 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
-from scipy.stats import kendalltau
 from torch import nn
 
 from nas.io.atomic import atomic_write_json
+from nas.latency.relative import time_in_turns
 from search_spaces.base import Arch, Categorical, InputShape, LayerCost, SearchSpace
 
 TABLE_FORMAT = 1
@@ -130,6 +131,13 @@ class LatencyTable:
     table is built once per machine and then only read. ``measure`` is
     ``nas.latency.measure.measure_latency`` bound to a device and thread count, or any
     function with the ``Measure`` signature (e.g. one timing on a phone).
+
+    With ``net_of_call_overhead`` a unit's entry is its time minus that of a null call
+    (``NullUnit``) on the same inputs: in ONNX Runtime or TorchScript a unit of a small
+    network costs a few microseconds of compute, and each separate ``run()`` adds a fixed
+    cost of the same order that a whole network pays once (summed raw over 8-12 units it
+    overstated 0.1 ms networks by 1.6x, by a factor that grows with the unit count). The
+    null-call times are kept in the table under ``call_overhead:`` keys.
     """
 
     def __init__(
@@ -138,10 +146,12 @@ class LatencyTable:
         context: Mapping[str, Any],
         *,
         measure: Measure,
+        net_of_call_overhead: bool = False,
     ) -> None:
         self.path = Path(path)
         self.context = dict(context)
         self.measure = measure
+        self.net_of_call_overhead = net_of_call_overhead
         self.units: dict[str, float] = {}
         self.calibration: Calibration | None = None
         if self.path.is_file():
@@ -199,10 +209,20 @@ class LatencyTable:
         """Measure every unit whose key is not in the table yet; save; return how many."""
         missing = {u.key: u for u in layers if u.key not in self.units}
         for key, unit in missing.items():
-            self.units[key] = self.measure(_build_quietly(unit.build), unit.input_shape, num_inputs=unit.num_inputs)
+            raw = self.measure(_build_quietly(unit.build), unit.input_shape, num_inputs=unit.num_inputs)
+            if self.net_of_call_overhead:
+                # a floor keeps a unit that is all overhead (a tiny head) positive when noise says less
+                raw = max(raw - self._call_overhead(unit.input_shape, unit.num_inputs), 0.1 * raw)
+            self.units[key] = raw
         if missing:
             self.save()
         return len(missing)
+
+    def _call_overhead(self, input_shape: Sequence[int], num_inputs: int) -> float:
+        key = f"call_overhead:{'x'.join(map(str, input_shape))}:{num_inputs}"
+        if key not in self.units:
+            self.units[key] = self.measure(NullUnit(), input_shape, num_inputs=num_inputs)
+        return self.units[key]
 
     def unit_sum(self, layers: Sequence[LayerCost]) -> float:
         """Sum of the isolated unit latencies (ms), before calibration."""
@@ -230,12 +250,22 @@ class LatencyTable:
         )
         return self.measure(model, self.input_shape)
 
-    def calibrate(self, space: SearchSpace, archs: Sequence[Arch]) -> Calibration:
-        """Fit and store the unit-sum -> whole-model map on ``archs`` (each built and timed)."""
+    def measure_archs(self, space: SearchSpace, archs: Sequence[Arch], *, rounds: int = 1) -> list[float]:
+        """Measured latencies (ms) of ``archs``, timed in turns ``rounds`` times
+        (``nas.latency.relative.time_in_turns``); each arch's readings are combined by the
+        table's statistic (the fastest, or the median), so a load spike during one arch's
+        turn does not make it an outlier."""
+        combine = min if self.context.get("statistic") == "min" else statistics.median
+        readings = time_in_turns(list(archs), lambda a: self.measure_arch(space, a), rounds)
+        return [float(combine(r)) for r in readings]
+
+    def calibrate(self, space: SearchSpace, archs: Sequence[Arch], *, rounds: int = 1) -> Calibration:
+        """Fit and store the unit-sum -> whole-model map on ``archs`` (each built and timed,
+        in turns, ``rounds`` times)."""
         if not archs:
             raise ValueError("calibration needs at least one arch")
         sums = [self.unit_sum(self.layers_of(space, a)) for a in archs]
-        measured = [self.measure_arch(space, a) for a in archs]
+        measured = self.measure_archs(space, archs, rounds=rounds)
         scale, offset = fit_calibration(sums, measured)
         errors = [abs(scale * s + offset - m) / m * 100 for s, m in zip(sums, measured)]
         self.calibration = Calibration(
@@ -246,6 +276,14 @@ class LatencyTable:
         )
         self.save()
         return self.calibration
+
+
+class NullUnit(nn.Module):
+    """The least work a unit can do with its inputs: a ReLU of their sum (a runtime call's
+    fixed cost, input and output copies included)."""
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return torch.relu(sum(inputs[1:], inputs[0]))
 
 
 def _build_quietly(factory: Callable[[], nn.Module]) -> nn.Module:
@@ -290,88 +328,3 @@ def spanning_archs(table: LatencyTable, space: SearchSpace, n: int, *, seed: int
     ranked = sorted(pool.values(), key=lambda a: (table.unit_sum(table.layers_of(space, a)), a.hash))
     picks = sorted({int(round(i)) for i in np.linspace(0, len(ranked) - 1, min(n, len(ranked)))})
     return [ranked[i] for i in picks]
-
-
-@dataclass(frozen=True)
-class ArchLatency:
-    arch_string: str
-    hash: str
-    predicted_ms: float
-    measured_ms: float
-
-    @property
-    def error_pct(self) -> float:
-        """Signed error of the prediction, in % of the measured latency."""
-        return (self.predicted_ms - self.measured_ms) / self.measured_ms * 100.0
-
-
-@dataclass(frozen=True)
-class PredictionReport:
-    """Predicted vs measured latency of archs the table was not calibrated on."""
-
-    table_path: Path
-    context: dict[str, Any]
-    calibration: Calibration | None
-    rows: tuple[ArchLatency, ...]
-
-    @property
-    def median_abs_error_pct(self) -> float:
-        return float(np.median([abs(r.error_pct) for r in self.rows]))
-
-    @property
-    def max_abs_error_pct(self) -> float:
-        return float(max(abs(r.error_pct) for r in self.rows))
-
-    @property
-    def kendall_tau(self) -> float:
-        """Rank agreement of predicted and measured latency (1 = same order; what a
-        search's ranking of archs sees, even when load shifts the absolute scale)."""
-        return float(kendalltau([r.predicted_ms for r in self.rows], [r.measured_ms for r in self.rows]).statistic)
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "table": str(self.table_path),
-            "context": self.context,
-            "calibration": None if self.calibration is None else asdict(self.calibration),
-            "median_abs_error_pct": self.median_abs_error_pct,
-            "max_abs_error_pct": self.max_abs_error_pct,
-            "kendall_tau": self.kendall_tau,
-            "archs": [{**asdict(r), "error_pct": r.error_pct} for r in self.rows],
-        }
-
-
-def held_out_archs(space: SearchSpace, table: LatencyTable, num_archs: int, *, seed: int) -> list[Arch]:
-    """``num_archs`` distinct random archs, none of them one the table was calibrated on."""
-    if num_archs < 1:
-        raise ValueError(f"num_archs must be >= 1, got {num_archs}")
-    taken = set(table.calibration.arch_hashes if table.calibration else ())
-    rng = np.random.default_rng(seed)
-    archs: list[Arch] = []
-    for _ in range(100 * num_archs):
-        arch = space.random_arch(rng)
-        if arch.hash not in taken:
-            taken.add(arch.hash)
-            archs.append(arch)
-            if len(archs) == num_archs:
-                return archs
-    raise ValueError(f"space {space.name!r} has too few distinct archs to hold out {num_archs}")
-
-
-def evaluate_predictions(
-    table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], *, progress: Callable[[ArchLatency], None] | None = None
-) -> PredictionReport:
-    """Predict, then measure whole, each arch; ``progress`` is called with each row."""
-    rows = []
-    for arch in archs:
-        row = ArchLatency(
-            arch_string=space.arch_string(arch),
-            hash=arch.hash,
-            predicted_ms=table.predict_arch(space, arch),
-            measured_ms=table.measure_arch(space, arch),
-        )
-        rows.append(row)
-        if progress is not None:
-            progress(row)
-    return PredictionReport(
-        table_path=table.path, context=table.context, calibration=table.calibration, rows=tuple(rows)
-    )
