@@ -157,10 +157,29 @@ def _all_reduce_mean(tensors: list[torch.Tensor], world: World) -> None:
 
 
 def average_gradients(parameters: Iterable[nn.Parameter], world: World) -> None:
-    """Replace every existing ``.grad`` by its mean over the ranks (one all-reduce)."""
+    """Replace every ``.grad`` by its mean over the ranks.
+
+    Ranks may have trained different archs (``trainer.ddp_archs=per_rank``), so a
+    parameter may have a gradient on some ranks only: a first all-reduce of one flag per
+    parameter finds which have one anywhere; those get zeros where missing (a rank that
+    did not use a weight contributes nothing, as in DDP with unused parameters) and are
+    averaged in one all-reduce; a parameter no rank used keeps ``grad=None``.
+    """
     if not world.distributed:
         return
-    grads = [p.grad for p in parameters if p.grad is not None]
+    params = list(parameters)
+    if not params:
+        return
+    device = params[0].device
+    used = torch.tensor([float(p.grad is not None) for p in params], device=device)
+    dist.all_reduce(used)
+    grads = []
+    for p, count in zip(params, used.tolist()):
+        if count == 0:
+            continue
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        grads.append(p.grad)
     if grads:
         _all_reduce_mean(grads, world)
 

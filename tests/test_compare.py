@@ -112,7 +112,7 @@ def test_compare_writes_table_csv_and_plot(demo_like, tmp_path, capsys):
     enas = next(r for r in table if r["run"] == "train_enas")
     assert enas["pareto"] == "True" and enas["accuracy_kind"] == TEST and enas["origin"] == "enas_lstm"
     assert float(enas["recording_accuracy"]) == pytest.approx(0.93)
-    assert "| train_enas | enas_lstm | test | 0.9100 | 0.9300 |" in printed
+    assert "| train_enas | enas_lstm | test | fp32 | 0.9100 | 0.9300 |" in printed
 
 
 def test_search_without_top_archs_uses_its_log(tmp_path):

@@ -176,6 +176,16 @@ def test_two_process_run_stopped_in_its_second_epoch_resumes_to_the_same_end(
     assert np.isfinite(json.loads((other_world / "best_arch.json").read_text())["reward"])
 
 
+@pytest.mark.slow
+def test_two_processes_training_an_arch_each_finish(ddp_workdir: Path, two_process_run: Path) -> None:
+    run_dir = ddp_workdir / "per_rank"
+    run_search(ddp_workdir, run_dir, 2, "trainer.ddp_archs=per_rank")
+    state = load_checkpoint(run_dir / CHECKPOINT)["state"]
+    assert state["train_step"] == load_checkpoint(two_process_run / CHECKPOINT)["state"]["train_step"]
+    assert np.isfinite(json.loads((run_dir / "best_arch.json").read_text())["reward"])
+    assert [(r["phase"], r["epoch"]) for r in read_log(run_dir)] == [(r["phase"], r["epoch"]) for r in read_log(two_process_run)]
+
+
 def test_joblib_sweeps_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     from experiments.cli import share_cores_in_sweeps
 
@@ -243,3 +253,34 @@ def test_two_process_retraining_writes_once_and_scores_the_whole_test_split(tmp_
     n_val = len(prepared.rows("val"))
     for row in csv.DictReader(history):  # accuracies of the whole val split: k / n_val
         assert abs(float(row["val_accuracy"]) * n_val - round(float(row["val_accuracy"]) * n_val)) < 1e-6
+
+
+def _average_partial_gradients(rank: int, init_file: str, out: str) -> None:
+    """Rank 0 has gradients for weights a and b, rank 1 for b only; c is used by neither."""
+    import torch.distributed as dist
+
+    from nas.distributed import average_gradients
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        a, b, c = (torch.nn.Parameter(torch.zeros(3)) for _ in range(3))
+        if rank == 0:
+            a.grad = torch.full((3,), 4.0)
+        b.grad = torch.full((3,), float(rank + 1))
+        average_gradients([a, b, c], World(rank, 2))
+        torch.save({"a": a.grad, "b": b.grad, "c_is_none": c.grad is None}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_that_trained_different_archs_average_every_used_weight(tmp_path: Path) -> None:
+    """trainer.ddp_archs=per_rank: a weight one rank did not use counts as a zero gradient there."""
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "grads")
+    mp.spawn(_average_partial_gradients, args=(str(tmp_path / "init"), out), nprocs=2, join=True)
+    for rank in range(2):
+        got = torch.load(f"{out}.{rank}", weights_only=True)
+        assert torch.equal(got["a"], torch.full((3,), 2.0)), "(4 + 0) / 2 on every rank"
+        assert torch.equal(got["b"], torch.full((3,), 1.5)), "(1 + 2) / 2"
+        assert got["c_is_none"], "a weight no rank used gets no gradient (no weight decay step)"

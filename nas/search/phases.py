@@ -41,6 +41,8 @@ from nas.train.amp import AMP_CHOICES, FP32, MixedPrecision
 from nas.train.loop import train_step
 from search_spaces.base import Arch, Categorical, SearchSpace, Supernet
 
+DDP_ARCHS = ("same", "per_rank")  # trainer.ddp_archs
+
 LoaderFactory = Callable[..., Any]  # make_loader bound to the prepared data
 
 
@@ -80,6 +82,7 @@ class TrainerSettings:
     controller_warmup: float = 0.0  # fraction of controller steps without updates (TuNAS: 0.25)
     sampling: str = "controller"  # archs per shared step: controller | fair | sandwich (nas/search/sampling.py)
     sandwich_random: int = 2  # sandwich: uniform archs per step besides the largest and smallest
+    ddp_archs: str = "same"  # under torchrun: every rank trains the same arch per step | each rank its own
     val_batch_size: int = 256
     bn_mode: str = "batch"
     bn_recalibration_batches: int = 2
@@ -106,6 +109,8 @@ class TrainerSettings:
             bad.append(f"trainer.threads={self.threads} (need null or >= 1)")
         if self.stop_after_epochs is not None and self.stop_after_epochs < 1:
             bad.append(f"trainer.stop_after_epochs={self.stop_after_epochs} (need null or >= 1)")
+        if self.ddp_archs not in DDP_ARCHS:
+            bad.append(f"trainer.ddp_archs={self.ddp_archs!r} (need one of {', '.join(DDP_ARCHS)})")
         if bad:
             raise ValueError("invalid search trainer settings: " + "; ".join(bad))
         check_sampling(self.sampling, self.sandwich_random)
@@ -169,11 +174,16 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
         drop_last=True, shard=ctx.world,
     )
     sync = (lambda: average_gradients(ctx.supernet.parameters(), ctx.world)) if ctx.world.distributed else None
+    # Every rank draws the same archs (synced RNG and controller); with ddp_archs=per_rank
+    # each draws world-size times as many and trains its own share of them.
+    per_rank = s.ddp_archs == "per_rank" and ctx.world.distributed
     groups = step_archs(
-        ctx.space, ctx.controller, s.sampling, steps=ctx.steps_per_epoch,
+        ctx.space, ctx.controller, s.sampling, steps=ctx.steps_per_epoch * (ctx.world.size if per_rank else 1),
         rng=np.random.default_rng(derive_seed(ctx.seed, "sampling", epoch)),
         uniform=ctx.state.controller_step < s.warmup_steps, sandwich_random=s.sandwich_random,
     )
+    if per_rank:
+        groups = ctx.world.mine(groups)
     ctx.supernet.train()
     loss_sum = correct = seen = 0.0
     with ctx.tracker.bar(ctx.steps_per_epoch, f"epoch {epoch + 1} shared") as bar:
