@@ -170,3 +170,31 @@ def test_int8_export_agrees_with_the_float_model_and_is_evaluated(tiny_trained, 
     rows = collect_rows([tmp_path / "eval", tiny_trained.out_dir])
     assert sorted(r.precision for r in rows) == ["fp32", "int8"]
     assert len({r.arch_hash for r in rows}) == 1  # the two rows are the same network
+
+
+def test_units_are_timed_in_turns_and_keep_the_tables_statistic(tmp_path):
+    """Every missing unit and its null call are read ``rounds`` times, in turns; the table
+    keeps the statistic of the readings (``min``: the fastest), net of the null call's."""
+    space = ToySpace()
+    readings: dict[str, list[float]] = {}
+
+    def noisy(model, input_shape, *, num_inputs=1):
+        """A model's n-th reading is its true time plus 2 ms, 0 ms, 1 ms (n = 0, 1, 2)."""
+        name = f"{type(model).__name__} {sum(p.numel() for p in model.parameters())} {tuple(input_shape)}"
+        true_ms = 1.0 + sum(p.numel() for p in model.parameters()) / 100.0
+        got = readings.setdefault(name, [])
+        got.append(true_ms + (2.0, 0.0, 1.0)[len(got) % 3])
+        return got[-1]
+
+    table = latency.LatencyTable(tmp_path / "t.json", {"statistic": "min"}, measure=noisy,
+                                 net_of_call_overhead=True, rounds=3)
+    layers = space.layers(space.arch([1, (), 1, (), 1, ()]), num_classes=3, input_shape=SHAPE)
+    assert table.measure_missing(layers) == len({u.key for u in layers})
+    assert readings and all(len(r) == 3 for r in readings.values()), "each unit and null call: 3 turns"
+    null_ms = 1.0  # every null call's fastest reading (no parameters)
+    assert [ms for key, ms in table.units.items() if key.startswith("call_overhead:")] == \
+        pytest.approx([null_ms] * len({(u.input_shape, u.num_inputs) for u in layers}))
+    for unit in layers:
+        true_ms = 1.0 + sum(p.numel() for p in unit.build().parameters()) / 100.0
+        assert table.units[unit.key] == pytest.approx(max(true_ms - null_ms, 0.1 * true_ms))
+    assert table.measure_missing(layers) == 0, "a unit in the table is not timed again"

@@ -255,7 +255,8 @@ def latency_table_for(
     A new table is calibrated on ``calibration_archs`` archs spread over the cost
     range of random ones (drawn with ``seed``; see ``spanning_archs``), which also
     fills it with their units; 0 leaves it uncalibrated (predictions are then raw
-    unit sums). Whole archs are timed in turns, ``rounds`` times (``LatencyTable.measure_archs``).
+    unit sums). Units and whole archs are timed in turns, ``rounds`` times (``LatencyTable.measure_missing``,
+    ``measure_archs``).
     Later calls only read the file. Units and whole archs are timed in
     ``runtime`` (``make_runtime(runtime, device=device, precision=precision)``).
     ``statistic`` (``"median"`` or ``"min"``, see ``STATISTICS``) applies to every
@@ -282,7 +283,8 @@ def latency_table_for(
     # first holds this lock while it calibrates, the others then read its file.
     path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(path.with_name(path.name + ".build.lock")):
-        table = LatencyTable(path, context, measure=measure, net_of_call_overhead=backend.per_call_overhead)
+        table = LatencyTable(path, context, measure=measure, net_of_call_overhead=backend.per_call_overhead,
+                             rounds=rounds)
         if table.calibration is None and calibration_archs > 0:
             table.calibrate(space, spanning_archs(table, space, calibration_archs, seed=seed), rounds=rounds)
     return table

@@ -147,11 +147,13 @@ class LatencyTable:
         *,
         measure: Measure,
         net_of_call_overhead: bool = False,
+        rounds: int = 1,
     ) -> None:
         self.path = Path(path)
         self.context = dict(context)
         self.measure = measure
         self.net_of_call_overhead = net_of_call_overhead
+        self.rounds = rounds
         self.units: dict[str, float] = {}
         self.calibration: Calibration | None = None
         if self.path.is_file():
@@ -206,23 +208,43 @@ class LatencyTable:
 
     # ---- measuring and predicting ----
     def measure_missing(self, layers: Sequence[LayerCost]) -> int:
-        """Measure every unit whose key is not in the table yet; save; return how many."""
+        """Measure every unit whose key is not in the table yet; save; return how many.
+
+        The missing units (and the null calls their overhead is measured with) are timed in
+        turns, ``rounds`` times, and each keeps the table's statistic over its readings, as
+        whole archs are (``measure_archs``): a unit of a few microseconds timed once read up
+        to 1.5x apart from one reading to the next on a quiet 2-core VM.
+        """
         missing = {u.key: u for u in layers if u.key not in self.units}
+        if not missing:
+            return 0
+        timed: dict[str, tuple[nn.Module, Sequence[int], int]] = {
+            key: (_build_quietly(unit.build), unit.input_shape, unit.num_inputs) for key, unit in missing.items()
+        }
+        if self.net_of_call_overhead:
+            for unit in missing.values():
+                key = _call_overhead_key(unit.input_shape, unit.num_inputs)
+                if key not in self.units:
+                    timed[key] = (NullUnit(), unit.input_shape, unit.num_inputs)
+        keys = list(timed)
+        readings = time_in_turns(
+            keys, lambda key: self.measure(timed[key][0], timed[key][1], num_inputs=timed[key][2]), self.rounds
+        )
+        raw = {key: self._combine(r) for key, r in zip(keys, readings)}
+        self.units.update({key: ms for key, ms in raw.items() if key.startswith(CALL_OVERHEAD)})
         for key, unit in missing.items():
-            raw = self.measure(_build_quietly(unit.build), unit.input_shape, num_inputs=unit.num_inputs)
+            ms = raw[key]
             if self.net_of_call_overhead:
                 # a floor keeps a unit that is all overhead (a tiny head) positive when noise says less
-                raw = max(raw - self._call_overhead(unit.input_shape, unit.num_inputs), 0.1 * raw)
-            self.units[key] = raw
-        if missing:
-            self.save()
+                overhead = self.units[_call_overhead_key(unit.input_shape, unit.num_inputs)]
+                ms = max(ms - overhead, 0.1 * ms)
+            self.units[key] = ms
+        self.save()
         return len(missing)
 
-    def _call_overhead(self, input_shape: Sequence[int], num_inputs: int) -> float:
-        key = f"call_overhead:{'x'.join(map(str, input_shape))}:{num_inputs}"
-        if key not in self.units:
-            self.units[key] = self.measure(NullUnit(), input_shape, num_inputs=num_inputs)
-        return self.units[key]
+    def _combine(self, readings: Sequence[float]) -> float:
+        """One figure from several readings of one model: the table's statistic."""
+        return float(min(readings) if self.context.get("statistic") == "min" else statistics.median(readings))
 
     def unit_sum(self, layers: Sequence[LayerCost]) -> float:
         """Sum of the isolated unit latencies (ms), before calibration."""
@@ -255,9 +277,8 @@ class LatencyTable:
         (``nas.latency.relative.time_in_turns``); each arch's readings are combined by the
         table's statistic (the fastest, or the median), so a load spike during one arch's
         turn does not make it an outlier."""
-        combine = min if self.context.get("statistic") == "min" else statistics.median
         readings = time_in_turns(list(archs), lambda a: self.measure_arch(space, a), rounds)
-        return [float(combine(r)) for r in readings]
+        return [self._combine(r) for r in readings]
 
     def calibrate(self, space: SearchSpace, archs: Sequence[Arch], *, rounds: int = 1) -> Calibration:
         """Fit and store the unit-sum -> whole-model map on ``archs`` (each built and timed,
@@ -276,6 +297,13 @@ class LatencyTable:
         )
         self.save()
         return self.calibration
+
+
+CALL_OVERHEAD = "call_overhead:"
+
+
+def _call_overhead_key(input_shape: Sequence[int], num_inputs: int) -> str:
+    return f"{CALL_OVERHEAD}{'x'.join(map(str, input_shape))}:{num_inputs}"
 
 
 class NullUnit(nn.Module):
