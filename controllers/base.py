@@ -45,7 +45,14 @@ class Sample:
 
 
 class Controller(ABC):
-    """Base class: validates the decisions, samples and rewards; subclasses do the rest."""
+    """Base class: validates the decisions, samples and rewards; subclasses do the rest.
+
+    ``threads``: the intra-op CPU thread count ``sample``, ``update`` and
+    ``probabilities`` run best with, or ``None`` for the caller's. The search applies it around every call
+    (``nas.runtime.torch_threads``); a controller never changes thread counts itself.
+    """
+
+    threads: int | None = None
 
     def __init__(self, decisions: Sequence[Decision], *, seed: int = 0) -> None:
         self.decisions: tuple[Decision, ...] = check_decisions(decisions)

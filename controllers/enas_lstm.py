@@ -64,8 +64,7 @@ from __future__ import annotations
 
 import copy
 import math
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -75,19 +74,12 @@ from controllers.base import Controller, Sample, check_count
 from controllers.enas_policy import Choice, EnasPolicy
 from search_spaces.base import ArchValue, Categorical, Decision, InputChoice
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run the block with one intra-op thread, restoring the caller's setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class EnasLstmController(Controller):
     """REINFORCE-trained LSTM policy over a space's decisions (defaults: ENAS macro search)."""
+
+    # Its tensors are a few hundred numbers: one thread is faster than handing each tiny
+    # op to a pool (and leaves the other cores to the supernet's ranks or jobs).
+    threads = 1
 
     def __init__(
         self,
@@ -146,7 +138,7 @@ class EnasLstmController(Controller):
 
     def sample(self, n: int) -> list[Sample]:
         n = check_count(n)
-        with torch.no_grad(), _one_thread():
+        with torch.no_grad():
             out = self.policy.rollout(n, generator=self._generator)
         return [
             Sample(self._values(out.choices, b), float(out.log_prob[b]), float(out.entropy[b]))
@@ -178,10 +170,6 @@ class EnasLstmController(Controller):
     # ---- learning --------------------------------------------------------------------
 
     def update(self, samples: Sequence[Sample], rewards: Sequence[float]) -> dict[str, float]:
-        with _one_thread():
-            return self._update(samples, rewards)
-
-    def _update(self, samples: Sequence[Sample], rewards: Sequence[float]) -> dict[str, float]:
         r = self._check_update(samples, rewards)
         out = self.policy.rollout(len(samples), forced=self._encode(samples))
         entropy = out.entropy.detach().double().numpy()
@@ -218,7 +206,7 @@ class EnasLstmController(Controller):
         ``marginal_samples`` sampled paths. A generator seeded from (seed, number of
         updates) is used, so calling this never changes the samples that follow."""
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.num_updates)
-        with torch.no_grad(), _one_thread():
+        with torch.no_grad():
             out = self.policy.rollout(self.marginal_samples, generator=generator)
         return {d.name: p.mean(0).tolist() for d, p in zip(self.decisions, out.probs)}
 

@@ -156,3 +156,24 @@ def test_a_search_with_the_option_resumes_like_an_uninterrupted_run(tmp_path, op
     assert search(tmp_path, tmp_path / "stopped", option, "trainer.stop_after_epochs=1").epochs_done == 1
     assert search(tmp_path, tmp_path / "stopped", option, "resume=true").finished
     assert_same_run(tmp_path / "reference", tmp_path / "stopped")
+
+
+def test_the_search_runs_a_controller_with_the_threads_it_asks_for():
+    """Controller.threads is applied around sample() by the engine; the caller's count is restored."""
+    from controllers.enas_lstm import EnasLstmController
+    from nas.runtime import torch_threads
+
+    seen: list[int] = []
+
+    class Recording(EnasLstmController):
+        def sample(self, n):
+            seen.append(torch.get_num_threads())
+            return super().sample(n)
+
+    space = MobileNetV3Space(**TINY)
+    controller = Recording(space.decisions)
+    assert controller.threads == 1
+    with torch_threads(2):
+        step_archs(space, controller, "controller", steps=3, rng=np.random.default_rng(0), uniform=False)
+        assert torch.get_num_threads() == 2
+    assert seen == [1]

@@ -284,7 +284,9 @@ def log_epoch(ctx: SearchContext, summary: dict[str, float], labels: dict[str, l
     """TensorBoard epoch scalars and probabilities, and the one-line console summary."""
     step = ctx.state.train_step
     ctx.tracker.scalars({f"epoch/{k}": v for k, v in summary.items() if k != "epoch"}, step)
-    ctx.tracker.probabilities(ctx.controller.probabilities(), step, labels=labels)
+    with torch_threads(ctx.controller.threads):
+        probabilities = ctx.controller.probabilities()
+    ctx.tracker.probabilities(probabilities, step, labels=labels)
     if ctx.state.best:
         best = ctx.state.best[0]
         ctx.tracker.text(

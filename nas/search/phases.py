@@ -37,6 +37,7 @@ from nas.search.sampling import check_sampling, group_forward, group_loss, step_
 from nas.search.scoring import ArchScorer, Batch, LatencyLookup
 from nas.search.tracking import RunTracker
 from nas.evaluate.accuracy import count_correct
+from nas.runtime import torch_threads
 from nas.train.amp import AMP_CHOICES, FP32, MixedPrecision
 from nas.train.loop import train_step
 from search_spaces.base import Arch, Categorical, SearchSpace, Supernet
@@ -260,10 +261,12 @@ def controller_phase(ctx: SearchContext, epoch: int) -> dict[str, float]:
             if ctx.state.controller_step <= warmup_steps:
                 continue
             batch = next(val_stream)
-            samples = ctx.controller.sample(s.archs_per_step)
+            with torch_threads(ctx.controller.threads):
+                samples = ctx.controller.sample(s.archs_per_step)
             records = gather([score_sample(ctx, scorer, sample, [batch], phase="controller", epoch=epoch)
                               for sample in ctx.world.mine(samples)], ctx.world)
-            stats = ctx.controller.update(samples, [r["reward"] for r in records])
+            with torch_threads(ctx.controller.threads):
+                stats = ctx.controller.update(samples, [r["reward"] for r in records])
             ctx.tracker.log_scored(records)
             remember_best(ctx, records)
             scored += records
@@ -339,7 +342,7 @@ def final_phase(ctx: SearchContext) -> list[dict[str, Any]]:
     s = ctx.settings
     epoch = ctx.state.epoch - 1
     candidates: dict[str, Arch] = {}
-    with torch.no_grad():
+    with torch.no_grad(), torch_threads(ctx.controller.threads):
         drawn = [ctx.space.arch(sample.values) for sample in ctx.controller.sample(s.final.num_samples)]
     for arch in drawn + [ctx.space.arch_from_json_dict(r["arch"]) for r in ctx.state.best]:
         candidates.setdefault(arch.hash, arch)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from controllers.base import Controller
+from nas.runtime import torch_threads
 from search_spaces.base import Arch, Categorical, SearchSpace, uniform_values
 
 SAMPLING_MODES = ("controller", "fair", "sandwich")
@@ -80,7 +81,7 @@ def step_archs(
         return [sandwich_group(space, rng, sandwich_random) for _ in range(steps)]
     if uniform:
         return [[space.arch(uniform_values(space.decisions, rng))] for _ in range(steps)]
-    with torch.no_grad():
+    with torch.no_grad(), torch_threads(controller.threads):
         return [[space.arch(sample.values)] for sample in controller.sample(steps)]
 
 
