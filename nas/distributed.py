@@ -9,12 +9,13 @@ What the search and retraining do with it (nas/search/loop.py, phases.py, nas/tr
 
 - Data: ``ShardSampler`` gives rank r the positions ``perm[r::world]`` of one permutation
   that every rank draws from the same seed, so one epoch covers every train window once.
-- Gradients: ``average_gradients`` all-reduces the ``.grad`` of every parameter that has
-  one (one flat buffer, one collective per step). All ranks train the same sampled arch,
-  so the set of parameters with a gradient is the same on every rank, and parameters off
-  the path keep ``grad=None`` as in one process (no weight decay, no momentum step).
-  This replaces ``DistributedDataParallel``, whose ``find_unused_parameters`` would walk
-  the autograd graph every step to find the same set.
+- Gradients: ``average_gradients`` all-reduces one flag per parameter (which have a
+  gradient on any rank), then the ``.grad`` of those in one flat buffer. By default all
+  ranks train the same sampled arch, so the sets agree; with ``trainer.ddp_archs=per_rank``
+  each rank trains its own arch and a weight it did not use counts as a zero gradient.
+  Parameters no rank used keep ``grad=None`` as in one process (no weight decay, no
+  momentum step). This replaces ``DistributedDataParallel``, whose
+  ``find_unused_parameters`` would walk the autograd graph every step to find the set.
 - Batch-norm running statistics drift apart per shard: ``average_buffers`` averages
   them once per epoch so every rank (and the checkpoint) holds the same supernet.
 - Results: ``gather`` (``all_gather_object``) collects what each rank scored.

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.search.sampling import (
-    fair_group, fair_group_size, group_forward, group_loss, sandwich_group, step_archs,
+    check_space_sampling, controller_untrained, fair_group, fair_group_size, group_forward, group_loss, sandwich_group, step_archs,
 )
 from nas.train.loop import train_step
 from search_spaces.base import Categorical
@@ -77,6 +77,9 @@ def test_a_space_without_size_ordered_options_has_no_extremes():
     space = EnasMacroSpace(num_layers=3, filters=8)  # conv3x3, sep3x3, ..., maxpool: no size order
     with pytest.raises(ValueError, match="trainer.sampling=sandwich"):
         space.extreme_arch(largest=True)
+    with pytest.raises(ValueError, match="trainer.sampling=sandwich"):
+        check_space_sampling(space, "sandwich")  # what the search calls before it measures or trains
+    check_space_sampling(space, "fair")
 
 
 def test_sandwich_group_is_largest_smallest_then_random():
@@ -177,3 +180,11 @@ def test_the_search_runs_a_controller_with_the_threads_it_asks_for():
         step_archs(space, controller, "controller", steps=3, rng=np.random.default_rng(0), uniform=False)
         assert torch.get_num_threads() == 2
     assert seen == [1]
+
+
+def test_shared_steps_draw_uniformly_until_the_controllers_first_update():
+    """Warm-up W controller steps: updates start at step W + 1, so a shared epoch that starts
+    after exactly W steps still has an untrained controller."""
+    assert controller_untrained(0, 100) and controller_untrained(100, 100)
+    assert not controller_untrained(101, 100)
+    assert not controller_untrained(0, 0), "no warm-up: the controller samples from the start"

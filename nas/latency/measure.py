@@ -88,7 +88,7 @@ class LatencySettings:
     warmup: int = 10
     repeats: int = 50
     statistic: str = "min"
-    min_time_ms: float = 0.0  # time at least this long in all (more repeats for fast models)
+    min_time_ms: float = 50.0  # time at least this long in all (more repeats for fast models)
     cuda: bool = True  # also measure on CUDA (eager torch) when a GPU is present
     runtime: str = "auto"  # onnxruntime | torchscript | torch; auto: onnxruntime on the CPU
     precision: str = "fp32"  # int8: onnxruntime, statically quantized

@@ -25,18 +25,18 @@ class LatencyTableSettings:
     calibration_archs: int = 10
     warmup: int = 10
     repeats: int = 50
-    statistic: str = "median"
+    statistic: str = "min"
     runtime: str = "auto"
     precision: str = "fp32"
-    min_time_ms: float = 0.0
-    rounds: int = 1  # whole archs (calibration, melnas-latency) timed in turns this many times
+    min_time_ms: float = 50.0
+    rounds: int = 3  # units and whole archs (calibration, melnas-latency) timed in turns this many times
 
     def __post_init__(self) -> None:
         if self.threads < 1 or self.rounds < 1 or self.calibration_archs < 0 or self.warmup < 0 or self.repeats < 1:
             raise MelnasError(
-                f"latency_table: need threads >= 1, calibration_archs >= 0, warmup >= 0, repeats >= 1; got "
-                f"threads={self.threads}, calibration_archs={self.calibration_archs}, warmup={self.warmup}, "
-                f"repeats={self.repeats}"
+                f"latency_table: need threads >= 1, rounds >= 1, calibration_archs >= 0, warmup >= 0, repeats >= 1; "
+                f"got threads={self.threads}, rounds={self.rounds}, calibration_archs={self.calibration_archs}, "
+                f"warmup={self.warmup}, repeats={self.repeats}"
             )
         if self.statistic not in TABLE_STATISTICS:
             raise MelnasError(f"latency_table.statistic={self.statistic!r} is not one of {list(TABLE_STATISTICS)}")

@@ -62,6 +62,7 @@ from nas.runtime import resolve_device, resolve_threads, torch_threads
 from nas.latency.measure import latency_table_for
 from nas.latency.settings import LatencyTableSettings
 from nas.io.registry import build_space
+from nas.search.sampling import check_space_sampling
 from nas.search.scoring import LatencyLookup, check_bn_mode
 from nas.search.phases import (
     SearchContext,
@@ -207,6 +208,7 @@ def build_context(
     seed_everything(seed)
     space_config = dict(inputs.space_config)
     space = build_space(space_config)
+    check_space_sampling(space, settings.sampling)
     supernet = space.supernet(num_classes=data.num_classes, input_shape=data.input_shape).to(device)
     controller: Controller = inputs.controller(space.decisions, seed=seed)
     broadcast_parameters(supernet, world)

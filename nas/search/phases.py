@@ -14,8 +14,8 @@ torch's global generator (dropout, loader seeds) and loaders seeded from the run
 and the epoch (``derive_seed``), so a resumed run repeats an uninterrupted one exactly.
 
 Under torchrun (``ctx.world``, nas/distributed.py) every rank trains the same sampled arch
-on its shard of each train batch (``trainer.batch_size`` stays the global batch) with
-gradients averaged over the ranks, and the controller and final phases split their
+(or, with ``trainer.ddp_archs=per_rank``, its own one) on its shard of each train batch
+(``trainer.batch_size`` stays the global batch) with gradients averaged over the ranks, and the controller and final phases split their
 archs over the ranks and gather the scores, so every rank updates its controller with
 the same rewards.
 """
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from controllers.base import Controller, Sample
 from nas.distributed import SINGLE, World, average_buffers, average_gradients, gather, sum_over_ranks
-from nas.search.sampling import check_sampling, group_forward, group_loss, step_archs
+from nas.search.sampling import check_sampling, controller_untrained, group_forward, group_loss, step_archs
 from nas.search.scoring import ArchScorer, Batch, LatencyLookup
 from nas.search.tracking import RunTracker
 from nas.evaluate.accuracy import count_correct
@@ -181,7 +181,8 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
     groups = step_archs(
         ctx.space, ctx.controller, s.sampling, steps=ctx.steps_per_epoch * (ctx.world.size if per_rank else 1),
         rng=np.random.default_rng(derive_seed(ctx.seed, "sampling", epoch)),
-        uniform=ctx.state.controller_step < s.warmup_steps, sandwich_random=s.sandwich_random,
+        uniform=controller_untrained(ctx.state.controller_step, s.warmup_steps),
+        sandwich_random=s.sandwich_random,
     )
     if per_rank:
         groups = ctx.world.mine(groups)

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from controllers.base import Controller
 from nas.runtime import torch_threads
-from search_spaces.base import Arch, Categorical, SearchSpace, uniform_values
+from search_spaces.base import Arch, Categorical, SearchSpace, check_options_by_size, uniform_values
 
 SAMPLING_MODES = ("controller", "fair", "sandwich")
 
@@ -40,6 +40,19 @@ def check_sampling(mode: str, sandwich_random: int) -> None:
         raise ValueError(f"trainer.sampling={mode!r} is not one of {', '.join(SAMPLING_MODES)}")
     if sandwich_random < 0:
         raise ValueError(f"trainer.sandwich_random={sandwich_random} (need >= 0)")
+
+
+def controller_untrained(controller_step: int, warmup_steps: int) -> bool:
+    """True while the controller has made no update yet: it skips the first ``warmup_steps``
+    controller steps and first updates at step ``warmup_steps + 1``, so after ``controller_step``
+    steps it is still untrained when ``0 < warmup_steps`` and ``controller_step <= warmup_steps``."""
+    return 0 < warmup_steps and controller_step <= warmup_steps
+
+
+def check_space_sampling(space: SearchSpace, mode: str) -> None:
+    """Refuse, before anything is measured or trained, a sampling mode ``space`` cannot serve."""
+    if mode == "sandwich":
+        check_options_by_size(space)
 
 
 def fair_group_size(space: SearchSpace) -> int:
