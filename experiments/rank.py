@@ -22,6 +22,9 @@ def search_run(run_dir: Path) -> SearchRun:
     if not path.is_file():
         raise MelnasError(f"{path} is missing: run= must be a directory melnas-search wrote")
     cfg = OmegaConf.load(path)
+    if "latency_table" in cfg and "runtime" not in cfg.latency_table:
+        # searched before latency runtimes existed: its table was timed in eager torch
+        cfg.latency_table.runtime = "torch"
     return SearchRun(settings=settings_from(cfg, SearchSettings, skip=NOT_SETTINGS),
                      data=plain(cfg.data), space_config=plain(cfg.search_space))
 

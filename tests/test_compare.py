@@ -185,3 +185,14 @@ def test_remeasure_times_the_models_side_by_side(tmp_path, monkeypatch):
 def test_remeasure_needs_the_models(demo_like):
     with pytest.raises(ValueError, match="names no model"):
         collect_rows([demo_like], remeasure_rounds=1)
+
+
+def test_a_table_of_latencies_from_different_runtimes_says_so():
+    from nas.evaluate.compare import Row, markdown_table
+
+    rows = [Row(run=name, origin="random", accuracy_kind=TEST, arch_hash=name, arch_string="", accuracy=0.8,
+                latency_ms=1.0, latency_runtime=runtime)
+            for name, runtime in (("a", "onnxruntime"), ("b", "torch (before latency runtimes)"))]
+    assert "different runtimes (onnxruntime, torch (before latency runtimes))" in markdown_table(rows)
+    rows[1].latency_runtime = "onnxruntime"
+    assert "different runtimes" not in markdown_table(rows)

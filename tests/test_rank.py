@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from scipy import stats
 
 from nas.search.rank import standalone
@@ -171,3 +172,20 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
     second = rank(6, "rank2")
     assert second["num_archs"] == 6
     assert second["standalone"] | {"trained_now": 2, "reused": 4} == second["standalone"]
+
+
+def test_a_search_from_before_latency_runtimes_is_ranked_with_its_eager_table(tmp_path):
+    from experiments.rank import search_run
+    from hydra import compose, initialize_config_dir
+
+    from nas.io.registry import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="search", overrides=[f"data.root={tmp_path}/audio"])
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
+    assert search_run(tmp_path).settings.latency_table.runtime == "auto"
+    saved = OmegaConf.load(tmp_path / ".hydra" / "config.yaml")
+    del saved.latency_table["runtime"]
+    OmegaConf.save(saved, tmp_path / ".hydra" / "config.yaml")
+    assert search_run(tmp_path).settings.latency_table.runtime == "torch"

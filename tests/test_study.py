@@ -98,6 +98,18 @@ def test_a_missing_baseline_is_named():
         paired_differences([_row("enas", 0, 0.5)], "accuracy", "random")
 
 
+def test_latencies_of_different_runtimes_are_not_averaged(tmp_path):
+    from dataclasses import replace
+
+    from nas.evaluate.study_report import write_study_report
+
+    rows = [replace(_row(m, s, 0.7), latency_runtime="onnxruntime fp32", run_dir=f"{m}{s}")
+            for m in ("enas", "random") for s in (0, 1)]
+    rows[1] = replace(rows[1], latency_runtime="torch (before latency runtimes)")
+    with pytest.raises(ValueError, match=r"different runtimes.*onnxruntime fp32: e.g. enas0.*torch .*: e.g. enas1"):
+        write_study_report(rows, tmp_path, baseline="random")
+
+
 # ---- orchestration: plan, resume, report ----------------------------------------------
 
 

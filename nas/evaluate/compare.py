@@ -56,6 +56,7 @@ class Row:
     pareto: bool = False  # on the front of its own kind (test or proxy)
     model_path: str | None = None  # the model.pt (or exported .onnx) of a test row, where known
     precision: str = "fp32"  # int8: a statically quantized ONNX file scored by melnas-eval
+    latency_runtime: str | None = None  # test rows: what its run timed latency_ms in (metrics.json)
 
 
 @dataclass
@@ -122,6 +123,7 @@ def read_train_dir(path: Path, label: str) -> Row:
         retrained=bool(metrics.get("retrained", True)),  # False: pruned by melnas-adapt and fine-tuned
         model_path=str(model_path) if model_path else None,
         precision=str(metrics.get("precision", "fp32")),
+        latency_runtime=str(metrics.get("latency_runtime", {}).get("name", "torch (before latency runtimes)")),
     )
 
 
@@ -232,8 +234,10 @@ def remeasure(rows: list[Row], rounds: int, latency: LatencySettings | None = No
     if unknown:
         raise ValueError(f"cannot re-measure {unknown}: their metrics.json names no model and no model.pt is beside it")
     latencies = latency_side_by_side([r.model_path for r in tested], rounds=rounds, latency=latency or LatencySettings())
+    runtime = (latency or LatencySettings()).runtime
     for row, measured in zip(tested, latencies):
         row.latency_ms = measured
+        row.latency_runtime = "onnxruntime" if str(row.model_path).endswith(".onnx") else runtime
 
 
 def _labels(runs: Sequence[Path]) -> dict[Path, str]:
@@ -309,6 +313,7 @@ def markdown_table(rows: Sequence[Row], *, remeasure_rounds: int = 0) -> str:
         if remeasure_rounds > 0
         else "as its run measured it"
     )
+    runtimes = sorted({r.latency_runtime for r in rows if r.accuracy_kind == TEST and r.latency_runtime})
     notes = [
         "",
         "acc. kind `test`: a trained model (retrained from scratch, or pruned by melnas-adapt "
@@ -319,6 +324,9 @@ def markdown_table(rows: Sequence[Row], *, remeasure_rounds: int = 0) -> str:
         "supernet's shared weights and the latency table's prediction; not comparable with "
         "`test` rows. ★ = on the accuracy-latency Pareto front of its kind.",
     ]
+    if len(runtimes) > 1:
+        notes.append(f"**Warning**: the test rows' latencies were timed in different runtimes ({', '.join(runtimes)}) "
+                     "and do not compare; re-time them side by side with --remeasure.")
     return "\n".join([header, rule, *body, *notes])
 
 

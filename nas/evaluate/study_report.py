@@ -45,7 +45,21 @@ def read_row(run_dir: str | Path, *, method: str, seed: int, train_seed: int) ->
     missing = [m for m in METRICS if m not in metrics]
     if missing:
         raise ValueError(f"{path} lacks {', '.join(missing)}: re-evaluate the model with melnas-eval")
-    return StudyRow(method, seed, train_seed, *(float(metrics[m]) for m in METRICS), run_dir=str(run_dir))
+    runtime = metrics.get("latency_runtime", {"name": "torch (before latency runtimes)"})
+    return StudyRow(method, seed, train_seed, *(float(metrics[m]) for m in METRICS), run_dir=str(run_dir),
+                    latency_runtime=" ".join(str(runtime[k]) for k in ("name", "precision") if k in runtime))
+
+
+def check_one_runtime(rows: Sequence[StudyRow]) -> None:
+    """Refuse to average latencies timed in different runtimes (a study resumed across versions)."""
+    runtimes = sorted({row.latency_runtime for row in rows})
+    if len(runtimes) > 1:
+        first = {rt: next(r.run_dir for r in rows if r.latency_runtime == rt) for rt in runtimes}
+        raise ValueError(
+            "the study's retrainings were timed in different runtimes (" +
+            "; ".join(f"{rt}: e.g. {run}" for rt, run in first.items()) +
+            "): re-time the odd ones with melnas-eval model=<run>/model.pt, or start the study in a new run dir"
+        )
 
 
 def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baseline: str,
@@ -53,6 +67,7 @@ def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baselin
     """Write the four report files into ``out_dir`` and return the markdown table."""
     if not rows:
         raise ValueError("the study has no finished retrainings to report")
+    check_one_runtime(rows)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = summary_table(rows)

@@ -37,6 +37,7 @@ class StudyRow:
     f1_macro: float
     latency_ms: float  # measured, batch 1
     run_dir: str = ""
+    latency_runtime: str = ""  # what latency_ms was timed in, e.g. "onnxruntime fp32" (metrics.json)
 
     def value(self, metric: str) -> float:
         if metric not in METRICS:
