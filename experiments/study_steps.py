@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.demo_steps import DemoSettings, Step, plan_steps, run_step, step_done, synthesise_if_missing
 from experiments.settings import plain, settings_from
 from nas.data.prepare import prepare_dataset
-from nas.evaluate.study_report import StudyReport, read_row, write_study_report
+from nas.evaluate.study_report import StudyReport, read_row, retime_side_by_side, write_study_report
 from nas.evaluate.study_stats import Bootstrap
 
 log = logging.getLogger("melnas.study")
@@ -120,9 +120,14 @@ def run_study(cfg: DictConfig, out_dir: str | Path) -> StudyResult:
     rows = [read_row(d / step.name, method=_method(step, study), seed=seed,
                      train_seed=int(step.name.rsplit("_t", 1)[1]))
             for d, seed, step in planned if step.kind == "train"]
+    if study.remeasure_rounds > 0:
+        log.info("re-timing %d models side by side (%d rounds)", len(rows), study.remeasure_rounds)
+        rows = retime_side_by_side(rows, study.remeasure_rounds)
     budget = {"seeds": list(study.seeds), "train_seeds": study.train_seeds or "search seed",
               "experiment": study.experiment, "search_overrides": list(study.search_overrides),
-              "train_recipe": study.train_recipe, "train_overrides": list(study.train_overrides)}
+              "train_recipe": study.train_recipe, "train_overrides": list(study.train_overrides),
+              "latency": (f"every model re-timed side by side after the runs (median of {study.remeasure_rounds} rounds)"
+                          if study.remeasure_rounds > 0 else "as each retraining measured it")}
     report = write_study_report(rows, out_dir, baseline=study.baseline, bootstrap=study.bootstrap, budget=budget)
     return StudyResult(out_dir, report, [f"{d.name}/{step.name}" for d, _, step in todo],
                        time.perf_counter() - start)

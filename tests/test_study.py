@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -99,8 +100,6 @@ def test_a_missing_baseline_is_named():
 
 
 def test_latencies_of_different_runtimes_are_not_averaged(tmp_path):
-    from dataclasses import replace
-
     from nas.evaluate.study_report import write_study_report
 
     rows = [replace(_row(m, s, 0.7), latency_runtime="onnxruntime fp32", run_dir=f"{m}{s}")
@@ -163,7 +162,8 @@ def no_data(monkeypatch):
 
 
 def test_resume_skips_finished_steps_and_writes_the_report(tmp_path, monkeypatch, no_data):
-    cfg = _study_cfg(tmp_path, "study.seeds=[0,1,2]", "study.controllers=[enas_lstm,random,evolution]")
+    cfg = _study_cfg(tmp_path, "study.seeds=[0,1,2]", "study.controllers=[enas_lstm,random,evolution]",
+                     "study.remeasure_rounds=0")  # fake runs: no models to time
     out = tmp_path / "out"
     planned = plan_study(cfg, out)
     unfinished = {("seed_1", "train_enas_lstm_t1"), ("seed_2", "search_evolution"), ("seed_2", "train_evolution_t2")}
@@ -202,6 +202,26 @@ def test_resume_skips_finished_steps_and_writes_the_report(tmp_path, monkeypatch
     assert "| enas_lstm | 3 | 0.6800 +- 0.0500 |" in markdown
     assert "| enas_lstm | 3 | +0.0300 [+0.0300, +0.0300]" in markdown
     assert "percentile bootstrap" in markdown and "test acc (recording)" in markdown
+
+
+def test_retiming_replaces_every_latency_by_a_side_by_side_reading(tmp_path, monkeypatch):
+    import nas.latency.side_by_side as side_by_side
+    from nas.evaluate.study_report import retime_side_by_side
+
+    timed: list[tuple[list[str], int]] = []
+
+    def fake(paths, *, rounds, latency):
+        timed.append(([str(p) for p in paths], rounds))
+        return [0.5 + i for i in range(len(paths))]
+
+    monkeypatch.setattr(side_by_side, "latency_side_by_side", fake)
+    rows = [replace(_row(m, 0, 0.7, latency=9.0), run_dir=str(tmp_path / m), latency_runtime="torch fp32")
+            for m in ("enas", "random")]
+    retimed = retime_side_by_side(rows, 5)
+    assert timed == [([str(tmp_path / "enas" / "model.pt"), str(tmp_path / "random" / "model.pt")], 5)]
+    assert [r.latency_ms for r in retimed] == [0.5, 1.5]
+    assert {r.latency_runtime for r in retimed} == {"onnxruntime fp32"}  # the default latency_measure runtime
+    assert [r.accuracy for r in retimed] == [r.accuracy for r in rows]
 
 
 def test_a_run_without_recording_accuracy_is_named(tmp_path):

@@ -10,9 +10,9 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from nas.evaluate.study_stats import (
     METRICS,
@@ -47,7 +47,26 @@ def read_row(run_dir: str | Path, *, method: str, seed: int, train_seed: int) ->
         raise ValueError(f"{path} lacks {', '.join(missing)}: re-evaluate the model with melnas-eval")
     runtime = metrics.get("latency_runtime", {"name": "torch (before latency runtimes)"})
     return StudyRow(method, seed, train_seed, *(float(metrics[m]) for m in METRICS), run_dir=str(run_dir),
-                    latency_runtime=" ".join(str(runtime[k]) for k in ("name", "precision") if k in runtime))
+                    latency_runtime=runtime_label(runtime))
+
+
+def runtime_label(described: Mapping[str, Any]) -> str:
+    """``"onnxruntime fp32"`` from a runtime's ``describe()`` (as metrics.json stores it)."""
+    return " ".join(str(described[k]) for k in ("name", "precision") if k in described)
+
+
+def retime_side_by_side(rows: Sequence[StudyRow], rounds: int) -> list[StudyRow]:
+    """The rows with every model timed again now, in turns, ``rounds`` times (the median;
+    ``nas.latency.side_by_side``, the default ``latency_measure`` settings). Latencies taken
+    at the end of each retraining, minutes apart, are not comparable on a shared machine:
+    the very same preset network read 0.14, 0.14 and 0.22 ms in three of them."""
+    from nas.latency.measure import LatencySettings  # loads torch: only when asked
+    from nas.latency.side_by_side import latency_side_by_side
+
+    latency = LatencySettings()
+    times = latency_side_by_side([Path(row.run_dir) / "model.pt" for row in rows], rounds=rounds, latency=latency)
+    label = runtime_label(latency.cpu_runtime().describe())
+    return [replace(row, latency_ms=ms, latency_runtime=label) for row, ms in zip(rows, times)]
 
 
 def check_one_runtime(rows: Sequence[StudyRow]) -> None:
