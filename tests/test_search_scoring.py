@@ -74,6 +74,23 @@ def test_scoring_is_deterministic_with_dropout_off() -> None:
         assert scorer.accuracy(arch(1), batches(3, seed=4)) == first
 
 
+@pytest.mark.parametrize("mode", ["batch", "recalibrate", "running"])
+def test_scoring_many_archs_at_once_gives_each_its_own_accuracy(mode: str) -> None:
+    """accuracies() reads every arch's hit count once at the end; each equals the hits
+    counted directly with that arch's own batch-norm preparation."""
+    net = trained_net()
+    val, recal = batches(3, seed=6), batches(2, seed=2)
+    with ArchScorer(net, bn_mode=mode, recalibration_batches=recal) as scorer:
+        together = scorer.accuracies([arch(0), arch(1), arch(0)], val)
+        one_by_one = [scorer.accuracy(arch(head), val) for head in (0, 1, 0)]
+        direct = []
+        for head in (0, 1, 0):
+            scorer._prepare(arch(head))
+            direct.append(sum(int((net(x, arch(head)).argmax(1) == y).sum()) for x, y in val) / 48)
+    assert together == one_by_one == direct  # the same integer counts over the same 48 examples
+    assert scorer.accuracies([], val) == []
+
+
 def test_bn_modes_use_the_statistics_they_promise() -> None:
     net = trained_net()
     val = batches(1, seed=5)

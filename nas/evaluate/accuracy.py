@@ -30,12 +30,27 @@ def top1_accuracy(
     ``forward`` is a module (already in the mode wanted: eval for dropout off) or any
     function of ``x``; batches are moved to ``device`` when given.
     """
-    correct = seen = 0
+    correct, seen = correct_on_device(forward, batches, device=device)
+    return int(correct) / seen
+
+
+@torch.no_grad()
+def correct_on_device(
+    forward: Callable[[Tensor], Tensor], batches: Iterable[Batch], *, device: torch.device | None = None
+) -> tuple[Tensor, int]:
+    """(hits as a 0-d tensor on the logits' device, examples seen) of ``forward`` over ``batches``.
+
+    Nothing here waits for the device: a caller scoring many archs reads all their counts
+    at once (``ArchScorer.accuracies``), so a GPU runs one arch's kernels straight after
+    the previous arch's instead of idling while the host reads each count.
+    """
+    correct: Tensor | int = 0
+    seen = 0
     for x, y in batches:
         if device is not None:
             x, y = x.to(device), y.to(device)
-        correct += count_correct(forward(x), y)
+        correct = correct + (forward(x).argmax(dim=1) == y).sum()
         seen += int(y.numel())
     if seen == 0:
         raise ValueError("no examples to score: the batches are empty")
-    return correct / seen
+    return torch.as_tensor(correct), seen

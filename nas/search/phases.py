@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -264,8 +264,8 @@ def controller_phase(ctx: SearchContext, epoch: int) -> dict[str, float]:
             batch = next(val_stream)
             with torch_threads(ctx.controller.threads):
                 samples = ctx.controller.sample(s.archs_per_step)
-            records = gather([score_sample(ctx, scorer, sample, [batch], phase="controller", epoch=epoch)
-                              for sample in ctx.world.mine(samples)], ctx.world)
+            records = gather(score_samples(ctx, scorer, ctx.world.mine(samples), [batch],
+                                           phase="controller", epoch=epoch), ctx.world)
             with torch_threads(ctx.controller.threads):
                 stats = ctx.controller.update(samples, [r["reward"] for r in records])
             ctx.tracker.log_scored(records)
@@ -299,24 +299,28 @@ def scored_summary(records: list[dict[str, Any]], entropies: list[float]) -> dic
     }
 
 
-def score_sample(
-    ctx: SearchContext, scorer: ArchScorer, sample: Sample | Arch, batches: list[Batch], *, phase: str, epoch: int
-) -> dict[str, Any]:
-    """Accuracy on ``batches``, predicted latency and reward of one arch, as a log record."""
-    arch = sample if isinstance(sample, Arch) else ctx.space.arch(sample.values)
-    accuracy = scorer.accuracy(arch, batches)
-    latency_ms = ctx.latency(arch)
-    return {
-        "arch": arch.to_json_dict(),
-        "arch_str": ctx.space.arch_string(arch),
-        "hash": arch.hash,
-        "accuracy": accuracy,
-        "latency_ms": latency_ms,
-        "reward": float(ctx.reward(accuracy, latency_ms)),
-        "phase": phase,
-        "epoch": epoch + 1,
-        "controller": ctx.controller_name,
-    }
+def score_samples(
+    ctx: SearchContext, scorer: ArchScorer, samples: Sequence[Sample | Arch], batches: list[Batch], *,
+    phase: str, epoch: int,
+) -> list[dict[str, Any]]:
+    """Accuracy on ``batches`` (all archs read from the device at once), predicted latency and
+    reward of each sample, as log records."""
+    archs = [s if isinstance(s, Arch) else ctx.space.arch(s.values) for s in samples]
+    records = []
+    for arch, accuracy in zip(archs, scorer.accuracies(archs, batches)):
+        latency_ms = ctx.latency(arch)
+        records.append({
+            "arch": arch.to_json_dict(),
+            "arch_str": ctx.space.arch_string(arch),
+            "hash": arch.hash,
+            "accuracy": accuracy,
+            "latency_ms": latency_ms,
+            "reward": float(ctx.reward(accuracy, latency_ms)),
+            "phase": phase,
+            "epoch": epoch + 1,
+            "controller": ctx.controller_name,
+        })
+    return records
 
 
 def rank_key(record: dict[str, Any]) -> tuple[float, float, float, str]:
@@ -356,7 +360,7 @@ def final_phase(ctx: SearchContext) -> list[dict[str, Any]]:
     with ArchScorer(ctx.supernet, bn_mode=s.final.bn_mode, recalibration_batches=recal) as scorer, \
             ctx.tracker.bar(len(mine), "final") as bar:
         for arch in mine:
-            records.append(score_sample(ctx, scorer, arch, val, phase="final", epoch=epoch))
+            records += score_samples(ctx, scorer, [arch], val, phase="final", epoch=epoch)
             bar.update()
     records = gather(records, ctx.world)
     ctx.tracker.log_scored(records)

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from nas.evaluate.accuracy import top1_accuracy
+from nas.evaluate.accuracy import correct_on_device
 from nas.io.checkpoint import preserved_rng_state
 from search_spaces.base import Arch, SearchSpace, Supernet
 
@@ -79,8 +79,19 @@ class ArchScorer:
     @torch.no_grad()
     def accuracy(self, arch: Arch, batches: Iterable[Batch]) -> float:
         """Fraction of correctly classified examples over ``batches`` (dropout off)."""
-        self._prepare(arch)
-        return top1_accuracy(lambda x: self.supernet(x, arch), batches)
+        return self.accuracies([arch], list(batches))[0]
+
+    @torch.no_grad()
+    def accuracies(self, archs: Sequence[Arch], batches: Sequence[Batch]) -> list[float]:
+        """``accuracy`` of each arch on the same ``batches``, read from the device once for
+        all of them (``correct_on_device``): on a GPU the archs' forward passes queue back
+        to back instead of each waiting for the previous count to reach the host."""
+        counts = []
+        for arch in archs:
+            self._prepare(arch)
+            correct, seen = correct_on_device(lambda x, arch=arch: self.supernet(x, arch), batches)
+            counts.append(correct)
+        return [int(c) / seen for c in torch.stack(counts).tolist()] if counts else []
 
     def _prepare(self, arch: Arch) -> None:
         self.supernet.eval()

@@ -161,5 +161,5 @@ def score_archs(supernet: torch.nn.Module, archs: list, data: Any, r: RankSettin
     scores = {}
     for mode in r.bn_modes:
         with ArchScorer(supernet, bn_mode=mode, recalibration_batches=recal) as scorer:
-            scores[mode] = [scorer.accuracy(arch, val) for arch in archs]
+            scores[mode] = scorer.accuracies(archs, val)
     return scores
