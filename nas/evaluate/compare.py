@@ -370,7 +370,9 @@ def plot_pareto(rows: Sequence[Row], path: Path) -> Path:
             for r in group:
                 ax.annotate(r.run, (r.latency_ms, r.accuracy), textcoords="offset points", xytext=(5, 4), fontsize=7)
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("latency (ms, batch 1)")
+        runtimes = sorted({r.latency_runtime for r in group if r.latency_runtime})
+        where = f", {' / '.join(runtimes)}" if kind == TEST and runtimes else ""
+        ax.set_xlabel(f"latency (ms, batch 1{where})")
         ax.set_ylabel("test accuracy" if kind == TEST else "proxy accuracy (shared weights)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
