@@ -179,6 +179,7 @@ def test_remeasure_times_the_models_side_by_side(tmp_path, monkeypatch):
     assert rows["train_small"].latency_ms == pytest.approx(min(calls) / 1000.0)
     assert rows["train_big"].latency_ms == pytest.approx(max(calls) / 1000.0)
     assert [r.pareto for r in (rows["train_small"], rows["train_big"])] == [True, False]  # same accuracy
+    assert {r.latency_runtime for r in rows.values()} == {ParamRuntime().name}  # what they were re-timed in
     assert "side by side (median of 2 rounds)" in compare_runs([tmp_path], tmp_path / "out", remeasure_rounds=2).markdown
 
 

@@ -234,7 +234,7 @@ def remeasure(rows: list[Row], rounds: int, latency: LatencySettings | None = No
     if unknown:
         raise ValueError(f"cannot re-measure {unknown}: their metrics.json names no model and no model.pt is beside it")
     latencies = latency_side_by_side([r.model_path for r in tested], rounds=rounds, latency=latency or LatencySettings())
-    runtime = (latency or LatencySettings()).runtime
+    runtime = (latency or LatencySettings()).cpu_runtime().name  # "auto" resolved
     for row, measured in zip(tested, latencies):
         row.latency_ms = measured
         row.latency_runtime = "onnxruntime" if str(row.model_path).endswith(".onnx") else runtime
