@@ -41,6 +41,9 @@ def report(summary: dict[str, Any], out_dir: Path) -> None:
           f"top-5 overlap {summary['top5_overlap']}/5 (nan: constant scores)")
     for mode, figures in summary["by_bn_mode"].items():
         print(f"  bn {mode}: tau {figures['kendall_tau']:.3f} rho {figures['spearman_rho']:.3f}")
+    if summary["standalone_seed_tau"] is not None:
+        print(f"  standalone seed against seed: tau {summary['standalone_seed_tau']:.3f} (the most any supernet "
+              "can be shown to reach with this recipe)")
     print(f"report: {out_dir / 'rank.json'}  {out_dir / 'rank.csv'}  {out_dir / 'rank.png'}")
 
 

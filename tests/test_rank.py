@@ -105,6 +105,14 @@ def jobs_for(archs, cache: Path, train: TrainSettings) -> list[StandaloneJob]:
                           str(entry_path(cache, a.hash, key))) for a in archs]
 
 
+def test_seed_agreement_is_the_mean_pairwise_tau_of_the_training_seeds():
+    from nas.search.rank.report import seed_agreement
+
+    assert seed_agreement([[0.1, 0.2, 0.3]]) is None
+    assert seed_agreement([[0.1, 0.2, 0.3], [0.5, 0.6, 0.7]]) == pytest.approx(1.0)
+    assert seed_agreement([[0.1, 0.2, 0.3], [0.5, 0.6, 0.7], [0.7, 0.6, 0.5]]) == pytest.approx((1 - 1 - 1) / 3)
+
+
 def test_cache_trains_only_new_archs_and_not_across_recipes(tmp_path, monkeypatch):
     trained: list[str] = []
 
@@ -150,8 +158,8 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # what Hydra saves for melnas-search
 
-    def rank(num_archs: int, out: str) -> dict:
-        overrides = [f"run={run_dir}", f"rank.num_archs={num_archs}", "rank.top_archs=2", "rank.pool=50",
+    def rank(num_archs: int, out: str, *extra: str) -> dict:
+        overrides = [*extra, f"run={run_dir}", f"rank.num_archs={num_archs}", "rank.top_archs=2", "rank.pool=50",
                      "rank.recalibration_batches=1", "rank.threads=1", f"rank.cache_dir={tmp_path / 'cache'}",
                      "train.epochs=1", "train.batch_size=8", "train.eval_batch_size=8", "device=cpu"]
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -172,6 +180,13 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
     second = rank(6, "rank2")
     assert second["num_archs"] == 6
     assert second["standalone"] | {"trained_now": 2, "reused": 4} == second["standalone"]
+    assert first["standalone_seed_tau"] is None  # one training seed: no ceiling to give
+    third = rank(6, "rank3", "rank.train_seeds=[0,1]")  # a second seed: 6 new trainings, 6 reused
+    assert third["standalone"] | {"trained_now": 6, "reused": 6} == third["standalone"]
+    ceiling = third["standalone_seed_tau"]
+    assert np.isnan(ceiling) or -1.0 <= ceiling <= 1.0  # NaN: a tiny recipe can give constant accuracies
+    header = (tmp_path / "rank3" / "rank.csv").read_text().splitlines()[0]
+    assert header.endswith("standalone_val,standalone_test,standalone_val_seed0,standalone_val_seed1")
 
 
 def test_a_search_from_before_latency_runtimes_is_ranked_with_its_eager_table(tmp_path):

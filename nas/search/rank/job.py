@@ -16,6 +16,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import mean
 from typing import Any, Callable, Mapping
 
 import torch
@@ -29,7 +30,7 @@ from nas.latency.measure import latency_table_for
 from nas.runtime import resolve_device, torch_threads
 from nas.search.loop import CHECKPOINT, SearchSettings
 from nas.search.rank.draw import archs_to_rank
-from nas.search.rank.report import agreement, write_csv, write_json, write_plot
+from nas.search.rank.report import agreement, seed_agreement, write_csv, write_json, write_plot
 from nas.search.rank.standalone import (
     StandaloneJob, data_identity, entry_key, entry_path, threads_per_job, train_missing,
 )
@@ -52,13 +53,15 @@ class RankSettings:
     cache_dir: str | None = None
     jobs: int = 1
     threads: int | None = None  # torch threads per training; None: cores // jobs
-    train_seed: int = 0
+    train_seeds: list[int] = field(default_factory=lambda: [0])  # standalone accuracy: the mean over these
 
     def __post_init__(self) -> None:
         if not self.bn_modes:
             raise ValueError("rank.bn_modes is empty: give at least one of batch, recalibrate, running")
         for mode in self.bn_modes:
             check_bn_mode(mode)
+        if not self.train_seeds or len(set(self.train_seeds)) != len(self.train_seeds):
+            raise ValueError(f"rank.train_seeds={self.train_seeds}: give one or more distinct seeds")
         if self.jobs < 1 or self.recalibration_batches < 1 or self.pool < 1 or (self.threads or 1) < 1:
             raise ValueError(f"rank.jobs={self.jobs}, rank.recalibration_batches={self.recalibration_batches}, "
                              f"rank.pool={self.pool} and rank.threads={self.threads} must be >= 1")
@@ -117,27 +120,32 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
 
     cache = Path(r.cache_dir).expanduser() if r.cache_dir else run_dir / "rank_cache"
     cache.mkdir(parents=True, exist_ok=True)
-    key = entry_key(train=job.train, space_config=search.space_config, data_id=data_identity(data.cache_dir),
-                    seed=r.train_seed)
+    keys = {seed: entry_key(train=job.train, space_config=search.space_config,
+                            data_id=data_identity(data.cache_dir), seed=seed) for seed in r.train_seeds}
     jobs = [StandaloneJob(arch.to_json_dict(), dict(search.space_config), str(data.cache_dir), job.train,
-                          optimizer_factory, r.train_seed, job.device, r.threads or threads_per_job(r.jobs),
-                          str(entry_path(cache, arch.hash, key))) for arch, _ in chosen]
+                          optimizer_factory, seed, job.device, r.threads or threads_per_job(r.jobs),
+                          str(entry_path(cache, arch.hash, keys[seed])))
+            for seed in r.train_seeds for arch, _ in chosen]
     trained_before = sum(Path(j.entry).is_file() for j in jobs)
     entries = train_missing(jobs, processes=r.jobs, on_done=lambda e: log.info(
         "standalone %s: val %.4f test %.4f (%.0f s)", e["arch_str"], e["val_accuracy"], e["test_accuracy"], e["seconds"]))
+    by_seed = {seed: entries[i * len(chosen):(i + 1) * len(chosen)] for i, seed in enumerate(r.train_seeds)}
 
     rows = [{
         "hash": arch.hash, "arch_str": space.arch_string(arch), "origin": origin, "latency_ms": latency(arch),
         **{f"supernet_{mode}": scores[mode][i] for mode in r.bn_modes},
-        "standalone_val": entry["val_accuracy"], "standalone_test": entry["test_accuracy"],
-    } for i, ((arch, origin), entry) in enumerate(zip(chosen, entries))]
+        "standalone_val": mean(by_seed[s][i]["val_accuracy"] for s in r.train_seeds),
+        "standalone_test": mean(by_seed[s][i]["test_accuracy"] for s in r.train_seeds),
+        **{f"standalone_val_seed{s}": by_seed[s][i]["val_accuracy"] for s in r.train_seeds},
+    } for i, (arch, origin) in enumerate(chosen)]
     val = [row["standalone_val"] for row in rows]
     headline = agreement(scores[r.bn_modes[0]], val)
     summary = {
         "run": str(run_dir), "num_archs": len(rows), "bn_mode": r.bn_modes[0], **headline,
         "by_bn_mode": {mode: agreement(scores[mode], val) for mode in r.bn_modes},
         "vs_standalone_test": agreement(scores[r.bn_modes[0]], [row["standalone_test"] for row in rows]),
-        "standalone": {"cache_dir": str(cache), "key": key, "trained_now": len(jobs) - trained_before,
+        "standalone_seed_tau": seed_agreement([[e["val_accuracy"] for e in by_seed[s]] for s in r.train_seeds]),
+        "standalone": {"cache_dir": str(cache), "keys": keys, "trained_now": len(jobs) - trained_before,
                        "reused": trained_before, "recipe": to_plain(asdict(job.train))},
         "rank": to_plain(asdict(r)), "scoring_s": scored_s, "total_s": time.perf_counter() - started,
     }

@@ -22,6 +22,14 @@ def agreement(predicted: Sequence[float], actual: Sequence[float]) -> dict[str, 
     }
 
 
+def seed_agreement(accuracies_by_seed: Sequence[Sequence[float]]) -> float | None:
+    """The check's own noise ceiling: the mean Kendall tau between the standalone accuracies
+    of every two training seeds (``None`` with one seed). A supernet cannot be shown to rank
+    better than one standalone training ranks another."""
+    pairs = [(a, b) for i, a in enumerate(accuracies_by_seed) for b in accuracies_by_seed[i + 1:]]
+    return sum(kendall_tau(a, b) for a, b in pairs) / len(pairs) if pairs else None
+
+
 def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     with atomic_open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
