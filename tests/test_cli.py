@@ -180,3 +180,13 @@ def test_console_commands_print_one_line_and_exit_2(args, message, tmp_path):
     debug = _run([*args, *(["hydra.run.dir=run"] if args[0] != "experiments.export" else [])], tmp_path,
                  MELNAS_DEBUG="1")
     assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+def test_a_space_given_another_spaces_keys_names_them():
+    """experiment=quick (mobilenetv3 keys) with search_space=enas_macro: a user error, not a Hydra trace."""
+    from nas.errors import MelnasError
+    from nas.io.registry import build_space, space_config
+
+    config = {**space_config("enas_macro"), "width": 0.5}
+    with pytest.raises(MelnasError, match=r"search_space: cannot build .*EnasMacroSpace.*'width'.*experiment=quick"):
+        build_space(config)

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
+from nas.errors import MelnasError
 from search_spaces.base import SearchSpace
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -39,7 +41,14 @@ def build_space(config: Mapping[str, Any] | str, **overrides: Any) -> SearchSpac
     """Instantiate a space from its config dict (with ``_target_``) or its registered name."""
     cfg = space_config(config) if isinstance(config, str) else dict(config)
     cfg.update(overrides)
-    space = instantiate(cfg, _convert_="all")
+    try:
+        space = instantiate(cfg, _convert_="all")
+    except InstantiationException as err:
+        raise MelnasError(
+            f"search_space: cannot build {cfg.get('_target_')} ({err.__cause__ or err}); check the search_space "
+            "keys: an experiment made for another space sets keys this one does not take (experiment=quick is "
+            "for mobilenetv3; with search_space=enas_macro leave it out or set the space's own keys)"
+        ) from err
     if not isinstance(space, SearchSpace):
         raise TypeError(f"{cfg.get('_target_')} did not build a SearchSpace")
     return space
