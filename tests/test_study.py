@@ -265,11 +265,16 @@ def test_study_runs_end_to_end_and_resumes(tmp_path):
     assert "ran 0 step(s)" in again.stdout
 
 
+def _what_a_worker_sees(step) -> tuple[str, str]:
+    return step.name, step.cfg.hydra.runtime.choices.controller
+
+
 def test_planned_steps_cross_to_worker_processes(tmp_path):
-    """study.jobs > 1 sends each step to a spawned process: it must survive pickling whole."""
-    import pickle
+    """study.jobs > 1 sends each step to a spawned process (as run_study's pool does): it must arrive whole."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
 
     _, _, step = plan_study(_study_cfg(tmp_path, "study.seeds=[0]", "study.controllers=[random]"),
-                                    tmp_path / "out")[0]
-    again = pickle.loads(pickle.dumps(step))
-    assert again.name == step.name and again.cfg == step.cfg and again.cfg.hydra.runtime.choices.controller == "random"
+                            tmp_path / "out")[0]
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        assert pool.submit(_what_a_worker_sees, step).result(timeout=120) == (step.name, "random")
