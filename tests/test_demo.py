@@ -41,7 +41,8 @@ TINY_SEARCH = [
     "search_space=enas_macro", "search_space.num_layers=3", "search_space.filters=8",
     "trainer.epochs=1", "trainer.controller_steps=2", "trainer.archs_per_step=2",
     "trainer.final.num_samples=4", "trainer.final.top_k=3", "latency_table.calibration_archs=2",
-    "latency_table.repeats=3", "latency_table.warmup=1",
+    "latency_table.repeats=3", "latency_table.warmup=1", "latency_table.prefill_archs=4",
+    "latency_table.min_span_ms=0",
 ]
 
 

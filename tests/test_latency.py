@@ -23,6 +23,7 @@ from nas.latency.measure import (
     measure_latency,
     resolve_model_input,
     spanning_archs,
+    time_interleaved,
 )
 from nas.io.registry import CONF_DIR, available_spaces, build_space
 from tests.test_cost import SumInputs, ToySpace
@@ -31,23 +32,25 @@ SHAPE = (1, 8, 6)
 
 
 class FakeMeasure:
-    """Stands in for measure_latency: 1 ms per parameter-free unit, else params / 100 ms."""
+    """Stands in for the table's InterleavedTimer: 1 ms per parameter-free unit, else
+    1 + params / 100 ms; records each model's inputs and each batch's size."""
 
     def __init__(self):
         self.calls: list[tuple[tuple[int, ...], int]] = []
         self.runtimes: list = []
+        self.batches: list[int] = []
 
-    def __call__(self, model, input_shape, *, device, threads, warmup, repeats, statistic, num_inputs=1,
-                 runtime=None, min_time_ms=0.0):
-        self.runtimes.append(runtime)
-        self.calls.append((tuple(input_shape), num_inputs))
-        return 1.0 + sum(p.numel() for p in model.parameters()) / 100.0
+    def __call__(self, timer, models):
+        self.batches.append(len(models))
+        self.runtimes += [timer.runtime] * len(models)
+        self.calls += [(tuple(m.input_shape), m.num_inputs) for m in models]
+        return [1.0 + sum(p.numel() for p in m.model.parameters()) / 100.0 for m in models]
 
 
 @pytest.fixture
 def fake_measure(monkeypatch):
     fake = FakeMeasure()
-    monkeypatch.setattr(latency, "measure_latency", fake)
+    monkeypatch.setattr(latency.InterleavedTimer, "__call__", lambda timer, models: fake(timer, models))
     return fake
 
 
@@ -130,6 +133,53 @@ def test_measure_latency_multi_input_and_bad_arguments():
     assert measure_latency(conv, SHAPE, warmup=0, repeats=3, statistic="min") > 0
 
 
+class SlowPhaseClock:
+    """A fake clock on which every call costs ``ms[name]`` while the machine is fast and
+    ``slowdown`` times as much before ``fast_from`` (seconds): a slow phase that a model
+    timed in one block at the start would see alone."""
+
+    def __init__(self, ms: dict[str, float], *, slowdown: float = 1.5, fast_from: float = 0.2) -> None:
+        self.ms, self.slowdown, self.fast_from = ms, slowdown, fast_from
+        self.now = 0.0
+        self.order: list[str] = []
+
+    def run(self, name: str):
+        def call() -> None:
+            factor = self.slowdown if self.now < self.fast_from else 1.0
+            self.now += factor * self.ms[name] / 1000.0
+            self.order.append(name)
+        return call
+
+
+def test_time_interleaved_spreads_every_run_over_the_span():
+    clock = SlowPhaseClock({"a": 1.0, "b": 2.0})
+    runs = [clock.run("a"), clock.run("b")]
+    # in one block each, both are done within the slow phase: both read 1.5x
+    block = time_interleaved(runs, warmup=0, repeats=20, statistic="min", timer=lambda: clock.now)
+    assert block == pytest.approx([1.5, 3.0])
+    # spread over 0.5 s, both see the fast phase that follows
+    clock.now, clock.order = 0.0, []
+    spread = time_interleaved(runs, warmup=0, repeats=20, statistic="min", min_span_ms=500.0,
+                              timer=lambda: clock.now)
+    assert spread == pytest.approx([1.0, 2.0])
+    assert clock.now >= 0.5
+    # windows of 10 calls, the round's first run rotating: a a.. b b.. | b b.. a a.. | ...
+    assert clock.order[:40] == ["a"] * 10 + ["b"] * 20 + ["a"] * 10
+
+
+def test_time_interleaved_quotas_and_arguments():
+    clock = SlowPhaseClock({"fast": 0.1, "slow": 5.0}, slowdown=1.0)
+    runs = [clock.run("fast"), clock.run("slow")]
+    time_interleaved(runs, warmup=2, repeats=3, min_time_ms=4.0, statistic="median", timer=lambda: clock.now)
+    # warm-ups 2 each; past the (zero) span a run makes up only what it lacks: "slow" its 3
+    # repeats, "fast" windows until its calls add up to 4 ms
+    assert clock.order.count("slow") == 2 + 3
+    assert 2 + 40 <= clock.order.count("fast") <= 2 + 50
+    assert time_interleaved([], repeats=3) == []
+    with pytest.raises(ValueError, match="window_calls"):
+        time_interleaved(runs, window_calls=0)
+
+
 # ---- calibration fit --------------------------------------------------------------------
 
 
@@ -188,6 +238,7 @@ def test_unknown_units_are_measured_once_and_saved(tmp_path, fake_measure):
     expected = sum(1.0 + p / 100 for p in (36, 144, 16, 144, 15)) + 2 * 1.0
     assert predicted == pytest.approx(expected)
     assert len(fake_measure.calls) == len({u.key for u in layers}) == 6  # conv3 appears twice
+    assert fake_measure.batches == [6], "the missing units are timed together, in one batch"
     assert sorted(n for _, n in fake_measure.calls) == [1, 1, 1, 1, 2, 3]  # sums get their inputs
 
     # a second table on the same file measures nothing
@@ -230,10 +281,10 @@ def test_concurrent_writers_are_merged(tmp_path, fake_measure):
 
 def test_calibration_is_fitted_stored_and_applied(tmp_path, fake_measure, monkeypatch):
     # whole models "measure" 1.5x their unit sum plus 2 ms
-    def whole(self, space, arch):
-        return 1.5 * self.unit_sum(self.layers_of(space, arch)) + 2.0
+    def whole(self, space, archs):
+        return [1.5 * self.unit_sum(self.layers_of(space, arch)) + 2.0 for arch in archs]
 
-    monkeypatch.setattr(LatencyTable, "measure_arch", whole)
+    monkeypatch.setattr(LatencyTable, "measure_archs", whole)
     space, table = _table(tmp_path, calibration_archs=6)
     assert table.calibration.scale == pytest.approx(1.5)
     assert table.calibration.offset_ms == pytest.approx(2.0)
@@ -310,6 +361,7 @@ def test_latency_config_composes_and_runs(space_name, tmp_path):
                 f"search_space={space_name}", "num_archs=2", "input_shape=[1,16,16]", "num_classes=3",
                 f"data.cache_dir={tmp_path / 'no_cache'}", f"latency_table.cache_dir={tmp_path}",
                 "latency_table.calibration_archs=2", "latency_table.warmup=0", "latency_table.repeats=2",
+                "latency_table.prefill_archs=3", "latency_table.min_time_ms=0", "latency_table.min_span_ms=0",
             ],
         )
     model_input = resolve_model_input(

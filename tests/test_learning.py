@@ -134,7 +134,7 @@ def test_a_short_search_trains_a_supernet_well_above_chance(tones: Path, tmp_pat
         "trainer.archs_per_step=2", "trainer.final.num_samples=8", "trainer.final.top_k=2",
         "trainer.progress=false", "trainer.device=cpu", "trainer.threads=1", "reward.target_ms=1.0",
         f"latency_table.cache_dir={tmp_path / 'latency'}", "latency_table.calibration_archs=0", "latency_table.warmup=0",
-        "latency_table.repeats=1",
+        "latency_table.repeats=1", "latency_table.min_span_ms=0",
     ]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="search", overrides=overrides, return_hydra_config=True)

@@ -303,7 +303,7 @@ def test_melnas_adapt_end_to_end(tiny_cache, tmp_path, monkeypatch):
         "netadapt.short_steps=3", "netadapt.max_iterations=3", "netadapt.init_ratio=0.05", "short_batch_size=8",
         "finetune.epochs=1", "finetune.batch_size=8", f"latency_table.cache_dir={tmp_path / 'latency'}",
         "latency_table.calibration_archs=0", "latency_table.warmup=2", "latency_table.repeats=5",
-        "latency_table.statistic=min", "netadapt.measure_rounds=1", "latency_measure.warmup=1", "latency_measure.repeats=3",
+        "latency_table.statistic=min", "latency_table.min_span_ms=0", "netadapt.measure_rounds=1", "latency_measure.warmup=1", "latency_measure.repeats=3",
     )
     run = adapt(cfg, HydraRun(tmp_path / "adapt"))
     metrics = json.loads(run.metrics_path.read_text())

@@ -20,7 +20,7 @@ from nas.latency.measure import LatencySettings, latency_table_for, measure_late
 from nas.latency.runtimes import OnnxRuntime, Runtime, TorchScriptRuntime, make_runtime
 from nas.latency.settings import LatencyTableSettings
 from tests.test_cost import ToySpace
-from tests.test_latency import FakeMeasure
+from tests.test_latency import fake_measure  # noqa: F401 (fixture)
 from tests.test_train_fixtures import tiny_cache, tiny_trained  # noqa: F401 (fixtures)
 
 SHAPE = (1, 8, 6)
@@ -28,13 +28,6 @@ SHAPE = (1, 8, 6)
 # (im2col vs direct, other summation order) change float32 rounding; for logits of order
 # 1 over a few hundred accumulations that is ~1e-6..1e-5. melnas-export checks 1e-4.
 FP32_ATOL = 1e-4
-
-
-@pytest.fixture
-def fake_measure(monkeypatch):
-    fake = FakeMeasure()
-    monkeypatch.setattr(latency, "measure_latency", fake)
-    return fake
 
 
 def _table(tmp_path, **kw):
@@ -74,7 +67,7 @@ def test_a_table_of_one_runtime_is_not_reused_for_another(tmp_path, fake_measure
     assert all(isinstance(r, OnnxRuntime) for r in fake_measure.runtimes[calls:])
     # a file of one runtime, opened with another runtime's context, is refused
     with pytest.raises(ValueError, match="another context"):
-        latency.LatencyTable(torch_table.path, ort_table.context, measure=fake_measure)
+        latency.LatencyTable(torch_table.path, ort_table.context, measure=torch_table.measure)
 
 
 def test_compiled_runtime_units_are_net_of_the_call_overhead(tmp_path, fake_measure):
@@ -172,9 +165,10 @@ def test_int8_export_agrees_with_the_float_model_and_is_evaluated(tiny_trained, 
     assert len({r.arch_hash for r in rows}) == 1  # the two rows are the same network
 
 
-def test_units_are_timed_in_turns_and_keep_the_tables_statistic(tmp_path):
-    """Every missing unit and its null call are read ``rounds`` times, in turns; the table
-    keeps the statistic of the readings (``min``: the fastest), net of the null call's."""
+def test_a_one_model_measure_in_turns_keeps_the_fastest_reading(tmp_path):
+    """A one-model timing function wrapped by ``in_turns``: every missing unit and its null
+    call are read ``rounds`` times, in turns; the table keeps the fastest reading of each,
+    net of the null call's."""
     space = ToySpace()
     readings: dict[str, list[float]] = {}
 
@@ -186,8 +180,8 @@ def test_units_are_timed_in_turns_and_keep_the_tables_statistic(tmp_path):
         got.append(true_ms + (2.0, 0.0, 1.0)[len(got) % 3])
         return got[-1]
 
-    table = latency.LatencyTable(tmp_path / "t.json", {"statistic": "min"}, measure=noisy,
-                                 net_of_call_overhead=True, rounds=3)
+    table = latency.LatencyTable(tmp_path / "t.json", {"statistic": "min"}, measure=latency.in_turns(noisy, rounds=3),
+                                 net_of_call_overhead=True)
     layers = space.layers(space.arch([1, (), 1, (), 1, ()]), num_classes=3, input_shape=SHAPE)
     assert table.measure_missing(layers) == len({u.key for u in layers})
     assert readings and all(len(r) == 3 for r in readings.values()), "each unit and null call: 3 turns"

@@ -84,6 +84,8 @@ def tiny_overrides(workdir: Path, *extra: str, space: list[str] = TINY_MOBILENET
         "latency_table.calibration_archs=2",
         "latency_table.warmup=0",
         "latency_table.repeats=1",
+        "latency_table.prefill_archs=4",
+        "latency_table.min_span_ms=0",
         *space,
         *extra,
     ]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,11 +35,15 @@ from nas.latency.report import (
 )
 from nas.latency.runtimes import PRECISIONS, RUNTIMES, Runtime, make_runtime
 from nas.latency.table import (
+    BatchMeasure,
     Calibration,
     LatencyTable,
-    file_lock,
     Measure,
+    TimedModel,
+    file_lock,
     fit_calibration,
+    in_turns,
+    prefill,
     space_fingerprint,
     spanning_archs,
 )
@@ -49,7 +54,9 @@ __all__ = [
     "AUDIO_INPUT_SHAPE",
     "DEFAULT_NUM_CLASSES",
     "ArchLatency",
+    "BatchMeasure",
     "Calibration",
+    "InterleavedTimer",
     "LatencyTable",
     "Measure",
     "ModelInput",
@@ -60,12 +67,15 @@ __all__ = [
     "evaluate_predictions",
     "fit_calibration",
     "held_out_archs",
+    "in_turns",
     "latency_table_for",
     "measure_latency",
     "resolve_model_input",
     "spanning_archs",
     "table_context",
+    "TimedModel",
     "time_calls",
+    "time_interleaved",
 ]
 
 AUDIO_INPUT_SHAPE = (1, 64, 63)  # 64 mel bands x 63 frames: 1 s at the default data settings
@@ -166,19 +176,95 @@ def time_calls(
     sync: Callable[[], Any] = lambda: None,
 ) -> float:
     """``statistic`` of the wall times (ms) of ``run()`` after ``warmup`` untimed calls;
-    at least ``repeats`` timed calls, more until they add up to ``min_time_ms``. The one
-    timing loop of every runtime (``measure_latency``; an exported file's session)."""
+    at least ``repeats`` timed calls, more until they add up to ``min_time_ms``. One model
+    alone (``measure_latency``; an exported file's session); see ``time_interleaved``."""
+    return time_interleaved([run], warmup=warmup, repeats=repeats, statistic=statistic, min_time_ms=min_time_ms,
+                            timer=timer, sync=sync)[0]
+
+
+WINDOW_CALLS = 10
+
+
+def time_interleaved(
+    runs: Sequence[Callable[[], Any]], *, warmup: int = 10, repeats: int = 50, statistic: str = "median",
+    min_time_ms: float = 0.0, min_span_ms: float = 0.0, window_calls: int = WINDOW_CALLS,
+    timer: Callable[[], float] = time.perf_counter, sync: Callable[[], Any] = lambda: None,
+) -> list[float]:
+    """Per run, the ``statistic`` of its call times (ms), the runs timed interleaved: round
+    after round, each run gets a window of ``window_calls`` timed calls (the round's first
+    run rotating). Every run is timed at least ``repeats`` times and for at least
+    ``min_time_ms`` in all, and every run keeps getting windows until ``min_span_ms`` of
+    wall time has passed since the first (then each run only makes up what it lacks).
+
+    The one timing loop of every runtime. Why windows spread over a span: a shared VM runs
+    in fast and slow phases that slow everything on it alike (on the 2-core dev VM 42% of
+    10-call windows ran 1.5x slower, a pure Python loop as much as ONNX Runtime; slow phases
+    lasted up to 4 s). A model timed in one contiguous block of 50 ms, or in 3 such blocks,
+    can see only slow phases; windows spread over several seconds see the fast ones too, for
+    every run. Two independent timings of 40 random archs in ONNX Runtime agreed within 5% for
+    all 40 when spread over 8 s; over 4.6 s for 52% once (a slow phase covered most of one
+    timing); in 3 blocks of 50 ms each, for 28%. The span is wall time, the same for 1 run
+    or 500, so a table times what it needs in one batch.
+    """
     _check_timing(warmup, repeats, statistic)
-    for _ in range(warmup):
-        run()
+    if window_calls < 1 or min_span_ms < 0:
+        raise ValueError(f"need window_calls >= 1 and min_span_ms >= 0, got {window_calls}, {min_span_ms}")
+    if not runs:
+        return []
+    for run in runs:
+        for _ in range(warmup):
+            run()
     sync()
-    times: list[float] = []
-    while len(times) < repeats or 1000.0 * sum(times) < min_time_ms:
-        start = timer()
-        run()
-        sync()
-        times.append(timer() - start)
-    return 1000.0 * STATISTICS[statistic](times)
+    times: list[list[float]] = [[] for _ in runs]
+
+    def needs_more(i: int) -> bool:
+        return len(times[i]) < repeats or 1000.0 * sum(times[i]) < min_time_ms
+
+    start = timer()
+    n, turn = len(runs), 0
+    while True:
+        spanned = 1000.0 * (timer() - start) >= min_span_ms
+        due = [i for i in ((turn + j) % n for j in range(n)) if not spanned or needs_more(i)]
+        if not due:
+            break
+        for i in due:
+            # past the span, a run only finishes its quota: no more calls than it lacks of `repeats`
+            calls = window_calls if not spanned else min(window_calls, max(1, repeats - len(times[i])))
+            for _ in range(calls):
+                began = timer()
+                runs[i]()
+                sync()
+                times[i].append(timer() - began)
+        turn += 1
+    return [1000.0 * STATISTICS[statistic](t) for t in times]
+
+
+@dataclass(frozen=True)
+class InterleavedTimer:
+    """The table's measure (``nas.latency.table.BatchMeasure``): the models are prepared for
+    ``runtime`` (export, session), then timed together by ``time_interleaved``."""
+
+    device: torch.device
+    runtime: Runtime
+    threads: int = 1
+    warmup: int = 10
+    repeats: int = 50
+    statistic: str = "median"
+    min_time_ms: float = 0.0
+    min_span_ms: float = 0.0
+
+    def __call__(self, models: Sequence[TimedModel]) -> list[float]:
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        with torch_threads(self.threads), torch.no_grad():
+            runs = [self._prepare(timed) for timed in models]
+            return time_interleaved(runs, warmup=self.warmup, repeats=self.repeats, statistic=self.statistic,
+                                    min_time_ms=self.min_time_ms, min_span_ms=self.min_span_ms, sync=sync)
+
+    def _prepare(self, timed: TimedModel) -> Callable[[], Any]:
+        gen = torch.Generator().manual_seed(0)  # the caller's global RNG stream stays untouched
+        inputs = [torch.randn((1, *timed.input_shape), generator=gen).to(self.device) for _ in range(timed.num_inputs)]
+        model = timed.model.to(self.device).eval()
+        return self.runtime.prepare(model, inputs, threads=self.threads)
 
 
 def default_cache_dir() -> Path:
@@ -241,6 +327,7 @@ def latency_table_for(
     threads: int = 1,
     cache_dir: str | Path | None = None,
     calibration_archs: int = 10,
+    prefill_archs: int = 0,
     seed: int = 0,
     warmup: int = 10,
     repeats: int = 50,
@@ -248,17 +335,18 @@ def latency_table_for(
     runtime: str = "auto",
     precision: str = "fp32",
     min_time_ms: float = 0.0,
-    rounds: int = 1,
+    min_span_ms: float = 0.0,
 ) -> LatencyTable:
     """The table of this machine for ``space`` at this input: loaded, or built and calibrated.
 
-    A new table is calibrated on ``calibration_archs`` archs spread over the cost
-    range of random ones (drawn with ``seed``; see ``spanning_archs``), which also
-    fills it with their units; 0 leaves it uncalibrated (predictions are then raw
-    unit sums). Units and whole archs are timed in turns, ``rounds`` times (``LatencyTable.measure_missing``,
-    ``measure_archs``).
-    Later calls only read the file. Units and whole archs are timed in
-    ``runtime`` (``make_runtime(runtime, device=device, precision=precision)``).
+    A new table first measures the units of ``prefill_archs`` random archs in one batch
+    (drawn with ``seed``), then is calibrated on ``calibration_archs`` archs spread over
+    the cost range of random ones (``spanning_archs``); 0 leaves it uncalibrated
+    (predictions are then raw unit sums). Later calls only read the file; a unit first met
+    later (an arch outside the prefill) is measured then. Everything a call needs is timed
+    together by ``InterleavedTimer`` in ``runtime`` (``make_runtime(runtime, device=device,
+    precision=precision)``), each model for at least ``repeats`` runs and ``min_time_ms``,
+    all of them spread over at least ``min_span_ms`` of wall time (``time_interleaved``).
     ``statistic`` (``"median"`` or ``"min"``, see ``STATISTICS``) applies to every
     measurement of the table, units and whole archs alike.
     """
@@ -274,19 +362,20 @@ def latency_table_for(
     shape = "x".join(map(str, input_shape))
     kind = "" if type(backend) is Runtime else backend.label().replace(" ", "-") + "-"
     name = f"{space.name}-{dev.type}-{kind}{threads}t-{shape}-{statistic}-{digest}.json"
-    measure = functools.partial(
-        measure_latency, device=dev, threads=threads, warmup=warmup, repeats=repeats, statistic=statistic,
-        runtime=backend, min_time_ms=min_time_ms,
+    measure = InterleavedTimer(
+        device=dev, runtime=backend, threads=threads, warmup=warmup, repeats=repeats, statistic=statistic,
+        min_time_ms=min_time_ms, min_span_ms=min_span_ms,
     )
     path = Path(cache_dir or default_cache_dir()).expanduser() / name
     # Jobs started together (a sweep, the ranks of a torchrun) build a new table once: the
     # first holds this lock while it calibrates, the others then read its file.
     path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(path.with_name(path.name + ".build.lock")):
-        table = LatencyTable(path, context, measure=measure, net_of_call_overhead=backend.per_call_overhead,
-                             rounds=rounds)
+        table = LatencyTable(path, context, measure=measure, net_of_call_overhead=backend.per_call_overhead)
         if table.calibration is None and calibration_archs > 0:
-            table.calibrate(space, spanning_archs(table, space, calibration_archs, seed=seed), rounds=rounds)
+            rng = np.random.default_rng(seed)
+            prefill(table, space, [space.random_arch(rng) for _ in range(prefill_archs)])
+            table.calibrate(space, spanning_archs(table, space, calibration_archs, seed=seed))
     return table
 
 
@@ -336,4 +425,4 @@ def check_latency_table(
     predict and measure ``num_archs`` held-out random archs (drawn with ``seed``)."""
     table = latency_table_for(space, num_classes=num_classes, input_shape=input_shape, **table_settings)
     archs = held_out_archs(space, table, num_archs, seed=seed)
-    return evaluate_predictions(table, space, archs, progress=progress, rounds=table_settings.get("rounds", 1))
+    return evaluate_predictions(table, space, archs, progress=progress)

@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from scipy.stats import kendalltau
 
-from nas.latency.table import Calibration, LatencyTable
+from nas.latency.table import Calibration, LatencyTable, prefill
 from search_spaces.base import Arch, SearchSpace
 
 
@@ -86,13 +86,14 @@ def held_out_archs(space: SearchSpace, table: LatencyTable, num_archs: int, *, s
 
 def evaluate_predictions(
     table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], *,
-    progress: Callable[[ArchLatency], None] | None = None, rounds: int = 1,
+    progress: Callable[[ArchLatency], None] | None = None,
 ) -> PredictionReport:
-    """Predict, then measure whole (in turns, ``rounds`` times: ``LatencyTable.measure_archs``),
-    each arch; ``progress`` is called with each row."""
+    """Predict, then measure whole (all together: ``LatencyTable.measure_archs``), each
+    arch; ``progress`` is called with each row."""
     rows = []
+    prefill(table, space, archs)
     predicted = [table.predict_arch(space, arch) for arch in archs]
-    measured = table.measure_archs(space, archs, rounds=rounds)
+    measured = table.measure_archs(space, archs)
     for arch, predicted_ms, measured_ms in zip(archs, predicted, measured):
         row = ArchLatency(
             arch_string=space.arch_string(arch), hash=arch.hash, predicted_ms=predicted_ms, measured_ms=measured_ms,

@@ -23,20 +23,24 @@ class LatencyTableSettings:
     threads: int = 1
     cache_dir: str | None = None
     calibration_archs: int = 10
+    prefill_archs: int = 500
     warmup: int = 10
     repeats: int = 50
     statistic: str = "min"
     runtime: str = "auto"
     precision: str = "fp32"
     min_time_ms: float = 50.0
-    rounds: int = 3  # units and whole archs (calibration, melnas-latency) timed in turns this many times
+    min_span_ms: float = 10000.0  # what is timed together is spread over at least this much wall time
 
     def __post_init__(self) -> None:
-        if self.threads < 1 or self.rounds < 1 or self.calibration_archs < 0 or self.warmup < 0 or self.repeats < 1:
+        if (self.threads < 1 or self.calibration_archs < 0 or self.prefill_archs < 0 or self.warmup < 0
+                or self.repeats < 1 or self.min_time_ms < 0 or self.min_span_ms < 0):
             raise MelnasError(
-                f"latency_table: need threads >= 1, rounds >= 1, calibration_archs >= 0, warmup >= 0, repeats >= 1; "
-                f"got threads={self.threads}, rounds={self.rounds}, calibration_archs={self.calibration_archs}, "
-                f"warmup={self.warmup}, repeats={self.repeats}"
+                f"latency_table: need threads >= 1, calibration_archs >= 0, prefill_archs >= 0, warmup >= 0, "
+                f"repeats >= 1, min_time_ms >= 0, min_span_ms >= 0; got threads={self.threads}, "
+                f"calibration_archs={self.calibration_archs}, prefill_archs={self.prefill_archs}, "
+                f"warmup={self.warmup}, repeats={self.repeats}, min_time_ms={self.min_time_ms}, "
+                f"min_span_ms={self.min_span_ms}"
             )
         if self.statistic not in TABLE_STATISTICS:
             raise MelnasError(f"latency_table.statistic={self.statistic!r} is not one of {list(TABLE_STATISTICS)}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import statistics
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +29,41 @@ class Measure(Protocol):
     """Times ``model`` at batch 1 on inputs of ``input_shape``; returns ms."""
 
     def __call__(self, model: nn.Module, input_shape: Sequence[int], *, num_inputs: int = 1) -> float: ...
+
+
+@dataclass(frozen=True)
+class TimedModel:
+    """A module to time at batch 1 on ``num_inputs`` inputs of ``input_shape`` (no batch dim)."""
+
+    model: nn.Module
+    input_shape: tuple[int, ...]
+    num_inputs: int = 1
+
+
+class BatchMeasure(Protocol):
+    """Times several models together; returns one figure (ms) per model, in order.
+
+    A table hands all the models it needs at once (a new table's units, the calibration
+    archs) so that they are timed under the same conditions
+    (``nas.latency.measure.InterleavedTimer``)."""
+
+    def __call__(self, models: Sequence[TimedModel]) -> list[float]: ...
+
+
+def in_turns(measure: Measure, *, rounds: int = 1, combine: Callable[[list[float]], float] = min) -> BatchMeasure:
+    """A one-model timing function (say, one that runs on a phone) as a table's
+    ``BatchMeasure``: the models timed in turns, ``rounds`` times
+    (``nas.latency.relative.time_in_turns``), each keeping ``combine`` of its readings."""
+
+    def measure_batch(models: Sequence[TimedModel]) -> list[float]:
+        if not models:
+            return []
+        readings = time_in_turns(
+            list(models), lambda m: measure(m.model, m.input_shape, num_inputs=m.num_inputs), rounds
+        )
+        return [float(combine(r)) for r in readings]
+
+    return measure_batch
 
 
 def space_fingerprint(space: SearchSpace, *, num_classes: int, input_shape: InputShape) -> str:
@@ -129,8 +163,9 @@ class LatencyTable:
     context. Unknown units are timed with ``measure`` on first use and the file is
     rewritten atomically (merged with what other processes wrote meanwhile), so a
     table is built once per machine and then only read. ``measure`` is
-    ``nas.latency.measure.measure_latency`` bound to a device and thread count, or any
-    function with the ``Measure`` signature (e.g. one timing on a phone).
+    ``nas.latency.measure.InterleavedTimer`` for a device, runtime and thread count, or
+    any one-model timing function (``Measure``, e.g. one timing on a phone) wrapped by
+    ``in_turns``.
 
     With ``net_of_call_overhead`` a unit's entry is its time minus that of a null call
     (``NullUnit``) on the same inputs: in ONNX Runtime or TorchScript a unit of a small
@@ -145,15 +180,13 @@ class LatencyTable:
         path: str | Path,
         context: Mapping[str, Any],
         *,
-        measure: Measure,
+        measure: BatchMeasure,
         net_of_call_overhead: bool = False,
-        rounds: int = 1,
     ) -> None:
         self.path = Path(path)
         self.context = dict(context)
         self.measure = measure
         self.net_of_call_overhead = net_of_call_overhead
-        self.rounds = rounds
         self.units: dict[str, float] = {}
         self.calibration: Calibration | None = None
         if self.path.is_file():
@@ -210,27 +243,22 @@ class LatencyTable:
     def measure_missing(self, layers: Sequence[LayerCost]) -> int:
         """Measure every unit whose key is not in the table yet; save; return how many.
 
-        The missing units (and the null calls their overhead is measured with) are timed in
-        turns, ``rounds`` times, and each keeps the table's statistic over its readings, as
-        whole archs are (``measure_archs``): a unit of a few microseconds timed once read up
-        to 1.5x apart from one reading to the next on a quiet 2-core VM.
+        The missing units, and the null calls their overhead is measured with, are handed
+        to ``measure`` together, so they are timed under the same conditions as each other.
         """
         missing = {u.key: u for u in layers if u.key not in self.units}
         if not missing:
             return 0
-        timed: dict[str, tuple[nn.Module, Sequence[int], int]] = {
-            key: (_build_quietly(unit.build), unit.input_shape, unit.num_inputs) for key, unit in missing.items()
+        timed = {
+            key: TimedModel(_build_quietly(unit.build), tuple(unit.input_shape), unit.num_inputs)
+            for key, unit in missing.items()
         }
         if self.net_of_call_overhead:
             for unit in missing.values():
                 key = _call_overhead_key(unit.input_shape, unit.num_inputs)
                 if key not in self.units:
-                    timed[key] = (NullUnit(), unit.input_shape, unit.num_inputs)
-        keys = list(timed)
-        readings = time_in_turns(
-            keys, lambda key: self.measure(timed[key][0], timed[key][1], num_inputs=timed[key][2]), self.rounds
-        )
-        raw = {key: self._combine(r) for key, r in zip(keys, readings)}
+                    timed[key] = TimedModel(NullUnit(), tuple(unit.input_shape), unit.num_inputs)
+        raw = dict(zip(timed, self.measure(list(timed.values()))))
         self.units.update({key: ms for key, ms in raw.items() if key.startswith(CALL_OVERHEAD)})
         for key, unit in missing.items():
             ms = raw[key]
@@ -241,10 +269,6 @@ class LatencyTable:
             self.units[key] = ms
         self.save()
         return len(missing)
-
-    def _combine(self, readings: Sequence[float]) -> float:
-        """One figure from several readings of one model: the table's statistic."""
-        return float(min(readings) if self.context.get("statistic") == "min" else statistics.median(readings))
 
     def unit_sum(self, layers: Sequence[LayerCost]) -> float:
         """Sum of the isolated unit latencies (ms), before calibration."""
@@ -267,26 +291,25 @@ class LatencyTable:
 
     def measure_arch(self, space: SearchSpace, arch: Arch) -> float:
         """Measured latency (ms) of the standalone build of ``arch`` in this table's context."""
-        model = _build_quietly(
-            lambda: space.build(arch, num_classes=self.num_classes, input_shape=self.input_shape)
-        )
-        return self.measure(model, self.input_shape)
+        return self.measure_archs(space, [arch])[0]
 
-    def measure_archs(self, space: SearchSpace, archs: Sequence[Arch], *, rounds: int = 1) -> list[float]:
-        """Measured latencies (ms) of ``archs``, timed in turns ``rounds`` times
-        (``nas.latency.relative.time_in_turns``); each arch's readings are combined by the
-        table's statistic (the fastest, or the median), so a load spike during one arch's
-        turn does not make it an outlier."""
-        readings = time_in_turns(list(archs), lambda a: self.measure_arch(space, a), rounds)
-        return [self._combine(r) for r in readings]
+    def measure_archs(self, space: SearchSpace, archs: Sequence[Arch]) -> list[float]:
+        """Measured latencies (ms) of the standalone builds of ``archs``, timed together."""
+        models = [
+            TimedModel(_build_quietly(lambda a=arch: space.build(a, num_classes=self.num_classes,
+                                                                  input_shape=self.input_shape)),
+                       tuple(self.input_shape))
+            for arch in archs
+        ]
+        return self.measure(models)
 
-    def calibrate(self, space: SearchSpace, archs: Sequence[Arch], *, rounds: int = 1) -> Calibration:
-        """Fit and store the unit-sum -> whole-model map on ``archs`` (each built and timed,
-        in turns, ``rounds`` times)."""
+    def calibrate(self, space: SearchSpace, archs: Sequence[Arch]) -> Calibration:
+        """Fit and store the unit-sum -> whole-model map on ``archs`` (built and timed together)."""
         if not archs:
             raise ValueError("calibration needs at least one arch")
+        prefill(self, space, archs)
         sums = [self.unit_sum(self.layers_of(space, a)) for a in archs]
-        measured = self.measure_archs(space, archs, rounds=rounds)
+        measured = self.measure_archs(space, archs)
         scale, offset = fit_calibration(sums, measured)
         errors = [abs(scale * s + offset - m) / m * 100 for s, m in zip(sums, measured)]
         self.calibration = Calibration(
@@ -353,6 +376,13 @@ def spanning_archs(table: LatencyTable, space: SearchSpace, n: int, *, seed: int
         raise ValueError(f"need at least one calibration arch, got {n}")
     rng = np.random.default_rng(seed)
     pool = {a.hash: a for a in (space.random_arch(rng) for _ in range(pool_factor * n))}
+    prefill(table, space, list(pool.values()))
     ranked = sorted(pool.values(), key=lambda a: (table.unit_sum(table.layers_of(space, a)), a.hash))
     picks = sorted({int(round(i)) for i in np.linspace(0, len(ranked) - 1, min(n, len(ranked)))})
     return [ranked[i] for i in picks]
+
+
+def prefill(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch]) -> int:
+    """Measure the missing units of all ``archs`` in one batch (timed together, not arch by
+    arch); return how many were new."""
+    return table.measure_missing([unit for arch in archs for unit in table.layers_of(space, arch)])
