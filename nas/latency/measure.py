@@ -11,7 +11,6 @@ This module is the public entry point for both.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
