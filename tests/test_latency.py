@@ -175,6 +175,10 @@ def test_time_interleaved_quotas_and_arguments():
     # repeats, "fast" windows until its calls add up to 4 ms
     assert clock.order.count("slow") == 2 + 3
     assert 2 + 40 <= clock.order.count("fast") <= 2 + 50
+    # within a span, a run slower than window_ms (1 ms) per call gets windows of 2 calls
+    clock.now, clock.order = 0.0, []
+    time_interleaved(runs, warmup=1, repeats=1, min_span_ms=30.0, timer=lambda: clock.now)
+    assert clock.order[2:16] == ["fast"] * 10 + ["slow"] * 2 + ["slow"] * 2
     assert time_interleaved([], repeats=3) == []
     with pytest.raises(ValueError, match="window_calls"):
         time_interleaved(runs, window_calls=0)

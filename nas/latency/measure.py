@@ -182,18 +182,24 @@ def time_calls(
 
 
 WINDOW_CALLS = 10
+WINDOW_MS = 1.0
 
 
 def time_interleaved(
     runs: Sequence[Callable[[], Any]], *, warmup: int = 10, repeats: int = 50, statistic: str = "median",
     min_time_ms: float = 0.0, min_span_ms: float = 0.0, window_calls: int = WINDOW_CALLS,
-    timer: Callable[[], float] = time.perf_counter, sync: Callable[[], Any] = lambda: None,
+    window_ms: float = WINDOW_MS, timer: Callable[[], float] = time.perf_counter, sync: Callable[[], Any] = lambda: None,
 ) -> list[float]:
     """Per run, the ``statistic`` of its call times (ms), the runs timed interleaved: round
-    after round, each run gets a window of ``window_calls`` timed calls (the round's first
-    run rotating). Every run is timed at least ``repeats`` times and for at least
-    ``min_time_ms`` in all, and every run keeps getting windows until ``min_span_ms`` of
-    wall time has passed since the first (then each run only makes up what it lacks).
+    after round, each run gets a window of timed calls (the round's first run rotating).
+    Every run is timed at least ``repeats`` times and for at least ``min_time_ms`` in all,
+    and every run keeps getting windows until ``min_span_ms`` of wall time has passed since
+    the first (then each run only makes up what it lacks).
+
+    A window is ``window_calls`` calls, or fewer (at least 2) for a run whose warm-up calls
+    took longer than ``window_ms`` per window: what counts is how many windows each run
+    gets within the span (30 eager models of 1.5 ms, 10 calls each, would get 17 windows in
+    10 s; 2 calls each, 110).
 
     The one timing loop of every runtime. Why windows spread over a span: a shared VM runs
     in fast and slow phases that slow everything on it alike (on the 2-core dev VM 42% of
@@ -210,10 +216,15 @@ def time_interleaved(
         raise ValueError(f"need window_calls >= 1 and min_span_ms >= 0, got {window_calls}, {min_span_ms}")
     if not runs:
         return []
-    for run in runs:
+    window = [window_calls] * len(runs)
+    for i, run in enumerate(runs):
+        began = timer()
         for _ in range(warmup):
             run()
-    sync()
+        sync()
+        if warmup:
+            per_call_ms = 1000.0 * (timer() - began) / warmup
+            window[i] = max(min(2, window_calls), min(window_calls, int(window_ms / per_call_ms) if per_call_ms > 0 else window_calls))
     times: list[list[float]] = [[] for _ in runs]
 
     def needs_more(i: int) -> bool:
@@ -228,7 +239,7 @@ def time_interleaved(
             break
         for i in due:
             # past the span, a run only finishes its quota: no more calls than it lacks of `repeats`
-            calls = window_calls if not spanned else min(window_calls, max(1, repeats - len(times[i])))
+            calls = window[i] if not spanned else min(window[i], max(1, repeats - len(times[i])))
             for _ in range(calls):
                 began = timer()
                 runs[i]()
