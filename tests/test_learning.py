@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 
 from nas.data.dataset import PreparedData, make_loader, open_prepared
 from nas.data.prepare import prepare_dataset
-from nas.latency.measure import LatencyTable
+from nas.latency.measure import LatencyTable, in_turns
 from nas.io.model_file import build_network, load_model
 from nas.compress.netadapt import AdaptSettings, netadapt, short_finetune
 from nas.evaluate.accuracy import top1_accuracy
@@ -96,7 +96,7 @@ def test_netadapt_keeps_a_trained_model_well_above_chance(trained: TrainResult, 
     data = open_prepared(tones)
     shape = model.input_shape
     context = {"space": model.space.name, "input_shape": list(shape), "num_classes": NUM_CLASSES, "test": "params"}
-    table = LatencyTable(tmp_path / "table.json", context, measure=_param_ms)
+    table = LatencyTable(tmp_path / "table.json", context, measure=in_turns(_param_ms))
     train = _batches(data, "train", shuffle=True)
     result = netadapt(
         model.space, model.arch, model.model, num_classes=NUM_CLASSES, input_shape=shape,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from nas.latency.measure import LatencyTable
+from nas.latency.measure import LatencyTable, in_turns
 from nas.io.model_file import load_model
 from nas.compress.netadapt import (
     MAX_STEP_HALVINGS,
@@ -46,7 +46,7 @@ def _overhead_ms(model: torch.nn.Module, input_shape=None, *, num_inputs: int = 
 
 def _table(tmp_path: Path, space, shape, measure=_param_ms) -> LatencyTable:
     context = {"space": space.name, "input_shape": list(shape), "num_classes": NUM_CLASSES, "test": measure.__name__}
-    return LatencyTable(tmp_path / "table.json", context, measure=measure)
+    return LatencyTable(tmp_path / "table.json", context, measure=in_turns(measure))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -215,8 +215,7 @@ def table_context(
     """Everything a unit latency depends on; a table file belongs to exactly one context
     (the runtime's name, version and session settings included)."""
     runtime = runtime or Runtime()
-    # Eager torch keeps the context (and file name) its tables always had, so existing
-    # eager tables stay valid; "torch" already names its version. Other runtimes add theirs.
+    # Eager torch's context names no runtime ("torch" below is its version); other runtimes add theirs.
     compiled = {} if type(runtime) is Runtime else {
         "runtime": runtime.describe(), "units_net_of_call_overhead": runtime.per_call_overhead,
     }
@@ -230,6 +229,9 @@ def table_context(
         "hardware": hardware_name(device),
         "threads": int(threads),
         "statistic": statistic,
+        # tables timed unit by unit in blocks (before time_interleaved) read up to 1.5x off
+        # on a machine with slow phases: a new key makes them rebuild, not be reused
+        "timing": "interleaved",
         "torch": torch.__version__,
     }
 
