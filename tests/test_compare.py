@@ -164,18 +164,22 @@ def test_remeasure_times_the_models_side_by_side(tmp_path, monkeypatch):
             run.params = sum(p.numel() for p in model.parameters())
             return run
 
-    def param_ms(run, **_):
-        calls.append(run.params)
-        return run.params / 1000.0
+    spans: list[float] = []
+
+    def param_ms(runs, *, min_span_ms, **_):  # one round: every model timed together
+        spans.append(min_span_ms)
+        calls.extend(run.params for run in runs)
+        return [run.params / 1000.0 for run in runs]
 
     monkeypatch.setattr("nas.latency.measure.LatencySettings.cpu_runtime", lambda self: ParamRuntime())
-    monkeypatch.setattr("nas.latency.side_by_side.time_calls", param_ms)
+    monkeypatch.setattr("nas.latency.side_by_side.time_interleaved", param_ms)
     small, big = tmp_path / "train_small", tmp_path / "train_big"
     for path, filters, lat in ((small, 8, 99.0), (big, 32, 1.0)):
         _train_dir(path, "preset:plain", f"f{filters}", 0.8, lat)
         _saved_model(path, filters)
     rows = {r.run: r for r in collect_rows([tmp_path], remeasure_rounds=3)}
-    assert len(calls) == 6 and calls[:2] == calls[2:4][::-1] == calls[4:]  # in turns, each round led by the next
+    assert len(calls) == 6 and calls[:2] == calls[2:4] == calls[4:]  # 3 rounds of both models, together
+    assert spans == [2000.0] * 3  # each round spread over 2 s of wall time
     assert rows["train_small"].latency_ms == pytest.approx(min(calls) / 1000.0)
     assert rows["train_big"].latency_ms == pytest.approx(max(calls) / 1000.0)
     assert [r.pareto for r in (rows["train_small"], rows["train_big"])] == [True, False]  # same accuracy

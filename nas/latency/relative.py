@@ -7,10 +7,11 @@ keeping medians over rounds puts them all under the same load; a ratio taken tha
 varies much less (on a shared 2-core VM the median of 7 ratios varied by +-1.2% between
 repeats, where the ratio of each model's best reading over 3 rounds varied by +-2.5%).
 
-``time_in_turns`` is the one timing-in-turns loop: ``melnas-compare --remeasure``
-(``nas.latency.side_by_side``) and NetAdapt (``RelativeLatency``: every latency as a
-ratio to the unpruned model, and a longer confirmation before a stop) both use it.
-A guard against a new kind of noise belongs here, not in the loops that use it.
+``time_in_turns`` is the one timing-in-turns loop for one-model timing functions: NetAdapt
+(``RelativeLatency``: every latency as a ratio to the unpruned model, and a longer
+confirmation before a stop) and a latency table fed by a one-model function
+(``nas.latency.table.in_turns``). Models prepared up front are timed together instead
+(``nas.latency.timing.time_interleaved``: ``melnas-compare --remeasure``, the table).
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 A ``metrics.json`` latency was measured when its run ended. On a shared machine the
 load differs from one run to the next (the same MobileNetV3-Small read 2.9 ms at the
 start of a NetAdapt run and 6.3 ms in the metrics at its end), so latencies of runs
-made at different times mislead a Pareto plot. Timing every model in turns, round
-after round (``nas.latency.relative.time_in_turns``), and keeping each one's median
-puts all of them under the same load.
+made at different times mislead a Pareto plot. Here every round times all the models
+interleaved over ``ROUND_SPAN_MS`` (``nas.latency.timing.time_interleaved``: each one
+reaches the machine's fast phases), and each model keeps its median over the rounds.
 """
 
 from __future__ import annotations
@@ -19,10 +19,15 @@ import numpy as np
 import torch
 
 from nas.io.model_file import load_model
-from nas.latency.measure import LatencySettings, time_calls
-from nas.latency.relative import time_in_turns
+from nas.latency.measure import LatencySettings
+from nas.latency.timing import time_interleaved
 from nas.latency.runtimes import OnnxRuntime, Run
 from nas.runtime import torch_threads
+
+# Each round spans at least this much wall time: the fast and slow phases of a shared VM
+# last up to 4 s, and a round within one slow phase reads every model slow alike (the
+# median over rounds then drops it).
+ROUND_SPAN_MS = 2000.0
 
 
 def latency_side_by_side(
@@ -30,7 +35,7 @@ def latency_side_by_side(
 ) -> list[float]:
     """Per ``model.pt``, the median over ``rounds`` of its CPU latency (ms, batch 1) in
     ``latency.runtime`` (an exported ``.onnx`` file, e.g. int8: in its own ONNX Runtime
-    session), the models timed in turns within each round. Each model is prepared for
+    session), the models timed interleaved within each round. Each model is prepared for
     its runtime once (export, session), then only timed."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
@@ -47,13 +52,14 @@ def latency_side_by_side(
         inputs = [torch.randn((1, *trained.input_shape), generator=torch.Generator().manual_seed(0))]
         return runtime.prepare(trained.model.cpu().eval(), inputs, threads=latency.threads)
 
-    def measure(run: Run) -> float:
-        with torch_threads(latency.threads), torch.no_grad():
-            return time_calls(run, warmup=latency.warmup, repeats=latency.repeats, statistic=latency.statistic,
-                              min_time_ms=latency.min_time_ms)
-
-    readings = time_in_turns([prepare(p) for p in model_paths], measure, rounds)
-    return [statistics.median(times) for times in readings]
+    runs = [prepare(p) for p in model_paths]
+    with torch_threads(latency.threads), torch.no_grad():
+        readings = [
+            time_interleaved(runs, warmup=latency.warmup, repeats=latency.repeats, statistic=latency.statistic,
+                             min_time_ms=latency.min_time_ms, min_span_ms=ROUND_SPAN_MS)
+            for _ in range(rounds)
+        ]
+    return [statistics.median(per_round) for per_round in zip(*readings)]
 
 
 def _onnx_file_run(path: Path, *, threads: int) -> Run:
