@@ -5,10 +5,10 @@
 
 Per model: eager torch, TorchScript (traced, frozen), ONNX Runtime fp32 and ONNX Runtime
 int8 (``melnas-export --int8``: static QDQ, per-channel weights, calibrated on train
-windows of the model's cache). All runs are prepared first, then timed in turns
-(``nas.latency.relative.time_in_turns``), so every figure was taken under the same load:
-batch 1, 1 thread, each reading the fastest of >= ``--repeats`` runs and >= 50 ms, the
-table the median over ``--rounds`` rounds. Accuracy: test split, the float model in
+windows of the model's cache). All runs are prepared first, then each round times them
+all interleaved over 2 s (``nas.latency.timing.time_interleaved``), so every figure was
+taken under the same conditions: batch 1, 1 thread, each reading the fastest of >=
+``--repeats`` runs and >= 50 ms, the table the median over ``--rounds`` rounds. Accuracy: test split, the float model in
 torch vs the int8 file in ONNX Runtime. Prints a markdown table and the ratios to ORT fp32.
 """
 
@@ -26,8 +26,7 @@ import torch
 from nas.data.dataset import open_prepared
 from nas.evaluate.quantized import OnnxClassifier, export_int8, model_windows
 from nas.io.model_file import load_model
-from nas.latency.measure import time_calls
-from nas.latency.relative import time_in_turns
+from nas.latency.timing import time_interleaved
 from nas.latency.runtimes import OnnxRuntime, Runtime, TorchScriptRuntime
 from nas.runtime import torch_threads
 
@@ -67,14 +66,12 @@ def main() -> None:
                      OnnxRuntime().prepare(model, [x], threads=1), lambda s=session, f=feed: s.run(None, f)]
         rows.append((Path(path).parent.name, trained.arch_string, fp32_acc, int8))
 
-    def measure(run) -> float:
-        with torch_threads(1), torch.no_grad():
-            return time_calls(run, warmup=20, repeats=args.repeats, statistic="min", min_time_ms=50)
-
-    readings = time_in_turns(runs, measure, args.rounds)
-    ms = [statistics.median(r) for r in readings]
-    print(f"load average (1 min) when the timing ended: {os.getloadavg()[0]:.1f}; {len(runs)} runs timed in turns, "
-          f"{args.rounds} rounds, fastest of >= {args.repeats} runs and >= 50 ms each, batch 1, 1 thread\n")
+    with torch_threads(1), torch.no_grad():
+        readings = [time_interleaved(runs, warmup=20, repeats=args.repeats, statistic="min", min_time_ms=50,
+                                     min_span_ms=2000) for _ in range(args.rounds)]
+    ms = [statistics.median(r) for r in zip(*readings)]
+    print(f"load average (1 min) when the timing ended: {os.getloadavg()[0]:.1f}; {len(runs)} runs timed interleaved, "
+          f"{args.rounds} rounds of >= 2 s, fastest of >= {args.repeats} runs and >= 50 ms each, batch 1, 1 thread\n")
     print("| model | " + " | ".join(f"{r} ms" for r in RUNTIMES) + " | eager / ORT | int8 speed-up | "
           "test acc fp32 | test acc int8 (" + methods[0] + ") | int8 top-1 agreement |")
     print("|---" * (len(RUNTIMES) + 6) + "|")
