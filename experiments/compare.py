@@ -20,8 +20,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="folder for compare.md, compare.csv and pareto.png")
     parser.add_argument(
         "--remeasure", type=int, default=0, metavar="ROUNDS",
-        help="time the trained models again, side by side, ROUNDS rounds (their runs' latencies were "
-        "taken at different times, under different loads); 0 = use the runs' figures",
+        help="time the trained models again, side by side: ROUNDS rounds, each timing all of them interleaved "
+        "over >= 2 s (their runs' latencies were taken at different times, under different loads); "
+        "0 = use the runs' figures",
     )
     parser.add_argument("--runtime", choices=["auto", "onnxruntime", "torchscript", "torch"], default="auto",
                         help="with --remeasure: the runtime model.pt files are timed in (auto: onnxruntime on "
