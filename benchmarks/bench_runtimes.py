@@ -26,8 +26,9 @@ import torch
 from nas.data.dataset import open_prepared
 from nas.evaluate.quantized import OnnxClassifier, export_int8, model_windows
 from nas.io.model_file import load_model
-from nas.latency.timing import time_interleaved
 from nas.latency.runtimes import OnnxRuntime, Runtime, TorchScriptRuntime
+from nas.latency.side_by_side import ROUND_SPAN_MS
+from nas.latency.timing import time_interleaved
 from nas.runtime import torch_threads
 
 RUNTIMES = ("torch eager", "TorchScript", "ORT fp32", "ORT int8")
@@ -68,7 +69,7 @@ def main() -> None:
 
     with torch_threads(1), torch.no_grad():
         readings = [time_interleaved(runs, warmup=20, repeats=args.repeats, statistic="min", min_time_ms=50,
-                                     min_span_ms=2000) for _ in range(args.rounds)]
+                                     min_span_ms=ROUND_SPAN_MS) for _ in range(args.rounds)]
     ms = [statistics.median(r) for r in zip(*readings)]
     print(f"load average (1 min) when the timing ended: {os.getloadavg()[0]:.1f}; {len(runs)} runs timed interleaved, "
           f"{args.rounds} rounds of >= 2 s, fastest of >= {args.repeats} runs and >= 50 ms each, batch 1, 1 thread\n")

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from nas.io.registry import build_space
-from nas.latency.measure import time_calls, time_interleaved
-from nas.latency.runtimes import RUNTIMES, make_runtime
+from nas.latency.runtimes import RUNTIMES, Run, make_runtime
+from nas.latency.timing import time_calls, time_interleaved
 from nas.runtime import torch_threads
 
 QUICK_SPACE = {"width": 0.5, "kernels": [3, 5], "expand_ratios": [3, 6]}  # experiment=quick
@@ -39,7 +39,7 @@ def python_loop() -> None:
         total += i
 
 
-def fastest_of(run, calls: int) -> float:
+def fastest_of(run: Run, calls: int) -> float:
     best = float("inf")
     for _ in range(calls):
         start = time.perf_counter()
@@ -48,7 +48,7 @@ def fastest_of(run, calls: int) -> float:
     return 1000.0 * best
 
 
-def phases(run, seconds: float) -> None:
+def phases(run: Run, seconds: float) -> None:
     for _ in range(100):
         run()
     stamps, model_ms, loop_ms = [], [], []
@@ -71,7 +71,7 @@ def phases(run, seconds: float) -> None:
             print(f"  {name} phases: {len(lengths)}, ms median {np.median(lengths):.0f}, max {max(lengths):.0f}")
 
 
-def blocks(runs) -> np.ndarray:
+def blocks(runs: list[Run]) -> np.ndarray:
     best = np.full(len(runs), np.inf)
     for _ in range(3):
         for i, run in enumerate(runs):
@@ -102,10 +102,10 @@ def main() -> None:
     with torch_threads(1), torch.no_grad():
         models = [space.build(a, num_classes=10, input_shape=INPUT_SHAPE).eval() for a in archs]
 
-        def prepared():
+        def prepared() -> list[Run]:
             return [runtime.prepare(m, x, threads=1) for m in models]
 
-        phases(prepared()[0], args.scan_s)
+        phases(runtime.prepare(models[0], x, threads=1), args.scan_s)
         schemes = {
             "blocks": blocks,
             "interleaved": lambda runs: np.array(time_interleaved(

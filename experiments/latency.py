@@ -48,6 +48,8 @@ def check(cfg: DictConfig, run: HydraRun) -> None:
     print(f"space {space.name}, input {shape}, {model_input.num_classes} classes ({model_input.source}); "
           f"device {table.device}, runtime {table.runtime} ({table.precision}), {table.threads} thread(s)")
     print("building or loading the latency table (a new one measures units and calibrates) ...", flush=True)
+    print(f"then {settings.num_archs} held-out archs, predicted, and measured all together (interleaved over "
+          f">= {table.min_span_ms / 1000:.0f} s) ...", flush=True)
     print(f"{'predicted':>10} {'measured':>10} {'error':>9}  arch (ms)")
     report = check_latency_table(
         space, num_classes=model_input.num_classes, input_shape=model_input.input_shape,

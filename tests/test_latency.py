@@ -255,6 +255,23 @@ def test_unknown_units_are_measured_once_and_saved(tmp_path, fake_measure):
     assert saved["context"]["threads"] == 1 and saved["context"]["input_shape"] == list(SHAPE)
 
 
+def test_a_new_table_times_its_prefill_and_its_calibration_archs_in_batches(tmp_path, fake_measure):
+    space = ToySpace()
+    rng = np.random.default_rng(0)  # the prefill's draw (seed 0)
+    prefill_keys = {u.key for _ in range(5) for u in space.layers(space.random_arch(rng), num_classes=3,
+                                                                   input_shape=SHAPE)}
+    _, table = _table(tmp_path, prefill_archs=5, calibration_archs=3)
+    assert fake_measure.batches[0] == len(prefill_keys), "the prefill's units: one batch"
+    assert fake_measure.batches[-1] == 3, "the calibration archs, whole: one batch"
+    assert prefill_keys <= set(table.units)
+    # without calibration a new table is still prefilled; an existing one is only read
+    fake_measure.batches.clear()
+    _table(tmp_path / "uncalibrated", prefill_archs=5, calibration_archs=0)
+    assert fake_measure.batches == [len(prefill_keys)]
+    _table(tmp_path / "uncalibrated", prefill_archs=5, calibration_archs=0)
+    assert fake_measure.batches == [len(prefill_keys)]
+
+
 def test_contexts_get_their_own_files(tmp_path, fake_measure):
     space, base = _table(tmp_path)
     paths = {

@@ -294,7 +294,8 @@ def test_adapt_config_composes_with_paper_defaults():
 def test_melnas_adapt_end_to_end(tiny_cache, tmp_path, monkeypatch):
     # Timings of a 16-filter model are noise-level: NetAdapt's table and measurements use the
     # deterministic stand-in, so every run prunes (the real timer is covered in test_latency).
-    monkeypatch.setattr("nas.latency.measure.measure_latency", lambda model, input_shape, **_: _param_ms(model))
+    monkeypatch.setattr("nas.latency.measure.InterleavedTimer.__call__",
+                        lambda timer, models: [_param_ms(m.model) for m in models])
     trained = train_model(
         compose_train(tiny_cache, "search_space.filters=16", "train.epochs=3"), tmp_path / "train"
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import csv
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -33,7 +33,7 @@ from nas.evaluate.metrics import (
     write_report,
 )
 from nas.io.model_file import load_model, save_model, to_plain
-from nas.latency.measure import LatencySettings, latency_table_for
+from nas.latency.measure import LatencySettings, TimedModel, latency_table_for
 from nas.latency.settings import LatencyTableSettings
 from nas.runtime import resolve_device
 from nas.train.job import AugmentSettings, OptimizerFactory
@@ -157,9 +157,15 @@ def adapt_model(job: AdaptJob, *, out_dir: str | Path, finetune_optimizer: Optim
     table = latency_table_for(
         space, num_classes=trained.num_classes, input_shape=shape, **job.latency_table.kwargs()
     )
+    # The table was built (or read) with its span; from here on each timing is one model's, or
+    # the few units of a new width, which a 10 s span would make cost 10 s apiece (every
+    # proposal of every iteration). Timed without a span, they are read as blocks of >=
+    # min_time_ms; NetAdapt's measured latencies are ratios in turns (RelativeLatency).
+    table.measure = replace(table.measure, min_span_ms=0.0)  # latency_table_for's InterleavedTimer
+    one_model = table.measure
 
     def measure(model: nn.Module) -> float:
-        return table.measure(copy.deepcopy(model).cpu(), shape)
+        return one_model([TimedModel(copy.deepcopy(model).cpu(), tuple(shape))])[0]
 
     train_loader = make_loader(
         data, "train", batch_size=job.short_batch_size, shuffle=True, seed=job.seed, drop_last=True

@@ -56,7 +56,8 @@ def runtime_label(described: Mapping[str, Any]) -> str:
 
 
 def retime_side_by_side(rows: Sequence[StudyRow], rounds: int) -> list[StudyRow]:
-    """The rows with every model timed again now, in turns, ``rounds`` times (the median;
+    """The rows with every model timed again now, side by side: ``rounds`` rounds, each timing
+    all of them interleaved over 2 s (the median over rounds;
     ``nas.latency.side_by_side``, the default ``latency_measure`` settings). Latencies taken
     at the end of each retraining, minutes apart, are not comparable on a shared machine:
     the very same preset network read 0.14, 0.14 and 0.22 ms in three of them."""

@@ -61,6 +61,7 @@ __all__ = [
     "ModelInput",
     "PredictionReport",
     "STATISTICS",
+    "TimedModel",
     "default_cache_dir",
     "check_latency_table",
     "evaluate_predictions",
@@ -72,13 +73,13 @@ __all__ = [
     "resolve_model_input",
     "spanning_archs",
     "table_context",
-    "TimedModel",
     "time_calls",
     "time_interleaved",
 ]
 
 AUDIO_INPUT_SHAPE = (1, 64, 63)  # 64 mel bands x 63 frames: 1 s at the default data settings
 DEFAULT_NUM_CLASSES = 10
+
 
 @dataclass(frozen=True)
 class LatencySettings:
@@ -170,7 +171,7 @@ class InterleavedTimer:
     min_span_ms: float = 0.0
 
     def __call__(self, models: Sequence[TimedModel]) -> list[float]:
-        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        sync = (lambda: torch.cuda.synchronize(self.device)) if self.device.type == "cuda" else (lambda: None)
         with torch_threads(self.threads), torch.no_grad():
             runs = [self._prepare(timed) for timed in models]
             return time_interleaved(runs, warmup=self.warmup, repeats=self.repeats, statistic=self.statistic,
@@ -290,9 +291,10 @@ def latency_table_for(
     path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(path.with_name(path.name + ".build.lock")):
         table = LatencyTable(path, context, measure=measure, net_of_call_overhead=backend.per_call_overhead)
-        if table.calibration is None and calibration_archs > 0:
+        if not table.units:
             rng = np.random.default_rng(seed)
             prefill(table, space, [space.random_arch(rng) for _ in range(prefill_archs)])
+        if table.calibration is None and calibration_archs > 0:
             table.calibrate(space, spanning_archs(table, space, calibration_archs, seed=seed))
     return table
 

@@ -20,8 +20,8 @@ import torch
 
 from nas.io.model_file import load_model
 from nas.latency.measure import LatencySettings
-from nas.latency.timing import time_interleaved
 from nas.latency.runtimes import OnnxRuntime, Run
+from nas.latency.timing import time_interleaved
 from nas.runtime import torch_threads
 
 # Each round spans at least this much wall time: the fast and slow phases of a shared VM

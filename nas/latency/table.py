@@ -370,7 +370,7 @@ def spanning_archs(table: LatencyTable, space: SearchSpace, n: int, *, seed: int
     """``n`` archs spread evenly over the predicted cost range of ``pool_factor * n`` random ones.
 
     A calibration on archs of similar cost cannot tell a slope from an offset; spread
-    ones can. Predicting the pool measures its units, which also pre-fills the table.
+    ones can. The pool's missing units are measured first, in one batch.
     """
     if n < 1:
         raise ValueError(f"need at least one calibration arch, got {n}")

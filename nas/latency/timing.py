@@ -55,8 +55,8 @@ def time_interleaved(
 
     A window is ``window_calls`` calls, or fewer (at least 2) for a run whose warm-up calls
     took longer than ``window_ms`` per window: what counts is how many windows each run
-    gets within the span (30 eager models of 1.5 ms, 10 calls each, would get 17 windows in
-    10 s; 2 calls each, 110).
+    gets within the span (30 eager models of 1.5 ms, 10 calls each, get at most 22 windows
+    in 10 s; 2 calls each, 111).
 
     The one timing loop of every runtime. Why windows spread over a span: a shared VM runs
     in fast and slow phases that slow everything on it alike (on the 2-core dev VM 42% of
@@ -81,11 +81,16 @@ def time_interleaved(
         sync()
         if warmup:
             per_call_ms = 1000.0 * (timer() - began) / warmup
-            window[i] = max(min(2, window_calls), min(window_calls, int(window_ms / per_call_ms) if per_call_ms > 0 else window_calls))
+            fitting = int(window_ms / per_call_ms) if per_call_ms > 0 else window_calls
+            window[i] = max(min(2, window_calls), min(window_calls, fitting))
     times: list[list[float]] = [[] for _ in runs]
+    timed_ms = [0.0] * len(runs)
+
+    def lacks_time(i: int) -> bool:
+        return timed_ms[i] < min_time_ms
 
     def needs_more(i: int) -> bool:
-        return len(times[i]) < repeats or 1000.0 * sum(times[i]) < min_time_ms
+        return len(times[i]) < repeats or lacks_time(i)
 
     start = timer()
     n, turn = len(runs), 0
@@ -95,12 +100,15 @@ def time_interleaved(
         if not due:
             break
         for i in due:
-            # past the span, a run only finishes its quota: no more calls than it lacks of `repeats`
-            calls = window[i] if not spanned else min(window[i], max(1, repeats - len(times[i])))
+            # past the span, a run that only lacks repeats makes up no more calls than it lacks
+            short = spanned and not lacks_time(i)
+            calls = min(window[i], repeats - len(times[i])) if short else window[i]
             for _ in range(calls):
                 began = timer()
                 runs[i]()
                 sync()
-                times[i].append(timer() - began)
+                took = timer() - began
+                times[i].append(took)
+                timed_ms[i] += 1000.0 * took
         turn += 1
     return [1000.0 * STATISTICS[statistic](t) for t in times]
