@@ -38,7 +38,7 @@ def print_row(row: ArchLatency) -> None:
 
 
 def check(cfg: DictConfig, run: HydraRun) -> None:
-    settings = settings_from(cfg, LatencyCheckSettings, skip=("data", "search_space"))
+    settings = settings_from(cfg, LatencyCheckSettings, skip=("data", "search_space", "latency"))
     model_input = resolve_model_input(
         data_cache=plain(cfg.data.cache_dir), num_classes=settings.num_classes, input_shape=settings.input_shape
     )

@@ -192,3 +192,20 @@ def test_a_one_model_measure_in_turns_keeps_the_fastest_reading(tmp_path):
         true_ms = 1.0 + sum(p.numel() for p in unit.build().parameters()) / 100.0
         assert table.units[unit.key] == pytest.approx(max(true_ms - null_ms, 0.1 * true_ms))
     assert table.measure_missing(layers) == 0, "a unit in the table is not timed again"
+
+
+def test_melnas_latency_takes_the_runtime_as_latency_runtime_or_latency_table_runtime():
+    from hydra import compose, initialize_config_dir
+
+    from experiments.latency import LatencyCheckSettings
+    from experiments.settings import settings_from
+    from nas.io.registry import CONF_DIR
+
+    def runtime(*overrides: str) -> str:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="latency", overrides=list(overrides))
+        return settings_from(cfg, LatencyCheckSettings, skip=("data", "search_space", "latency")).latency_table.runtime
+
+    assert runtime() == "auto"
+    assert runtime("latency.runtime=torchscript") == "torchscript"  # the short spelling
+    assert runtime("latency_table.runtime=torch") == "torch"
