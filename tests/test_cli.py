@@ -77,7 +77,7 @@ def test_skipped_keys_are_left_to_the_caller():
     ("cv", "nas.train.job:TrainJob", ("data", "search_space", "progress")),
     ("adapt", "nas.compress.adapt_job:AdaptJob", ()),
     ("eval", "experiments.evaluate:EvalSettings", ()),
-    ("latency", "experiments.latency:LatencyCheckSettings", ("data", "search_space")),
+    ("latency", "experiments.latency:LatencyCheckSettings", ("data", "search_space", "latency")),
     ("prepare", "experiments.prepare:PrepareApp", ("data",)),
     ("synth", "experiments.synth:SynthApp", ("synth",)),
     ("demo", "experiments.demo_steps:DemoApp", ("data",)),
