@@ -37,8 +37,15 @@ def print_row(row: ArchLatency) -> None:
     print(f"{row.predicted_ms:10.3f} {row.measured_ms:10.3f} {row.error_pct:+8.1f}%  {row.arch_string}", flush=True)
 
 
+def check_settings(cfg: DictConfig) -> LatencyCheckSettings:
+    """The settings in ``cfg`` (conf/latency.yaml). Its ``latency`` key is only a shorthand
+    for ``latency_table.runtime``; an experiment file (``experiment=quick``) also sets the
+    search's ``trainer``, which this command does not use."""
+    return settings_from(cfg, LatencyCheckSettings, skip=("data", "search_space", "latency", "trainer"))
+
+
 def check(cfg: DictConfig, run: HydraRun) -> None:
-    settings = settings_from(cfg, LatencyCheckSettings, skip=("data", "search_space", "latency"))
+    settings = check_settings(cfg)
     model_input = resolve_model_input(
         data_cache=plain(cfg.data.cache_dir), num_classes=settings.num_classes, input_shape=settings.input_shape
     )

@@ -194,18 +194,32 @@ def test_a_one_model_measure_in_turns_keeps_the_fastest_reading(tmp_path):
     assert table.measure_missing(layers) == 0, "a unit in the table is not timed again"
 
 
-def test_melnas_latency_takes_the_runtime_as_latency_runtime_or_latency_table_runtime():
+def _compose(config_name: str, *overrides: str):
     from hydra import compose, initialize_config_dir
 
-    from experiments.latency import LatencyCheckSettings
-    from experiments.settings import settings_from
     from nas.io.registry import CONF_DIR
 
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def test_melnas_latency_takes_the_runtime_as_latency_runtime_or_latency_table_runtime():
+    from experiments.latency import check_settings
+
     def runtime(*overrides: str) -> str:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name="latency", overrides=list(overrides))
-        return settings_from(cfg, LatencyCheckSettings, skip=("data", "search_space", "latency")).latency_table.runtime
+        return check_settings(_compose("latency", *overrides)).latency_table.runtime
 
     assert runtime() == "auto"
     assert runtime("latency.runtime=torchscript") == "torchscript"  # the short spelling
     assert runtime("latency_table.runtime=torch") == "torch"
+
+
+def test_melnas_latency_with_an_experiment_checks_the_table_that_experiments_searches_read():
+    from experiments.latency import check_settings
+    from experiments.settings import plain
+
+    check = _compose("latency", "experiment=quick", "latency.runtime=onnxruntime")
+    search = _compose("search", "experiment=quick", "latency_table.runtime=onnxruntime")
+    assert plain(check.search_space) == plain(search.search_space)
+    assert plain(check.latency_table) == plain(search.latency_table)
+    assert check_settings(check).latency_table.calibration_archs == 5  # the quick search's, not the default 10
