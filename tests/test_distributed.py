@@ -160,11 +160,11 @@ def test_two_process_run_stopped_in_its_second_epoch_resumes_to_the_same_end(
     other_world = tmp_path / "resumed_alone"
     shutil.copytree(run_dir, other_world)
     run_search(ddp_workdir, run_dir, 2, "resume=true")
-    # Same phases, archs and accuracies as the uninterrupted run, each scored arch logged once.
-    # (Not byte for byte: the latency table measures missing units lazily, in whichever
-    # process scores an arch first, so predicted latencies are timings of another moment.)
+    # Same phases, archs, accuracies and predicted latencies as the uninterrupted run, each
+    # scored arch logged once, in the same order (the final candidates are ranked by reward,
+    # so a latency that differed between runs or ranks could reorder tied accuracies).
     def scored(run: Path) -> list[tuple]:
-        return [(r["phase"], r["epoch"], r["hash"], r["accuracy"]) for r in read_log(run)]
+        return [(r["phase"], r["epoch"], r["hash"], r["accuracy"], r["latency_ms"]) for r in read_log(run)]
 
     assert scored(run_dir) == scored(two_process_run)
     assert load_checkpoint(run_dir / CHECKPOINT)["state"]["train_step"] == \

@@ -300,6 +300,29 @@ def test_concurrent_writers_are_merged(tmp_path, fake_measure):
     assert {u.key for u in first.layers_of(space, a)} | {u.key for u in first.layers_of(space, b)} == keys
 
 
+def test_every_process_predicts_with_the_first_saved_value_of_a_unit(tmp_path):
+    # Two ranks meet the same new unit; the second times it while the first saves its own
+    # timing. Both must then predict with the saved value (and a later run reads it too),
+    # and a unit already on disk is not timed again.
+    space = ToySpace()
+    context = {"space": space.name, "num_classes": 3, "input_shape": list(SHAPE)}
+    arch = space.arch([3, (), 1, (0,), 3, (0, 1)])
+    path = tmp_path / "table.json"
+    first = LatencyTable(path, context, measure=lambda models: [1.0] * len(models))
+
+    def second_measure(models):
+        first.predict_arch(space, arch)
+        return [5.0] * len(models)
+
+    second = LatencyTable(path, context, measure=second_measure)
+    assert second.predict_arch(space, arch) == first.predict_arch(space, arch) == pytest.approx(
+        len(first.layers_of(space, arch)))
+    timed_again = []
+    third = LatencyTable(tmp_path / "other.json", context, measure=lambda models: timed_again.append(models) or [])
+    third.path = path  # opened before the file existed, so it holds no units in memory
+    assert third.predict_arch(space, arch) == first.predict_arch(space, arch) and timed_again == []
+
+
 def test_calibration_is_fitted_stored_and_applied(tmp_path, fake_measure, monkeypatch):
     # whole models "measure" 1.5x their unit sum plus 2 ms
     def whole(self, space, archs):

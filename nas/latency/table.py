@@ -214,8 +214,10 @@ class LatencyTable:
         return data
 
     def _merge_from_disk(self) -> None:
+        """Adopt the file's units over this process's own: the first value saved for a unit
+        is the one every process (the ranks of a torchrun, a resumed run) predicts with."""
         data = self._read()
-        self.units = {**data.get("units", {}), **self.units}
+        self.units = {**self.units, **data.get("units", {})}
         if self.calibration is None and data.get("calibration"):
             cal = data["calibration"]
             self.calibration = Calibration(
@@ -247,6 +249,9 @@ class LatencyTable:
         to ``measure`` together, so they are timed under the same conditions as each other.
         """
         missing = {u.key: u for u in layers if u.key not in self.units}
+        if missing and self.path.is_file():  # another process may have measured them since
+            self._merge_from_disk()
+            missing = {key: unit for key, unit in missing.items() if key not in self.units}
         if not missing:
             return 0
         timed = {
