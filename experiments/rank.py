@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from experiments.cli import HydraRun, run_hydra_app
 from experiments.search import NOT_SETTINGS
@@ -30,9 +30,16 @@ def search_run(run_dir: Path) -> SearchRun:
 
 
 def rank(cfg: DictConfig, run: HydraRun) -> dict[str, Any]:
-    """The ranking ``cfg`` (conf/rank.yaml, composed) describes, in ``run.out_dir``."""
-    job = settings_from(cfg, RankJob)
-    return run_rank(job, search_run(Path(job.run)), out_dir=run.out_dir, optimizer_factory=build(job.train.optimizer))
+    """The ranking ``cfg`` (conf/rank.yaml, composed) describes, in ``run.out_dir``.
+
+    The search's ``data`` group joins ``cfg`` first, so that a recipe reading it
+    (``train=quick``'s ``batch_size: ${data.batch_size}``) resolves as in melnas-train.
+    """
+    search = search_run(Path(plain(OmegaConf.masked_copy(cfg, ["run"]))["run"]))
+    with open_dict(cfg):
+        cfg.data = OmegaConf.create(search.data)
+    job = settings_from(cfg, RankJob, skip=("data",))
+    return run_rank(job, search, out_dir=run.out_dir, optimizer_factory=build(job.train.optimizer))
 
 
 def report(summary: dict[str, Any], out_dir: Path) -> None:

@@ -189,6 +189,24 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
     assert header.endswith("standalone_val,standalone_test,standalone_val_seed0,standalone_val_seed1")
 
 
+def test_a_recipe_reading_data_settings_takes_the_searchs(tmp_path, monkeypatch):
+    # train=quick reads ${data.batch_size}; melnas-rank has no data group of its own
+    import experiments.rank as rank_app
+    from experiments.cli import HydraRun
+    from hydra import compose, initialize_config_dir
+
+    from nas.io.registry import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        search_cfg = compose(config_name="search", overrides=[f"data.root={tmp_path}/audio", "data.batch_size=32"])
+        job_cfg = compose(config_name="rank", overrides=[f"run={tmp_path}", "train=quick"])
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(search_cfg, tmp_path / ".hydra" / "config.yaml")
+    monkeypatch.setattr(rank_app, "run_rank", lambda job, search, **_: job)
+    job = rank_app.rank(job_cfg, HydraRun(tmp_path / "out"))
+    assert job.train.batch_size == 32 and job.train.epochs == 24
+
+
 def test_a_search_from_before_latency_runtimes_is_ranked_with_its_eager_table(tmp_path):
     from experiments.rank import search_run
     from hydra import compose, initialize_config_dir
