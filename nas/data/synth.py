@@ -52,9 +52,9 @@ def bundled_soundfont() -> Path:
 class SynthSettings:
     out_dir: Path = Path("data/instruments")
     seed: int = 0
-    files_per_class: int = 32
-    min_seconds: float = 3.5
-    max_seconds: float = 5.5
+    files_per_class: int = 96
+    min_seconds: float = 1.5
+    max_seconds: float = 2.5
     sample_rate: int = 22050
     classes: tuple[str, ...] | None = None  # None: every class of the band
     soundfonts: tuple[Path, ...] = ()  # the user's, on top of those found
