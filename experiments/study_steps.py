@@ -36,7 +36,7 @@ from experiments.demo_steps import DemoSettings, Step, plan_steps, run_step, ste
 from experiments.settings import plain, settings_from
 from nas.data.prepare import prepare_dataset
 from nas.evaluate.study_report import StudyReport, read_row, retime_side_by_side, write_study_report
-from nas.evaluate.study_stats import Bootstrap
+from nas.evaluate.study_stats import PRESET_PREFIX, Bootstrap
 
 log = logging.getLogger("melnas.study")
 
@@ -139,7 +139,7 @@ def _winner_prefixes(study: StudySettings) -> tuple[str, ...]:
 
 def _method(step: Step, study: StudySettings) -> str:
     name = step.name.removeprefix("train_").rsplit("_t", 1)[0]
-    return name if name in study.controllers else f"preset:{name}"
+    return name if name in study.controllers else f"{PRESET_PREFIX}{name}"
 
 
 def _run_batch(batch: list[tuple[Path, int, Step]], *, jobs: int, threads: int) -> None:

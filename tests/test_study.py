@@ -20,6 +20,7 @@ from nas.evaluate.study_stats import (
     Bootstrap,
     StudyRow,
     bootstrap_interval,
+    latency_matched,
     method_spreads,
     paired_differences,
     spread,
@@ -92,6 +93,27 @@ def test_training_seeds_are_averaged_before_the_seeds_are_compared():
     assert table["random"]["seeds"] == 2 and table["random"]["models"] == 4
     assert table["random"]["accuracy_mean"] == pytest.approx(0.6) and table["random"]["accuracy_std"] == pytest.approx(0.0)
     assert table["enas"]["accuracy_std"] == pytest.approx(np.std([0.65, 0.7], ddof=1))
+
+
+def test_latency_matched_accuracy_separates_a_better_trade_off_from_another_point_of_it():
+    # random's winners lie on accuracy = 0.8 + 1.0 x latency; enas is 0.02 above it and "slow"
+    # 0.02 below it at the same latencies (so the fitted line stays that one); "fast" sits on
+    # the line at lower latencies (a plain difference reads -0.05).
+    lats = {0: 0.10, 1: 0.12, 2: 0.14}
+    rows = [_row("random", s, 0.8 + lat, latency=lat) for s, lat in lats.items()]
+    rows += [_row("enas", s, 0.82 + lat, latency=lat) for s, lat in lats.items()]
+    rows += [_row("slow", s, 0.78 + lat, latency=lat) for s, lat in lats.items()]
+    rows += [_row("fast", s, 0.8 + lat - 0.05, latency=lat - 0.05) for s, lat in lats.items()]
+    rows += [_row("preset:mnv3", s, 0.5, latency=0.2) for s in lats]  # far off the line, not fitted
+    matched = latency_matched(rows, "random")
+    assert matched.line.slope_per_ms == pytest.approx(1.0) and matched.line.n == 12
+    by_method = {d.method: d for d in matched.differences}
+    assert by_method["enas"].mean == pytest.approx(0.02) and by_method["slow"].mean == pytest.approx(-0.02)
+    assert by_method["fast"].mean == pytest.approx(0.0, abs=1e-9)
+    (plain_fast,) = [d for d in paired_differences(rows, "accuracy", "random") if d.method == "fast"]
+    assert plain_fast.mean == pytest.approx(-0.05)
+    assert matched.spreads["preset:mnv3"].mean == pytest.approx(0.5 - matched.line.expected(0.2))
+    assert latency_matched([_row("random", s, 0.8) for s in range(3)], "random") is None  # one latency: no line
 
 
 def test_a_missing_baseline_is_named():

@@ -17,8 +17,11 @@ from typing import Any, Mapping, Sequence
 from nas.evaluate.study_stats import (
     METRICS,
     Bootstrap,
+    LatencyMatched,
     PairedDifference,
     StudyRow,
+    latency_line,
+    latency_matched,
     paired_differences,
     summary_table,
     training_spreads,
@@ -93,6 +96,7 @@ def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baselin
     table = summary_table(rows)
     diffs = {metric: paired_differences(rows, metric, baseline, bootstrap) for metric in METRICS}
     train_std = training_spreads(rows, "accuracy")
+    matched = latency_matched(rows, baseline, bootstrap)
 
     csv_path = out_dir / "study.csv"
     fields = list(table[0]) + [f"{m}_diff_vs_{baseline}{s}" for m in METRICS for s in ("", "_low", "_high")]
@@ -103,7 +107,7 @@ def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baselin
         writer.writerow({**entry, **_diff_columns(entry["method"], diffs, baseline)})
     atomic_write_text(csv_path, buffer.getvalue())
 
-    markdown = _markdown(table, diffs, train_std, baseline, bootstrap, budget)
+    markdown = _markdown(table, diffs, train_std, baseline, bootstrap, budget) + _matched_markdown(matched, baseline)
     markdown_path = out_dir / "study.md"
     atomic_write_text(markdown_path, markdown)
 
@@ -115,6 +119,11 @@ def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baselin
         "methods": table,
         "training_seed_std_accuracy": {k: (None if math.isnan(v) else v) for k, v in train_std.items()},
         "paired_differences": [_diff_json(d) for metric in METRICS for d in diffs[metric]],
+        "latency_matched_accuracy": None if matched is None else {
+            "line": asdict(matched.line),
+            "methods": {m: asdict(s) for m, s in matched.spreads.items()},
+            "paired_differences": [_diff_json(d) for d in matched.differences],
+        },
         "runs": [asdict(r) for r in rows],
     }, indent=2) + "\n")
 
@@ -162,6 +171,23 @@ def _markdown(table: list[dict[str, Any]], diffs: dict[str, list[PairedDifferenc
     return "\n".join(lines) + "\n"
 
 
+def _matched_markdown(matched: LatencyMatched | None, baseline: str) -> str:
+    """The latency-matched comparison: accuracy minus the searched winners' accuracy-latency line."""
+    if matched is None:
+        return ""
+    line = matched.line
+    lines = ["", "Accuracy at matched latency: test accuracy (window) minus the least-squares line of the "
+             f"searched winners, accuracy = {line.intercept:.4f} + {line.slope_per_ms:.4f} x latency ms "
+             f"(r = {line.correlation:.2f}, {line.n} winners; fitted on the models it adjusts). Above 0: "
+             "more accurate than a winner of the same latency.", "",
+             f"| method | seeds | above the line | minus `{baseline}` [CI] |", "|---|---|---|---|"]
+    for method, s in matched.spreads.items():
+        diff = next((d for d in matched.differences if d.method == method), None)
+        cell = f"{diff.mean:+.4f} [{diff.low:+.4f}, {diff.high:+.4f}]" if diff else ""
+        lines.append(f"| {method} | {s.n} | {s.mean:+.4f} +- {s.std:.4f} | {cell} |")
+    return "\n".join(lines) + "\n"
+
+
 def _pm(mean: float, std: float, metric: str) -> str:
     return f"{mean:.3f} +- {std:.3f}" if metric == "latency_ms" else f"{mean:.4f} +- {std:.4f}"
 
@@ -188,6 +214,11 @@ def plot_study(rows: Sequence[StudyRow], path: str | Path) -> Path:
         ax.errorbar(table["latency_ms_mean"], table["accuracy_mean"], xerr=table["latency_ms_std"],
                     yerr=table["accuracy_std"], fmt="o", markersize=9, color=color, capsize=3,
                     label=f"{method} (n={table['seeds']})")
+    line = latency_line(rows)
+    if line is not None:
+        ends = [min(r.latency_ms for r in rows), max(r.latency_ms for r in rows)]
+        ax.plot(ends, [line.expected(x) for x in ends], "--", color="0.5", linewidth=1,
+                label=f"searched winners' line (r={line.correlation:.2f})")
     ax.set_xlabel("measured latency (ms, batch 1)")
     ax.set_ylabel("test accuracy (per window)")
     ax.set_title("study: every seed (dots, labelled by seed) and method means (+-1 std)")

@@ -12,17 +12,26 @@ draw, and the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of
 means. With 3 seeds the bootstrap has at most 10 distinct resample means, so the interval is
 coarse and tends to be too narrow (Efron & Tibshirani 1993, ch. 13): it says "the sign
 held on every seed" more than it bounds the effect. Read it with ``n`` next to it.
+
+A searched winner's accuracy follows its latency (a soft latency reward lets each seed's
+winner land anywhere around the target), so a plain accuracy difference mixes "a better
+trade-off" with "a different point of it". ``latency_matched`` compares methods at a
+common latency instead: each model's accuracy minus the straight accuracy-latency line
+fitted by least squares to the searched winners' per-seed means (presets excluded: one
+network each, they would pull the line to their own point). The line is fitted on the
+same models it adjusts, so read it as a description of this study, not a prediction.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 METRICS = ("accuracy", "recording_accuracy", "f1_macro", "latency_ms")
+PRESET_PREFIX = "preset:"  # a study method that is a fixed network, not a search's winner
 
 
 @dataclass(frozen=True)
@@ -156,6 +165,60 @@ def paired_differences(rows: Sequence[StudyRow], metric: str, baseline: str,
         out.append(PairedDifference(method, baseline, metric, diffs, float(np.mean(list(diffs.values()))),
                                     low, high, bootstrap.confidence))
     return out
+
+
+@dataclass(frozen=True)
+class LatencyLine:
+    """``accuracy = intercept + slope_per_ms * latency_ms``, fitted to ``n`` searched winners."""
+
+    slope_per_ms: float
+    intercept: float
+    correlation: float  # Pearson r of accuracy and latency over the fitted points
+    n: int
+
+    def expected(self, latency_ms: float) -> float:
+        return self.intercept + self.slope_per_ms * latency_ms
+
+
+@dataclass(frozen=True)
+class LatencyMatched:
+    """Accuracy minus the latency line: per method, and paired against the baseline."""
+
+    line: LatencyLine
+    spreads: dict[str, Spread]
+    differences: list[PairedDifference]
+
+
+def is_searched(method: str) -> bool:
+    """A controller's winner, not a preset (``preset:<name>``)."""
+    return not method.startswith(PRESET_PREFIX)
+
+
+def latency_line(rows: Sequence[StudyRow]) -> LatencyLine | None:
+    """The least-squares accuracy-latency line of the searched winners' per-seed means;
+    None with fewer than 3 of them or a single latency."""
+    accuracy, latency = per_seed_means(rows, "accuracy"), per_seed_means(rows, "latency_ms")
+    points = [(latency[m][s], accuracy[m][s]) for m in accuracy if is_searched(m) for s in accuracy[m]]
+    if len(points) < 3:
+        return None
+    x, y = np.array(points, dtype=float).T
+    if np.ptp(x) == 0.0:
+        return None
+    slope, intercept = np.polyfit(x, y, 1)
+    correlation = float(np.corrcoef(x, y)[0, 1]) if np.ptp(y) > 0.0 else 0.0
+    return LatencyLine(float(slope), float(intercept), correlation, len(points))
+
+
+def latency_matched(rows: Sequence[StudyRow], baseline: str,
+                    bootstrap: Bootstrap = Bootstrap()) -> LatencyMatched | None:
+    """Each method's accuracy at a matched latency (see the module docstring); None when no
+    line can be fitted."""
+    line = latency_line(rows)
+    if line is None:
+        return None
+    adjusted = [replace(r, accuracy=r.accuracy - line.expected(r.latency_ms)) for r in rows]
+    return LatencyMatched(line, method_spreads(adjusted, "accuracy"),
+                          paired_differences(adjusted, "accuracy", baseline, bootstrap))
 
 
 def summary_table(rows: Sequence[StudyRow]) -> list[dict[str, object]]:
