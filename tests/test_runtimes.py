@@ -165,6 +165,14 @@ def test_int8_export_agrees_with_the_float_model_and_is_evaluated(tiny_trained, 
     assert len({r.arch_hash for r in rows}) == 1  # the two rows are the same network
 
 
+def test_histogram_calibration_takes_a_window_count_that_is_not_a_batch_multiple(tiny_trained, tmp_path):
+    # ONNX Runtime's percentile and entropy calibrators fail on a short last batch
+    trained = load_model(tiny_trained.model_path)
+    check = export_int8(trained, tmp_path / "m.int8.onnx", method="percentile", calibration_windows=45)
+    assert check.method == "percentile" and check.calibration_windows == 32
+    assert OnnxClassifier(check.path).precision == "int8"
+
+
 def test_a_one_model_measure_in_turns_keeps_the_fastest_reading(tmp_path):
     """A one-model timing function wrapped by ``in_turns``: every missing unit and its null
     call are read ``rounds`` times, in turns; the table keeps the fastest reading of each,

@@ -26,7 +26,11 @@ from nas.io.model_file import TrainedModel
 from nas.latency.quantize import quantize_onnx
 from nas.latency.runtimes import OnnxRuntime
 
-CALIBRATION_WINDOWS = 256
+# MinMax ranges from 256 windows cost MobileNetV3-Small of the demo up to 1.05 points of test
+# accuracy (two draws: -1.05, -0.79); from 1024, -0.53 and -0.26, and the demo's two searched
+# winners stayed within 0.8 points either way (benchmarks/bench_runtimes.py, README).
+CALIBRATION_WINDOWS = 1024
+CALIBRATION_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -83,11 +87,14 @@ def export_int8(
     data = open_prepared(cache_dir)
     path = Path(path)
     calibration, _ = model_windows(data, "train", calibration_windows, seed=seed)
+    # equal batches: ONNX Runtime's histogram calibrators (entropy, percentile) fail on a short last one
+    batch = min(CALIBRATION_BATCH, len(calibration))
+    calibration = calibration[: len(calibration) // batch * batch]
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         export_onnx(trained, fp32)
         base = onnx_metadata(fp32)
-        quantize_onnx(fp32, path, ({INPUT_NAME: calibration[i : i + 32]} for i in range(0, len(calibration), 32)),
+        quantize_onnx(fp32, path, ({INPUT_NAME: calibration[i : i + batch]} for i in range(0, len(calibration), batch)),
                       method=method)
     model = trained.model.cpu().eval()
     _set_metadata(path, {"precision": "int8", "calibration": {"method": method, "windows": len(calibration),
