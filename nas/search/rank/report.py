@@ -68,8 +68,14 @@ def write_plot(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], pa
             ax.scatter([r[x_key] for r in points], [r["standalone_val"] for r in points], marker=marker,
                        s=80 if origin == "top" else 30, label=f"{origin} ({len(points)})")
     ax.set_xlabel(f"supernet val accuracy (bn {summary['bn_mode']})")
-    ax.set_ylabel("standalone val accuracy (train=rank)")
-    ax.set_title(f"Kendall tau {summary['kendall_tau']:.2f}, Spearman rho {summary['spearman_rho']:.2f}")
+    standalone = summary["standalone"]
+    seeds = len(standalone["keys"])
+    ax.set_ylabel(f"standalone val accuracy ({standalone['recipe']['epochs']} epochs, "
+                  f"{'mean of ' if seeds > 1 else ''}{seeds} seed{'s' if seeds > 1 else ''})")
+    title = f"Kendall tau {summary['kendall_tau']:.2f}, Spearman rho {summary['spearman_rho']:.2f}"
+    if summary.get("standalone_seed_tau") is not None:
+        title += f"\nseed against seed: tau {summary['standalone_seed_tau']:.2f} (the ceiling)"
+    ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
