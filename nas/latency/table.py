@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -309,25 +310,34 @@ class LatencyTable:
         return self.measure(models)
 
     def calibrate(self, space: SearchSpace, archs: Sequence[Arch]) -> Calibration:
-        """Fit and store the unit-sum -> whole-model map on ``archs`` (built and timed together)."""
+        """Fit and store the unit-sum -> whole-model map on ``archs`` (built and timed together).
+
+        A fit whose median error exceeds ``CLEAN_FIT_PCT`` is timed again, up to
+        ``CALIBRATION_ATTEMPTS`` timings in all, and the best fit is kept: the cached
+        table's every later prediction rests on this one timing, and a burst of load from
+        another process during it once gave a scale of 0.92 (fit error 6.9%) where quiet
+        timings of the same space gave 1.02 (0.9-1.5%), and 70% of held-out archs within
+        +-10% instead of 97-100%.
+        """
         if not archs:
             raise ValueError("calibration needs at least one arch")
         prefill(self, space, archs)
         sums = [self.unit_sum(self.layers_of(space, a)) for a in archs]
-        measured = self.measure_archs(space, archs)
-        scale, offset = fit_calibration(sums, measured)
-        errors = [abs(scale * s + offset - m) / m * 100 for s, m in zip(sums, measured)]
-        self.calibration = Calibration(
-            scale=scale,
-            offset_ms=offset,
-            arch_hashes=tuple(a.hash for a in archs),
-            fit_error_pct=float(np.median(errors)),
-        )
+        fits: list[tuple[float, Calibration]] = []  # (median fit error %, the fit)
+        while len(fits) < CALIBRATION_ATTEMPTS and min((e for e, _ in fits), default=math.inf) > CLEAN_FIT_PCT:
+            measured = self.measure_archs(space, archs)
+            scale, offset = fit_calibration(sums, measured)
+            error = float(np.median([abs(scale * s + offset - m) / m * 100 for s, m in zip(sums, measured)]))
+            fits.append((error, Calibration(scale=scale, offset_ms=offset, arch_hashes=tuple(a.hash for a in archs),
+                                            fit_error_pct=error)))
+        self.calibration = min(fits, key=lambda fit: fit[0])[1]
         self.save()
         return self.calibration
 
 
 CALL_OVERHEAD = "call_overhead:"
+CALIBRATION_ATTEMPTS = 3  # timings of the calibration archs at most (see LatencyTable.calibrate)
+CLEAN_FIT_PCT = 3.0  # a median fit error above this is taken for interference and timed again
 
 
 def _call_overhead_key(input_shape: Sequence[int], num_inputs: int) -> str:
