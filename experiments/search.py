@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -11,6 +12,7 @@ from experiments.cli import HydraRun, hydra_worker_overrides, run_hydra_app
 from experiments.settings import build, plain, settings_from
 from nas.distributed import world_from_env
 from nas.search.loop import SearchInputs, SearchOutcome, SearchSettings, run_search
+from nas.search.reward import RewardBuilder
 
 # Config groups that are not settings: passed on as data, or built into objects here.
 NOT_SETTINGS = ("data", "search_space", "controller", "reward")
@@ -21,9 +23,15 @@ def search(cfg: DictConfig, run: HydraRun) -> SearchOutcome:
     settings = settings_from(cfg, SearchSettings, skip=NOT_SETTINGS)
     inputs = SearchInputs(
         data=plain(cfg.data), space_config=plain(cfg.search_space), controller=build(cfg.controller),
-        reward=build(cfg.reward), controller_name=run.choices.get("controller"), config=plain(cfg),
+        reward=reward_builder(cfg.reward), controller_name=run.choices.get("controller"), config=plain(cfg),
     )
     return run_search(settings, inputs, run_dir=run.out_dir)
+
+
+def reward_builder(node: DictConfig) -> RewardBuilder:
+    """The ``reward`` group as a builder: its ``target_ms`` may name a preset of the space."""
+    target = node.get("target_ms")
+    return RewardBuilder(make=partial(build, node), target_ms=target)
 
 
 def report(outcome: SearchOutcome) -> None:

@@ -36,9 +36,10 @@ def plain(node: Any) -> Any:
     return node
 
 
-def build(node: Any) -> Any:
-    """The object a ``_target_`` node describes (``_partial_: true`` gives a factory)."""
-    return instantiate(plain(node), _convert_="all")
+def build(node: Any, **overrides: Any) -> Any:
+    """The object a ``_target_`` node describes (``_partial_: true`` gives a factory), with
+    ``overrides`` in place of the node's own arguments."""
+    return instantiate(plain(node), _convert_="all", **overrides)
 
 
 def settings_from(node: Any, cls: type[T], *, prefix: str = "", skip: tuple[str, ...] = ()) -> T:

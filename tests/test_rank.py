@@ -12,10 +12,11 @@ from omegaconf import OmegaConf
 from scipy import stats
 
 from nas.search.rank import standalone
-from nas.search.rank.draw import archs_to_rank, stratified_archs, van_der_corput
+from nas.search.rank.draw import archs_to_rank, spread_pool, stratified_archs, van_der_corput
 from nas.search.rank.standalone import StandaloneJob, entry_key, entry_path, train_missing
 from nas.search.rank.stats import kendall_tau, rank_of_top1, spearman_rho, top_k_overlap
 from nas.train.job import AugmentSettings, TrainSettings
+from search_spaces.enas_macro import EnasMacroSpace
 from search_spaces.mobilenetv3 import MobileNetV3Space
 
 SPACE = MobileNetV3Space(width=0.5, kernels=[3, 5], expand_ratios=[3, 6])
@@ -72,11 +73,24 @@ def test_stratified_draw_is_deterministic_nested_and_spans_the_latency_range():
     assert [x.hash for x in stratified_archs(SPACE, cost, 8, seed=4, pool=200)] != [x.hash for x in a]
     # more archs extend fewer: a second rank call keeps the first call's archs
     assert [x.hash for x in stratified_archs(SPACE, cost, 5, seed=3, pool=200)] == [x.hash for x in a[:5]]
-    rng = np.random.default_rng(3)
-    pool = sorted(cost(SPACE.random_arch(rng)) for _ in range(200))
+    low, high = cost(SPACE.extreme_arch(largest=False)), cost(SPACE.extreme_arch(largest=True))
     costs = [cost(x) for x in a]
-    assert costs[0] == pytest.approx(np.quantile(pool, 0.5), abs=1.0)  # the first sits at the median
-    assert min(costs) <= np.quantile(pool, 0.15) and max(costs) >= np.quantile(pool, 0.85)
+    assert costs[0] == pytest.approx((low + high) / 2, abs=0.05 * (high - low))  # the first: mid-range
+    # evenly over the space's whole range, beyond where uniform archs reach
+    rng = np.random.default_rng(3)
+    uniform = [cost(SPACE.random_arch(rng)) for _ in range(200)]
+    assert min(costs) < min(uniform) and max(costs) > max(uniform)
+    assert min(costs) <= low + 0.15 * (high - low) and max(costs) >= high - 0.15 * (high - low)
+
+
+def test_spread_pool_reaches_both_extreme_archs_and_stays_uniform_without_an_order():
+    pool = spread_pool(SPACE, 400, np.random.default_rng(0))
+    hashes = {a.hash for a in pool}
+    assert SPACE.extreme_arch(largest=False).hash in hashes and SPACE.extreme_arch(largest=True).hash in hashes
+    unordered = EnasMacroSpace(num_layers=4)  # its op choice has no smaller-to-larger order
+    rng = np.random.default_rng(1)
+    assert [a.hash for a in spread_pool(unordered, 20, np.random.default_rng(1))] == \
+        [unordered.random_arch(rng).hash for _ in range(20)]
 
 
 def test_van_der_corput_halves_the_gaps():

@@ -10,7 +10,10 @@ import pytest
 import yaml
 from hydra.utils import instantiate
 
-from nas.search.reward import AccuracyReward, MnasReward, Reward, TunasReward
+from functools import partial
+
+from nas.search.reward import AccuracyReward, MnasReward, Reward, RewardBuilder, TunasReward
+from search_spaces.mobilenetv3 import MobileNetV3Space
 
 REWARD_CONF = Path(__file__).resolve().parents[1] / "conf" / "reward"
 REWARD_NAMES = sorted(p.stem for p in REWARD_CONF.glob("*.yaml"))
@@ -133,3 +136,31 @@ def test_bad_inputs_are_rejected(name):
     with pytest.raises(ValueError, match="latency_ms must be finite"):
         reward(0.5, math.inf)
     assert isinstance(reward(np.float32(0.5), np.float64(T)), float)
+
+
+# ---- a target named after a preset ----------------------------------------------------
+
+QUICK_SPACE = MobileNetV3Space(width=0.5, kernels=[3, 5], expand_ratios=[3, 6])
+
+
+def fake_latency_ms(arch) -> float:
+    """A stand-in for the latency table: any deterministic function of the arch."""
+    return 0.01 * sum(float(v) for k, v in arch.as_dict().items() if k.endswith("_expand"))
+
+
+def test_a_target_in_milliseconds_is_used_as_it_is():
+    reward = RewardBuilder(make=MnasReward, target_ms=0.1)(QUICK_SPACE, fake_latency_ms)
+    assert isinstance(reward, MnasReward) and reward.target_ms == 0.1
+
+
+def test_a_target_named_after_a_preset_is_that_preset_s_predicted_latency():
+    builder = RewardBuilder(make=partial(MnasReward, alpha=0.0, beta=-1.0), target_ms="mobilenetv3_small")
+    reward = builder(QUICK_SPACE, fake_latency_ms)
+    preset_ms = fake_latency_ms(QUICK_SPACE.presets["mobilenetv3_small"])
+    assert reward.target_ms == pytest.approx(preset_ms) and (reward.alpha, reward.beta) == (0.0, -1.0)
+    assert reward(0.9, preset_ms) == pytest.approx(0.9) and reward(0.9, 2 * preset_ms) < 0.9
+
+
+def test_a_target_naming_no_preset_of_the_space_says_which_there_are():
+    with pytest.raises(ValueError, match=r"target_ms='mobilenetv3_large'.*presets: \['mobilenetv3_small'\]"):
+        RewardBuilder(make=MnasReward, target_ms="mobilenetv3_large")(QUICK_SPACE, fake_latency_ms)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from nas.io.checkpoint import CheckpointError, load_checkpoint
 from nas.data.prepare import prepare_dataset
 from nas.io.registry import build_space
 from nas.search.loop import CHECKPOINT
+from nas.search.reward import MnasReward
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -270,6 +272,20 @@ def test_multirun_sweep_with_the_basic_launcher(workdir: Path, tmp_path: Path) -
         controllers.add(best["controller"])
         assert (sweep / job / ".hydra" / "config.yaml").is_file()
     assert controllers == {"evolution", "random"}
+
+
+def test_a_reward_target_named_after_a_preset_is_its_predicted_latency(workdir: Path, tmp_path: Path, caplog) -> None:
+    """``reward.target_ms=mobilenetv3_small``: every logged reward uses that preset's latency."""
+    with caplog.at_level(logging.INFO, logger="melnas.search"):
+        outcome = search(workdir, tmp_path / "run", "reward.target_ms=mobilenetv3_small", "trainer.epochs=1",
+                         "trainer.controller_steps=1", "trainer.archs_per_step=2", "trainer.final.num_samples=2",
+                         "trainer.final.top_k=2")
+    assert outcome.finished
+    found = re.search(r"reward target ([0-9.e-]+) ms \(mobilenetv3_small's predicted latency\)", caplog.text)
+    assert found, caplog.text
+    reward = MnasReward(float(found.group(1)))  # conf/reward/mnas.yaml's exponents
+    records = [r for r in read_log(tmp_path / "run") if "reward" in r]
+    assert records and all(r["reward"] == pytest.approx(reward(r["accuracy"], r["latency_ms"]), rel=1e-4) for r in records)
 
 
 def test_search_runs_on_a_complete_cache_when_data_root_is_gone(tmp_path: Path, caplog) -> None:

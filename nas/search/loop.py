@@ -73,7 +73,7 @@ from nas.search.phases import (
     final_phase,
     train_shared_epoch,
 )
-from nas.search.reward import Reward
+from nas.search.reward import Reward, RewardBuilder
 from nas.train.amp import resolve_amp
 from nas.search.tracking import RunTracker, SilentTracker
 
@@ -124,7 +124,7 @@ class SearchInputs:
     data: Mapping[str, Any]  # the ``data`` config group (``nas.data.prepare.prepare_dataset``)
     space_config: Mapping[str, Any]  # the ``search_space`` group, with its ``_target_``
     controller: ControllerFactory  # ``controller(decisions, seed=seed)``
-    reward: Reward
+    reward: RewardBuilder
     controller_name: str | None = None  # labels the log (``enas_lstm``); None: the class name
     # The run's whole config (plain): a resume must match it (``RESUME_FREE_KEYS`` aside).
     # None: the settings, data and space config.
@@ -162,7 +162,7 @@ def _run_search(
         ctx.tracker.info(
             f"search {ctx.space.name} ({len(ctx.space.decisions)} decisions) with {ctx.controller_name} on "
             f"{ctx.device}{f' x {world.size} processes' if world.distributed else ''}: {ctx.steps_per_epoch} train "
-            f"steps/epoch; data and latency table ready in {setup_s:.1f} s"
+            f"steps/epoch; data and latency table ready in {setup_s:.1f} s{_target_note(inputs.reward, ctx.reward)}"
         )
         return _search(ctx, run_dir, space_config, run_identity, setup_s=setup_s)
     finally:
@@ -179,6 +179,13 @@ def checkpoint_to_resume(run_dir: Path, *, resume: bool) -> dict[str, Any] | Non
             f"{run_dir} already holds a search ({path}); pass resume=true to continue it or choose another hydra.run.dir"
         )
     return load_checkpoint(path) if resume else None
+
+
+def _target_note(builder: RewardBuilder, reward: Reward) -> str:
+    """Where a reward target named after a preset came out, for the run's first log line."""
+    if not isinstance(builder.target_ms, str):
+        return ""
+    return f"; reward target {reward.target_ms:.4g} ms ({builder.target_ms}'s predicted latency)"
 
 
 def build_context(
@@ -228,9 +235,10 @@ def build_context(
         run_dir, progress=settings.progress,
         purge_step=None if checkpoint is None else checkpoint["state"]["train_step"] + 1,
     )
+    latency = LatencyLookup(table.predict_arch, space)
     ctx = SearchContext(
         space=space, supernet=supernet, controller=controller, controller_name=inputs.controller_name or type(controller).__name__,
-        reward=inputs.reward, latency=LatencyLookup(table.predict_arch, space),
+        reward=inputs.reward(space, latency), latency=latency,
         make_loader=partial(make_loader, data, num_workers=settings.num_workers, pin_memory=device.type == "cuda"),
         steps_per_epoch=steps_per_epoch, optimizer=optimizer, scheduler=scheduler, tracker=tracker, device=device,
         settings=settings, seed=seed, world=world, amp=resolve_amp(settings.amp, device, setting="trainer.amp"),

@@ -17,16 +17,23 @@ mnas, ``(LAT/T) ** alpha >= 1``; for tunas ``|LAT/T - 1| <= 1``), so:
 mnas and accuracy ``worst = -1``; tunas ``worst = beta - 1`` (``-1.1`` by default).
 Without the hard limit, archs over the target are only penalised through ``beta``.
 
-The default ``target_ms`` in the configs (3 ms) is a budget for a small audio CNN
-(a 1 s, 64-band log-mel clip) at batch 1 on one CPU thread; set it for your device,
-e.g. ``melnas-search reward.target_ms=5``.
+The default ``target_ms`` in the configs (0.1 ms) is a budget for a small audio CNN
+(a 1 s, 64-band log-mel clip) at batch 1 on one CPU thread in ONNX Runtime; set it for
+your device, e.g. ``melnas-search reward.target_ms=0.5``, or name a preset of the
+searched space, ``reward.target_ms=mobilenetv3_small``: the target is then that
+network's latency as the run's latency table predicts it ("as fast as MobileNetV3-Small
+on this device and runtime"), resolved by ``RewardBuilder`` once the table exists.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from search_spaces.base import Arch, SearchSpace
 
 
 class Reward(ABC):
@@ -128,6 +135,31 @@ class AccuracyReward(Reward):
 
     def _lowest_in_target(self) -> float:
         return 0.0
+
+
+@dataclass(frozen=True)
+class RewardBuilder:
+    """A reward whose ``target_ms`` is milliseconds or the name of a preset of the searched
+    space, built once the run's latency table can predict that preset.
+
+    ``make(target_ms=...)`` builds the reward (its config with the target filled in).
+    """
+
+    make: Callable[..., Reward]
+    target_ms: float | str | None
+
+    def __call__(self, space: SearchSpace, predict_ms: Callable[[Arch], float]) -> Reward:
+        return self.make(target_ms=self.resolved_target_ms(space, predict_ms))
+
+    def resolved_target_ms(self, space: SearchSpace, predict_ms: Callable[[Arch], float]) -> float | None:
+        if not isinstance(self.target_ms, str):
+            return self.target_ms
+        presets = space.presets
+        if self.target_ms not in presets:
+            raise ValueError(f"reward.target_ms={self.target_ms!r} is neither milliseconds nor a preset of the "
+                             f"searched space {space.name!r} (its presets: {sorted(presets) or 'none'}); give "
+                             "milliseconds, e.g. reward.target_ms=0.1, or one of those names")
+        return float(predict_ms(presets[self.target_ms]))
 
 
 def _finite(name: str, value: Any) -> float:

@@ -1,5 +1,5 @@
-"""Which archs ``melnas-rank`` compares: spread over the space by predicted latency,
-plus the search's own top archs.
+"""Which archs ``melnas-rank`` compares: spread over the space, from its smallest to
+its largest arch, by predicted latency, plus the search's own top archs.
 
 The spread part depends only on the space, the latency table and ``seed``: two searches
 of the same space on the same machine (one latency table file) draw the same archs, so
@@ -13,37 +13,66 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from search_spaces.base import Arch, SearchSpace
+from search_spaces.base import Arch, SearchSpace, uniform_values
 
 
 def stratified_archs(
     space: SearchSpace, latency: Callable[[Arch], float], count: int, *, seed: int, pool: int = 400
 ) -> list[Arch]:
-    """``count`` distinct archs spread over the predicted-latency range of a pool of ``pool``
-    uniform random archs (drawn with ``seed``, sorted by latency, ties by hash).
+    """``count`` distinct archs spread evenly over the predicted-latency range of a pool of
+    ``pool`` archs reaching from the space's smallest to its largest arch (``spread_pool``,
+    drawn with ``seed``; sorted by latency, ties by hash).
 
-    Arch i sits at quantile ``van_der_corput(i + 1)`` of the pool (1/2, 1/4, 3/4, 1/8, ...;
-    the nearest free one when taken), so every prefix is spread over the range and a
-    larger ``count`` extends a smaller one: a second rank call with more archs keeps
-    the archs (and the standalone trainings) of the first.
+    Arch i sits nearest latency ``low + van_der_corput(i + 1) * (high - low)`` of the pool
+    (1/2, 1/4, 3/4, 1/8, ... of the range; the nearest free one when taken), so every
+    prefix is spread over the range and a larger ``count`` extends a smaller one: a
+    second rank call with more archs keeps the archs (and the standalone trainings) of
+    the first.
     """
     if count < 1:
         return []
     rng = np.random.default_rng(seed)
     unique: dict[str, Arch] = {}
-    for _ in range(pool):
-        arch = space.random_arch(rng)
+    for arch in spread_pool(space, pool, rng):
         unique.setdefault(arch.hash, arch)
     if len(unique) < count:
-        raise ValueError(f"{pool} uniform draws hold only {len(unique)} distinct archs, fewer than {count}: "
+        raise ValueError(f"{pool} draws hold only {len(unique)} distinct archs, fewer than {count}: "
                          "raise rank.pool or lower rank.num_archs")
     ranked = sorted(unique.values(), key=lambda a: (latency(a), a.hash))
+    latencies = [latency(a) for a in ranked]
+    low, high = latencies[0], latencies[-1]
     taken: list[int] = []
     for i in range(count):
-        target = int(van_der_corput(i + 1) * len(ranked))
+        target = low + van_der_corput(i + 1) * (high - low)
         free = [j for j in range(len(ranked)) if j not in taken]
-        taken.append(min(free, key=lambda j: (abs(j - target), j)))
+        taken.append(min(free, key=lambda j: (abs(latencies[j] - target), j)))
     return [ranked[j] for j in taken]
+
+
+def spread_pool(space: SearchSpace, count: int, rng: np.random.Generator) -> list[Arch]:
+    """``count`` random archs from the space's smallest to its largest.
+
+    Uniform archs of a space with many decisions all sit near its middle (on the quick
+    mobilenetv3 space their latencies span a fraction of the 4x between its smallest
+    and largest arch), and archs that close are rarely told apart even by standalone
+    training. So each arch here draws a tilt ``t`` in [0, 1] and takes, per decision,
+    the smallest arch's value (``t < 1/2``) or the largest's (``t > 1/2``) with
+    probability ``|2t - 1|``, else a uniform value: ``t = 1/2`` is a uniform draw, the
+    ends are the extreme archs. A space that does not order its options by size
+    (``options_by_size`` False) has no extremes and gets uniform draws.
+    """
+    if not space.options_by_size:
+        return [space.random_arch(rng) for _ in range(count)]
+    smallest = space.extreme_arch(largest=False).values
+    largest = space.extreme_arch(largest=True).values
+    archs = []
+    for _ in range(count):
+        tilt = float(rng.random())
+        extreme = largest if tilt > 0.5 else smallest
+        uniform = uniform_values(space.decisions, rng)
+        take_extreme = rng.random(len(uniform)) < abs(2.0 * tilt - 1.0)
+        archs.append(space.arch([e if pick else u for e, u, pick in zip(extreme, uniform, take_extreme)]))
+    return archs
 
 
 def van_der_corput(n: int) -> float:
