@@ -53,9 +53,9 @@ def spread_pool(space: SearchSpace, count: int, rng: np.random.Generator) -> lis
     """``count`` random archs from the space's smallest to its largest.
 
     Uniform archs of a space with many decisions all sit near its middle (on the quick
-    mobilenetv3 space their latencies span a fraction of the 4x between its smallest
-    and largest arch), and archs that close are rarely told apart even by standalone
-    training. So each arch here draws a tilt ``t`` in [0, 1] and takes, per decision,
+    mobilenetv3 space 90% of them predict 0.08-0.14 ms, of the 0.05-0.21 ms between its
+    smallest and largest arch), and archs that close are rarely told apart even by
+    standalone training. So each arch here draws a tilt ``t`` in [0, 1] and takes, per decision,
     the smallest arch's value (``t < 1/2``) or the largest's (``t > 1/2``) with
     probability ``|2t - 1|``, else a uniform value: ``t = 1/2`` is a uniform draw, the
     ends are the extreme archs. A space that does not order its options by size
