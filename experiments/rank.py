@@ -48,6 +48,9 @@ def report(summary: dict[str, Any], out_dir: Path) -> None:
           f"top-5 overlap {summary['top5_overlap']}/5 (nan: constant scores)")
     for mode, figures in summary["by_bn_mode"].items():
         print(f"  bn {mode}: tau {figures['kendall_tau']:.3f} rho {figures['spearman_rho']:.3f}")
+    baseline = summary["latency_baseline"]
+    print(f"  predicted latency as the score (slower ranks higher): tau {baseline['kendall_tau']:.3f} "
+          f"rho {baseline['spearman_rho']:.3f} (a supernet below this knows less than 'bigger is better')")
     if summary["standalone_seed_tau"] is not None:
         print(f"  standalone seed against seed: tau {summary['standalone_seed_tau']:.3f} (the most any supernet "
               "can be shown to reach with this recipe)")

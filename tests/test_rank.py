@@ -3,6 +3,7 @@ draw, the standalone cache, and (slow) the whole command on a tiny generated set
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -191,6 +192,9 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
     assert written["kendall_tau"] == (None if np.isnan(tau) else tau)
     rows = (tmp_path / "rank1" / "rank.csv").read_text().splitlines()
     assert len(rows) == 5 and rows[0].startswith("hash,arch_str,origin,latency_ms,supernet_recalibrate")
+    table = list(csv.DictReader(rows))  # the baseline ranks by predicted latency alone
+    assert first["latency_baseline"]["kendall_tau"] == pytest.approx(kendall_tau(
+        [float(r["latency_ms"]) for r in table], [float(r["standalone_val"]) for r in table]), nan_ok=True)
     second = rank(6, "rank2")
     assert second["num_archs"] == 6
     assert second["standalone"] | {"trained_now": 2, "reused": 4} == second["standalone"]

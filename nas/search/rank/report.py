@@ -72,7 +72,8 @@ def write_plot(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], pa
     seeds = len(standalone["keys"])
     ax.set_ylabel(f"standalone val accuracy ({standalone['recipe']['epochs']} epochs, "
                   f"{'mean of ' if seeds > 1 else ''}{seeds} seed{'s' if seeds > 1 else ''})")
-    title = f"Kendall tau {summary['kendall_tau']:.2f}, Spearman rho {summary['spearman_rho']:.2f}"
+    title = (f"Kendall tau {summary['kendall_tau']:.2f}, Spearman rho {summary['spearman_rho']:.2f}; "
+             f"latency alone: tau {summary['latency_baseline']['kendall_tau']:.2f}")
     if summary.get("standalone_seed_tau") is not None:
         title += f"\nseed against seed: tau {summary['standalone_seed_tau']:.2f} (the ceiling)"
     ax.set_title(title, fontsize=10)
