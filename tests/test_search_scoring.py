@@ -183,3 +183,26 @@ def test_ranking_prefers_reward_then_accuracy_then_latency() -> None:
         {"reward": 0.5, "accuracy": 0.6, "latency_ms": 1.0, "hash": "d"},
     ]
     assert [r["hash"] for r in sorted(records, key=rank_key)] == ["b", "d", "c", "a"]
+
+
+def test_the_best_archs_hold_each_network_once() -> None:
+    """Two archs differing only in a skipped layer's choices are one network: kept once."""
+    from types import SimpleNamespace
+
+    from nas.search.phases import remember_best
+    from search_spaces.mobilenetv3 import MobileNetV3Space
+
+    space = MobileNetV3Space(width=0.5, kernels=[3, 5], expand_ratios=[3, 6])
+    base = space.extreme_arch(largest=False).as_dict()  # layer 2 is skipped in the smallest arch
+    twin = space.arch({**base, "l2_kernel": 5})
+    other = space.extreme_arch(largest=True)
+    assert twin.hash != space.arch(base).hash and space.arch_string(twin) == space.arch_string(space.arch(base))
+
+    def record(arch, reward: float) -> dict:
+        return {"arch": arch.to_json_dict(), "arch_str": space.arch_string(arch), "hash": arch.hash,
+                "accuracy": reward, "latency_ms": 1.0, "reward": reward}
+
+    ctx = SimpleNamespace(state=SimpleNamespace(best=[]), settings=SimpleNamespace(final=SimpleNamespace(top_k=3)))
+    remember_best(ctx, [record(space.arch(base), 0.8), record(other, 0.7)])
+    remember_best(ctx, [record(twin, 0.9)])
+    assert [r["hash"] for r in ctx.state.best] == [twin.hash, other.hash]

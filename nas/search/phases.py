@@ -57,7 +57,7 @@ def derive_seed(seed: int, *keys: int | str) -> int:
 class FinalSettings:
     """The end of the search: which archs are scored on the whole validation split."""
 
-    num_samples: int = 100  # fresh controller samples (deduplicated by hash)
+    num_samples: int = 100  # fresh controller samples (one per network)
     top_k: int = 5  # archs kept in top_archs.json
     bn_mode: str = "recalibrate"
 
@@ -329,10 +329,14 @@ def rank_key(record: dict[str, Any]) -> tuple[float, float, float, str]:
 
 
 def remember_best(ctx: SearchContext, records: list[dict[str, Any]]) -> None:
-    """Keep the ``final.top_k`` best distinct archs scored so far (latest score of each)."""
-    by_hash = {r["hash"]: r for r in ctx.state.best}
-    by_hash.update({r["hash"]: r for r in records})
-    ctx.state.best = sorted(by_hash.values(), key=rank_key)[: ctx.settings.final.top_k]
+    """Keep the ``final.top_k`` best distinct networks scored so far (latest score of each).
+
+    Distinct by ``arch_str``, not hash: archs that differ only in the choices of a skipped
+    layer are one network (one string) under several hashes.
+    """
+    by_network = {r["arch_str"]: r for r in ctx.state.best}
+    by_network.update({r["arch_str"]: r for r in records})
+    ctx.state.best = sorted(by_network.values(), key=rank_key)[: ctx.settings.final.top_k]
 
 
 # ---- phase 3: final selection -----------------------------------------------------------
@@ -342,7 +346,7 @@ def final_phase(ctx: SearchContext) -> list[dict[str, Any]]:
     """Score the candidates on the whole validation split; return them ranked, best first.
 
     Candidates: ``final.num_samples`` fresh controller samples plus the best archs the
-    controller phases found, deduplicated by hash (first occurrence kept).
+    controller phases found, one per network (``arch_string``; first occurrence kept).
     """
     s = ctx.settings
     epoch = ctx.state.epoch - 1
@@ -350,7 +354,7 @@ def final_phase(ctx: SearchContext) -> list[dict[str, Any]]:
     with torch.no_grad(), torch_threads(ctx.controller.threads):
         drawn = [ctx.space.arch(sample.values) for sample in ctx.controller.sample(s.final.num_samples)]
     for arch in drawn + [ctx.space.arch_from_json_dict(r["arch"]) for r in ctx.state.best]:
-        candidates.setdefault(arch.hash, arch)
+        candidates.setdefault(ctx.space.arch_string(arch), arch)
     val = [ctx.to_device(b) for b in ctx.make_loader("val", batch_size=s.val_batch_size, shuffle=False, seed=0)]
     if not val:
         raise ValueError("the val split is empty: nothing to score the final archs on")

@@ -34,7 +34,7 @@ def stratified_archs(
     rng = np.random.default_rng(seed)
     unique: dict[str, Arch] = {}
     for arch in spread_pool(space, pool, rng):
-        unique.setdefault(arch.hash, arch)
+        unique.setdefault(space.arch_string(arch), arch)
     if len(unique) < count:
         raise ValueError(f"{pool} draws hold only {len(unique)} distinct archs, fewer than {count}: "
                          "raise rank.pool or lower rank.num_archs")
@@ -91,13 +91,14 @@ def archs_to_rank(
 ) -> list[tuple[Arch, str]]:
     """``(arch, origin)`` pairs: the search's first ``top_archs`` entries of ``top``
     (origin ``"top"``), then ``num_archs - top_archs`` stratified archs (``"stratified"``),
-    distinct by hash (a stratified arch already in the top keeps its "top" origin)."""
+    one per network (``arch_string``: archs differing only in a skipped layer's choices
+    train alike; a stratified arch already in the top keeps its "top" origin)."""
     if num_archs < 2 or not 0 <= top_archs <= num_archs:
         raise ValueError(f"rank.num_archs={num_archs} (need >= 2) and 0 <= rank.top_archs={top_archs} <= num_archs")
     chosen: dict[str, tuple[Arch, str]] = {}
     for entry in list(top)[:top_archs]:
         arch = space.arch_from_json_dict(entry)
-        chosen.setdefault(arch.hash, (arch, "top"))
+        chosen.setdefault(space.arch_string(arch), (arch, "top"))
     for arch in stratified_archs(space, latency, num_archs - top_archs, seed=seed, pool=pool):
-        chosen.setdefault(arch.hash, (arch, "stratified"))
+        chosen.setdefault(space.arch_string(arch), (arch, "stratified"))
     return list(chosen.values())
