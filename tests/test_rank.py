@@ -104,15 +104,15 @@ def test_archs_to_rank_puts_the_search_top_first_and_fills_with_the_draw():
     chosen = archs_to_rank(SPACE, cost, num_archs=8, top=top, top_archs=2, seed=0)
     assert [origin for _, origin in chosen[:2]] == ["top", "top"]
     assert [a.to_json_dict() for a, _ in chosen[:2]] == top
-    assert len(chosen) == 7  # the duplicate is kept once, as a top arch
+    assert len(chosen) == 8  # the duplicate is kept once, as a top arch, and the next drawn arch fills its place
     assert [a.hash for a, o in chosen if o == "stratified"] == \
-        [a.hash for a in stratified_archs(SPACE, cost, 6, seed=0) if a.hash != SPACE.arch_from_json_dict(top[1]).hash]
+        [a.hash for a in stratified_archs(SPACE, cost, 7, seed=0) if a.hash != SPACE.arch_from_json_dict(top[1]).hash]
     with pytest.raises(ValueError, match="rank.num_archs"):
         archs_to_rank(SPACE, cost, num_archs=4, top=top, top_archs=5, seed=0)
     smallest = SPACE.extreme_arch(largest=False)  # its layer 2 is skipped: another kernel there is the same network
     twin = SPACE.arch({**smallest.as_dict(), "l2_kernel": 5})
     chosen = archs_to_rank(SPACE, cost, num_archs=4, top=[smallest.to_json_dict(), twin.to_json_dict()], top_archs=2, seed=0)
-    assert [origin for _, origin in chosen].count("top") == 1
+    assert [origin for _, origin in chosen].count("top") == 1 and len(chosen) == 4
 
 
 # ---- the standalone cache -------------------------------------------------------------

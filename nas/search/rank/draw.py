@@ -89,9 +89,9 @@ def archs_to_rank(
     space: SearchSpace, latency: Callable[[Arch], float], *, num_archs: int, top: Sequence[Mapping[str, Any]],
     top_archs: int, seed: int, pool: int = 400,
 ) -> list[tuple[Arch, str]]:
-    """``(arch, origin)`` pairs: the search's first ``top_archs`` entries of ``top``
-    (origin ``"top"``), then ``num_archs - top_archs`` stratified archs (``"stratified"``),
-    one per network (``arch_string``: archs differing only in a skipped layer's choices
+    """``num_archs`` ``(arch, origin)`` pairs: the search's first ``top_archs`` entries of
+    ``top`` (origin ``"top"``), filled up with stratified archs (``"stratified"``), one per
+    network (``arch_string``: archs differing only in a skipped layer's choices
     train alike; a stratified arch already in the top keeps its "top" origin)."""
     if num_archs < 2 or not 0 <= top_archs <= num_archs:
         raise ValueError(f"rank.num_archs={num_archs} (need >= 2) and 0 <= rank.top_archs={top_archs} <= num_archs")
@@ -99,6 +99,8 @@ def archs_to_rank(
     for entry in list(top)[:top_archs]:
         arch = space.arch_from_json_dict(entry)
         chosen.setdefault(space.arch_string(arch), (arch, "top"))
-    for arch in stratified_archs(space, latency, num_archs - top_archs, seed=seed, pool=pool):
+    for arch in stratified_archs(space, latency, num_archs, seed=seed, pool=pool):  # nested: fills up in order
+        if len(chosen) == num_archs:
+            break
         chosen.setdefault(space.arch_string(arch), (arch, "stratified"))
     return list(chosen.values())
