@@ -40,8 +40,8 @@ def print_row(row: ArchLatency) -> None:
 def check_settings(cfg: DictConfig) -> LatencyCheckSettings:
     """The settings in ``cfg`` (conf/latency.yaml). Its ``latency`` key is only a shorthand
     for ``latency_table.runtime``; an experiment file (``experiment=quick``) also sets the
-    search's ``trainer``, which this command does not use."""
-    return settings_from(cfg, LatencyCheckSettings, skip=("data", "search_space", "latency", "trainer"))
+    search's ``trainer`` and ``reward``, which this command does not use."""
+    return settings_from(cfg, LatencyCheckSettings, skip=("data", "search_space", "latency", "trainer", "reward"))
 
 
 def check(cfg: DictConfig, run: HydraRun) -> None:
