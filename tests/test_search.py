@@ -300,3 +300,17 @@ def test_search_runs_on_a_complete_cache_when_data_root_is_gone(tmp_path: Path, 
                          "trainer.archs_per_step=2", "trainer.final.num_samples=2", "trainer.final.top_k=2")
     assert outcome.finished and outcome.best is not None
     assert f"inputs were not re-checked: data.root={tmp_path / 'audio'} is missing" in caplog.text
+
+
+def test_under_the_sandwich_rule_every_controller_trains_the_same_supernet(workdir: Path, tmp_path: Path) -> None:
+    """The shared weights of a sandwich search come from the run seed alone, so ENAS and
+    random search of one seed judge archs with one supernet and differ only in their
+    picks. (Running statistics are left out: scoring in batch mode updates them.)"""
+    weights = {}
+    for controller in ("random", "enas_lstm"):
+        run_dir = tmp_path / controller
+        assert search(workdir, run_dir, f"controller={controller}", "trainer.sampling=sandwich").finished
+        state = load_checkpoint(run_dir / CHECKPOINT)["supernet"]
+        weights[controller] = {k: v for k, v in state.items() if "running_" not in k and "num_batches" not in k}
+    assert weights["random"].keys() == weights["enas_lstm"].keys()
+    assert all(torch.equal(weights["random"][k], weights["enas_lstm"][k]) for k in weights["random"])

@@ -217,7 +217,10 @@ def build_context(
     space = build_space(space_config)
     check_space_sampling(space, settings.sampling)
     supernet = space.supernet(num_classes=data.num_classes, input_shape=data.input_shape).to(device)
-    controller: Controller = inputs.controller(space.decisions, seed=seed)
+    with preserved_rng_state():  # building torch modules draws from torch's generator: a controller
+        # that has some must not shift the supernet's dropout draws, so that every controller of
+        # one seed trains the shared weights alike (the sandwich rule: identically)
+        controller: Controller = inputs.controller(space.decisions, seed=seed)
     broadcast_parameters(supernet, world)
     with preserved_rng_state(), rank_zero_first(world):
         table = latency_table_for(
