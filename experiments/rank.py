@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +47,15 @@ def rank(cfg: DictConfig, run: HydraRun) -> dict[str, Any]:
 def report(summary: dict[str, Any], out_dir: Path) -> None:
     print(f"{summary['num_archs']} archs, bn {summary['bn_mode']}: Kendall tau {summary['kendall_tau']:.3f}, "
           f"Spearman rho {summary['spearman_rho']:.3f}, supernet top-1 is standalone #{summary['top1_standalone_rank']}, "
-          f"top-5 overlap {summary['top5_overlap']}/5 (nan: constant scores)")
+          f"top-5 overlap {summary['top5_overlap']}/5" + (" (nan: constant scores)" if math.isnan(summary["kendall_tau"]) else ""))
     for mode, figures in summary["by_bn_mode"].items():
         print(f"  bn {mode}: tau {figures['kendall_tau']:.3f} rho {figures['spearman_rho']:.3f}")
     baseline = summary["latency_baseline"]
     print(f"  predicted latency as the score (slower ranks higher): tau {baseline['kendall_tau']:.3f} "
           f"rho {baseline['spearman_rho']:.3f} (a supernet below this knows less than 'bigger is better')")
     if summary["standalone_seed_tau"] is not None:
-        print(f"  standalone seed against seed: tau {summary['standalone_seed_tau']:.3f} (the most any supernet "
-              "can be shown to reach with this recipe)")
+        print(f"  standalone seed against seed: tau {summary['standalone_seed_tau']:.3f} (how well one standalone "
+              "training ranks the archs for another: the noise of the truth, which averages the seeds)")
     print(f"report: {out_dir / 'rank.json'}  {out_dir / 'rank.csv'}  {out_dir / 'rank.png'}")
 
 

@@ -202,7 +202,7 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
     second = rank(6, "rank2")
     assert second["num_archs"] == 6
     assert second["standalone"] | {"trained_now": 2, "reused": 4} == second["standalone"]
-    assert first["standalone_seed_tau"] is None  # one training seed: no ceiling to give
+    assert first["standalone_seed_tau"] is None  # one training seed: no seed agreement to give
     third = rank(6, "rank3", "rank.train_seeds=[0,1]")  # a second seed: 6 new trainings, 6 reused
     assert third["standalone"] | {"trained_now": 6, "reused": 6} == third["standalone"]
     ceiling = third["standalone_seed_tau"]

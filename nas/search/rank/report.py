@@ -23,9 +23,10 @@ def agreement(predicted: Sequence[float], actual: Sequence[float]) -> dict[str, 
 
 
 def seed_agreement(accuracies_by_seed: Sequence[Sequence[float]]) -> float | None:
-    """The check's own noise ceiling: the mean Kendall tau between the standalone accuracies
-    of every two training seeds (``None`` with one seed). A supernet cannot be shown to rank
-    better than one standalone training ranks another."""
+    """The noise of the check's truth: the mean Kendall tau between the standalone accuracies
+    of every two training seeds (``None`` with one seed), i.e. how well one standalone
+    training ranks the archs for another. Not a bound on the supernet's tau: the truth is the
+    mean over the seeds, which a score can follow better than one seed follows another."""
     pairs = [(a, b) for i, a in enumerate(accuracies_by_seed) for b in accuracies_by_seed[i + 1:]]
     return sum(kendall_tau(a, b) for a, b in pairs) / len(pairs) if pairs else None
 
@@ -75,7 +76,7 @@ def write_plot(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], pa
     title = (f"Kendall tau {summary['kendall_tau']:.2f}, Spearman rho {summary['spearman_rho']:.2f}; "
              f"latency alone: tau {summary['latency_baseline']['kendall_tau']:.2f}")
     if summary.get("standalone_seed_tau") is not None:
-        title += f"\nseed against seed: tau {summary['standalone_seed_tau']:.2f} (the ceiling)"
+        title += f"\nseed against seed: tau {summary['standalone_seed_tau']:.2f} (one training vs another)"
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
