@@ -244,3 +244,18 @@ def test_a_search_from_before_latency_runtimes_is_ranked_with_its_eager_table(tm
     del saved.latency_table["runtime"]
     OmegaConf.save(saved, tmp_path / ".hydra" / "config.yaml")
     assert search_run(tmp_path).settings.latency_table.runtime == "torch"
+
+
+def test_the_report_line_explains_nan_only_when_there_is_one(capsys):
+    from experiments.rank import report
+
+    def summary(tau: float, num_archs: int) -> dict:
+        figures = {"kendall_tau": tau, "spearman_rho": tau, "top1_standalone_rank": 1, "top5_overlap": min(3, num_archs)}
+        return {"num_archs": num_archs, "bn_mode": "recalibrate", **figures, "by_bn_mode": {"recalibrate": figures},
+                "latency_baseline": figures, "standalone_seed_tau": None}
+
+    report(summary(0.4, 20), Path("out"))
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "nan" not in first and first.endswith("top-5 overlap 3/5")
+    report(summary(float("nan"), 3), Path("out"))
+    assert capsys.readouterr().out.splitlines()[0].endswith("top-5 overlap 3/3 (nan: constant scores)")
