@@ -55,6 +55,10 @@ def report(summary: dict[str, Any], out_dir: Path) -> None:
     if summary["standalone_seed_tau"] is not None:
         print(f"  standalone seed against seed: tau {summary['standalone_seed_tau']:.3f} (how well one standalone "
               "training ranks the archs for another: the noise of the truth, which averages the seeds)")
+    if summary["attainable_tau"] is not None:
+        print(f"  a perfect ranker would reach about tau {summary['attainable_tau']:.3f} against this "
+              f"{len(summary['standalone']['keys'])}-seed mean (estimated from the seed agreement; more "
+              "rank.train_seeds raise it)")
     print(f"report: {out_dir / 'rank.json'}  {out_dir / 'rank.csv'}  {out_dir / 'rank.png'}")
 
 

@@ -30,7 +30,7 @@ from nas.latency.measure import latency_table_for
 from nas.runtime import resolve_device, torch_threads
 from nas.search.loop import CHECKPOINT, SearchSettings
 from nas.search.rank.draw import archs_to_rank
-from nas.search.rank.report import agreement, seed_agreement, write_csv, write_json, write_plot
+from nas.search.rank.report import agreement, attainable_tau, seed_agreement, write_csv, write_json, write_plot
 from nas.search.rank.standalone import (
     StandaloneJob, data_identity, entry_key, entry_path, threads_per_job, train_missing,
 )
@@ -139,13 +139,15 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
         **{f"standalone_val_seed{s}": by_seed[s][i]["val_accuracy"] for s in r.train_seeds},
     } for i, (arch, origin) in enumerate(chosen)]
     val = [row["standalone_val"] for row in rows]
+    seed_tau = seed_agreement([[e["val_accuracy"] for e in by_seed[s]] for s in r.train_seeds])
     headline = agreement(scores[r.bn_modes[0]], val)
     summary = {
         "run": str(run_dir), "num_archs": len(rows), "bn_mode": r.bn_modes[0], **headline,
         "by_bn_mode": {mode: agreement(scores[mode], val) for mode in r.bn_modes},
         "vs_standalone_test": agreement(scores[r.bn_modes[0]], [row["standalone_test"] for row in rows]),
         "latency_baseline": agreement([row["latency_ms"] for row in rows], val),
-        "standalone_seed_tau": seed_agreement([[e["val_accuracy"] for e in by_seed[s]] for s in r.train_seeds]),
+        "standalone_seed_tau": seed_tau,
+        "attainable_tau": attainable_tau(seed_tau, len(r.train_seeds)),
         "standalone": {"cache_dir": str(cache), "keys": keys, "trained_now": len(jobs) - trained_before,
                        "reused": trained_before, "recipe": to_plain(asdict(job.train))},
         "rank": to_plain(asdict(r)), "scoring_s": scored_s, "total_s": time.perf_counter() - started,
