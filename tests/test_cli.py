@@ -22,7 +22,9 @@ from nas.io.checkpoint import CheckpointError
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 REQUIRED = {"adapt": ["model=m.pt", "target_ratio=0.5"], "eval": ["model=m.pt"], "train": ["arch=mobilenetv3_small"],
-            "cv": ["arch=mobilenetv3_small"], "rank": ["run=outputs/search/x"]}
+            "cv": ["arch=mobilenetv3_small"],
+            # melnas-rank takes its data settings from the search run, as experiments/rank.py does
+            "rank": ["run=outputs/search/x", "+data.batch_size=64"]}
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def test_skipped_keys_are_left_to_the_caller():
     ("prepare", "experiments.prepare:PrepareApp", ("data",)),
     ("synth", "experiments.synth:SynthApp", ("synth",)),
     ("demo", "experiments.demo_steps:DemoApp", ("data",)),
-    ("rank", "nas.search.rank.job:RankJob", ()),
+    ("rank", "nas.search.rank.job:RankJob", ("data",)),
     ("study", "experiments.study_steps:StudyApp", ("data",)),
 ])
 def test_every_app_config_fills_its_settings(app, cls_path, skip):

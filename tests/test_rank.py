@@ -199,7 +199,7 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # what Hydra saves for melnas-search
 
     def rank(num_archs: int, out: str, *extra: str) -> dict:
-        overrides = [*extra, f"run={run_dir}", f"rank.num_archs={num_archs}", "rank.top_archs=2", "rank.pool=50",
+        overrides = ["rank.train_seeds=[0]", *extra, f"run={run_dir}", f"rank.num_archs={num_archs}", "rank.top_archs=2", "rank.pool=50",
                      "rank.recalibration_batches=1", "rank.threads=1", f"rank.cache_dir={tmp_path / 'cache'}",
                      "train.epochs=1", "train.batch_size=8", "train.eval_batch_size=8", "device=cpu"]
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
