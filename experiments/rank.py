@@ -59,6 +59,8 @@ def report(summary: dict[str, Any], out_dir: Path) -> None:
         print(f"  a perfect ranker would reach about tau {summary['attainable_tau']:.3f} against this "
               f"{len(summary['standalone']['keys'])}-seed mean (estimated from the seed agreement; more "
               "rank.train_seeds raise it)")
+    print(f"  standalone val against standalone test: tau {summary['standalone_val_test_tau']:.3f} (the val split's "
+          "own noise: how well the truth on val ranks the same models on test; more seeds do not lower it)")
     print(f"report: {out_dir / 'rank.json'}  {out_dir / 'rank.csv'}  {out_dir / 'rank.png'}")
 
 

@@ -220,6 +220,8 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
     table = list(csv.DictReader(rows))  # the baseline ranks by predicted latency alone
     assert first["latency_baseline"]["kendall_tau"] == pytest.approx(kendall_tau(
         [float(r["latency_ms"]) for r in table], [float(r["standalone_val"]) for r in table]), nan_ok=True)
+    assert first["standalone_val_test_tau"] == pytest.approx(kendall_tau(  # the split's own noise
+        [float(r["standalone_val"]) for r in table], [float(r["standalone_test"]) for r in table]), nan_ok=True)
     second = rank(6, "rank2")
     assert second["num_archs"] == 6
     assert second["standalone"] | {"trained_now": 2, "reused": 4} == second["standalone"]
@@ -274,7 +276,8 @@ def test_the_report_line_explains_nan_only_when_there_is_one(capsys):
     def summary(tau: float, num_archs: int) -> dict:
         figures = {"kendall_tau": tau, "spearman_rho": tau, "top1_standalone_rank": 1, "top5_overlap": min(3, num_archs)}
         return {"num_archs": num_archs, "bn_mode": "recalibrate", **figures, "by_bn_mode": {"recalibrate": figures},
-                "latency_baseline": figures, "standalone_seed_tau": None, "attainable_tau": None}
+                "latency_baseline": figures, "standalone_seed_tau": None, "attainable_tau": None,
+                "standalone_val_test_tau": 0.5}
 
     report(summary(0.4, 20), Path("out"))
     first = capsys.readouterr().out.splitlines()[0]

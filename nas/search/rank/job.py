@@ -31,6 +31,7 @@ from nas.runtime import resolve_device, torch_threads
 from nas.search.loop import CHECKPOINT, SearchSettings
 from nas.search.rank.draw import archs_to_rank
 from nas.search.rank.report import agreement, attainable_tau, seed_agreement, write_csv, write_json, write_plot
+from nas.search.rank.stats import kendall_tau
 from nas.search.rank.standalone import (
     StandaloneJob, data_identity, entry_key, entry_path, threads_per_job, train_missing,
 )
@@ -148,6 +149,9 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
         "latency_baseline": agreement([row["latency_ms"] for row in rows], val),
         "standalone_seed_tau": seed_tau,
         "attainable_tau": attainable_tau(seed_tau, len(r.train_seeds)),
+        # the split's own noise, which seeds do not average away: how well the standalone
+        # accuracies on val rank the same models on test
+        "standalone_val_test_tau": kendall_tau(val, [row["standalone_test"] for row in rows]),
         "standalone": {"cache_dir": str(cache), "keys": keys, "trained_now": len(jobs) - trained_before,
                        "reused": trained_before, "recipe": to_plain(asdict(job.train))},
         "rank": to_plain(asdict(r)), "scoring_s": scored_s, "total_s": time.perf_counter() - started,
