@@ -16,7 +16,8 @@ from nas.search.rank import standalone
 from nas.search.rank.draw import archs_to_rank, spread_pool, stratified_archs, van_der_corput
 from nas.search.rank.standalone import StandaloneJob, entry_key, entry_path, train_missing
 from nas.search.rank.stats import kendall_tau, rank_of_top1, spearman_rho, top_k_overlap
-from nas.train.job import AugmentSettings, TrainSettings
+from nas.train.augment import AugmentSettings
+from nas.train.job import TrainSettings
 from search_spaces.enas_macro import EnasMacroSpace
 from search_spaces.mobilenetv3 import MobileNetV3Space
 

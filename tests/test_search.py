@@ -314,3 +314,20 @@ def test_under_the_sandwich_rule_every_controller_trains_the_same_supernet(workd
         weights[controller] = {k: v for k, v in state.items() if "running_" not in k and "num_batches" not in k}
     assert weights["random"].keys() == weights["enas_lstm"].keys()
     assert all(torch.equal(weights["random"][k], weights["enas_lstm"][k]) for k in weights["random"])
+
+
+def test_spec_augment_masks_the_shared_steps_and_resumes_exactly(workdir: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    """``trainer.spec_augment`` reaches the shared steps (the supernet ends elsewhere than
+    the unaugmented run of the same seed), and its masks come from the checkpointed torch
+    stream, so a stopped and resumed augmented run ends like an uninterrupted one."""
+    augmented = tmp_path / "augmented"
+    assert search(workdir, augmented, "trainer.spec_augment.enabled=true").finished
+    plain = load_checkpoint(uninterrupted / CHECKPOINT)["supernet"]
+    masked = load_checkpoint(augmented / CHECKPOINT)["supernet"]
+    moved = max(float((masked[k].float() - plain[k].float()).abs().max()) for k in plain if "num_batches" not in k)
+    assert moved > 1e-3, "the augmented run trained the same supernet: the masks never reached the shared steps"
+
+    stopped = tmp_path / "stopped"
+    assert not search(workdir, stopped, "trainer.spec_augment.enabled=true", "trainer.stop_after_epochs=1").finished
+    assert search(workdir, stopped, "trainer.spec_augment.enabled=true", "resume=true").finished
+    assert_same_run(augmented, stopped)

@@ -11,11 +11,11 @@ from hydra import compose, initialize_config_dir
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from nas.train.augment import SpecAugment
+from nas.train.augment import AugmentSettings, SpecAugment
 from nas.io.registry import CONF_DIR
 from nas.train.loop import Recipe, _run_epoch, fit, parameter_groups, warmup_cosine
 from experiments.settings import build, settings_from
-from nas.train.job import AugmentSettings, TrainSettings
+from nas.train.job import TrainSettings
 
 
 def test_spec_augment_masks_whole_bands_and_spans():

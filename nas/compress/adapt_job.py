@@ -36,7 +36,8 @@ from nas.io.model_file import load_model, save_model, to_plain
 from nas.latency.measure import LatencySettings, TimedModel, latency_table_for
 from nas.latency.settings import LatencyTableSettings
 from nas.runtime import resolve_device
-from nas.train.job import AugmentSettings, OptimizerFactory
+from nas.train.augment import AugmentSettings
+from nas.train.job import OptimizerFactory
 from nas.train.loop import Recipe, fit
 
 log = logging.getLogger(__name__)

@@ -39,6 +39,7 @@ from nas.search.tracking import RunTracker
 from nas.evaluate.accuracy import count_correct
 from nas.runtime import torch_threads
 from nas.train.amp import AMP_CHOICES, FP32, MixedPrecision
+from nas.train.augment import AugmentSettings
 from nas.train.loop import train_step
 from search_spaces.base import Arch, Categorical, SearchSpace, Supernet
 
@@ -87,6 +88,9 @@ class TrainerSettings:
     val_batch_size: int = 256
     bn_mode: str = "batch"
     bn_recalibration_batches: int = 2
+    # SpecAugment on the shared steps' batches; off by default (ENAS trains the supernet
+    # without it), on to regularise the supernet like the retraining recipe does
+    spec_augment: AugmentSettings = field(default_factory=lambda: AugmentSettings(enabled=False))
     final: FinalSettings = field(default_factory=FinalSettings)
     num_workers: int = 0
     device: str = "auto"
@@ -186,11 +190,14 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
     )
     if per_rank:
         groups = ctx.world.mine(groups)
+    augment = s.spec_augment.build()
     ctx.supernet.train()
     loss_sum = correct = seen = 0.0
     with ctx.tracker.bar(ctx.steps_per_epoch, f"epoch {epoch + 1} shared") as bar:
         for group, batch in zip(groups, loader):
             x, y = ctx.to_device(batch)
+            if augment is not None:
+                x = augment(x)
             if len(group) == 1:
                 forward, loss_fn = (lambda x, arch=group[0]: ctx.supernet(x, arch)), F.cross_entropy
             else:

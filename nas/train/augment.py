@@ -7,6 +7,8 @@ not like silence in dB.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -59,6 +61,25 @@ class SpecAugment(nn.Module):
         keep &= ~_band_mask(batch, n_mels, self.freq_masks, self.freq_width, x.device)[:, None, :, None]
         keep &= ~_band_mask(batch, frames, self.time_masks, self.time_width, x.device)[:, None, None, :]
         return x * keep
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """``spec_augment``: SpecAugment masks per example (Park et al. 2019)."""
+
+    enabled: bool = True
+    freq_masks: int = 2
+    freq_width: int = 8
+    time_masks: int = 2
+    time_width: int = 10
+
+    def build(self) -> SpecAugment | None:
+        """The ``SpecAugment`` module, or None when disabled."""
+        if not self.enabled:
+            return None
+        return SpecAugment(freq_masks=self.freq_masks, freq_width=self.freq_width,
+                           time_masks=self.time_masks, time_width=self.time_width)
+
 
 
 def _band_mask(batch: int, size: int, count: int, max_width: int, device: torch.device) -> torch.Tensor:

@@ -35,7 +35,7 @@ from nas.distributed import (
 )
 from nas.runtime import resolve_device, resolve_threads, torch_threads
 from nas.train.amp import resolve_amp
-from nas.train.augment import SpecAugment
+from nas.train.augment import AugmentSettings
 from nas.train.loop import Recipe, fit
 
 log = logging.getLogger(__name__)
@@ -132,24 +132,6 @@ def _controller_of_search_dir(run_dir: Path) -> str | None:
 
 # ``optimizer_factory(param_groups)`` -> an optimizer (a ``_target_`` node with ``_partial_: true``).
 OptimizerFactory = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
-
-
-@dataclass(frozen=True)
-class AugmentSettings:
-    """``spec_augment``: SpecAugment masks per example (Park et al. 2019)."""
-
-    enabled: bool = True
-    freq_masks: int = 2
-    freq_width: int = 8
-    time_masks: int = 2
-    time_width: int = 10
-
-    def build(self) -> SpecAugment | None:
-        """The ``SpecAugment`` module, or None when disabled."""
-        if not self.enabled:
-            return None
-        return SpecAugment(freq_masks=self.freq_masks, freq_width=self.freq_width,
-                           time_masks=self.time_masks, time_width=self.time_width)
 
 
 @dataclass(frozen=True)
