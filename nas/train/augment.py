@@ -81,7 +81,6 @@ class AugmentSettings:
                            time_masks=self.time_masks, time_width=self.time_width)
 
 
-
 def _band_mask(batch: int, size: int, count: int, max_width: int, device: torch.device) -> torch.Tensor:
     """``[batch, size]`` bool: True inside any of ``count`` random spans of width <= max_width."""
     mask = torch.zeros(batch, size, dtype=torch.bool, device=device)
