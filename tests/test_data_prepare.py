@@ -8,7 +8,10 @@ import logging
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ from hydra import compose, initialize_config_dir
 
 from nas.data import cache
 from nas.data.errors import DataError
+from nas.data import prepare as prepare_module
 from nas.data.prepare import prepare_dataset
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -175,6 +179,27 @@ def test_reuse_and_rebuild(tmp_path):
 
     forced = prepare_dataset(data_cfg(root, cache_dir, n_mels=32, rebuild=True), progress=False)
     assert not forced.reused and "data.rebuild=true" in forced.summary()
+
+
+def test_jobs_started_together_build_a_new_cache_once(tmp_path, monkeypatch):
+    """A sweep's searches prepare one new cache at the same time: one builds it, the
+    others wait and reuse it (each build used to clear the other's half-written files)."""
+    root = make_folder(tmp_path / "audio", per_class=3)
+    cfg = data_cfg(root, tmp_path / "cache")
+    builds = []
+    real_build = prepare_module._build
+
+    def slow_build(*args, **kwargs):
+        builds.append(threading.get_ident())
+        time.sleep(0.5)  # both jobs have checked the cache before the first one finishes
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "_build", slow_build)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = list(pool.map(lambda _: prepare_dataset(cfg, progress=False), range(2)))
+    assert len(builds) == 1
+    assert sorted(report.reused for report in reports) == [False, True]
+    assert reports[0].windows == reports[1].windows
 
 
 def test_parallel_build_equals_serial(tmp_path):

@@ -39,9 +39,12 @@ from nas.data.splits import (
     choose_folds,
     fold_splits,
 )
+from nas.io.lock import file_lock
 from nas.progress import progress_bar
 
 log = logging.getLogger(__name__)
+
+BUILD_LOCK = ".build.lock"  # in the cache folder; held while a job builds the cache
 
 @dataclass
 class _FileResult:
@@ -77,17 +80,31 @@ def prepare_dataset(data: Mapping[str, Any], *, progress: bool = True) -> Prepar
     choose_folds([r.fold for r in listing.recordings], settings.test_fold,
                  settings.val_fold)  # a wrong data.test_fold stops before decoding
     fingerprint = cache.fingerprint(settings.identity(), listing.recordings)
+    why = _why_build(settings, fingerprint)
+    if why is None:
+        return _report_from_meta(settings.cache_dir, cache.read_meta(settings.cache_dir))
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    # Jobs started together on a new cache (a sweep's or a study's searches) build it once:
+    # the first holds the lock while it builds, the others then find it complete. Without
+    # the lock each build's clearing deleted the other's half-written features.
+    with file_lock(settings.cache_dir / BUILD_LOCK):
+        why = _why_build(settings, fingerprint)
+        if why is None:
+            return _report_from_meta(settings.cache_dir, cache.read_meta(settings.cache_dir))
+        log.info("building cache %s: %s", settings.cache_dir, why)
+        return _build(settings, listing, fingerprint, why=why, progress=progress)
+
+
+def _why_build(settings: PrepareSettings, fingerprint: str) -> str | None:
+    """Why the cache must be (re)built, or None when the complete cache there is current."""
     existing = cache.read_meta(settings.cache_dir)
     if existing is None or not (settings.cache_dir / cache.FEATURES).is_file():
-        why = "no complete cache there yet"
-    elif settings.rebuild:
-        why = "data.rebuild=true"
-    elif existing.get("fingerprint") != fingerprint:
-        why = "parameters or input files changed since it was built"
-    else:
-        return _report_from_meta(settings.cache_dir, existing)
-    log.info("building cache %s: %s", settings.cache_dir, why)
-    return _build(settings, listing, fingerprint, why=why, progress=progress)
+        return "no complete cache there yet"
+    if settings.rebuild:
+        return "data.rebuild=true"
+    if existing.get("fingerprint") != fingerprint:
+        return "parameters or input files changed since it was built"
+    return None
 
 
 def _cache_without_inputs(settings: PrepareSettings) -> PrepareReport | None:

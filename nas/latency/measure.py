@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from nas.data.dataset import open_prepared
+from nas.io.lock import file_lock
 from nas.latency.report import (
     ArchLatency,
     PredictionReport,
@@ -38,7 +39,6 @@ from nas.latency.table import (
     LatencyTable,
     Measure,
     TimedModel,
-    file_lock,
     fit_calibration,
     in_turns,
     prefill,

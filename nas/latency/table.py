@@ -10,16 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from nas.io.atomic import atomic_write_json
+from nas.io.lock import file_lock
 from nas.latency.relative import time_in_turns
 from search_spaces.base import Arch, Categorical, InputShape, LayerCost, SearchSpace
 
@@ -360,22 +360,6 @@ def _build_quietly(factory: Callable[[], nn.Module]) -> nn.Module:
     """
     with torch.random.fork_rng(devices=[]):
         return factory()
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (POSIX); elsewhere atomic replacement alone guards the file."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock; a lost update only means re-measuring a unit
-        yield
-        return
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 # ---- held-out error report (melnas-latency) ----------------------------------------
