@@ -278,3 +278,22 @@ def uniform_values(decisions: Sequence[Decision], rng: np.random.Generator) -> t
             values.append(tuple(int(i) for i in np.flatnonzero(rng.random(d.num_inputs) < 0.5)))
     return tuple(values)
 
+
+
+def tilted_arch(space: SearchSpace, rng: np.random.Generator) -> Arch:
+    """One random arch from anywhere between the space's smallest and largest arch.
+
+    Uniform archs of a space with many decisions all sit near its middle (on the quick
+    mobilenetv3 space 90% of them predict 0.08-0.14 ms, of the 0.05-0.21 ms between its
+    smallest and largest arch). So this draws a tilt ``t`` in [0, 1] and takes, per
+    decision, the smallest arch's value (``t < 1/2``) or the largest's (``t > 1/2``) with
+    probability ``|2t - 1|``, else a uniform value: ``t = 1/2`` is a uniform draw, the
+    ends are the extreme archs. Needs ``options_by_size`` (``extreme_arch``).
+    """
+    smallest = space.extreme_arch(largest=False).values
+    largest = space.extreme_arch(largest=True).values
+    tilt = float(rng.random())
+    extreme = largest if tilt > 0.5 else smallest
+    uniform = uniform_values(space.decisions, rng)
+    take_extreme = rng.random(len(uniform)) < abs(2.0 * tilt - 1.0)
+    return space.arch([e if pick else u for e, u, pick in zip(extreme, uniform, take_extreme)])

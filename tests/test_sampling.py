@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from nas.search.sampling import (
     check_space_sampling, controller_untrained, fair_group, fair_group_size, group_forward, group_loss, sandwich_group, step_archs,
 )
+from nas.search.phases import TrainerSettings
 from nas.train.loop import train_step
 from search_spaces.base import Categorical
 from search_spaces.enas_macro import EnasMacroSpace
@@ -87,6 +88,29 @@ def test_sandwich_group_is_largest_smallest_then_random():
     group = sandwich_group(space, np.random.default_rng(0), 2)
     assert len(group) == 4
     assert group[0] == space.extreme_arch(largest=True) and group[1] == space.extreme_arch(largest=False)
+
+
+def test_tilted_sandwich_trains_every_size_between_the_extremes():
+    """Uniform draws crowd the middle of the size range; the tilted draw reaches the
+    archs next to either extreme (measured as the share of decisions that take the
+    largest arch's value)."""
+    space = MobileNetV3Space(**QUICK)
+    largest = space.extreme_arch(largest=True)
+
+    def share_of_largest(arch):
+        return np.mean([str(arch[d.name]) == str(largest[d.name]) for d in space.decisions])
+
+    def random_archs(draw):
+        groups = step_archs(space, None, "sandwich", steps=100, rng=np.random.default_rng(0), uniform=False,
+                            sandwich_random=2, sandwich_draw=draw)
+        assert all(group[:2] == [largest, space.extreme_arch(largest=False)] for group in groups)
+        return [share_of_largest(arch) for group in groups for arch in group[2:]]
+
+    uniform, tilted = random_archs("uniform"), random_archs("tilted")
+    assert 0.15 < min(uniform) and max(uniform) < 0.85
+    assert min(tilted) < 0.1 and max(tilted) > 0.9
+    with pytest.raises(ValueError, match="trainer.sandwich_draw='spread'"):
+        TrainerSettings(sampling="sandwich", sandwich_draw="spread")
 
 
 def test_distillation_loss_is_cross_entropy_of_the_teacher_plus_kl_of_the_students():

@@ -83,7 +83,8 @@ class TrainerSettings:
     archs_per_step: int = 10  # M
     controller_warmup: float = 0.0  # fraction of controller steps without updates (TuNAS: 0.25)
     sampling: str = "controller"  # archs per shared step: controller | fair | sandwich (nas/search/sampling.py)
-    sandwich_random: int = 2  # sandwich: uniform archs per step besides the largest and smallest
+    sandwich_random: int = 2  # sandwich: random archs per step besides the largest and smallest
+    sandwich_draw: str = "uniform"  # sandwich: how those are drawn: uniform | tilted (nas/search/sampling.py)
     ddp_archs: str = "same"  # under torchrun: every rank trains the same arch per step | each rank its own
     val_batch_size: int = 256
     bn_mode: str = "batch"
@@ -118,7 +119,7 @@ class TrainerSettings:
             bad.append(f"trainer.ddp_archs={self.ddp_archs!r} (need one of {', '.join(DDP_ARCHS)})")
         if bad:
             raise ValueError("invalid search trainer settings: " + "; ".join(bad))
-        check_sampling(self.sampling, self.sandwich_random)
+        check_sampling(self.sampling, self.sandwich_random, self.sandwich_draw)
 
     @property
     def warmup_steps(self) -> int:
@@ -186,7 +187,7 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
         ctx.space, ctx.controller, s.sampling, steps=ctx.steps_per_epoch * (ctx.world.size if per_rank else 1),
         rng=np.random.default_rng(derive_seed(ctx.seed, "sampling", epoch)),
         uniform=controller_untrained(ctx.state.controller_step, s.warmup_steps),
-        sandwich_random=s.sandwich_random,
+        sandwich_random=s.sandwich_random, sandwich_draw=s.sandwich_draw,
     )
     if per_rank:
         groups = ctx.world.mine(groups)

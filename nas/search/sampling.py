@@ -10,7 +10,11 @@
   largest arch on the labels, and its smallest plus ``trainer.sandwich_random`` uniform
   archs on the largest's soft labels (in-place distillation: KL to the detached
   softmax of the largest), again with one optimizer step. The extremes come from
-  ``SearchSpace.extreme_arch`` (options listed smallest first).
+  ``SearchSpace.extreme_arch`` (options listed smallest first). ``trainer.sandwich_draw``
+  picks how the random archs are drawn: ``uniform`` per decision (BigNAS), which crowds
+  the middle of the size range, or ``tilted`` (``search_spaces.base.tilted_arch``),
+  spread from the smallest arch to the largest, so that every size between the two
+  extremes is trained (AttentiveNAS's point: sample over the cost range, not the choices).
 
 ``trainer.controller_warmup`` (TuNAS): while the controller is in warm-up (no updates),
 the ``controller`` mode draws the training archs uniformly instead of from the untrained
@@ -30,16 +34,19 @@ from torch import Tensor
 
 from controllers.base import Controller
 from nas.runtime import torch_threads
-from search_spaces.base import Arch, Categorical, SearchSpace, check_options_by_size, uniform_values
+from search_spaces.base import Arch, Categorical, SearchSpace, check_options_by_size, tilted_arch, uniform_values
 
 SAMPLING_MODES = ("controller", "fair", "sandwich")
+SANDWICH_DRAWS = ("uniform", "tilted")  # trainer.sandwich_draw
 
 
-def check_sampling(mode: str, sandwich_random: int) -> None:
+def check_sampling(mode: str, sandwich_random: int, sandwich_draw: str = "uniform") -> None:
     if mode not in SAMPLING_MODES:
         raise ValueError(f"trainer.sampling={mode!r} is not one of {', '.join(SAMPLING_MODES)}")
     if sandwich_random < 0:
         raise ValueError(f"trainer.sandwich_random={sandwich_random} (need >= 0)")
+    if sandwich_draw not in SANDWICH_DRAWS:
+        raise ValueError(f"trainer.sandwich_draw={sandwich_draw!r} is not one of {', '.join(SANDWICH_DRAWS)}")
 
 
 def controller_untrained(controller_step: int, warmup_steps: int) -> bool:
@@ -74,15 +81,18 @@ def fair_group(space: SearchSpace, rng: np.random.Generator) -> list[Arch]:
     return [space.arch([column[j] for column in columns]) for j in range(k)]
 
 
-def sandwich_group(space: SearchSpace, rng: np.random.Generator, num_random: int) -> list[Arch]:
-    """The largest arch first (the teacher), then the smallest, then ``num_random`` uniform ones."""
+def sandwich_group(space: SearchSpace, rng: np.random.Generator, num_random: int, draw: str = "uniform") -> list[Arch]:
+    """The largest arch first (the teacher), then the smallest, then ``num_random`` random
+    ones (``draw``: ``uniform`` per decision, or ``tilted`` over the size range)."""
     extremes = [space.extreme_arch(largest=True), space.extreme_arch(largest=False)]
+    if draw == "tilted":
+        return extremes + [tilted_arch(space, rng) for _ in range(num_random)]
     return extremes + [space.arch(uniform_values(space.decisions, rng)) for _ in range(num_random)]
 
 
 def step_archs(
     space: SearchSpace, controller: Controller, mode: str, *, steps: int, rng: np.random.Generator,
-    uniform: bool, sandwich_random: int = 2,
+    uniform: bool, sandwich_random: int = 2, sandwich_draw: str = "uniform",
 ) -> list[list[Arch]]:
     """The archs of each of ``steps`` shared-weight steps (one list per step).
 
@@ -91,7 +101,7 @@ def step_archs(
     if mode == "fair":
         return [fair_group(space, rng) for _ in range(steps)]
     if mode == "sandwich":
-        return [sandwich_group(space, rng, sandwich_random) for _ in range(steps)]
+        return [sandwich_group(space, rng, sandwich_random, sandwich_draw) for _ in range(steps)]
     if uniform:
         return [[space.arch(uniform_values(space.decisions, rng))] for _ in range(steps)]
     with torch.no_grad(), torch_threads(controller.threads):
