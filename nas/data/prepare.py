@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 BUILD_LOCK = ".build.lock"  # in the cache folder; held while a job builds the cache
 
+
 @dataclass
 class _FileResult:
     index: int
