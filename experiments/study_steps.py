@@ -82,12 +82,17 @@ def plan_study(cfg: DictConfig, out_dir: Path) -> list[tuple[Path, int, Step]]:
     """(round dir, search seed, step) for every step of every seed, composed up front."""
     study = settings_from(cfg, StudyApp, skip=("data",)).study
     planned: list[tuple[Path, int, Step]] = []
+    first_dir: dict[tuple[str, ...], Path] = {}
     for seed in study.seeds:
         round_dir = out_dir / f"seed_{seed}"
         demo_cfg = OmegaConf.create({"seed": seed, "demo": study.demo_node()})
         demo_cfg.data = cfg.data
         train_seeds = study.train_seeds if study.train_seeds is not None else [seed]
-        planned += [(round_dir, seed, step) for step in plan_steps(demo_cfg, round_dir, train_seeds)]
+        # A step with the overrides of an earlier round's step (a preset retrained with one of
+        # a fixed study.train_seeds) makes the same model: it runs once, in the first round's
+        # directory, and every round reads it from there.
+        planned += [(first_dir.setdefault(step.overrides, round_dir), seed, step)
+                    for step in plan_steps(demo_cfg, round_dir, train_seeds)]
     return planned
 
 
@@ -105,8 +110,9 @@ def run_study(cfg: DictConfig, out_dir: str | Path) -> StudyResult:
     synthesise_if_missing(OmegaConf.create({"data": cfg.data, "demo": study.demo_node()}))
     log.info("%s", prepare_dataset(plain(cfg.data), progress=study.progress).summary())
 
-    todo = [(d, s, step) for d, s, step in planned if not step_done(step, d)]
-    for d, _, step in planned:
+    unique = list({(d, step.name): (d, s, step) for d, s, step in planned}.values())
+    todo = [(d, s, step) for d, s, step in unique if not step_done(step, d)]
+    for d, _, step in unique:
         if step_done(step, d):
             log.info("done already: %s", d / step.name)
     cores = os.cpu_count() or 1

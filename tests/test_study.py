@@ -226,6 +226,28 @@ def test_resume_skips_finished_steps_and_writes_the_report(tmp_path, monkeypatch
     assert "percentile bootstrap" in markdown and "test acc (recording)" in markdown
 
 
+def test_a_preset_with_fixed_training_seeds_is_retrained_once_for_all_rounds(tmp_path, monkeypatch, no_data):
+    """With study.train_seeds set, a preset's retraining is the same run in every round: it
+    runs once, and each round reads it; the winners are retrained per round."""
+    cfg = _study_cfg(tmp_path, "study.seeds=[0,1,2]", "study.controllers=[enas_lstm,random]",
+                     "study.train_seeds=[0,1]", "study.remeasure_rounds=0")
+    out = tmp_path / "out"
+    ran: list[tuple[str, str]] = []
+
+    def fake_run(step, round_dir, *, threads=None):
+        ran.append((round_dir.name, step.name))
+        _fake_outputs(step, round_dir, int(round_dir.name.removeprefix("seed_")))
+
+    monkeypatch.setattr(study_steps, "run_step", fake_run)
+    run_study(cfg, out)
+    presets = sorted(run for run in ran if "mobilenetv3_small" in run[1])
+    assert presets == [("seed_0", "train_mobilenetv3_small_t0"), ("seed_0", "train_mobilenetv3_small_t1")]
+    assert len(ran) == 3 * 2 + 3 * 2 * 2 + 2  # searches, winners per round and seed, the preset per seed
+    runs = json.loads((out / "study_summary.json").read_text())["runs"]
+    preset_rows = [r for r in runs if r["method"] == "preset:mobilenetv3_small"]
+    assert sorted((r["seed"], r["train_seed"]) for r in preset_rows) == [(s, t) for s in range(3) for t in range(2)]
+
+
 def test_retiming_replaces_every_latency_by_a_side_by_side_reading(tmp_path, monkeypatch):
     import nas.latency.side_by_side as side_by_side
     from nas.evaluate.study_report import retime_side_by_side
@@ -244,6 +266,11 @@ def test_retiming_replaces_every_latency_by_a_side_by_side_reading(tmp_path, mon
     assert [r.latency_ms for r in retimed] == [0.5, 1.5]
     assert {r.latency_runtime for r in retimed} == {"onnxruntime fp32"}  # the default latency_measure runtime
     assert [r.accuracy for r in retimed] == [r.accuracy for r in rows]
+
+    timed.clear()  # a model several rows read (a preset shared by the rounds) is timed once
+    shared = rows + [replace(rows[1], seed=1)]
+    assert [r.latency_ms for r in retime_side_by_side(shared, 5)] == [0.5, 1.5, 1.5]
+    assert len(timed[0][0]) == 2
 
 
 def test_a_run_without_recording_accuracy_is_named(tmp_path):

@@ -68,9 +68,10 @@ def retime_side_by_side(rows: Sequence[StudyRow], rounds: int) -> list[StudyRow]
     from nas.latency.side_by_side import latency_side_by_side
 
     latency = LatencySettings()
-    times = latency_side_by_side([Path(row.run_dir) / "model.pt" for row in rows], rounds=rounds, latency=latency)
+    models = list(dict.fromkeys(Path(row.run_dir) / "model.pt" for row in rows))  # a model read by several rows: once
+    times = dict(zip(models, latency_side_by_side(models, rounds=rounds, latency=latency)))
     label = runtime_label(latency.cpu_runtime().describe())
-    return [replace(row, latency_ms=ms, latency_runtime=label) for row, ms in zip(rows, times)]
+    return [replace(row, latency_ms=times[Path(row.run_dir) / "model.pt"], latency_runtime=label) for row in rows]
 
 
 def check_one_runtime(rows: Sequence[StudyRow]) -> None:
