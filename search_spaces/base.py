@@ -279,7 +279,6 @@ def uniform_values(decisions: Sequence[Decision], rng: np.random.Generator) -> t
     return tuple(values)
 
 
-
 def tilted_arch(space: SearchSpace, rng: np.random.Generator) -> Arch:
     """One random arch from anywhere between the space's smallest and largest arch.
 

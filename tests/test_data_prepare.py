@@ -21,8 +21,8 @@ import soxr
 from hydra import compose, initialize_config_dir
 
 from nas.data import cache
-from nas.data.errors import DataError
 from nas.data import prepare as prepare_module
+from nas.data.errors import DataError
 from nas.data.prepare import prepare_dataset
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
