@@ -224,6 +224,7 @@ def test_resume_skips_finished_steps_and_writes_the_report(tmp_path, monkeypatch
     assert "| enas_lstm | 3 | 0.6800 +- 0.0500 |" in markdown
     assert "| enas_lstm | 3 | +0.0300 [+0.0300, +0.0300]" in markdown
     assert "percentile bootstrap" in markdown and "test acc (recording)" in markdown
+    assert "the same trainings in every" not in markdown  # each round retrained its own preset
 
 
 def test_a_preset_with_fixed_training_seeds_is_retrained_once_for_all_rounds(tmp_path, monkeypatch, no_data):
@@ -246,6 +247,7 @@ def test_a_preset_with_fixed_training_seeds_is_retrained_once_for_all_rounds(tmp
     runs = json.loads((out / "study_summary.json").read_text())["runs"]
     preset_rows = [r for r in runs if r["method"] == "preset:mobilenetv3_small"]
     assert sorted((r["seed"], r["train_seed"]) for r in preset_rows) == [(s, t) for s in range(3) for t in range(2)]
+    assert "preset:mobilenetv3_small: the same trainings in every search seed's round" in (out / "study.md").read_text()
 
 
 def test_retiming_replaces_every_latency_by_a_side_by_side_reading(tmp_path, monkeypatch):

@@ -108,7 +108,8 @@ def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baselin
         writer.writerow({**entry, **_diff_columns(entry["method"], diffs, baseline)})
     atomic_write_text(csv_path, buffer.getvalue())
 
-    markdown = _markdown(table, diffs, train_std, baseline, bootstrap, budget) + _matched_markdown(matched, baseline)
+    markdown = (_markdown(table, diffs, train_std, baseline, bootstrap, budget, methods_shared_by_rounds(rows))
+                + _matched_markdown(matched, baseline))
     markdown_path = out_dir / "study.md"
     atomic_write_text(markdown_path, markdown)
 
@@ -147,8 +148,18 @@ def _diff_json(diff: PairedDifference) -> dict[str, Any]:
             "per_seed": {str(s): v for s, v in diff.per_seed.items()}}
 
 
+def methods_shared_by_rounds(rows: Sequence[StudyRow]) -> list[str]:
+    """Methods whose every search seed reads the same runs (a preset retrained with a fixed
+    ``study.train_seeds``): their spread over search seeds is 0 whatever their trainings' noise."""
+    runs: dict[str, dict[int, set[str]]] = {}
+    for row in rows:
+        runs.setdefault(row.method, {}).setdefault(row.seed, set()).add(row.run_dir)
+    return [method for method, by_seed in runs.items()
+            if len(by_seed) > 1 and len({frozenset(dirs) for dirs in by_seed.values()}) == 1]
+
+
 def _markdown(table: list[dict[str, Any]], diffs: dict[str, list[PairedDifference]], train_std: dict[str, float],
-              baseline: str, bootstrap: Bootstrap, budget: dict[str, Any] | None) -> str:
+              baseline: str, bootstrap: Bootstrap, budget: dict[str, Any] | None, shared: Sequence[str]) -> str:
     lines = ["| method | seeds | " + " | ".join(LABELS[m] for m in METRICS) + " |",
              "|---|---|" + "---|" * len(METRICS)]
     for entry in table:
@@ -167,6 +178,9 @@ def _markdown(table: list[dict[str, Any]], diffs: dict[str, list[PairedDifferenc
     lines += ["", f"Mean +- std over search seeds (each seed: the mean of its training seeds). Interval: {bootstrap.describe()}."]
     if noise:
         lines.append(f"Std of test accuracy over training seeds (mean over search seeds): {noise}.")
+    if shared:
+        lines.append(f"{', '.join(shared)}: the same trainings in every search seed's round, so its +- and its "
+                     "interval leave out their training noise: read them with its std over training seeds.")
     if budget:
         lines.append("Budget: " + ", ".join(f"{k}={v}" for k, v in budget.items()) + ".")
     return "\n".join(lines) + "\n"
