@@ -130,6 +130,14 @@ def test_distillation_loss_is_cross_entropy_of_the_teacher_plus_kl_of_the_studen
     assert torch.allclose(group_loss("sandwich")(same, y), F.cross_entropy(same[0], y) / 3)
 
 
+def test_sandwich_without_distillation_trains_every_arch_on_the_labels():
+    torch.manual_seed(0)
+    logits, y = torch.randn(3, 5, 4), torch.randint(0, 4, (5,))
+    expected = sum(F.cross_entropy(s, y) for s in logits) / 3
+    assert torch.allclose(group_loss("sandwich", distill=False)(logits, y), expected)
+    assert not torch.allclose(group_loss("sandwich", distill=True)(logits, y), expected)
+
+
 @pytest.mark.parametrize("mode", ["sandwich", "fair"])
 def test_a_group_step_trains_the_supernet(mode):
     torch.manual_seed(0)

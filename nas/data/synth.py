@@ -7,6 +7,11 @@ SoundFonts and, within one, over the class's General MIDI programs. A record bes
 the folder (``<out_dir>.synth.json``, outside it so that ``prepare`` does not meet it)
 says what was written: running again with the same settings reuses the files; other
 settings replace them (and only them).
+
+``synth.backing_db`` turns the solo phrases into a harder task, the predominant
+instrument of a mix (as in IRMAS): every file gets a second phrase by another class,
+mixed in at a level drawn from that range of decibels relative to the labelled
+instrument's peak.
 """
 
 from __future__ import annotations
@@ -60,8 +65,15 @@ class SynthSettings:
     soundfonts: tuple[Path, ...] = ()  # the user's, on top of those found
     system_soundfonts: tuple[Path, ...] = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),)
     num_workers: int | None = None
+    backing_db: tuple[float, float] | None = None  # None: solo phrases
 
     def __post_init__(self) -> None:
+        if self.backing_db is not None and not (len(self.backing_db) == 2
+                                                and self.backing_db[0] <= self.backing_db[1] <= 0):
+            raise DataError(f"synth.backing_db={list(self.backing_db)}: expected null or [low, high] "
+                             "in dB with low <= high <= 0 (the backing below the labelled instrument)")
+        if self.backing_db is not None and len(self.instruments()) < 2:
+            raise DataError("synth.backing_db needs at least two classes (the backing plays another class)")
         if self.files_per_class < 1:
             raise DataError(f"synth.files_per_class={self.files_per_class}: expected >= 1")
         if not 1.0 <= self.min_seconds <= self.max_seconds:
@@ -73,6 +85,7 @@ class SynthSettings:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> SynthSettings:
         classes = cfg.get("classes")
+        backing = cfg.get("backing_db")
         return cls(
             out_dir=Path(cfg.get("out_dir", cls.out_dir)).expanduser(),
             seed=int(cfg.get("seed", cls.seed)),
@@ -85,6 +98,7 @@ class SynthSettings:
             system_soundfonts=tuple(Path(p) for p in cfg.get("system_soundfonts",
                                                              cls.system_soundfonts) or ()),
             num_workers=None if cfg.get("num_workers") is None else int(cfg["num_workers"]),
+            backing_db=None if backing is None else tuple(float(db) for db in backing),
         )
 
     def instruments(self) -> tuple[InstrumentClass, ...]:
@@ -99,6 +113,16 @@ class SynthSettings:
 
 
 @dataclass(frozen=True)
+class Part:
+    """One instrument's phrase in a file: which class plays what, on which preset."""
+
+    instrument: InstrumentClass
+    soundfont: Path
+    program: int
+    style: str
+
+
+@dataclass(frozen=True)
 class FileSpec:
     """Everything that decides one output file."""
 
@@ -109,6 +133,8 @@ class FileSpec:
     style: str
     seconds: float
     seed: tuple[int, ...]
+    backing: Part | None = None
+    backing_db: float = 0.0  # the backing's peak relative to the labelled part's
 
 
 @dataclass
@@ -163,22 +189,38 @@ def _has_preset(path: Path, program: int, drums: bool) -> bool:
                                                       program) != "<None>"
 
 
+def _presets(instrument: InstrumentClass, fonts: Sequence[Path]) -> dict[Path, list[int]]:
+    """The class's programs each SoundFont has (only the fonts that have any)."""
+    per_font = {font: [p for p in instrument.programs if _has_preset(font, p, instrument.drums)]
+                for font in fonts}
+    if not any(per_font.values()):
+        raise DataError(f"no SoundFont among {[str(f) for f in fonts]} has any program "
+                        f"{list(instrument.programs)} for class {instrument.name!r}")
+    return {font: programs for font, programs in per_font.items() if programs}
+
+
+def _backing_part(instrument: InstrumentClass, others: Sequence[InstrumentClass],
+                  presets: Mapping[str, dict[Path, list[int]]], rng: np.random.Generator) -> Part:
+    """Another class than ``instrument``, on one of its presets, in one of its styles."""
+    other = others[int(rng.integers(len(others)))]
+    font, programs = list(presets[other.name].items())[int(rng.integers(len(presets[other.name])))]
+    return Part(other, font, programs[int(rng.integers(len(programs)))], str(rng.choice(other.styles)))
+
+
 def plan(settings: SynthSettings, fonts: Sequence[Path]) -> tuple[list[FileSpec], list[str]]:
     """The files to write (and notes about programs a SoundFont lacks)."""
     specs, notes = [], []
-    for instrument in settings.instruments():
-        options = [(font, program) for font in fonts for program in instrument.programs
-                   if _has_preset(font, program, instrument.drums)]
-        if not options:
-            raise DataError(f"no SoundFont among {[str(f) for f in fonts]} has any program "
-                            f"{list(instrument.programs)} for class {instrument.name!r}")
-        per_font = {font: [p for f, p in options if f == font] for font in fonts}
-        usable = [font for font in fonts if per_font[font]]
+    instruments = settings.instruments()
+    presets = {instrument.name: _presets(instrument, fonts) for instrument in instruments}
+    for instrument in instruments:
+        per_font = presets[instrument.name]
+        usable = list(per_font)
         for font in fonts:
-            if len(per_font[font]) < len(instrument.programs):
-                lacking = sorted(set(instrument.programs) - set(per_font[font]))
+            if len(per_font.get(font, [])) < len(instrument.programs):
+                lacking = sorted(set(instrument.programs) - set(per_font.get(font, [])))
                 notes.append(f"note: {font.name} lacks program(s) {lacking} of "
                              f"{instrument.name}; using the others")
+        others = [other for other in instruments if other.name != instrument.name]
         class_key = zlib.crc32(instrument.name.encode("utf-8"))
         for number in range(settings.files_per_class):
             seed = (settings.seed, class_key, number)
@@ -189,8 +231,12 @@ def plan(settings: SynthSettings, fonts: Sequence[Path]) -> tuple[list[FileSpec]
             style = str(rng.choice(instrument.styles))
             seconds = float(rng.uniform(settings.min_seconds, settings.max_seconds))
             name = (f"{instrument.name}_{number:03d}_{_slug(font.stem)}_p{program:03d}.flac")
+            backing, backing_db = None, 0.0
+            if settings.backing_db is not None:  # drawn after the solo's draws: those stay as they were
+                backing = _backing_part(instrument, others, presets, rng)
+                backing_db = float(rng.uniform(*settings.backing_db))
             specs.append(FileSpec(settings.out_dir / instrument.name / name, instrument, font,
-                                  program, style, seconds, seed))
+                                  program, style, seconds, seed, backing, backing_db))
     return specs, notes
 
 
@@ -250,13 +296,13 @@ def _silence(font: Any, sample_rate: int) -> None:
 def synthesize_file(spec: FileSpec, sample_rate: int) -> float:
     """Compose, render, level and write one file; returns its duration in seconds."""
     rng = np.random.default_rng((*spec.seed, 1))
-    notes = make_phrase(spec.style, spec.instrument, spec.seconds, rng)
-    audio = render(notes, spec.soundfont, spec.program, spec.instrument.drums, spec.seconds,
-                   sample_rate)
-    peak = float(np.max(np.abs(audio)))
-    if not np.isfinite(peak) or peak < 1e-4:
-        raise RuntimeError(f"silent render: {spec.soundfont.name} program {spec.program} "
-                           f"({spec.instrument.name}, {spec.style})")
+    audio, peak = _render_part(Part(spec.instrument, spec.soundfont, spec.program, spec.style),
+                               spec.seconds, sample_rate, rng)
+    if spec.backing is not None:
+        backing, backing_peak = _render_part(spec.backing, spec.seconds, sample_rate,
+                                             np.random.default_rng((*spec.seed, 2)))
+        audio = audio + backing * (peak * 10 ** (spec.backing_db / 20) / backing_peak)
+        peak = float(np.max(np.abs(audio)))
     level = 10 ** (rng.uniform(-14.0, -2.0) / 20)  # varied recording levels
     audio = audio * (level / peak)
     audio += rng.normal(0.0, 10 ** (rng.uniform(-75.0, -55.0) / 20), audio.size).astype(np.float32)
@@ -266,13 +312,26 @@ def synthesize_file(spec: FileSpec, sample_rate: int) -> float:
     return audio.size / sample_rate
 
 
+def _render_part(part: Part, seconds: float, sample_rate: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """A phrase of ``part`` and its peak (refused when silent)."""
+    notes = make_phrase(part.style, part.instrument, seconds, rng)
+    audio = render(notes, part.soundfont, part.program, part.instrument.drums, seconds, sample_rate)
+    peak = float(np.max(np.abs(audio)))
+    if not np.isfinite(peak) or peak < 1e-4:
+        raise RuntimeError(f"silent render: {part.soundfont.name} program {part.program} "
+                           f"({part.instrument.name}, {part.style})")
+    return audio, peak
+
+
 def _synthesize_task(task: tuple[FileSpec, int]) -> float:
     return synthesize_file(*task)
 
 
 def _fingerprint(settings: SynthSettings, fonts: Sequence[Path]) -> str:
     identity = {key: value for key, value in asdict(settings).items()
-                if key not in ("num_workers", "out_dir", "soundfonts", "system_soundfonts")}
+                if key not in ("num_workers", "out_dir", "soundfonts", "system_soundfonts")
+                and not (key == "backing_db" and value is None)}  # solo sets keep their fingerprint
     identity["generator_version"] = GENERATOR_VERSION
     identity["fonts"] = [(f.name, f.stat().st_size) for f in fonts]
     identity["instruments"] = [asdict(i) for i in settings.instruments()]

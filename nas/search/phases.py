@@ -85,6 +85,7 @@ class TrainerSettings:
     sampling: str = "controller"  # archs per shared step: controller | fair | sandwich (nas/search/sampling.py)
     sandwich_random: int = 2  # sandwich: random archs per step besides the largest and smallest
     sandwich_draw: str = "uniform"  # sandwich: how those are drawn: uniform | tilted (nas/search/sampling.py)
+    sandwich_distill: bool = True  # sandwich: the others learn the largest's soft labels (false: the labels)
     ddp_archs: str = "same"  # under torchrun: every rank trains the same arch per step | each rank its own
     val_batch_size: int = 256
     bn_mode: str = "batch"
@@ -202,7 +203,7 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
             if len(group) == 1:
                 forward, loss_fn = (lambda x, arch=group[0]: ctx.supernet(x, arch)), F.cross_entropy
             else:
-                forward, loss_fn = group_forward(ctx.supernet, group), group_loss(s.sampling)
+                forward, loss_fn = group_forward(ctx.supernet, group), group_loss(s.sampling, s.sandwich_distill)
             loss, logits = train_step(
                 ctx.supernet, x, y, loss_fn=loss_fn, optimizer=ctx.optimizer, scheduler=ctx.scheduler,
                 grad_clip_norm=s.grad_clip, forward=forward, grad_sync=sync, amp=ctx.amp,

@@ -15,6 +15,8 @@
   the middle of the size range, or ``tilted`` (``search_spaces.base.tilted_arch``),
   spread from the smallest arch to the largest, so that every size between the two
   extremes is trained (AttentiveNAS's point: sample over the cost range, not the choices).
+  ``trainer.sandwich_distill=false`` trains every arch of the group on the labels instead
+  (the sandwich rule without in-place distillation).
 
 ``trainer.controller_warmup`` (TuNAS): while the controller is in warm-up (no updates),
 the ``controller`` mode draws the training archs uniformly instead of from the untrained
@@ -113,11 +115,11 @@ def group_forward(supernet: Callable[[Tensor, Arch], Tensor], archs: Sequence[Ar
     return lambda x: torch.stack([supernet(x, arch) for arch in archs])
 
 
-def group_loss(mode: str) -> Callable[[Tensor, Tensor], Tensor]:
+def group_loss(mode: str, distill: bool = True) -> Callable[[Tensor, Tensor], Tensor]:
     """The loss of a group's stacked logits ``[k, B, classes]``: the mean over its archs.
 
-    ``sandwich``: cross-entropy for the first (largest) arch, KL divergence to its
-    detached softmax for the others (in-place distillation). Otherwise cross-entropy each.
+    ``sandwich`` with ``distill``: cross-entropy for the first (largest) arch, KL divergence
+    to its detached softmax for the others (in-place distillation). Otherwise cross-entropy each.
     """
 
     def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
@@ -129,4 +131,4 @@ def group_loss(mode: str) -> Callable[[Tensor, Tensor], Tensor]:
         losses += [F.kl_div(F.log_softmax(student, dim=1), teacher, reduction="batchmean") for student in logits[1:]]
         return torch.stack(losses).mean()
 
-    return distilled if mode == "sandwich" else cross_entropy
+    return distilled if mode == "sandwich" and distill else cross_entropy
