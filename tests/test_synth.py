@@ -113,6 +113,32 @@ def test_bad_soundfonts_and_classes(tmp_path):
         small(tmp_path, classes=("kazoo",)).instruments()
 
 
+def test_backing_mixes_another_class_under_the_same_solo(tmp_path):
+    solo, _ = plan(small(tmp_path / "solo"), [bundled_soundfont()])
+    mixed, _ = plan(small(tmp_path / "mix", backing_db=(-8.0, -2.0)), [bundled_soundfont()])
+    for a, b in zip(solo, mixed):  # the labelled part is drawn as before
+        assert (a.path.name, a.program, a.style, a.seconds) == (b.path.name, b.program, b.style, b.seconds)
+        assert a.backing is None and b.backing.instrument.name != b.instrument.name
+        assert -8.0 <= b.backing_db <= -2.0
+    synthesize(small(tmp_path / "solo"), progress=False)
+    synthesize(small(tmp_path / "mix", backing_db=(-8.0, -2.0)), progress=False)
+    for spec in mixed:
+        solo_audio = soundfile.read(tmp_path / "solo" / spec.instrument.name / spec.path.name)[0]
+        mix_audio = soundfile.read(spec.path)[0]
+        assert solo_audio.shape == mix_audio.shape
+        # each file is levelled to its own peak: compare shapes, not levels
+        assert abs(np.corrcoef(solo_audio, mix_audio)[0, 1]) < 0.99, spec.path.name
+
+
+def test_backing_range_is_checked():
+    with pytest.raises(DataError, match="synth.backing_db"):
+        small(Path("x"), backing_db=(-2.0, -8.0))
+    with pytest.raises(DataError, match="synth.backing_db"):
+        small(Path("x"), backing_db=(-3.0, 3.0))
+    with pytest.raises(DataError, match="at least two classes"):
+        small(Path("x"), classes=("bass",), backing_db=(-8.0, -2.0))
+
+
 @pytest.mark.slow
 def test_default_set_size_and_time(tmp_path):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
