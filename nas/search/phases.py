@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from controllers.base import Controller, Sample
 from nas.distributed import SINGLE, World, average_buffers, average_gradients, gather, sum_over_ranks
+from nas.search.few_shot import FewShotSettings, FewShotSupernet, per_option
 from nas.search.sampling import check_sampling, controller_untrained, group_forward, group_loss, step_archs
 from nas.search.scoring import ArchScorer, Batch, LatencyLookup
 from nas.search.tracking import RunTracker
@@ -94,6 +95,7 @@ class TrainerSettings:
     # without it), on to regularise the supernet like the retraining recipe does
     spec_augment: AugmentSettings = field(default_factory=lambda: AugmentSettings(enabled=False))
     final: FinalSettings = field(default_factory=FinalSettings)
+    few_shot: FewShotSettings = field(default_factory=FewShotSettings)  # split the supernet (nas/search/few_shot.py)
     num_workers: int = 0
     device: str = "auto"
     amp: str = "off"  # mixed precision of the shared-weight step: off | bf16 | fp16 | auto (nas/train/amp.py)
@@ -190,6 +192,10 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
         uniform=controller_untrained(ctx.state.controller_step, s.warmup_steps),
         sandwich_random=s.sandwich_random, sandwich_draw=s.sandwich_draw,
     )
+    group_size = None
+    if isinstance(ctx.supernet, FewShotSupernet) and bool(ctx.supernet.is_split) and s.sampling == "sandwich":
+        group_size = len(groups[0])  # each sub-supernet its own sandwich group
+        groups = [per_option(ctx.space, ctx.supernet.decision, group) for group in groups]
     if per_rank:
         groups = ctx.world.mine(groups)
     augment = s.spec_augment.build()
@@ -203,7 +209,7 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
             if len(group) == 1:
                 forward, loss_fn = (lambda x, arch=group[0]: ctx.supernet(x, arch)), F.cross_entropy
             else:
-                forward, loss_fn = group_forward(ctx.supernet, group), group_loss(s.sampling, s.sandwich_distill)
+                forward, loss_fn = group_forward(ctx.supernet, group), group_loss(s.sampling, s.sandwich_distill, group_size)
             loss, logits = train_step(
                 ctx.supernet, x, y, loss_fn=loss_fn, optimizer=ctx.optimizer, scheduler=ctx.scheduler,
                 grad_clip_norm=s.grad_clip, forward=forward, grad_sync=sync, amp=ctx.amp,

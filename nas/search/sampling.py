@@ -115,20 +115,24 @@ def group_forward(supernet: Callable[[Tensor, Arch], Tensor], archs: Sequence[Ar
     return lambda x: torch.stack([supernet(x, arch) for arch in archs])
 
 
-def group_loss(mode: str, distill: bool = True) -> Callable[[Tensor, Tensor], Tensor]:
+def group_loss(mode: str, distill: bool = True, group_size: int | None = None) -> Callable[[Tensor, Tensor], Tensor]:
     """The loss of a group's stacked logits ``[k, B, classes]``: the mean over its archs.
 
     ``sandwich`` with ``distill``: cross-entropy for the first (largest) arch, KL divergence
-    to its detached softmax for the others (in-place distillation). Otherwise cross-entropy each.
+    to its detached softmax for the others (in-place distillation); with ``group_size``,
+    the k archs are k / group_size sandwich groups one after the other (few-shot: one per
+    sub-supernet), each distilled from its own first arch. Otherwise cross-entropy each.
     """
 
     def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
         return torch.stack([F.cross_entropy(one, y) for one in logits]).mean()
 
     def distilled(logits: Tensor, y: Tensor) -> Tensor:
-        teacher = F.softmax(logits[0].detach(), dim=1)
-        losses = [F.cross_entropy(logits[0], y)]
-        losses += [F.kl_div(F.log_softmax(student, dim=1), teacher, reduction="batchmean") for student in logits[1:]]
+        losses = []
+        for group in logits.split(group_size or len(logits)):
+            teacher = F.softmax(group[0].detach(), dim=1)
+            losses.append(F.cross_entropy(group[0], y))
+            losses += [F.kl_div(F.log_softmax(student, dim=1), teacher, reduction="batchmean") for student in group[1:]]
         return torch.stack(losses).mean()
 
     return distilled if mode == "sandwich" and distill else cross_entropy

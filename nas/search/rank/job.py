@@ -28,6 +28,7 @@ from nas.io.model_file import to_plain
 from nas.io.registry import build_space
 from nas.latency.measure import latency_table_for
 from nas.runtime import resolve_device, torch_threads
+from nas.search.few_shot import build_supernet
 from nas.search.loop import CHECKPOINT, SearchSettings
 from nas.search.rank.draw import archs_to_rank
 from nas.search.rank.report import agreement, attainable_tau, seed_agreement, write_csv, write_json, write_plot
@@ -104,7 +105,8 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     device = resolve_device(job.device)
     data = open_prepared(search.data["cache_dir"])
     space = build_space(dict(search.space_config))
-    supernet = space.supernet(num_classes=data.num_classes, input_shape=data.input_shape)
+    supernet = build_supernet(space, search.settings.trainer.few_shot, num_classes=data.num_classes,
+                              input_shape=data.input_shape)
     supernet.load_state_dict(checkpoint["supernet"])
     supernet.to(device)
     table = latency_table_for(space, num_classes=data.num_classes, input_shape=data.input_shape,
