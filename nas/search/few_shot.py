@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from nas.evaluate.cost import count_macs
+from nas.io.checkpoint import preserved_rng_state
 from search_spaces.base import Arch, ArchValue, Categorical, SearchSpace
 
 AUTO = "auto"
@@ -106,5 +107,18 @@ def build_supernet(space: SearchSpace, few_shot: FewShotSettings, *, num_classes
     supernet = space.supernet(num_classes=num_classes, input_shape=tuple(input_shape))
     if few_shot.split is None:
         return supernet
-    return FewShotSupernet(supernet, split_decision(space, few_shot.split, num_classes=num_classes,
-                                                    input_shape=input_shape))
+    with preserved_rng_state():  # "auto" builds models to count MACs: leave torch's draws as they were
+        decision = split_decision(space, few_shot.split, num_classes=num_classes, input_shape=input_shape)
+    return FewShotSupernet(supernet, decision)
+
+
+def split_if_due(supernet: nn.Module, few_shot: FewShotSettings, *, epoch: int, epochs: int,
+                 log: Callable[[str], None]) -> None:
+    """Split a few-shot supernet when ``epoch`` reaches ``few_shot.at`` of ``epochs``, once
+    (a resumed run finds it split in its checkpoint), and ``log`` it."""
+    if not isinstance(supernet, FewShotSupernet) or bool(supernet.is_split) or epoch < few_shot.split_epoch(epochs):
+        return
+    supernet.split()
+    options = ", ".join(str(o) for o in supernet.decision.options)
+    log(f"few-shot: before epoch {epoch + 1}, split the supernet into {len(supernet.subs)} on "
+        f"{supernet.decision.name} ({options})")

@@ -64,7 +64,7 @@ from nas.latency.settings import LatencyTableSettings
 from nas.io.registry import build_space
 from nas.search.sampling import check_space_sampling
 from nas.search.scoring import LatencyLookup, check_bn_mode
-from nas.search.few_shot import FewShotSupernet, build_supernet
+from nas.search.few_shot import build_supernet, split_if_due
 from nas.search.phases import (
     SearchContext,
     SearchState,
@@ -217,9 +217,7 @@ def build_context(
     space_config = dict(inputs.space_config)
     space = build_space(space_config)
     check_space_sampling(space, settings.sampling)
-    with preserved_rng_state():  # counting MACs for few_shot.split=auto builds models: keep torch's draws
-        supernet = build_supernet(space, settings.few_shot, num_classes=data.num_classes,
-                                  input_shape=data.input_shape).to(device)
+    supernet = build_supernet(space, settings.few_shot, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
     with preserved_rng_state():  # building torch modules draws from torch's generator: a controller
         # that has some must not shift the supernet's dropout draws, so that every controller of
         # one seed trains the shared weights alike (the sandwich rule: identically)
@@ -263,7 +261,7 @@ def _search(
             ctx.tracker.info(f"stopped after epoch {ctx.state.epoch} (trainer.stop_after_epochs); resume=true continues")
             return SearchOutcome(run_dir, False, ctx.state.epoch, history=ctx.state.history)
         epoch = ctx.state.epoch
-        split_if_due(ctx, epoch)
+        split_if_due(ctx.supernet, s.few_shot, epoch=epoch, epochs=s.epochs, log=ctx.tracker.info)
         summary = train_shared_epoch(ctx, epoch) | controller_phase(ctx, epoch)
         summary["epoch"] = epoch + 1
         ctx.state.epoch += 1
@@ -295,19 +293,6 @@ def _search(
         f"reward {top[0]['reward']:.4f}"
     )
     return SearchOutcome(run_dir, True, ctx.state.epoch, top=top, history=ctx.state.history)
-
-
-def split_if_due(ctx: SearchContext, epoch: int) -> None:
-    """Few-shot: split the supernet when ``epoch`` reaches ``trainer.few_shot.at`` (once; a
-    resumed run finds it split in its checkpoint)."""
-    supernet, few_shot = ctx.supernet, ctx.settings.few_shot
-    if not isinstance(supernet, FewShotSupernet) or bool(supernet.is_split):
-        return
-    if epoch >= few_shot.split_epoch(ctx.settings.epochs):
-        supernet.split()
-        options = ", ".join(str(o) for o in supernet.decision.options)
-        ctx.tracker.info(f"few-shot: before epoch {epoch + 1}, split the supernet into {len(supernet.subs)} on "
-                         f"{supernet.decision.name} ({options})")
 
 
 def log_epoch(ctx: SearchContext, summary: dict[str, float], labels: dict[str, list[str]]) -> None:
