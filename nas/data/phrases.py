@@ -29,6 +29,9 @@ CRASH, RIDE, RIDE_BELL, TAMBOURINE, COWBELL = 49, 51, 53, 54, 56
 TOMS = (50, 48, 47, 45, 43, 41)
 
 
+PHRASE_ATTEMPTS = 20  # draws of a phrase before giving up on one with notes
+
+
 @dataclass(frozen=True)
 class Note:
     start: float  # seconds
@@ -116,20 +119,28 @@ def _pick(rng: np.random.Generator, options: tuple) -> object:
 
 def make_phrase(style: str, instrument: InstrumentClass, seconds: float,
                 rng: np.random.Generator) -> list[Note]:
-    """Notes of one phrase of about ``seconds`` in ``instrument``'s register."""
+    """Notes of one phrase of about ``seconds`` in ``instrument``'s register.
+
+    A short, slow phrase can come out as rests only (a 2 s melody at 72 bpm in half notes
+    is two notes, each a rest now and then); then the phrase is drawn again from the
+    same generator, so every phrase that had notes stays as it was.
+    """
     if style not in STYLES:
         raise ValueError(f"unknown phrase style {style!r}; known: {sorted(STYLES)}")
-    feel = Feel.draw(rng)
-    total_beats = seconds / feel.beat
-    notes = STYLES[style](feel, instrument, total_beats, rng)
-    jitter = rng.normal(0.0, 0.006, len(notes))
-    human = []
-    for note, shift in zip(notes, jitter):
-        start = max(0.0, note.start + shift)
-        if start < seconds - 0.05:
-            velocity = float(np.clip(note.velocity + rng.normal(0, 0.05), 0.08, 1.0))
-            human.append(Note(start, max(0.03, note.duration), note.key, velocity))
-    return human
+    for _ in range(PHRASE_ATTEMPTS):
+        feel = Feel.draw(rng)
+        total_beats = seconds / feel.beat
+        notes = STYLES[style](feel, instrument, total_beats, rng)
+        jitter = rng.normal(0.0, 0.006, len(notes))
+        human = []
+        for note, shift in zip(notes, jitter):
+            start = max(0.0, note.start + shift)
+            if start < seconds - 0.05:
+                velocity = float(np.clip(note.velocity + rng.normal(0, 0.05), 0.08, 1.0))
+                human.append(Note(start, max(0.03, note.duration), note.key, velocity))
+        if human:
+            return human
+    raise ValueError(f"no notes in {PHRASE_ATTEMPTS} {style} phrases of {seconds:.2f} s for {instrument.name}")
 
 
 def _melody(feel: Feel, inst: InstrumentClass, beats: float, rng: np.random.Generator) -> list[Note]:
