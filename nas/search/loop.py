@@ -56,7 +56,7 @@ from nas.io.checkpoint import (
 from nas.data.dataset import make_loader, open_prepared
 from nas.data.prepare import prepare_dataset
 from nas.distributed import (
-    SINGLE, World, broadcast_object, broadcast_parameters, init_from_env, local_device, rank_zero_first, shutdown,
+    SINGLE, World, broadcast_object, broadcast_parameters, init_from_env, local_device, process_group_ends_together, rank_zero_first,
 )
 from nas.runtime import resolve_device, resolve_threads, torch_threads
 from nas.latency.measure import latency_table_for
@@ -137,12 +137,8 @@ def run_search(settings: SearchSettings, inputs: SearchInputs, *, run_dir: str |
     started = time.perf_counter()
     world = init_from_env(resolve_device(settings.trainer.device))
     run_dir = broadcast_object(Path(run_dir), world)
-    try:
-        with torch_threads(resolve_threads(settings.trainer.threads)):
-            return _run_search(settings, inputs, run_dir, started, world)
-    finally:
-        if world.distributed:
-            shutdown()
+    with process_group_ends_together(world), torch_threads(resolve_threads(settings.trainer.threads)):
+        return _run_search(settings, inputs, run_dir, started, world)
 
 
 def _run_search(

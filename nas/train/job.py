@@ -31,7 +31,7 @@ from nas.io.registry import available_spaces, build_space
 from nas.io.registry import space_config as registered_space_config
 from nas.latency.measure import LatencySettings
 from nas.distributed import (
-    SINGLE, World, broadcast_object, init_from_env, local_device, seed_per_rank, shutdown,
+    SINGLE, World, broadcast_object, init_from_env, local_device, process_group_ends_together, seed_per_rank,
 )
 from nas.runtime import resolve_device, resolve_threads, torch_threads
 from nas.train.amp import resolve_amp
@@ -210,13 +210,10 @@ def train_model(
     """
     world = init_from_env(resolve_device(job.device))
     out_dir = broadcast_object(Path(out_dir), world)
-    try:
+    with process_group_ends_together(world):
         with torch_threads(resolve_threads(None)):
             result = _train_model(job, out_dir, cache_dir, search_space, optimizer_factory, world)
         return broadcast_object(result, world)
-    finally:
-        if world.distributed:
-            shutdown()
 
 
 def _train_model(
