@@ -16,6 +16,7 @@ from nas.search.few_shot import FewShotSettings, FewShotSupernet, build_supernet
 from nas.search.loop import CHECKPOINT
 from nas.search.sampling import group_loss, sandwich_group
 from search_spaces.base import Categorical
+from search_spaces.enas_macro import EnasMacroSpace
 from search_spaces.mobilenetv3 import MobileNetV3Space
 from tests.test_search import assert_same_run, search, workdir  # noqa: F401 (fixture)
 
@@ -41,6 +42,8 @@ def test_auto_splits_on_the_decision_that_takes_most_macs_off_the_largest_arch()
     assert split_decision(space, "l3_kernel", num_classes=3, input_shape=SHAPE).name == "l3_kernel"
     with pytest.raises(ValueError, match="trainer.few_shot.split='l99_kernel'"):
         split_decision(space, "l99_kernel", num_classes=3, input_shape=SHAPE)
+    with pytest.raises(ValueError, match="trainer.few_shot.split=auto needs the largest arch"):
+        split_decision(EnasMacroSpace(num_layers=2, filters=8), "auto", num_classes=3, input_shape=SHAPE)
     with pytest.raises(ValueError, match="trainer.few_shot.at=1.0"):
         FewShotSettings(split="auto", at=1.0)
 

@@ -55,6 +55,9 @@ def split_decision(space: SearchSpace, name: str, *, num_classes: int, input_sha
             raise ValueError(f"trainer.few_shot.split={name!r} is not a categorical decision of {space.name}: "
                              f"choose auto or one of {', '.join(categoricals)}")
         return categoricals[name]
+    if not space.options_by_size:
+        raise ValueError(f"trainer.few_shot.split=auto needs the largest arch, and space {space.name!r} does not "
+                         f"list its options by size: name the decision instead, one of {', '.join(categoricals)}")
     largest = space.extreme_arch(largest=True)
 
     def macs(arch: Arch) -> int:
