@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from experiments.search import search
 from experiments.settings import plain, settings_from
 from experiments.train import train
 from nas.data.prepare import prepare_dataset
-from nas.data.synth import SynthSettings, record_path, synthesize
+from nas.data.synth import SynthSettings, differences_from_record, record_path, synthesize
 from nas.evaluate.compare import Comparison, compare_runs
 from nas.io.registry import CONF_DIR
 from nas.runtime import torch_threads
@@ -212,7 +213,10 @@ def run_demo(cfg: DictConfig, out_dir: str | Path) -> DemoResult:
 def synthesise_if_missing(cfg: DictConfig) -> None:
     """Write the bundled instrument set into ``data.root``, unless ``data.root`` holds audio
     that melnas-synth did not write (the user's own folder) or ``data.manifest`` is set.
-    ``synthesize`` itself reuses an unchanged set, so a second demo run costs nothing here."""
+    ``synthesize`` itself reuses an unchanged set, so a second demo run costs nothing here.
+    A set that melnas-synth wrote with other settings (``melnas-synth
+    synth.files_per_class=288 ...``, or an older default) is used as it is, never
+    re-rendered over: the log names the settings that differ and how to re-make it."""
     root = Path(cfg.data.root)
     ours = record_path(root).is_file()
     if cfg.data.manifest or (not ours and root.is_dir() and any(p.is_file() for p in root.rglob("*"))):
@@ -221,6 +225,13 @@ def synthesise_if_missing(cfg: DictConfig) -> None:
     demo = settings_from(cfg.demo, DemoSettings, prefix="demo")
     synth_cfg = _compose("synth", demo.synth_overrides)
     settings = SynthSettings.from_config({**plain(synth_cfg.synth), "out_dir": str(root)})
+    differing = differences_from_record(settings)
+    if differing:
+        listed = "; ".join(f"{key}: {was} there, {asked} asked" for key, (was, asked) in differing.items())
+        log.warning("data: %s was written by melnas-synth with other settings (%s); using it as it is. "
+                    "To re-make it with these settings: melnas-synth synth.out_dir=%s %s", root, listed, root,
+                    " ".join(shlex.quote(o) for o in demo.synth_overrides))
+        return
     log.info("%s", synthesize(settings, progress=demo.progress).summary())
 
 

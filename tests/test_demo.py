@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,25 @@ def test_synthesis_writes_the_bundled_set_but_never_into_a_users_folder(tmp_path
     before = sorted(users.rglob("*"))
     synthesise_if_missing(_demo_cfg(f"data.root={users}", f"demo.synth_overrides={tiny_synth}"))
     assert sorted(users.rglob("*")) == before
+
+
+def test_a_synthesised_set_made_with_other_settings_is_used_as_it_is(tmp_path, caplog):
+    """A study pointed at a set the user made with melnas-synth and other settings
+    re-rendered it with the study's, deleting two thirds of the files."""
+    tiny = ["synth.classes=[piano,flute]", "synth.min_seconds=1", "synth.max_seconds=1", "synth.num_workers=0"]
+    root = tmp_path / "mine"
+    mine = '["synth.files_per_class=2","synth.backing_db=[-8,-2]",' + ",".join(f'"{o}"' for o in tiny) + "]"
+    synthesise_if_missing(_demo_cfg(f"data.root={root}", f"demo.synth_overrides={mine}", "demo.progress=false"))
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*.flac")}
+    assert len(before) == 4
+
+    others = '["synth.files_per_class=1",' + ",".join(f'"{o}"' for o in tiny) + "]"
+    with caplog.at_level(logging.WARNING):
+        synthesise_if_missing(_demo_cfg(f"data.root={root}", f"demo.synth_overrides={others}"))
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*.flac")} == before
+    assert "files_per_class: 2 there, 1 asked" in caplog.text
+    assert "backing_db: [-8.0, -2.0] there, None asked" in caplog.text
+    assert f"melnas-synth synth.out_dir={root}" in caplog.text
 
 
 def test_plan_matches_the_search_budgets_and_wires_winners_to_retraining(tmp_path):

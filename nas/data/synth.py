@@ -328,10 +328,15 @@ def _synthesize_task(task: tuple[FileSpec, int]) -> float:
     return synthesize_file(*task)
 
 
+def _audible_settings(settings: SynthSettings) -> dict[str, Any]:
+    """The settings that change the audio (not where it goes, nor how many processes)."""
+    return {key: value for key, value in asdict(settings).items()
+            if key not in ("num_workers", "out_dir", "soundfonts", "system_soundfonts")
+            and not (key == "backing_db" and value is None)}  # solo sets keep their fingerprint
+
+
 def _fingerprint(settings: SynthSettings, fonts: Sequence[Path]) -> str:
-    identity = {key: value for key, value in asdict(settings).items()
-                if key not in ("num_workers", "out_dir", "soundfonts", "system_soundfonts")
-                and not (key == "backing_db" and value is None)}  # solo sets keep their fingerprint
+    identity = _audible_settings(settings)
     identity["generator_version"] = GENERATOR_VERSION
     identity["fonts"] = [(f.name, f.stat().st_size) for f in fonts]
     identity["instruments"] = [asdict(i) for i in settings.instruments()]
@@ -375,12 +380,32 @@ def synthesize(settings: SynthSettings, *, progress: bool = True) -> SynthReport
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({
         "fingerprint": fingerprint,
+        "settings": _audible_settings(settings),
         "seconds": total_seconds,
         "soundfonts": [str(f) for f in fonts],
         "files": [spec.path.relative_to(settings.out_dir).as_posix() for spec in specs],
     }, indent=1), encoding="utf-8")
     return SynthReport(settings.out_dir, False, fonts, counts, total_seconds / 60,
                        time.perf_counter() - started, notes)
+
+
+def differences_from_record(settings: SynthSettings) -> dict[str, tuple[Any, Any]] | None:
+    """How the set in ``settings.out_dir`` differs from what ``settings`` would write:
+    ``{}`` when it was written with them (SoundFonts included), ``{setting: (recorded,
+    asked)}`` for each differing setting, ``None`` when no melnas-synth set is there."""
+    record = _read_record(record_path(settings.out_dir))
+    if not record:
+        return None
+    fonts = find_soundfonts(settings)
+    if record.get("fingerprint") == _fingerprint(settings, fonts):
+        return {}
+    if "settings" not in record:
+        return {"settings": ("not recorded (an older melnas-synth)", "these")}
+    asked = json.loads(json.dumps(_audible_settings(settings), default=str))  # tuples as the record has them
+    recorded = record["settings"]
+    differing = {key: (recorded.get(key), asked.get(key)) for key in sorted({*recorded, *asked})
+                 if recorded.get(key) != asked.get(key)}
+    return differing or {"soundfonts": (record.get("soundfonts"), [str(f) for f in fonts])}
 
 
 def _read_record(path: Path) -> dict[str, Any]:
