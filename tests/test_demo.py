@@ -86,7 +86,7 @@ def test_demo_runs_the_whole_journey(tmp_path):
 
 
 def test_synthesis_writes_the_bundled_set_but_never_into_a_users_folder(tmp_path):
-    tiny_synth = '["synth.files_per_class=1","synth.classes=[piano]","synth.min_seconds=1","synth.max_seconds=1",' \
+    tiny_synth = '["synth.files_per_class=1","synth.classes=[piano]","synth.backing_db=null","synth.min_seconds=1","synth.max_seconds=1",' \
                  '"synth.num_workers=0"]'
     fresh = tmp_path / "fresh"
     cfg = _demo_cfg(f"data.root={fresh}", f"demo.synth_overrides={tiny_synth}", "demo.progress=false")
@@ -109,7 +109,7 @@ def test_a_synthesised_set_made_with_other_settings_is_used_as_it_is(tmp_path, c
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*.flac")}
     assert len(before) == 4
 
-    others = '["synth.files_per_class=1",' + ",".join(f'"{o}"' for o in tiny) + "]"
+    others = '["synth.files_per_class=1","synth.backing_db=null",' + ",".join(f'"{o}"' for o in tiny) + "]"
     with caplog.at_level(logging.WARNING):
         synthesise_if_missing(_demo_cfg(f"data.root={root}", f"demo.synth_overrides={others}"))
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*.flac")} == before

@@ -21,9 +21,10 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def small(out_dir: Path, **changes) -> SynthSettings:
+    """A few short solo files (the mix is asked for explicitly where a test is about it)."""
     values = dict(out_dir=out_dir, files_per_class=2, min_seconds=1.5, max_seconds=2.0,
                   sample_rate=16000, classes=("piano", "drums", "bass"), system_soundfonts=(),
-                  num_workers=1)
+                  num_workers=1, backing_db=None)
     return SynthSettings(**{**values, **changes})
 
 

@@ -57,7 +57,7 @@ def bundled_soundfont() -> Path:
 class SynthSettings:
     out_dir: Path = Path("data/instruments")
     seed: int = 0
-    files_per_class: int = 96
+    files_per_class: int = 288
     min_seconds: float = 1.5
     max_seconds: float = 2.5
     sample_rate: int = 22050
@@ -65,7 +65,7 @@ class SynthSettings:
     soundfonts: tuple[Path, ...] = ()  # the user's, on top of those found
     system_soundfonts: tuple[Path, ...] = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),)
     num_workers: int | None = None
-    backing_db: tuple[float, float] | None = None  # None: solo phrases
+    backing_db: tuple[float, float] | None = (-8.0, -2.0)  # None: solo phrases
 
     def __post_init__(self) -> None:
         if self.backing_db is not None and not (len(self.backing_db) == 2
@@ -73,7 +73,8 @@ class SynthSettings:
             raise DataError(f"synth.backing_db={list(self.backing_db)}: expected null or [low, high] "
                              "in dB with low <= high <= 0 (the backing below the labelled instrument)")
         if self.backing_db is not None and len(self.instruments()) < 2:
-            raise DataError("synth.backing_db needs at least two classes (the backing plays another class)")
+            raise DataError("synth.backing_db needs at least two classes (the backing plays another class): "
+                            "add classes, or set synth.backing_db=null for solo phrases")
         if self.files_per_class < 1:
             raise DataError(f"synth.files_per_class={self.files_per_class}: expected >= 1")
         if not 1.0 <= self.min_seconds <= self.max_seconds:
