@@ -227,10 +227,9 @@ def synthesise_if_missing(cfg: DictConfig) -> None:
     settings = SynthSettings.from_config({**plain(synth_cfg.synth), "out_dir": str(root)})
     differing = differences_from_record(settings)
     if differing:
-        listed = "; ".join(f"{key}: {was} there, {asked} asked" for key, (was, asked) in differing.items())
         log.warning("data: %s was written by melnas-synth with other settings (%s); using it as it is. "
-                    "To re-make it with these settings: melnas-synth synth.out_dir=%s %s", root, listed, root,
-                    " ".join(shlex.quote(o) for o in demo.synth_overrides))
+                    "To re-make it with these settings: melnas-synth synth.out_dir=%s %s",
+                    root, "; ".join(differing), root, " ".join(shlex.quote(o) for o in demo.synth_overrides))
         return
     log.info("%s", synthesize(settings, progress=demo.progress).summary())
 

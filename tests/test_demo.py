@@ -86,7 +86,8 @@ def test_demo_runs_the_whole_journey(tmp_path):
 
 
 def test_synthesis_writes_the_bundled_set_but_never_into_a_users_folder(tmp_path):
-    tiny_synth = '["synth.files_per_class=1","synth.classes=[piano]","synth.backing_db=null","synth.min_seconds=1","synth.max_seconds=1",' \
+    tiny_synth = '["synth.files_per_class=1","synth.classes=[piano]","synth.backing_db=null",' \
+                 '"synth.min_seconds=1","synth.max_seconds=1",' \
                  '"synth.num_workers=0"]'
     fresh = tmp_path / "fresh"
     cfg = _demo_cfg(f"data.root={fresh}", f"demo.synth_overrides={tiny_synth}", "demo.progress=false")

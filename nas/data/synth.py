@@ -390,23 +390,23 @@ def synthesize(settings: SynthSettings, *, progress: bool = True) -> SynthReport
                        time.perf_counter() - started, notes)
 
 
-def differences_from_record(settings: SynthSettings) -> dict[str, tuple[Any, Any]] | None:
-    """How the set in ``settings.out_dir`` differs from what ``settings`` would write:
-    ``{}`` when it was written with them (SoundFonts included), ``{setting: (recorded,
-    asked)}`` for each differing setting, ``None`` when no melnas-synth set is there."""
+def differences_from_record(settings: SynthSettings) -> list[str] | None:
+    """How the set in ``settings.out_dir`` differs from what ``settings`` would write, one
+    line per differing setting (``"files_per_class: 288 there, 96 asked"``): ``[]`` when
+    it was written with them (SoundFonts included), ``None`` when no melnas-synth set is there."""
     record = _read_record(record_path(settings.out_dir))
     if not record:
         return None
     fonts = find_soundfonts(settings)
     if record.get("fingerprint") == _fingerprint(settings, fonts):
-        return {}
+        return []
     if "settings" not in record:
-        return {"settings": ("not recorded (an older melnas-synth)", "these")}
+        return ["its settings are not recorded (an older melnas-synth wrote it)"]
     asked = json.loads(json.dumps(_audible_settings(settings), default=str))  # tuples as the record has them
     recorded = record["settings"]
-    differing = {key: (recorded.get(key), asked.get(key)) for key in sorted({*recorded, *asked})
-                 if recorded.get(key) != asked.get(key)}
-    return differing or {"soundfonts": (record.get("soundfonts"), [str(f) for f in fonts])}
+    differing = [f"{key}: {recorded.get(key)} there, {asked.get(key)} asked"
+                 for key in sorted({*recorded, *asked}) if recorded.get(key) != asked.get(key)]
+    return differing or [f"soundfonts: {record.get('soundfonts')} there, {[str(f) for f in fonts]} found"]
 
 
 def _read_record(path: Path) -> dict[str, Any]:
