@@ -64,6 +64,14 @@ def test_default_config_gives_twenty_minutes():
     assert len(settings.instruments()) * settings.files_per_class * mean_seconds >= 20 * 60
 
 
+def test_the_config_file_and_the_settings_class_give_one_default_set():
+    """conf/synth.yaml and SynthSettings both state the defaults (the API is usable without
+    Hydra); a change to one of them alone would make two different "bundled sets"."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="synth")
+    assert SynthSettings.from_config(cfg.synth) == SynthSettings()
+
+
 def test_plan_cycles_soundfonts_and_programs(tmp_path):
     user_font = tmp_path / "MyFont.sf2"
     shutil.copyfile(bundled_soundfont(), user_font)
