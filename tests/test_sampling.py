@@ -57,6 +57,22 @@ def test_fair_groups_differ_between_steps_and_repeat_with_the_seed():
     assert {x.hash for x in a[0]} != {x.hash for x in a[1]}
 
 
+def test_uniform_sampling_trains_one_arch_per_step_drawn_without_the_controller():
+    """``sampling=uniform`` never asks the controller (None here) and spreads each
+    decision's options evenly over the steps: 600 draws of a 2- or 3-option decision
+    put each option within 4 standard deviations of its expected count."""
+    space = MobileNetV3Space(**QUICK)
+    groups = step_archs(space, None, "uniform", steps=600, rng=np.random.default_rng(0), uniform=False)
+    assert all(len(group) == 1 for group in groups)
+    for d in space.decisions:
+        if isinstance(d, Categorical):
+            counts = Counter(str(group[0][d.name]) for group in groups)
+            expected = 600 / d.size
+            assert set(counts) == {str(o) for o in d.options}
+            assert all(abs(n - expected) < 4 * np.sqrt(expected) for n in counts.values())
+    TrainerSettings(sampling="uniform")  # a valid setting
+
+
 def params(space, arch) -> int:
     return sum(p.numel() for p in space.build(arch, num_classes=3, input_shape=SHAPE).parameters())
 

@@ -83,7 +83,7 @@ class TrainerSettings:
     controller_steps: int = 20  # K per epoch (ENAS: 50 steps x 20 aggregated samples)
     archs_per_step: int = 10  # M
     controller_warmup: float = 0.0  # fraction of controller steps without updates (TuNAS: 0.25)
-    sampling: str = "controller"  # archs per shared step: controller | fair | sandwich (nas/search/sampling.py)
+    sampling: str = "controller"  # archs per shared step: controller | uniform | fair | sandwich (nas/search/sampling.py)
     sandwich_random: int = 2  # sandwich: random archs per step besides the largest and smallest
     sandwich_draw: str = "uniform"  # sandwich: how those are drawn: uniform | tilted (nas/search/sampling.py)
     sandwich_distill: bool = True  # sandwich: the others learn the largest's soft labels (false: the labels)

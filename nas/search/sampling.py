@@ -1,6 +1,9 @@
 """Which archs train the shared weights at each step of the search (``trainer.sampling``).
 
 - ``controller`` (ENAS): one arch per step, drawn from the controller.
+- ``uniform`` (single-path one-shot, Guo et al. 2019; random search with weight sharing,
+  Li & Talwalkar 2019): one arch per step, every decision drawn uniformly, whatever the
+  controller prefers; the controller still learns from the supernet's scores.
 - ``fair`` (strict fairness, FairNAS, Chu et al. 2019): each step trains a group of k
   archs on the same minibatch, gradients summed before one optimizer step; in a group
   every option of every categorical decision appears equally often (k is the least
@@ -38,7 +41,7 @@ from controllers.base import Controller
 from nas.runtime import torch_threads
 from search_spaces.base import Arch, Categorical, SearchSpace, check_options_by_size, tilted_arch, uniform_values
 
-SAMPLING_MODES = ("controller", "fair", "sandwich")
+SAMPLING_MODES = ("controller", "uniform", "fair", "sandwich")
 SANDWICH_DRAWS = ("uniform", "tilted")  # trainer.sandwich_draw
 
 
@@ -104,7 +107,7 @@ def step_archs(
         return [fair_group(space, rng) for _ in range(steps)]
     if mode == "sandwich":
         return [sandwich_group(space, rng, sandwich_random, sandwich_draw) for _ in range(steps)]
-    if uniform:
+    if uniform or mode == "uniform":
         return [[space.arch(uniform_values(space.decisions, rng))] for _ in range(steps)]
     with torch.no_grad(), torch_threads(controller.threads):
         return [[space.arch(sample.values)] for sample in controller.sample(steps)]
