@@ -27,7 +27,7 @@ def search_run(run_dir: Path) -> SearchRun:
         # searched before latency runtimes existed: its table was timed in eager torch
         cfg.latency_table.runtime = "torch"
     return SearchRun(settings=settings_from(cfg, SearchSettings, skip=NOT_SETTINGS),
-                     data=plain(cfg.data), space_config=plain(cfg.search_space))
+                     data=plain(cfg.data), space_config=plain(cfg.search_space), run_dir=run_dir)
 
 
 def rank(cfg: DictConfig, run: HydraRun) -> dict[str, Any]:
@@ -40,7 +40,8 @@ def rank(cfg: DictConfig, run: HydraRun) -> dict[str, Any]:
     with open_dict(cfg):
         cfg.data = OmegaConf.create(search.data)
     job = settings_from(cfg, RankJob, skip=("data",))
-    return run_rank(job, search, out_dir=run.out_dir, optimizer_factory=build(job.train.optimizer))
+    referees = [search_run(Path(referee)) for referee in job.rank.referees]
+    return run_rank(job, search, out_dir=run.out_dir, optimizer_factory=build(job.train.optimizer), referees=referees)
 
 
 def report(summary: dict[str, Any], out_dir: Path) -> None:
@@ -49,6 +50,11 @@ def report(summary: dict[str, Any], out_dir: Path) -> None:
           f"top-5 overlap {summary['top5_overlap']}/{min(5, summary['num_archs'])}" + (" (nan: constant scores)" if math.isnan(summary["kendall_tau"]) else ""))
     for mode, figures in summary["by_bn_mode"].items():
         print(f"  bn {mode}: tau {figures['kendall_tau']:.3f} rho {figures['spearman_rho']:.3f}")
+    if summary["referees"]:
+        ensemble = summary["referees"]
+        print(f"  with {len(ensemble['runs'])} referee supernet(s), the mean score: tau {ensemble['kendall_tau']:.3f} "
+              f"rho {ensemble['spearman_rho']:.3f}, top-1 is standalone #{ensemble['top1_standalone_rank']}; "
+              f"the referees alone: tau {ensemble['referees_alone']['kendall_tau']:.3f}")
     baseline = summary["latency_baseline"]
     print(f"  predicted latency as the score (slower ranks higher): tau {baseline['kendall_tau']:.3f} "
           f"rho {baseline['spearman_rho']:.3f} (a supernet below this knows less than 'bigger is better')")

@@ -234,6 +234,31 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
     assert attainable is None if np.isnan(seed_tau) else 0.0 <= attainable <= 1.0
     header = (tmp_path / "rank3" / "rank.csv").read_text().splitlines()[0]
     assert header.endswith("standalone_val,standalone_test,standalone_val_seed0,standalone_val_seed1")
+    assert third["referees"] is None
+    # the run as its own referee: the mean of two identical scores is the score itself
+    refereed = rank(6, "rank4", f"rank.referees=[{run_dir}]")
+    assert refereed["standalone"]["trained_now"] == 0
+    assert refereed["referees"]["runs"] == [str(run_dir)]
+    assert refereed["referees"]["kendall_tau"] == pytest.approx(refereed["kendall_tau"], nan_ok=True)
+    for row in csv.DictReader((tmp_path / "rank4" / "rank.csv").read_text().splitlines()):
+        assert float(row["supernet_ensemble"]) == pytest.approx(float(row["supernet_recalibrate"]), abs=1e-6)
+
+
+def test_a_referee_of_another_space_or_data_is_refused(tmp_path):
+    from nas.errors import MelnasError
+    from nas.search.loop import SearchSettings
+    from nas.search.rank.job import SearchRun, check_referee
+
+    def run(name: str, width: float, cache: str) -> SearchRun:
+        return SearchRun(settings=SearchSettings(), data={"cache_dir": cache},
+                         space_config={"name": "mobilenetv3", "width": width}, run_dir=tmp_path / name)
+
+    ranked = run("ranked", 0.5, "data/cache/a")
+    check_referee(ranked, run("twin", 0.5, "data/cache/a"))
+    with pytest.raises(MelnasError, match=r"rank.referees: .*wide searched with search_space"):
+        check_referee(ranked, run("wide", 1.0, "data/cache/a"))
+    with pytest.raises(MelnasError, match=r"rank.referees: .*other searched with data.cache_dir data/cache/b"):
+        check_referee(ranked, run("other", 0.5, "data/cache/b"))
 
 
 def test_a_recipe_reading_data_settings_takes_the_searchs(tmp_path, monkeypatch):
@@ -278,10 +303,15 @@ def test_the_report_line_explains_nan_only_when_there_is_one(capsys):
         figures = {"kendall_tau": tau, "spearman_rho": tau, "top1_standalone_rank": 1, "top5_overlap": min(3, num_archs)}
         return {"num_archs": num_archs, "bn_mode": "recalibrate", **figures, "by_bn_mode": {"recalibrate": figures},
                 "latency_baseline": figures, "standalone_seed_tau": None, "attainable_tau": None,
-                "standalone_val_test_tau": 0.5}
+                "standalone_val_test_tau": 0.5, "referees": None}
 
     report(summary(0.4, 20), Path("out"))
     first = capsys.readouterr().out.splitlines()[0]
     assert "nan" not in first and first.endswith("top-5 overlap 3/5")
     report(summary(float("nan"), 3), Path("out"))
     assert capsys.readouterr().out.splitlines()[0].endswith("top-5 overlap 3/3 (nan: constant scores)")
+    refereed = summary(0.4, 20) | {"referees": {"runs": ["a", "b"], "kendall_tau": 0.55, "spearman_rho": 0.7,
+                                                "top1_standalone_rank": 2, "referees_alone": {"kendall_tau": 0.5}}}
+    report(refereed, Path("out"))
+    assert ("with 2 referee supernet(s), the mean score: tau 0.550 rho 0.700, top-1 is standalone #2; "
+            "the referees alone: tau 0.500") in capsys.readouterr().out

@@ -5,7 +5,8 @@ search's own settings and config groups, and the optimizer factory).
 Steps: load ``checkpoints/last.pt`` (weights only) into the space's supernet; draw the
 archs (``draw.archs_to_rank``: the search's top archs and a latency-stratified spread);
 score each on the whole validation split under every ``rank.bn_modes`` (the first is the
-headline); train each standalone with ``train=rank`` (``standalone``: cached, resumable,
+headline), and under the headline mode with the supernets of ``rank.referees`` (other
+searches of the same space and data: the mean of several supernets' scores); train each standalone with ``train=rank`` (``standalone``: cached, resumable,
 parallel); write ``rank.csv``, ``rank.json`` and ``rank.png`` (``report``).
 """
 
@@ -17,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import mean
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -56,6 +57,7 @@ class RankSettings:
     jobs: int = 1
     threads: int | None = None  # torch threads per training; None: cores // jobs
     train_seeds: list[int] = field(default_factory=lambda: [0])  # standalone accuracy: the mean over these
+    referees: list[str] = field(default_factory=list)  # other search runs whose supernets score the archs too
 
     def __post_init__(self) -> None:
         if not self.bn_modes:
@@ -91,24 +93,44 @@ class SearchRun:
     settings: SearchSettings
     data: Mapping[str, Any]
     space_config: Mapping[str, Any]
+    run_dir: Path
+
+
+def check_referee(search: SearchRun, referee: SearchRun) -> None:
+    """A referee's supernet must be of the ranked search's space, trained on the same data."""
+    for what, ours, theirs in (("search_space", dict(search.space_config), dict(referee.space_config)),
+                               ("data.cache_dir", search.data["cache_dir"], referee.data["cache_dir"])):
+        if ours != theirs:
+            raise MelnasError(f"rank.referees: {referee.run_dir} searched with {what} {theirs}, the ranked run "
+                              f"{search.run_dir} with {ours}: a referee must search the same space on the same data")
+
+
+def load_supernet(search: SearchRun, data: Any, space: Any, device: torch.device) -> torch.nn.Module:
+    """The supernet of a finished search, from its last checkpoint (weights only)."""
+    supernet = build_supernet(space, search.settings.trainer.few_shot, num_classes=data.num_classes,
+                              input_shape=data.input_shape)
+    supernet.load_state_dict(load_checkpoint(search.run_dir / CHECKPOINT)["supernet"])
+    return supernet.to(device)
 
 
 def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
-             optimizer_factory: Callable[..., torch.optim.Optimizer]) -> dict[str, Any]:
-    """Rank the archs of ``job.run``; write the report into ``out_dir``; return ``rank.json``'s content."""
+             optimizer_factory: Callable[..., torch.optim.Optimizer],
+             referees: Sequence[SearchRun] = ()) -> dict[str, Any]:
+    """Rank the archs of ``job.run``; write the report into ``out_dir``; return ``rank.json``'s content.
+
+    ``referees``: the searches of ``job.rank.referees``, already read.
+    """
     started = time.perf_counter()
     run_dir, out_dir, r = Path(job.run), Path(out_dir), job.rank
     top_file = run_dir / "top_archs.json"
     if not top_file.is_file():
         raise MelnasError(f"{run_dir} is not a finished search (no top_archs.json): pass run=<a search run directory>")
-    checkpoint = load_checkpoint(run_dir / CHECKPOINT)
+    for referee in referees:
+        check_referee(search, referee)
     device = resolve_device(job.device)
     data = open_prepared(search.data["cache_dir"])
     space = build_space(dict(search.space_config))
-    supernet = build_supernet(space, search.settings.trainer.few_shot, num_classes=data.num_classes,
-                              input_shape=data.input_shape)
-    supernet.load_state_dict(checkpoint["supernet"])
-    supernet.to(device)
+    supernet = load_supernet(search, data, space, device)
     table = latency_table_for(space, num_classes=data.num_classes, input_shape=data.input_shape,
                               seed=search.settings.seed, **search.settings.latency_table.kwargs())
     latency = LatencyLookup(table.predict_arch, space)
@@ -117,8 +139,13 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     log.info("ranking %d archs of %s (%d from the search's top)", len(chosen), run_dir,
              sum(origin == "top" for _, origin in chosen))
 
+    archs, batch_size = [a for a, _ in chosen], search.settings.trainer.val_batch_size
     with torch_threads(r.threads):
-        scores = score_archs(supernet, [a for a, _ in chosen], data, r, search.settings.trainer.val_batch_size, device)
+        scores = score_archs(supernet, archs, data, r, r.bn_modes, batch_size, device)
+        by_referee = [score_archs(load_supernet(referee, data, space, device), archs, data, r, r.bn_modes[:1],
+                                  batch_size, device)[r.bn_modes[0]] for referee in referees]
+    # the ensemble: the mean score of the run's supernet and the referees' (headline bn mode)
+    ensemble = [mean(one) for one in zip(scores[r.bn_modes[0]], *by_referee)]
     scored_s = time.perf_counter() - started
 
     cache = Path(r.cache_dir).expanduser() if r.cache_dir else run_dir / "rank_cache"
@@ -137,6 +164,7 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     rows = [{
         "hash": arch.hash, "arch_str": space.arch_string(arch), "origin": origin, "latency_ms": latency(arch),
         **{f"supernet_{mode}": scores[mode][i] for mode in r.bn_modes},
+        **({"supernet_ensemble": ensemble[i]} if referees else {}),
         "standalone_val": mean(by_seed[s][i]["val_accuracy"] for s in r.train_seeds),
         "standalone_test": mean(by_seed[s][i]["test_accuracy"] for s in r.train_seeds),
         **{f"standalone_val_seed{s}": by_seed[s][i]["val_accuracy"] for s in r.train_seeds},
@@ -149,6 +177,9 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
         "by_bn_mode": {mode: agreement(scores[mode], val) for mode in r.bn_modes},
         "vs_standalone_test": agreement(scores[r.bn_modes[0]], [row["standalone_test"] for row in rows]),
         "latency_baseline": agreement([row["latency_ms"] for row in rows], val),
+        "referees": ({"runs": [str(referee.run_dir) for referee in referees], **agreement(ensemble, val),
+                      "referees_alone": agreement([mean(one) for one in zip(*by_referee)], val)}
+                     if referees else None),
         "standalone_seed_tau": seed_tau,
         "attainable_tau": attainable_tau(seed_tau, len(r.train_seeds)),
         # the split's own noise, which seeds do not average away: how well the standalone
@@ -164,8 +195,8 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     return summary
 
 
-def score_archs(supernet: torch.nn.Module, archs: list, data: Any, r: RankSettings, batch_size: int,
-                device: torch.device) -> dict[str, list[float]]:
+def score_archs(supernet: torch.nn.Module, archs: list, data: Any, r: RankSettings, bn_modes: Sequence[str],
+                batch_size: int, device: torch.device) -> dict[str, list[float]]:
     """Each arch's supernet accuracy on the whole val split, per bn mode (same batches for all)."""
     def on_device(loader: Any) -> list:
         return [(x.to(device), y.to(device)) for x, y in loader]
@@ -176,7 +207,7 @@ def score_archs(supernet: torch.nn.Module, archs: list, data: Any, r: RankSettin
     train = make_loader(data, "train", batch_size=batch_size, shuffle=True, seed=r.seed, drop_last=False)
     recal = on_device(batch for _, batch in zip(range(r.recalibration_batches), train))
     scores = {}
-    for mode in r.bn_modes:
+    for mode in bn_modes:
         with ArchScorer(supernet, bn_mode=mode, recalibration_batches=recal) as scorer:
             scores[mode] = scorer.accuracies(archs, val)
     return scores
