@@ -10,24 +10,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from experiments.cli import HydraRun, run_hydra_app
-from experiments.search import NOT_SETTINGS
+from experiments.search import referees_from, search_run
 from experiments.settings import build, plain, settings_from
-from nas.errors import MelnasError
-from nas.search.loop import SearchSettings
-from nas.search.rank.job import RankJob, SearchRun, run_rank
-
-
-def search_run(run_dir: Path) -> SearchRun:
-    """The settings and config groups a search ran with (its ``.hydra/config.yaml``)."""
-    path = run_dir / ".hydra" / "config.yaml"
-    if not path.is_file():
-        raise MelnasError(f"{path} is missing: run= must be a directory melnas-search wrote")
-    cfg = OmegaConf.load(path)
-    if "latency_table" in cfg and "runtime" not in cfg.latency_table:
-        # searched before latency runtimes existed: its table was timed in eager torch
-        cfg.latency_table.runtime = "torch"
-    return SearchRun(settings=settings_from(cfg, SearchSettings, skip=NOT_SETTINGS),
-                     data=plain(cfg.data), space_config=plain(cfg.search_space), run_dir=run_dir)
+from nas.search.rank.job import RankJob, run_rank
 
 
 def rank(cfg: DictConfig, run: HydraRun) -> dict[str, Any]:
@@ -40,7 +25,7 @@ def rank(cfg: DictConfig, run: HydraRun) -> dict[str, Any]:
     with open_dict(cfg):
         cfg.data = OmegaConf.create(search.data)
     job = settings_from(cfg, RankJob, skip=("data",))
-    referees = [search_run(Path(referee)) for referee in job.rank.referees]
+    referees = referees_from(job.rank.referees, setting="rank.referees")
     return run_rank(job, search, out_dir=run.out_dir, optimizer_factory=build(job.train.optimizer), referees=referees)
 
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Sequence
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from experiments.cli import HydraRun, hydra_worker_overrides, run_hydra_app
 from experiments.settings import build, plain, settings_from
 from nas.distributed import world_from_env
-from nas.search.loop import SearchInputs, SearchOutcome, SearchSettings, run_search
+from nas.errors import MelnasError
+from nas.search.loop import CHECKPOINT, SearchInputs, SearchOutcome, SearchSettings, run_search
+from nas.search.rank.job import SearchRun
+from nas.search.referees import Referee
 from nas.search.reward import RewardBuilder
 
 # Config groups that are not settings: passed on as data, or built into objects here.
@@ -24,8 +28,34 @@ def search(cfg: DictConfig, run: HydraRun) -> SearchOutcome:
     inputs = SearchInputs(
         data=plain(cfg.data), space_config=plain(cfg.search_space), controller=build(cfg.controller),
         reward=reward_builder(cfg.reward), controller_name=run.choices.get("controller"), config=plain(cfg),
+        referees=referees_from(settings.trainer.final.referees, setting="trainer.final.referees"),
     )
     return run_search(settings, inputs, run_dir=run.out_dir)
+
+
+def search_run(run_dir: Path) -> SearchRun:
+    """The settings and config groups a search ran with (its ``.hydra/config.yaml``)."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise MelnasError(f"{path} is missing: {run_dir} must be a directory melnas-search wrote")
+    cfg = OmegaConf.load(path)
+    if "latency_table" in cfg and "runtime" not in cfg.latency_table:
+        # searched before latency runtimes existed: its table was timed in eager torch
+        cfg.latency_table.runtime = "torch"
+    return SearchRun(settings=settings_from(cfg, SearchSettings, skip=NOT_SETTINGS),
+                     data=plain(cfg.data), space_config=plain(cfg.search_space))
+
+
+def referees_from(run_dirs: Sequence[str], *, setting: str) -> list[Referee]:
+    """The finished searches ``setting`` names, read as referees."""
+    referees = []
+    for run_dir in map(Path, run_dirs):
+        if not (run_dir / ".hydra" / "config.yaml").is_file():
+            raise MelnasError(f"{setting}: {run_dir} is not a melnas-search run directory (no .hydra/config.yaml)")
+        run = search_run(run_dir)
+        referees.append(Referee(run_dir=run_dir, checkpoint=run_dir / CHECKPOINT, space_config=run.space_config,
+                                data_cache_dir=run.data["cache_dir"], few_shot=run.settings.trainer.few_shot))
+    return referees
 
 
 def reward_builder(node: DictConfig) -> RewardBuilder:

@@ -244,21 +244,31 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
         assert float(row["supernet_ensemble"]) == pytest.approx(float(row["supernet_recalibrate"]), abs=1e-6)
 
 
-def test_a_referee_of_another_space_or_data_is_refused(tmp_path):
+def test_a_referee_of_another_space_or_data_or_without_a_supernet_is_refused(tmp_path):
     from nas.errors import MelnasError
-    from nas.search.loop import SearchSettings
-    from nas.search.rank.job import SearchRun, check_referee
+    from nas.search.few_shot import FewShotSettings
+    from nas.search.referees import Referee, check_referees
 
-    def run(name: str, width: float, cache: str) -> SearchRun:
-        return SearchRun(settings=SearchSettings(), data={"cache_dir": cache},
-                         space_config={"name": "mobilenetv3", "width": width}, run_dir=tmp_path / name)
+    def referee(name: str, width: float, cache: str) -> Referee:
+        checkpoint = tmp_path / name / "checkpoints" / "last.pt"
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_bytes(b"")
+        return Referee(run_dir=tmp_path / name, checkpoint=checkpoint, data_cache_dir=cache,
+                       space_config={"name": "mobilenetv3", "width": width}, few_shot=FewShotSettings())
 
-    ranked = run("ranked", 0.5, "data/cache/a")
-    check_referee(ranked, run("twin", 0.5, "data/cache/a"))
+    def check(*referees: Referee) -> None:
+        check_referees(referees, space_config={"name": "mobilenetv3", "width": 0.5}, data_cache_dir="data/cache/a",
+                       setting="rank.referees")
+
+    check(referee("twin", 0.5, "data/cache/a"))
     with pytest.raises(MelnasError, match=r"rank.referees: .*wide searched with search_space"):
-        check_referee(ranked, run("wide", 1.0, "data/cache/a"))
+        check(referee("twin", 0.5, "data/cache/a"), referee("wide", 1.0, "data/cache/a"))
     with pytest.raises(MelnasError, match=r"rank.referees: .*other searched with data.cache_dir data/cache/b"):
-        check_referee(ranked, run("other", 0.5, "data/cache/b"))
+        check(referee("other", 0.5, "data/cache/b"))
+    unfinished = referee("unfinished", 0.5, "data/cache/a")
+    unfinished.checkpoint.unlink()
+    with pytest.raises(MelnasError, match=r"rank.referees: .*unfinished/checkpoints/last.pt is missing"):
+        check(unfinished)
 
 
 def test_a_recipe_reading_data_settings_takes_the_searchs(tmp_path, monkeypatch):

@@ -24,8 +24,10 @@ from omegaconf import OmegaConf
 
 from experiments.cli import HydraRun
 from experiments.search import search as search_app
-from nas.io.checkpoint import CheckpointError, load_checkpoint
+from nas.data.dataset import open_prepared
 from nas.data.prepare import prepare_dataset
+from nas.errors import MelnasError
+from nas.io.checkpoint import CheckpointError, load_checkpoint
 from nas.io.registry import build_space
 from nas.search.loop import CHECKPOINT
 from nas.search.reward import MnasReward
@@ -331,3 +333,50 @@ def test_spec_augment_masks_the_shared_steps_and_resumes_exactly(workdir: Path, 
     assert not search(workdir, stopped, "trainer.spec_augment.enabled=true", "trainer.stop_after_epochs=1").finished
     assert search(workdir, stopped, "trainer.spec_augment.enabled=true", "resume=true").finished
     assert_same_run(augmented, stopped)
+
+
+def finished_copy(workdir: Path, source: Path, target: Path, *extra: str) -> Path:
+    """A copy of a finished tiny search, with the ``.hydra/config.yaml`` melnas-search writes
+    (what makes a run directory a referee)."""
+    shutil.copytree(source, target)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="search", overrides=tiny_overrides(workdir, *extra))
+    (target / ".hydra").mkdir()
+    OmegaConf.save(cfg, target / ".hydra" / "config.yaml")
+    return target
+
+
+def final_scores(run_dir: Path) -> dict[str, float]:
+    return {r["arch_str"]: r["accuracy"] for r in read_log(run_dir) if r["phase"] == "final"}
+
+
+def test_referees_rescore_a_finished_searchs_candidates(workdir: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    """Resuming a finished search with ``trainer.final.referees`` re-runs its final phase
+    alone. With the run itself as the referee every candidate keeps its score (the mean of
+    two equal scores); with another seed's supernet each score becomes the mean of two val
+    accuracies (so twice it, in correct windows, is a whole number) and some change."""
+    own = final_scores(uninterrupted)
+    other = tmp_path / "other"
+    assert search(workdir, other, "seed=1").finished
+    other = finished_copy(workdir, other, tmp_path / "referee_other", "seed=1")
+    itself = finished_copy(workdir, uninterrupted, tmp_path / "referee_itself")
+    for referee, run_dir in ((itself, tmp_path / "judged_by_itself"), (other, tmp_path / "judged_by_other")):
+        shutil.copytree(uninterrupted, run_dir)
+        assert search(workdir, run_dir, "resume=true", f"trainer.final.referees=[{referee}]").finished
+        assert load_checkpoint(run_dir / CHECKPOINT)["state"]["train_step"] == \
+            load_checkpoint(uninterrupted / CHECKPOINT)["state"]["train_step"]  # nothing trained again
+    by_itself, by_other = final_scores(tmp_path / "judged_by_itself"), final_scores(tmp_path / "judged_by_other")
+    assert by_itself.keys() == by_other.keys() == own.keys()
+    assert all(by_itself[a] == pytest.approx(own[a], abs=1e-9) for a in own)
+    val_windows = len(open_prepared(workdir / "cache").rows("val"))
+    assert all(abs(2 * by_other[a] * val_windows - round(2 * by_other[a] * val_windows)) < 1e-6 for a in own)
+    assert any(by_other[a] != pytest.approx(own[a], abs=1e-9) for a in own)
+
+
+def test_a_referee_of_another_space_is_refused_before_training(workdir: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    wider = finished_copy(workdir, uninterrupted, tmp_path / "wider", "search_space.width=0.5")
+    with pytest.raises(MelnasError, match=r"trainer.final.referees: .*wider searched with search_space"):
+        search(workdir, tmp_path / "run", f"trainer.final.referees=[{wider}]")
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
+    with pytest.raises(MelnasError, match=r"trainer.final.referees: .*nowhere is not a melnas-search run directory"):
+        search(workdir, tmp_path / "run2", f"trainer.final.referees=[{tmp_path / 'nowhere'}]")

@@ -38,7 +38,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -74,6 +74,7 @@ from nas.search.phases import (
     final_phase,
     train_shared_epoch,
 )
+from nas.search.referees import Referee, check_referees, load_supernet
 from nas.search.reward import Reward, RewardBuilder
 from nas.train.amp import resolve_amp
 from nas.search.tracking import RunTracker, SilentTracker
@@ -81,8 +82,11 @@ from nas.search.tracking import RunTracker, SilentTracker
 CHECKPOINT = Path("checkpoints") / "last.pt"
 CHECKPOINT_FORMAT = 1
 # Settings that may differ between an interrupted run and its resumption.
+# trainer.final.referees only joins the final phase, after the last checkpoint: resuming a
+# finished search with referees re-picks its winners without training anything.
 RESUME_FREE_KEYS = {"resume", "trainer.progress", "trainer.stop_after_epochs", "trainer.num_workers",
-                    "trainer.device", "trainer.amp", "trainer.threads", "data.num_workers", "data.rebuild"}
+                    "trainer.device", "trainer.amp", "trainer.threads", "data.num_workers", "data.rebuild",
+                    "trainer.final.referees"}
 
 
 # A controller of the space's decisions: ``controller_factory(decisions, seed=seed)``.
@@ -130,6 +134,7 @@ class SearchInputs:
     # The run's whole config (plain): a resume must match it (``RESUME_FREE_KEYS`` aside).
     # None: the settings, data and space config.
     config: Mapping[str, Any] | None = None
+    referees: Sequence[Referee] = ()  # trainer.final.referees, read (nas/search/referees.py)
 
 
 def run_search(settings: SearchSettings, inputs: SearchInputs, *, run_dir: str | Path) -> SearchOutcome:
@@ -211,6 +216,8 @@ def build_context(
     seed = search.seed
     seed_everything(seed)
     space_config = dict(inputs.space_config)
+    check_referees(inputs.referees, space_config=space_config, data_cache_dir=inputs.data["cache_dir"],
+                   setting="trainer.final.referees")
     space = build_space(space_config)
     check_space_sampling(space, settings.sampling)
     supernet = build_supernet(space, settings.few_shot, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
@@ -242,6 +249,8 @@ def build_context(
         make_loader=partial(make_loader, data, num_workers=settings.num_workers, pin_memory=device.type == "cuda"),
         steps_per_epoch=steps_per_epoch, optimizer=optimizer, scheduler=scheduler, tracker=tracker, device=device,
         settings=settings, seed=seed, world=world, amp=resolve_amp(settings.amp, device, setting="trainer.amp"),
+        referees=[load_supernet(referee.checkpoint, referee.few_shot, space, num_classes=data.num_classes,
+                                input_shape=data.input_shape, device=device) for referee in inputs.referees],
     )
     return ctx, space_config
 
@@ -283,8 +292,9 @@ def _search(
         ctx.state.train_step,
     )
     ctx.tracker.text("final/best_arch", f"`{top[0]['arch_str']}`", ctx.state.train_step)
+    referees = f" by the supernet and {len(ctx.referees)} referees (mean)" if ctx.referees else ""
     ctx.tracker.info(
-        f"final: {len(ranked)} distinct archs scored on the whole val split in {final_s:.1f} s; best "
+        f"final: {len(ranked)} distinct archs scored on the whole val split{referees} in {final_s:.1f} s; best "
         f"{top[0]['arch_str']}: accuracy {top[0]['accuracy']:.4f}, latency {top[0]['latency_ms']:.3f} ms, "
         f"reward {top[0]['reward']:.4f}"
     )

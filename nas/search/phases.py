@@ -7,7 +7,8 @@
    validation minibatch with the shared weights, turns accuracy and predicted latency
    into rewards and calls ``controller.update``.
 3. ``final_phase``: candidates from the controller, each scored on the whole
-   validation split; the top k by reward are the result of the search.
+   validation split (with ``trainer.final.referees``: the mean score of the supernet and
+   the referees' supernets); the top k by reward are the result of the search.
 
 Every random draw here comes from checkpointed state: the controller's own generator,
 torch's global generator (dropout, loader seeds) and loaders seeded from the run seed
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from controllers.base import Controller, Sample
 from nas.distributed import SINGLE, World, average_buffers, average_gradients, gather, sum_over_ranks
 from nas.search.few_shot import FewShotSettings, FewShotSupernet, per_option
+from nas.search.referees import MeanScorer
 from nas.search.sampling import check_sampling, controller_untrained, group_forward, group_loss, step_archs
 from nas.search.scoring import ArchScorer, Batch, LatencyLookup
 from nas.search.tracking import RunTracker
@@ -62,6 +64,7 @@ class FinalSettings:
     num_samples: int = 100  # fresh controller samples (one per network)
     top_k: int = 5  # archs kept in top_archs.json
     bn_mode: str = "recalibrate"
+    referees: list[str] = field(default_factory=list)  # finished searches whose supernets score the candidates too
 
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.top_k < 1:
@@ -165,6 +168,7 @@ class SearchContext:
     state: SearchState = field(default_factory=SearchState)
     world: World = SINGLE  # the processes of a torchrun run; rank 0 alone writes
     amp: MixedPrecision = FP32  # the shared-weight step's precision (trainer.amp)
+    referees: Sequence[Supernet] = ()  # trainer.final.referees' supernets (nas/search/referees.py)
 
     def to_device(self, batch: Batch) -> Batch:
         x, y = batch
@@ -315,7 +319,7 @@ def scored_summary(records: list[dict[str, Any]], entropies: list[float]) -> dic
 
 
 def score_samples(
-    ctx: SearchContext, scorer: ArchScorer, samples: Sequence[Sample | Arch], batches: list[Batch], *,
+    ctx: SearchContext, scorer: ArchScorer | MeanScorer, samples: Sequence[Sample | Arch], batches: list[Batch], *,
     phase: str, epoch: int,
 ) -> list[dict[str, Any]]:
     """Accuracy on ``batches`` (all archs read from the device at once), predicted latency and
@@ -376,8 +380,8 @@ def final_phase(ctx: SearchContext) -> list[dict[str, Any]]:
     recal = recalibration_batches(ctx, ctx.state.epoch) if s.final.bn_mode == "recalibrate" else []
     records = []
     mine = ctx.world.mine(list(candidates.values()))
-    with ArchScorer(ctx.supernet, bn_mode=s.final.bn_mode, recalibration_batches=recal) as scorer, \
-            ctx.tracker.bar(len(mine), "final") as bar:
+    scorers = [ArchScorer(net, bn_mode=s.final.bn_mode, recalibration_batches=recal) for net in (ctx.supernet, *ctx.referees)]
+    with MeanScorer(scorers) as scorer, ctx.tracker.bar(len(mine), "final") as bar:
         for arch in mine:
             records += score_samples(ctx, scorer, [arch], val, phase="final", epoch=epoch)
             bar.update()

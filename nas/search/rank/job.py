@@ -24,14 +24,14 @@ import torch
 
 from nas.data.dataset import make_loader, open_prepared
 from nas.errors import MelnasError
-from nas.io.checkpoint import load_checkpoint
 from nas.io.model_file import to_plain
 from nas.io.registry import build_space
 from nas.latency.measure import latency_table_for
 from nas.runtime import resolve_device, torch_threads
-from nas.search.few_shot import build_supernet
+from nas.search.few_shot import FewShotSettings
 from nas.search.loop import CHECKPOINT, SearchSettings
 from nas.search.rank.draw import archs_to_rank
+from nas.search.referees import Referee, check_referees, load_supernet
 from nas.search.rank.report import agreement, attainable_tau, seed_agreement, write_csv, write_json, write_plot
 from nas.search.rank.stats import kendall_tau
 from nas.search.rank.standalone import (
@@ -93,29 +93,11 @@ class SearchRun:
     settings: SearchSettings
     data: Mapping[str, Any]
     space_config: Mapping[str, Any]
-    run_dir: Path
-
-
-def check_referee(search: SearchRun, referee: SearchRun) -> None:
-    """A referee's supernet must be of the ranked search's space, trained on the same data."""
-    for what, ours, theirs in (("search_space", dict(search.space_config), dict(referee.space_config)),
-                               ("data.cache_dir", search.data["cache_dir"], referee.data["cache_dir"])):
-        if ours != theirs:
-            raise MelnasError(f"rank.referees: {referee.run_dir} searched with {what} {theirs}, the ranked run "
-                              f"{search.run_dir} with {ours}: a referee must search the same space on the same data")
-
-
-def load_supernet(search: SearchRun, data: Any, space: Any, device: torch.device) -> torch.nn.Module:
-    """The supernet of a finished search, from its last checkpoint (weights only)."""
-    supernet = build_supernet(space, search.settings.trainer.few_shot, num_classes=data.num_classes,
-                              input_shape=data.input_shape)
-    supernet.load_state_dict(load_checkpoint(search.run_dir / CHECKPOINT)["supernet"])
-    return supernet.to(device)
 
 
 def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
              optimizer_factory: Callable[..., torch.optim.Optimizer],
-             referees: Sequence[SearchRun] = ()) -> dict[str, Any]:
+             referees: Sequence[Referee] = ()) -> dict[str, Any]:
     """Rank the archs of ``job.run``; write the report into ``out_dir``; return ``rank.json``'s content.
 
     ``referees``: the searches of ``job.rank.referees``, already read.
@@ -125,12 +107,17 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     top_file = run_dir / "top_archs.json"
     if not top_file.is_file():
         raise MelnasError(f"{run_dir} is not a finished search (no top_archs.json): pass run=<a search run directory>")
-    for referee in referees:
-        check_referee(search, referee)
+    check_referees(referees, space_config=search.space_config, data_cache_dir=search.data["cache_dir"],
+                   setting="rank.referees")
     device = resolve_device(job.device)
     data = open_prepared(search.data["cache_dir"])
     space = build_space(dict(search.space_config))
-    supernet = load_supernet(search, data, space, device)
+
+    def supernet_of(checkpoint: Path, few_shot: FewShotSettings) -> torch.nn.Module:
+        return load_supernet(checkpoint, few_shot, space, num_classes=data.num_classes,
+                             input_shape=data.input_shape, device=device)
+
+    supernet = supernet_of(run_dir / CHECKPOINT, search.settings.trainer.few_shot)
     table = latency_table_for(space, num_classes=data.num_classes, input_shape=data.input_shape,
                               seed=search.settings.seed, **search.settings.latency_table.kwargs())
     latency = LatencyLookup(table.predict_arch, space)
@@ -142,7 +129,7 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     archs, batch_size = [a for a, _ in chosen], search.settings.trainer.val_batch_size
     with torch_threads(r.threads):
         scores = score_archs(supernet, archs, data, r, r.bn_modes, batch_size, device)
-        by_referee = [score_archs(load_supernet(referee, data, space, device), archs, data, r, r.bn_modes[:1],
+        by_referee = [score_archs(supernet_of(referee.checkpoint, referee.few_shot), archs, data, r, r.bn_modes[:1],
                                   batch_size, device)[r.bn_modes[0]] for referee in referees]
     # the ensemble: the mean score of the run's supernet and the referees' (headline bn mode)
     ensemble = [mean(one) for one in zip(scores[r.bn_modes[0]], *by_referee)]
