@@ -75,18 +75,12 @@ from nas.search.phases import (
     train_shared_epoch,
 )
 from nas.search.referees import Referee, check_referees, load_supernet
+from nas.search.resume import CHECKPOINT_FORMAT, check_resumable, identity_of
 from nas.search.reward import Reward, RewardBuilder
 from nas.train.amp import resolve_amp
 from nas.search.tracking import RunTracker, SilentTracker
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
-CHECKPOINT_FORMAT = 1
-# Settings that may differ between an interrupted run and its resumption.
-# trainer.final.referees only joins the final phase, after the last checkpoint: resuming a
-# finished search with referees re-picks its winners without training anything.
-RESUME_FREE_KEYS = {"resume", "trainer.progress", "trainer.stop_after_epochs", "trainer.num_workers",
-                    "trainer.device", "trainer.amp", "trainer.threads", "data.num_workers", "data.rebuild",
-                    "trainer.final.referees"}
 
 
 # A controller of the space's decisions: ``controller_factory(decisions, seed=seed)``.
@@ -131,8 +125,8 @@ class SearchInputs:
     controller: ControllerFactory  # ``controller(decisions, seed=seed)``
     reward: RewardBuilder
     controller_name: str | None = None  # labels the log (``enas_lstm``); None: the class name
-    # The run's whole config (plain): a resume must match it (``RESUME_FREE_KEYS`` aside).
-    # None: the settings, data and space config.
+    # The run's whole config (plain): a resume must match it (``RESUME_FREE_KEYS`` of
+    # nas/search/resume.py aside). None: the settings, data and space config.
     config: Mapping[str, Any] | None = None
     referees: Sequence[Referee] = ()  # trainer.final.referees, read (nas/search/referees.py)
 
@@ -375,19 +369,6 @@ def sync_from_rank_zero(ctx: SearchContext) -> None:
     ctx.controller.load_state_dict(controller)
 
 
-def check_resumable(checkpoint: Mapping[str, Any], identity: dict, path: Path) -> None:
-    """CheckpointError unless ``checkpoint`` was written by a run of the same config."""
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} has checkpoint format {checkpoint.get('format')}, expected {CHECKPOINT_FORMAT}")
-    saved = checkpoint["identity"]
-    changed = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
-    if changed:
-        details = "; ".join(f"{k}: {saved.get(k)!r} -> {identity.get(k)!r}" for k in changed[:8])
-        raise CheckpointError(
-            f"resume=true needs the config the run in {path.parent.parent} was started with; changed: {details}"
-        )
-
-
 def restore(ctx: SearchContext, checkpoint: Mapping[str, Any]) -> None:
     ctx.supernet.load_state_dict(checkpoint["supernet"])
     ctx.controller.load_state_dict(checkpoint["controller"])
@@ -396,21 +377,6 @@ def restore(ctx: SearchContext, checkpoint: Mapping[str, Any]) -> None:
     ctx.state = SearchState(**checkpoint["state"])
     ctx.tracker.truncate_log(int(checkpoint["log_bytes"]))
     restore_rng_state(checkpoint["rng"])
-
-
-def identity_of(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A plain config as flat ``dotted.key -> value`` pairs, minus what a resume may change."""
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, Mapping):
-            for key, value in node.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), value)
-        elif prefix not in RESUME_FREE_KEYS:
-            flat[prefix] = node
-
-    walk("", dict(config))
-    return flat
 
 
 # ---- small helpers ----------------------------------------------------------------------

@@ -1,0 +1,45 @@
+"""What a resumed search must share with the run it continues: the checkpoint format and
+the run's identity (its whole config, flattened, minus the settings a resume may change)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from nas.io.checkpoint import CheckpointError
+
+CHECKPOINT_FORMAT = 1
+# Settings that may differ between an interrupted run and its resumption.
+# trainer.final.referees only joins the final phase, after the last checkpoint: resuming a
+# finished search with referees re-picks its winners without training anything.
+RESUME_FREE_KEYS = {"resume", "trainer.progress", "trainer.stop_after_epochs", "trainer.num_workers",
+                    "trainer.device", "trainer.amp", "trainer.threads", "data.num_workers", "data.rebuild",
+                    "trainer.final.referees"}
+
+
+def check_resumable(checkpoint: Mapping[str, Any], identity: dict, path: Path) -> None:
+    """CheckpointError unless ``checkpoint`` was written by a run of the same config."""
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} has checkpoint format {checkpoint.get('format')}, expected {CHECKPOINT_FORMAT}")
+    saved = checkpoint["identity"]
+    changed = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
+    if changed:
+        details = "; ".join(f"{k}: {saved.get(k)!r} -> {identity.get(k)!r}" for k in changed[:8])
+        raise CheckpointError(
+            f"resume=true needs the config the run in {path.parent.parent} was started with; changed: {details}"
+        )
+
+
+def identity_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain config as flat ``dotted.key -> value`` pairs, minus what a resume may change."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        elif prefix not in RESUME_FREE_KEYS:
+            flat[prefix] = node
+
+    walk("", dict(config))
+    return flat
