@@ -33,11 +33,11 @@ def search(cfg: DictConfig, run: HydraRun) -> SearchOutcome:
     return run_search(settings, inputs, run_dir=run.out_dir)
 
 
-def search_run(run_dir: Path) -> SearchRun:
+def search_run(run_dir: Path, *, setting: str = "run") -> SearchRun:
     """The settings and config groups a search ran with (its ``.hydra/config.yaml``)."""
     path = run_dir / ".hydra" / "config.yaml"
     if not path.is_file():
-        raise MelnasError(f"{path} is missing: {run_dir} must be a directory melnas-search wrote")
+        raise MelnasError(f"{setting}: {path} is missing: {run_dir} is not a directory melnas-search wrote")
     cfg = OmegaConf.load(path)
     if "latency_table" in cfg and "runtime" not in cfg.latency_table:
         # searched before latency runtimes existed: its table was timed in eager torch
@@ -50,9 +50,7 @@ def referees_from(run_dirs: Sequence[str], *, setting: str) -> list[Referee]:
     """The finished searches ``setting`` names, read as referees."""
     referees = []
     for run_dir in map(Path, run_dirs):
-        if not (run_dir / ".hydra" / "config.yaml").is_file():
-            raise MelnasError(f"{setting}: {run_dir} is not a melnas-search run directory (no .hydra/config.yaml)")
-        run = search_run(run_dir)
+        run = search_run(run_dir, setting=setting)
         referees.append(Referee(run_dir=run_dir, checkpoint=run_dir / CHECKPOINT, space_config=run.space_config,
                                 data_cache_dir=run.data["cache_dir"], few_shot=run.settings.trainer.few_shot))
     return referees

@@ -253,6 +253,7 @@ def test_a_referee_of_another_space_or_data_or_without_a_supernet_is_refused(tmp
         checkpoint = tmp_path / name / "checkpoints" / "last.pt"
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         checkpoint.write_bytes(b"")
+        (tmp_path / name / "top_archs.json").write_text("[]")
         return Referee(run_dir=tmp_path / name, checkpoint=checkpoint, data_cache_dir=cache,
                        space_config={"name": "mobilenetv3", "width": width}, few_shot=FewShotSettings())
 
@@ -261,11 +262,15 @@ def test_a_referee_of_another_space_or_data_or_without_a_supernet_is_refused(tmp
                        setting="rank.referees")
 
     check(referee("twin", 0.5, "data/cache/a"))
-    with pytest.raises(MelnasError, match=r"rank.referees: .*wide searched with search_space"):
+    with pytest.raises(MelnasError, match=r"rank.referees: .*wide searched with another search_space \(width: 1.0 there, 0.5 here\)"):
         check(referee("twin", 0.5, "data/cache/a"), referee("wide", 1.0, "data/cache/a"))
     with pytest.raises(MelnasError, match=r"rank.referees: .*other searched with data.cache_dir data/cache/b"):
         check(referee("other", 0.5, "data/cache/b"))
+    check(referee("same_cache_other_spelling", 0.5, "data/cache/../cache/a"))
     unfinished = referee("unfinished", 0.5, "data/cache/a")
+    (unfinished.run_dir / "top_archs.json").unlink()
+    with pytest.raises(MelnasError, match=r"rank.referees: .*unfinished/top_archs.json is missing: .*resume=true"):
+        check(unfinished)
     unfinished.checkpoint.unlink()
     with pytest.raises(MelnasError, match=r"rank.referees: .*unfinished/checkpoints/last.pt is missing"):
         check(unfinished)

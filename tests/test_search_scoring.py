@@ -114,6 +114,30 @@ def test_bn_modes_use_the_statistics_they_promise() -> None:
     assert not torch.allclose(predictions("batch", []), running, atol=1e-2)
 
 
+def test_mean_scorer_averages_supernets_and_leaves_each_as_it_was() -> None:
+    """The referees' score: the mean of each supernet's own accuracy, each recalibrated on
+    the same batches and each put back as it was (running statistics, train mode)."""
+    from nas.search.referees import MeanScorer
+
+    own, referee = trained_net(), trained_net()
+    torch.manual_seed(7)
+    for layer in (referee.conv, *referee.heads):  # another supernet: other weights
+        layer.reset_parameters()
+    recal, val, archs = batches(2, seed=2), batches(8, seed=3), [arch(0), arch(1)]
+    before = [{k: v.clone() for k, v in net.state_dict().items()} for net in (own, referee)]
+    alone = []
+    for net in (own, referee):
+        with ArchScorer(net, bn_mode="recalibrate", recalibration_batches=recal) as scorer:
+            alone.append(scorer.accuracies(archs, val))
+    with MeanScorer([ArchScorer(net, bn_mode="recalibrate", recalibration_batches=recal)
+                     for net in (own, referee)]) as scorer:
+        mean = scorer.accuracies(archs, val)
+    assert alone[0] != alone[1]
+    assert mean == pytest.approx([(a + b) / 2 for a, b in zip(*alone)], abs=1e-12)
+    for net, state in zip((own, referee), before):
+        assert net.training and all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+
+
 def test_unknown_bn_mode_and_missing_recalibration_batches_are_errors() -> None:
     with pytest.raises(ValueError, match="bn_mode"):
         ArchScorer(TwoPathNet(), bn_mode="frozen")

@@ -74,7 +74,7 @@ from nas.search.phases import (
     final_phase,
     train_shared_epoch,
 )
-from nas.search.referees import Referee, check_referees, load_supernet
+from nas.search.referees import Referee, check_referees, load_referees
 from nas.search.resume import CHECKPOINT_FORMAT, check_resumable, identity_of
 from nas.search.reward import Reward, RewardBuilder
 from nas.train.amp import resolve_amp
@@ -243,8 +243,8 @@ def build_context(
         make_loader=partial(make_loader, data, num_workers=settings.num_workers, pin_memory=device.type == "cuda"),
         steps_per_epoch=steps_per_epoch, optimizer=optimizer, scheduler=scheduler, tracker=tracker, device=device,
         settings=settings, seed=seed, world=world, amp=resolve_amp(settings.amp, device, setting="trainer.amp"),
-        referees=[load_supernet(referee.checkpoint, referee.few_shot, space, num_classes=data.num_classes,
-                                input_shape=data.input_shape, device=device) for referee in inputs.referees],
+        referee_supernets=partial(load_referees, inputs.referees, space, num_classes=data.num_classes,
+                                  input_shape=data.input_shape, device=device),
     )
     return ctx, space_config
 
@@ -279,14 +279,14 @@ def _search(
         write_json(run_dir / "top_archs.json", top)
         write_json(run_dir / "search_summary.json", {
             "epochs": ctx.state.history, "setup_s": setup_s, "final_s": final_s,
-            "final_candidates": len(ranked), "best": top[0],
+            "final_candidates": len(ranked), "final_referees": list(s.final.referees), "best": top[0],
         })
     ctx.tracker.scalars(
         {"final/reward": top[0]["reward"], "final/accuracy": top[0]["accuracy"], "final/latency_ms": top[0]["latency_ms"]},
         ctx.state.train_step,
     )
     ctx.tracker.text("final/best_arch", f"`{top[0]['arch_str']}`", ctx.state.train_step)
-    referees = f" by the supernet and {len(ctx.referees)} referees (mean)" if ctx.referees else ""
+    referees = f" by the supernet and {len(s.final.referees)} referees (mean)" if s.final.referees else ""
     ctx.tracker.info(
         f"final: {len(ranked)} distinct archs scored on the whole val split{referees} in {final_s:.1f} s; best "
         f"{top[0]['arch_str']}: accuracy {top[0]['accuracy']:.4f}, latency {top[0]['latency_ms']:.3f} ms, "

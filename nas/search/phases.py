@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from controllers.base import Controller, Sample
 from nas.distributed import SINGLE, World, average_buffers, average_gradients, gather, sum_over_ranks
@@ -168,7 +169,8 @@ class SearchContext:
     state: SearchState = field(default_factory=SearchState)
     world: World = SINGLE  # the processes of a torchrun run; rank 0 alone writes
     amp: MixedPrecision = FP32  # the shared-weight step's precision (trainer.amp)
-    referees: Sequence[Supernet] = ()  # trainer.final.referees' supernets (nas/search/referees.py)
+    # trainer.final.referees' supernets, loaded when the final phase needs them (nas/search/referees.py)
+    referee_supernets: Callable[[], list[nn.Module]] = list
 
     def to_device(self, batch: Batch) -> Batch:
         x, y = batch
@@ -380,7 +382,8 @@ def final_phase(ctx: SearchContext) -> list[dict[str, Any]]:
     recal = recalibration_batches(ctx, ctx.state.epoch) if s.final.bn_mode == "recalibrate" else []
     records = []
     mine = ctx.world.mine(list(candidates.values()))
-    scorers = [ArchScorer(net, bn_mode=s.final.bn_mode, recalibration_batches=recal) for net in (ctx.supernet, *ctx.referees)]
+    supernets = [ctx.supernet, *ctx.referee_supernets()]
+    scorers = [ArchScorer(net, bn_mode=s.final.bn_mode, recalibration_batches=recal) for net in supernets]
     with MeanScorer(scorers) as scorer, ctx.tracker.bar(len(mine), "final") as bar:
         for arch in mine:
             records += score_samples(ctx, scorer, [arch], val, phase="final", epoch=epoch)

@@ -1,7 +1,7 @@
 """Referees: the supernets of other finished searches of the same space and data, whose
 scores are averaged with a search's own (``trainer.final.referees``, ``rank.referees``).
 
-Why: every supernet ranks archs with a bias of its own training. The sandwich rule's
+Why: every supernet ranks archs with a bias of its own training. The sandwich rule's supernet
 overrates the largest archs; a one-arch ENAS supernet (``trainer.sampling=controller``)
 overrates the archs its own controller favoured. Neither bias carries over to the other
 search's archs, so the mean score of the two kinds ranks better than either (README,
@@ -17,12 +17,13 @@ from statistics import mean
 from typing import Any, Mapping, Sequence
 
 import torch
+from torch import nn
 
 from nas.errors import MelnasError
-from nas.io.checkpoint import load_checkpoint
+from nas.io.checkpoint import load_checkpoint, preserved_rng_state
 from nas.search.few_shot import FewShotSettings, build_supernet
 from nas.search.scoring import ArchScorer, Batch
-from search_spaces.base import Arch, SearchSpace, Supernet
+from search_spaces.base import Arch, SearchSpace
 
 @dataclass(frozen=True)
 class Referee:
@@ -38,24 +39,43 @@ class Referee:
 def check_referees(referees: Sequence[Referee], *, space_config: Mapping[str, Any], data_cache_dir: str,
                    setting: str) -> None:
     """Refuse, before anything is trained or scored, a referee that cannot judge these archs:
-    one without a supernet checkpoint, of another space, or trained on other data."""
+    an unfinished search, one of another space, or one trained on another data cache."""
     for referee in referees:
-        if not referee.checkpoint.is_file():
-            raise MelnasError(f"{setting}: {referee.checkpoint} is missing: a referee must be a "
-                              "finished melnas-search run directory")
-        for what, ours, theirs in (("search_space", dict(space_config), dict(referee.space_config)),
-                                   ("data.cache_dir", data_cache_dir, referee.data_cache_dir)):
-            if ours != theirs:
-                raise MelnasError(f"{setting}: {referee.run_dir} searched with {what} {theirs}, this run with "
-                                  f"{ours}: a referee must search the same space on the same data")
+        for needed in (referee.checkpoint, referee.run_dir / "top_archs.json"):
+            if not needed.is_file():
+                raise MelnasError(f"{setting}: {needed} is missing: a referee must be a finished melnas-search "
+                                  "run directory (let it finish, or resume it with resume=true)")
+        theirs = dict(referee.space_config)
+        changed = sorted(k for k in set(space_config) | set(theirs) if space_config.get(k) != theirs.get(k))
+        if changed:
+            details = "; ".join(f"{k}: {theirs.get(k)!r} there, {space_config.get(k)!r} here" for k in changed)
+            raise MelnasError(f"{setting}: {referee.run_dir} searched with another search_space ({details}): "
+                              "a referee must search the same space")
+        if Path(referee.data_cache_dir).resolve() != Path(data_cache_dir).resolve():
+            raise MelnasError(f"{setting}: {referee.run_dir} searched with data.cache_dir {referee.data_cache_dir}, "
+                              f"this run with {data_cache_dir}: a referee must be trained on the same data")
 
 
 def load_supernet(checkpoint: Path, few_shot: FewShotSettings, space: SearchSpace, *, num_classes: int,
-                  input_shape: Sequence[int], device: torch.device) -> Supernet:
+                  input_shape: Sequence[int], device: torch.device) -> nn.Module:
     """The supernet a search saved in ``checkpoint`` (weights only)."""
     supernet = build_supernet(space, few_shot, num_classes=num_classes, input_shape=input_shape)
-    supernet.load_state_dict(load_checkpoint(checkpoint)["supernet"])
+    try:
+        supernet.load_state_dict(load_checkpoint(checkpoint)["supernet"])
+    except RuntimeError as error:
+        raise MelnasError(f"{checkpoint} does not hold a supernet of this space and data ({num_classes} classes, "
+                          f"input {tuple(input_shape)}): {str(error).splitlines()[0]}") from error
     return supernet.to(device)
+
+
+def load_referees(referees: Sequence[Referee], space: SearchSpace, *, num_classes: int, input_shape: Sequence[int],
+                  device: torch.device) -> list[nn.Module]:
+    """The referees' supernets. Building modules draws their initial weights from torch's
+    global generator, which also drives the search's dropout: put it back afterwards, so a
+    search with referees trains exactly as one without."""
+    with preserved_rng_state():
+        return [load_supernet(referee.checkpoint, referee.few_shot, space, num_classes=num_classes,
+                              input_shape=input_shape, device=device) for referee in referees]
 
 
 class MeanScorer:
@@ -68,8 +88,10 @@ class MeanScorer:
         self._stack = ExitStack()
 
     def __enter__(self) -> "MeanScorer":
-        for scorer in self.scorers:
-            self._stack.enter_context(scorer)
+        with ExitStack() as stack:  # a scorer failing to enter restores the ones entered before it
+            for scorer in self.scorers:
+                stack.enter_context(scorer)
+            self._stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc: object) -> None:
