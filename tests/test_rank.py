@@ -235,13 +235,24 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
     header = (tmp_path / "rank3" / "rank.csv").read_text().splitlines()[0]
     assert header.endswith("standalone_val,standalone_test,standalone_val_seed0,standalone_val_seed1")
     assert third["referees"] is None
-    # the run as its own referee: the mean of two identical scores is the score itself
-    refereed = rank(6, "rank4", f"rank.referees=[{run_dir}]")
+    # another seed's search as the referee: each arch's ensemble score is the mean of the
+    # run's own score and the referee's, and the referee disagrees with the run somewhere
+    other = tmp_path / "search_seed1"
+    assert search(tmp_path, other, "seed=1").finished
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        other_cfg = compose(config_name="search", overrides=tiny_overrides(tmp_path, "seed=1"))
+    (other / ".hydra").mkdir()
+    OmegaConf.save(other_cfg, other / ".hydra" / "config.yaml")
+    refereed = rank(6, "rank4", f"rank.referees=[{other}]")
     assert refereed["standalone"]["trained_now"] == 0
-    assert refereed["referees"]["runs"] == [str(run_dir)]
-    assert refereed["referees"]["kendall_tau"] == pytest.approx(refereed["kendall_tau"], nan_ok=True)
-    for row in csv.DictReader((tmp_path / "rank4" / "rank.csv").read_text().splitlines()):
-        assert float(row["supernet_ensemble"]) == pytest.approx(float(row["supernet_recalibrate"]), abs=1e-6)
+    assert refereed["referees"]["runs"] == [str(other)]
+    table = list(csv.DictReader((tmp_path / "rank4" / "rank.csv").read_text().splitlines()))
+    own, ref, both = ([float(row[key]) for row in table]
+                      for key in ("supernet_recalibrate", "supernet_referees", "supernet_ensemble"))
+    assert both == pytest.approx([(a + b) / 2 for a, b in zip(own, ref)], abs=1e-9)
+    assert own != ref
+    assert refereed["referees"]["kendall_tau"] == pytest.approx(
+        kendall_tau(both, [float(row["standalone_val"]) for row in table]), nan_ok=True)
 
 
 def test_a_referee_of_another_space_or_data_or_without_a_supernet_is_refused(tmp_path):

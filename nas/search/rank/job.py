@@ -6,8 +6,8 @@ Steps: load ``checkpoints/last.pt`` (weights only) into the space's supernet; dr
 archs (``draw.archs_to_rank``: the search's top archs and a latency-stratified spread);
 score each on the whole validation split under every ``rank.bn_modes`` (the first is the
 headline), and under the headline mode with the supernets of ``rank.referees`` (other
-searches of the same space and data: the mean of several supernets' scores); train each standalone with ``train=rank`` (``standalone``: cached, resumable,
-parallel); write ``rank.csv``, ``rank.json`` and ``rank.png`` (``report``).
+searches of the same space and data: the mean of several supernets' scores); train each
+standalone with ``train=rank`` (``standalone``: cached, resumable, parallel); write ``rank.csv``, ``rank.json`` and ``rank.png`` (``report``).
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ from nas.io.model_file import to_plain
 from nas.io.registry import build_space
 from nas.latency.measure import latency_table_for
 from nas.runtime import resolve_device, torch_threads
-from nas.search.few_shot import FewShotSettings
 from nas.search.loop import CHECKPOINT, SearchSettings
 from nas.search.rank.draw import archs_to_rank
-from nas.search.referees import Referee, check_referees, load_supernet
+from nas.search.referees import Referee, check_referees, load_referees, load_supernet
 from nas.search.rank.report import agreement, attainable_tau, seed_agreement, write_csv, write_json, write_plot
 from nas.search.rank.stats import kendall_tau
 from nas.search.rank.standalone import (
@@ -113,11 +112,8 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     data = open_prepared(search.data["cache_dir"])
     space = build_space(dict(search.space_config))
 
-    def supernet_of(checkpoint: Path, few_shot: FewShotSettings) -> torch.nn.Module:
-        return load_supernet(checkpoint, few_shot, space, num_classes=data.num_classes,
-                             input_shape=data.input_shape, device=device)
-
-    supernet = supernet_of(run_dir / CHECKPOINT, search.settings.trainer.few_shot)
+    shape = dict(num_classes=data.num_classes, input_shape=data.input_shape, device=device)
+    supernet = load_supernet(run_dir / CHECKPOINT, search.settings.trainer.few_shot, space, **shape)
     table = latency_table_for(space, num_classes=data.num_classes, input_shape=data.input_shape,
                               seed=search.settings.seed, **search.settings.latency_table.kwargs())
     latency = LatencyLookup(table.predict_arch, space)
@@ -126,12 +122,14 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     log.info("ranking %d archs of %s (%d from the search's top)", len(chosen), run_dir,
              sum(origin == "top" for _, origin in chosen))
 
-    archs, batch_size = [a for a, _ in chosen], search.settings.trainer.val_batch_size
+    archs = [a for a, _ in chosen]
     with torch_threads(r.threads):
-        scores = score_archs(supernet, archs, data, r, r.bn_modes, batch_size, device)
-        by_referee = [score_archs(supernet_of(referee.checkpoint, referee.few_shot), archs, data, r, r.bn_modes[:1],
-                                  batch_size, device)[r.bn_modes[0]] for referee in referees]
-    # the ensemble: the mean score of the run's supernet and the referees' (headline bn mode)
+        val, recal = scoring_batches(data, r, search.settings.trainer.val_batch_size, device)
+        scores = score_archs(supernet, archs, val, recal, r.bn_modes)
+        by_referee = [score_archs(net, archs, val, recal, r.bn_modes[:1])[r.bn_modes[0]]
+                      for net in load_referees(referees, space, **shape)]
+    # the headline mode's scores of the referees (their mean), and of them with the run's own
+    referees_mean = [mean(one) for one in zip(*by_referee)] if referees else []
     ensemble = [mean(one) for one in zip(scores[r.bn_modes[0]], *by_referee)]
     scored_s = time.perf_counter() - started
 
@@ -151,7 +149,7 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     rows = [{
         "hash": arch.hash, "arch_str": space.arch_string(arch), "origin": origin, "latency_ms": latency(arch),
         **{f"supernet_{mode}": scores[mode][i] for mode in r.bn_modes},
-        **({"supernet_ensemble": ensemble[i]} if referees else {}),
+        **({"supernet_referees": referees_mean[i], "supernet_ensemble": ensemble[i]} if referees else {}),
         "standalone_val": mean(by_seed[s][i]["val_accuracy"] for s in r.train_seeds),
         "standalone_test": mean(by_seed[s][i]["test_accuracy"] for s in r.train_seeds),
         **{f"standalone_val_seed{s}": by_seed[s][i]["val_accuracy"] for s in r.train_seeds},
@@ -165,7 +163,7 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
         "vs_standalone_test": agreement(scores[r.bn_modes[0]], [row["standalone_test"] for row in rows]),
         "latency_baseline": agreement([row["latency_ms"] for row in rows], val),
         "referees": ({"runs": [str(referee.run_dir) for referee in referees], **agreement(ensemble, val),
-                      "referees_alone": agreement([mean(one) for one in zip(*by_referee)], val)}
+                      "referees_alone": agreement(referees_mean, val)}
                      if referees else None),
         "standalone_seed_tau": seed_tau,
         "attainable_tau": attainable_tau(seed_tau, len(r.train_seeds)),
@@ -182,9 +180,9 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     return summary
 
 
-def score_archs(supernet: torch.nn.Module, archs: list, data: Any, r: RankSettings, bn_modes: Sequence[str],
-                batch_size: int, device: torch.device) -> dict[str, list[float]]:
-    """Each arch's supernet accuracy on the whole val split, per bn mode (same batches for all)."""
+def scoring_batches(data: Any, r: RankSettings, batch_size: int, device: torch.device) -> tuple[list, list]:
+    """The whole val split and the recalibration batches, on ``device``: every supernet and
+    arch is scored on the same ones."""
     def on_device(loader: Any) -> list:
         return [(x.to(device), y.to(device)) for x, y in loader]
 
@@ -193,6 +191,12 @@ def score_archs(supernet: torch.nn.Module, archs: list, data: Any, r: RankSettin
         raise MelnasError(f"the val split of {data.cache_dir} is empty: nothing to score the supernet on")
     train = make_loader(data, "train", batch_size=batch_size, shuffle=True, seed=r.seed, drop_last=False)
     recal = on_device(batch for _, batch in zip(range(r.recalibration_batches), train))
+    return val, recal
+
+
+def score_archs(supernet: torch.nn.Module, archs: list, val: list, recal: list,
+                bn_modes: Sequence[str]) -> dict[str, list[float]]:
+    """Each arch's supernet accuracy on ``val``, per bn mode."""
     scores = {}
     for mode in bn_modes:
         with ArchScorer(supernet, bn_mode=mode, recalibration_batches=recal) as scorer:
