@@ -13,7 +13,7 @@ from experiments.cli import HydraRun, hydra_worker_overrides, run_hydra_app
 from experiments.settings import build, plain, settings_from
 from nas.distributed import world_from_env
 from nas.errors import MelnasError
-from nas.search.loop import CHECKPOINT, SearchInputs, SearchOutcome, SearchSettings, run_search
+from nas.search.loop import SearchInputs, SearchOutcome, SearchSettings, run_search
 from nas.search.rank.job import SearchRun
 from nas.search.referees import Referee
 from nas.search.reward import RewardBuilder
@@ -51,8 +51,8 @@ def referees_from(run_dirs: Sequence[str], *, setting: str) -> list[Referee]:
     referees = []
     for run_dir in map(Path, run_dirs):
         run = search_run(run_dir, setting=setting)
-        referees.append(Referee(run_dir=run_dir, checkpoint=run_dir / CHECKPOINT, space_config=run.space_config,
-                                data_cache_dir=run.data["cache_dir"], few_shot=run.settings.trainer.few_shot))
+        referees.append(Referee(run_dir=run_dir, space_config=run.space_config, data_cache_dir=run.data["cache_dir"],
+                                few_shot=run.settings.trainer.few_shot))
     return referees
 
 

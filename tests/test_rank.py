@@ -261,11 +261,10 @@ def test_a_referee_of_another_space_or_data_or_without_a_supernet_is_refused(tmp
     from nas.search.referees import Referee, check_referees
 
     def referee(name: str, width: float, cache: str) -> Referee:
-        checkpoint = tmp_path / name / "checkpoints" / "last.pt"
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        checkpoint.write_bytes(b"")
+        (tmp_path / name / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (tmp_path / name / "checkpoints" / "last.pt").write_bytes(b"")
         (tmp_path / name / "top_archs.json").write_text("[]")
-        return Referee(run_dir=tmp_path / name, checkpoint=checkpoint, data_cache_dir=cache,
+        return Referee(run_dir=tmp_path / name, data_cache_dir=cache,
                        space_config={"name": "mobilenetv3", "width": width}, few_shot=FewShotSettings())
 
     def check(*referees: Referee) -> None:
@@ -282,7 +281,7 @@ def test_a_referee_of_another_space_or_data_or_without_a_supernet_is_refused(tmp
     (unfinished.run_dir / "top_archs.json").unlink()
     with pytest.raises(MelnasError, match=r"rank.referees: .*unfinished/top_archs.json is missing: .*resume=true"):
         check(unfinished)
-    unfinished.checkpoint.unlink()
+    (unfinished.run_dir / "checkpoints" / "last.pt").unlink()
     with pytest.raises(MelnasError, match=r"rank.referees: .*unfinished/checkpoints/last.pt is missing"):
         check(unfinished)
 

@@ -75,12 +75,11 @@ from nas.search.phases import (
     train_shared_epoch,
 )
 from nas.search.referees import Referee, check_referees, load_referees
-from nas.search.resume import CHECKPOINT_FORMAT, check_resumable, identity_of
+from nas.search.resume import CHECKPOINT, CHECKPOINT_FORMAT, check_resumable, identity_of
 from nas.search.reward import Reward, RewardBuilder
 from nas.train.amp import resolve_amp
 from nas.search.tracking import RunTracker, SilentTracker
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
 
 
 # A controller of the space's decisions: ``controller_factory(decisions, seed=seed)``.

@@ -22,6 +22,7 @@ from torch import nn
 from nas.errors import MelnasError
 from nas.io.checkpoint import load_checkpoint, preserved_rng_state
 from nas.search.few_shot import FewShotSettings, build_supernet
+from nas.search.resume import CHECKPOINT
 from nas.search.scoring import ArchScorer, Batch
 from search_spaces.base import Arch, SearchSpace
 
@@ -30,7 +31,6 @@ class Referee:
     """A finished search whose supernet scores archs: what loading it takes."""
 
     run_dir: Path
-    checkpoint: Path  # its supernet: <run_dir>/checkpoints/last.pt
     space_config: Mapping[str, Any]
     data_cache_dir: str
     few_shot: FewShotSettings
@@ -41,7 +41,7 @@ def check_referees(referees: Sequence[Referee], *, space_config: Mapping[str, An
     """Refuse, before anything is trained or scored, a referee that cannot judge these archs:
     an unfinished search, one of another space, or one trained on another data cache."""
     for referee in referees:
-        for needed in (referee.checkpoint, referee.run_dir / "top_archs.json"):
+        for needed in (referee.run_dir / CHECKPOINT, referee.run_dir / "top_archs.json"):
             if not needed.is_file():
                 raise MelnasError(f"{setting}: {needed} is missing: a referee must be a finished melnas-search "
                                   "run directory (let it finish, or resume it with resume=true)")
@@ -74,7 +74,7 @@ def load_referees(referees: Sequence[Referee], space: SearchSpace, *, num_classe
     global generator, which also drives the search's dropout: put it back afterwards, so a
     search with referees trains exactly as one without."""
     with preserved_rng_state():
-        return [load_supernet(referee.checkpoint, referee.few_shot, space, num_classes=num_classes,
+        return [load_supernet(referee.run_dir / CHECKPOINT, referee.few_shot, space, num_classes=num_classes,
                               input_shape=input_shape, device=device) for referee in referees]
 
 

@@ -1,5 +1,6 @@
-"""What a resumed search must share with the run it continues: the checkpoint format and
-the run's identity (its whole config, flattened, minus the settings a resume may change)."""
+"""A search's checkpoint and what a resumed search must share with the run it continues:
+where the checkpoint lives, its format, and the run's identity (its whole config,
+flattened, minus the settings a resume may change)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any, Mapping
 
 from nas.io.checkpoint import CheckpointError
 
+CHECKPOINT = Path("checkpoints") / "last.pt"  # in the run directory
 CHECKPOINT_FORMAT = 1
 # Settings that may differ between an interrupted run and its resumption.
 # trainer.final.referees only joins the final phase, after the last checkpoint: resuming a
