@@ -257,19 +257,21 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
 
 def test_a_referee_of_another_space_or_data_or_without_a_supernet_is_refused(tmp_path):
     from nas.errors import MelnasError
+    from nas.io.checkpoint import save_checkpoint
     from nas.search.few_shot import FewShotSettings
     from nas.search.referees import Referee, check_referees
 
-    def referee(name: str, width: float, cache: str) -> Referee:
-        (tmp_path / name / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (tmp_path / name / "checkpoints" / "last.pt").write_bytes(b"")
+    def referee(name: str, width: float, cache: str, data_identity: str | None = "abc") -> Referee:
+        # a checkpoint of a search of data "abc"; one without a data identity predates it
+        save_checkpoint(tmp_path / name / "checkpoints" / "last.pt",
+                        {} if data_identity is None else {"data_identity": data_identity})
         (tmp_path / name / "top_archs.json").write_text("[]")
         return Referee(run_dir=tmp_path / name, data_cache_dir=cache,
                        space_config={"name": "mobilenetv3", "width": width}, few_shot=FewShotSettings())
 
     def check(*referees: Referee) -> None:
         check_referees(referees, space_config={"name": "mobilenetv3", "width": 0.5}, data_cache_dir="data/cache/a",
-                       setting="rank.referees")
+                       data_identity="abc", setting="rank.referees")
 
     check(referee("twin", 0.5, "data/cache/a"))
     with pytest.raises(MelnasError, match=r"rank.referees: .*wide searched with another search_space \(width: 1.0 there, 0.5 here\)"):
@@ -277,6 +279,10 @@ def test_a_referee_of_another_space_or_data_or_without_a_supernet_is_refused(tmp
     with pytest.raises(MelnasError, match=r"rank.referees: .*other searched with data.cache_dir data/cache/b"):
         check(referee("other", 0.5, "data/cache/b"))
     check(referee("same_cache_other_spelling", 0.5, "data/cache/../cache/a"))
+    with pytest.raises(MelnasError, match=r"rank.referees: .*resplit trained on data that data/cache/a no longer "
+                                          r"holds: .*run its search again on this data"):
+        check(referee("resplit", 0.5, "data/cache/a", data_identity="def"))
+    check(referee("older_melnas", 0.5, "data/cache/a", data_identity=None))
     unfinished = referee("unfinished", 0.5, "data/cache/a")
     (unfinished.run_dir / "top_archs.json").unlink()
     with pytest.raises(MelnasError, match=r"rank.referees: .*unfinished/top_archs.json is missing: .*resume=true"):

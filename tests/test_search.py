@@ -379,6 +379,27 @@ def test_referees_rescore_a_finished_searchs_candidates(workdir: Path, uninterru
     assert [r for r in read_log(fresh) if r["phase"] == "controller"] == trained
 
 
+def test_a_search_of_data_prepared_again_is_refused_as_referee_and_for_resume(workdir: Path, tmp_path: Path) -> None:
+    """The cache path does not identify the data: preparing the same cache again with another
+    ``data.seed``, or after a recording was added, gives other splits. A referee or a resumed
+    run that trained on the old splits would score or train on today's val recordings."""
+    audio = tmp_path / "audio"
+    shutil.copytree(workdir / "audio", audio)
+    mine = [f"data.root={audio}", f"data.cache_dir={tmp_path / 'cache'}"]
+    assert search(workdir, tmp_path / "referee", *mine).finished
+    referee = finished_copy(workdir, tmp_path / "referee", tmp_path / "referee_run", *mine)
+    stopped = tmp_path / "stopped"
+    assert not search(workdir, stopped, *mine, "trainer.stop_after_epochs=1").finished
+    with pytest.raises(MelnasError, match=r"trainer.final.referees: .*referee_run trained on data that .*cache no "
+                                          r"longer holds: .*run its search again on this data"):
+        search(workdir, tmp_path / "other_splits", *mine, "data.seed=1", f"trainer.final.referees=[{referee}]")
+    assert not (tmp_path / "other_splits" / CHECKPOINT).exists()
+    rng = np.random.default_rng(1)
+    sf.write(audio / "noise" / "4.wav", (0.3 * rng.standard_normal(12000)).astype(np.float32), 8000)
+    with pytest.raises(MelnasError, match=r"resume=true: .*stopped trained on data that .*start a new search"):
+        search(workdir, stopped, *mine, "resume=true")
+
+
 def test_a_referee_of_another_space_is_refused_before_training(workdir: Path, uninterrupted: Path, tmp_path: Path) -> None:
     wider = finished_copy(workdir, uninterrupted, tmp_path / "wider", "search_space.width=0.5")
     with pytest.raises(MelnasError, match=r"trainer.final.referees: .*wider searched with another search_space \(width: 0.5 there, 0.25 here\)"):

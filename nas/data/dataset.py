@@ -7,6 +7,8 @@ the train statistics happens as rows are read.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +24,9 @@ from nas.data.splits import SPLITS
 from nas.distributed import ShardSampler, World
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
+
+# Meta keys of a data cache that do not change its content.
+VOLATILE_META = ("build_seconds", "created", "root", "card")
 
 
 @dataclass
@@ -56,6 +61,14 @@ class PreparedData:
         if self._features is None:
             self._features = np.load(self.features_path, mmap_mode="r")
         return self._features
+
+    @property
+    def identity(self) -> str:
+        """A digest of the cache's meta (settings, input fingerprint, splits' counts, train
+        statistics), build time and location left out: equal for two preparations of the same
+        recordings with the same settings, different whenever the splits may differ."""
+        kept = {k: v for k, v in self.meta.items() if k not in VOLATILE_META}
+        return hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @property
     def features_path(self) -> Path:

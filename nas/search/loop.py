@@ -75,7 +75,7 @@ from nas.search.phases import (
     train_shared_epoch,
 )
 from nas.search.referees import Referee, check_referees, load_referees
-from nas.search.resume import CHECKPOINT, CHECKPOINT_FORMAT, check_resumable, identity_of
+from nas.search.resume import CHECKPOINT, CHECKPOINT_FORMAT, check_resumable, check_same_data, identity_of
 from nas.search.reward import Reward, RewardBuilder
 from nas.train.amp import resolve_amp
 from nas.search.tracking import RunTracker, SilentTracker
@@ -151,6 +151,9 @@ def _run_search(
     ctx, space_config = build_context(settings, inputs, run_dir, checkpoint, world)
     try:
         if checkpoint is not None:
+            check_same_data(checkpoint, ctx.data_identity, run_dir=run_dir, cache_dir=inputs.data["cache_dir"],
+                            setting="resume=true", remedy="start a new search (another hydra.run.dir), or prepare "
+                            "the data as it was when this run started")
             restore(ctx, checkpoint)
             ctx.tracker.info(f"resumed {run_dir} after epoch {ctx.state.epoch}/{settings.trainer.epochs}")
         setup_s = time.perf_counter() - started
@@ -210,7 +213,7 @@ def build_context(
     seed_everything(seed)
     space_config = dict(inputs.space_config)
     check_referees(inputs.referees, space_config=space_config, data_cache_dir=inputs.data["cache_dir"],
-                   setting="trainer.final.referees")
+                   data_identity=data.identity, setting="trainer.final.referees")
     space = build_space(space_config)
     check_space_sampling(space, settings.sampling)
     supernet = build_supernet(space, settings.few_shot, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
@@ -241,7 +244,7 @@ def build_context(
         reward=inputs.reward(space, latency), latency=latency,
         make_loader=partial(make_loader, data, num_workers=settings.num_workers, pin_memory=device.type == "cuda"),
         steps_per_epoch=steps_per_epoch, optimizer=optimizer, scheduler=scheduler, tracker=tracker, device=device,
-        settings=settings, seed=seed, world=world, amp=resolve_amp(settings.amp, device, setting="trainer.amp"),
+        settings=settings, seed=seed, data_identity=data.identity, world=world, amp=resolve_amp(settings.amp, device, setting="trainer.amp"),
         referee_supernets=partial(load_referees, inputs.referees, space, num_classes=data.num_classes,
                                   input_shape=data.input_shape, device=device),
     )
@@ -349,6 +352,7 @@ def checkpoint_state(ctx: SearchContext, run_identity: dict) -> dict[str, Any]:
     return {
         "format": CHECKPOINT_FORMAT,
         "identity": run_identity,
+        "data_identity": ctx.data_identity,
         "state": ctx.state.to_dict(),
         "supernet": ctx.supernet.state_dict(),
         "controller": ctx.controller.state_dict(),

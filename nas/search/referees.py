@@ -22,7 +22,7 @@ from torch import nn
 from nas.errors import MelnasError
 from nas.io.checkpoint import load_checkpoint, preserved_rng_state
 from nas.search.few_shot import FewShotSettings, build_supernet
-from nas.search.resume import CHECKPOINT
+from nas.search.resume import CHECKPOINT, check_same_data
 from nas.search.scoring import ArchScorer, Batch
 from search_spaces.base import Arch, SearchSpace
 
@@ -37,9 +37,10 @@ class Referee:
 
 
 def check_referees(referees: Sequence[Referee], *, space_config: Mapping[str, Any], data_cache_dir: str,
-                   setting: str) -> None:
+                   data_identity: str, setting: str) -> None:
     """Refuse, before anything is trained or scored, a referee that cannot judge these archs:
-    an unfinished search, one of another space, or one trained on another data cache."""
+    an unfinished search, one of another space, or one trained on another data cache or on
+    another preparation of this one (``data_identity``: other splits)."""
     for referee in referees:
         for needed in (referee.run_dir / CHECKPOINT, referee.run_dir / "top_archs.json"):
             if not needed.is_file():
@@ -54,6 +55,9 @@ def check_referees(referees: Sequence[Referee], *, space_config: Mapping[str, An
         if Path(referee.data_cache_dir).resolve() != Path(data_cache_dir).resolve():
             raise MelnasError(f"{setting}: {referee.run_dir} searched with data.cache_dir {referee.data_cache_dir}, "
                               f"this run with {data_cache_dir}: a referee must be trained on the same data")
+        check_same_data(load_checkpoint(referee.run_dir / CHECKPOINT), data_identity, run_dir=referee.run_dir,
+                        cache_dir=data_cache_dir, setting=setting,
+                        remedy="a referee must be trained on the same splits: run its search again on this data")
 
 
 def load_supernet(checkpoint: Path, few_shot: FewShotSettings, space: SearchSpace, *, num_classes: int,

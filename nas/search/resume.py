@@ -1,12 +1,13 @@
 """A search's checkpoint and what a resumed search must share with the run it continues:
-where the checkpoint lives, its format, and the run's identity (its whole config,
-flattened, minus the settings a resume may change)."""
+where the checkpoint lives, its format, the run's identity (its whole config, flattened,
+minus the settings a resume may change) and the identity of the data it trained on."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Mapping
 
+from nas.errors import MelnasError
 from nas.io.checkpoint import CheckpointError
 
 CHECKPOINT = Path("checkpoints") / "last.pt"  # in the run directory
@@ -30,6 +31,20 @@ def check_resumable(checkpoint: Mapping[str, Any], identity: dict, path: Path) -
         raise CheckpointError(
             f"resume=true needs the config the run in {path.parent.parent} was started with; changed: {details}"
         )
+
+
+def check_same_data(checkpoint: Mapping[str, Any], data_identity: str, *, run_dir: Path, cache_dir: str | Path,
+                    setting: str, remedy: str) -> None:
+    """MelnasError unless the search that wrote ``checkpoint`` trained on the data ``cache_dir``
+    holds now (``PreparedData.identity``). The path alone does not say it: preparing again
+    with another ``data.seed`` or other recordings rewrites the same cache with other splits,
+    and a supernet that trained on today's val recordings scores them too well.
+    Checkpoints written before melnas recorded the data pass."""
+    saved = checkpoint.get("data_identity")
+    if saved is not None and saved != data_identity:
+        raise MelnasError(f"{setting}: {run_dir} trained on data that {cache_dir} no longer holds: it was prepared "
+                          "again since, from other recordings or settings (data.seed, data.splits, ...), so its "
+                          f"splits may differ; {remedy}")
 
 
 def identity_of(config: Mapping[str, Any]) -> dict[str, Any]:

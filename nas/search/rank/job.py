@@ -24,6 +24,7 @@ import torch
 
 from nas.data.dataset import make_loader, open_prepared
 from nas.errors import MelnasError
+from nas.io.checkpoint import load_checkpoint
 from nas.io.model_file import to_plain
 from nas.io.registry import build_space
 from nas.latency.measure import latency_table_for
@@ -31,10 +32,11 @@ from nas.runtime import resolve_device, torch_threads
 from nas.search.loop import CHECKPOINT, SearchSettings
 from nas.search.rank.draw import archs_to_rank
 from nas.search.referees import Referee, check_referees, load_referees, load_supernet
+from nas.search.resume import check_same_data
 from nas.search.rank.report import agreement, attainable_tau, seed_agreement, write_csv, write_json, write_plot
 from nas.search.rank.stats import kendall_tau
 from nas.search.rank.standalone import (
-    StandaloneJob, data_identity, entry_key, entry_path, threads_per_job, train_missing,
+    StandaloneJob, entry_key, entry_path, threads_per_job, train_missing,
 )
 from nas.search.scoring import ArchScorer, LatencyLookup, check_bn_mode
 from nas.train.job import TrainSettings
@@ -106,10 +108,13 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     top_file = run_dir / "top_archs.json"
     if not top_file.is_file():
         raise MelnasError(f"{run_dir} is not a finished search (no top_archs.json): pass run=<a search run directory>")
-    check_referees(referees, space_config=search.space_config, data_cache_dir=search.data["cache_dir"],
-                   setting="rank.referees")
-    device = resolve_device(job.device)
     data = open_prepared(search.data["cache_dir"])
+    check_same_data(load_checkpoint(run_dir / CHECKPOINT), data.identity, run_dir=run_dir,
+                    cache_dir=search.data["cache_dir"], setting="run",
+                    remedy="rank a search of the data as it is now, or prepare the data as it was for this search")
+    check_referees(referees, space_config=search.space_config, data_cache_dir=search.data["cache_dir"],
+                   data_identity=data.identity, setting="rank.referees")
+    device = resolve_device(job.device)
     space = build_space(dict(search.space_config))
 
     shape = dict(num_classes=data.num_classes, input_shape=data.input_shape, device=device)
@@ -136,7 +141,7 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     cache = Path(r.cache_dir).expanduser() if r.cache_dir else run_dir / "rank_cache"
     cache.mkdir(parents=True, exist_ok=True)
     keys = {seed: entry_key(train=job.train, space_config=search.space_config,
-                            data_id=data_identity(data.cache_dir), seed=seed) for seed in r.train_seeds}
+                            data_id=data.identity, seed=seed) for seed in r.train_seeds}
     jobs = [StandaloneJob(arch.to_json_dict(), dict(search.space_config), str(data.cache_dir), job.train,
                           optimizer_factory, seed, job.device, r.threads or threads_per_job(r.jobs),
                           str(entry_path(cache, arch.hash, keys[seed])))

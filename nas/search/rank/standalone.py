@@ -30,10 +30,6 @@ from nas.runtime import resolve_device, torch_threads
 from nas.train.job import TrainSettings
 from nas.train.loop import fit
 
-# Meta keys of a data cache that do not change its content.
-VOLATILE_META = ("build_seconds", "created", "root", "card")
-
-
 @dataclass(frozen=True)
 class StandaloneJob:
     """One arch to train: everything a worker process needs (plain data and a factory)."""
@@ -47,13 +43,6 @@ class StandaloneJob:
     device: str
     threads: int
     entry: str  # the cache file this training writes
-
-
-def data_identity(cache_dir: str | Path) -> str:
-    """A digest of a prepared data cache's meta, build time and location left out."""
-    meta = open_prepared(cache_dir).meta
-    kept = {k: v for k, v in meta.items() if k not in VOLATILE_META}
-    return hashlib.sha1(json.dumps(to_plain(kept), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def entry_key(*, train: TrainSettings, space_config: Mapping[str, Any], data_id: str, seed: int) -> str:
