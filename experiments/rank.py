@@ -32,7 +32,11 @@ def rank(cfg: DictConfig, run: HydraRun) -> dict[str, Any]:
 def report(summary: dict[str, Any], out_dir: Path) -> None:
     print(f"{summary['num_archs']} archs, bn {summary['bn_mode']}: Kendall tau {summary['kendall_tau']:.3f}, "
           f"Spearman rho {summary['spearman_rho']:.3f}, supernet top-1 is standalone #{summary['top1_standalone_rank']}, "
-          f"top-5 overlap {summary['top5_overlap']}/{min(5, summary['num_archs'])}" + (" (nan: constant scores)" if math.isnan(summary["kendall_tau"]) else ""))
+          f"top-5 overlap {summary['top5_overlap']}/{min(5, summary['num_archs'])}")
+    if math.isnan(summary["kendall_tau"]):
+        print("  nan: one of the two orders is constant (rank.csv): every supernet score alike, or every standalone "
+              "accuracy alike, i.e. the standalone models did not learn (their log warns of too few train steps per "
+              "epoch if that is why: lower train.batch_size); the top-1 and top-5 figures then mean nothing")
     for mode, figures in summary["by_bn_mode"].items():
         print(f"  bn {mode}: tau {figures['kendall_tau']:.3f} rho {figures['spearman_rho']:.3f}")
     if summary["referees"]:

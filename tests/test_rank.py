@@ -337,10 +337,12 @@ def test_the_report_line_explains_nan_only_when_there_is_one(capsys):
                 "standalone_val_test_tau": 0.5, "referees": None}
 
     report(summary(0.4, 20), Path("out"))
-    first = capsys.readouterr().out.splitlines()[0]
-    assert "nan" not in first and first.endswith("top-5 overlap 3/5")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("top-5 overlap 3/5") and not any("nan" in line for line in lines)
     report(summary(float("nan"), 3), Path("out"))
-    assert capsys.readouterr().out.splitlines()[0].endswith("top-5 overlap 3/3 (nan: constant scores)")
+    first, second = capsys.readouterr().out.splitlines()[:2]
+    assert first.endswith("top-5 overlap 3/3")
+    assert second.startswith("  nan: one of the two orders is constant (rank.csv)") and "train.batch_size" in second
     refereed = summary(0.4, 20) | {"referees": {"runs": ["a", "b"], "kendall_tau": 0.55, "spearman_rho": 0.7,
                                                 "top1_standalone_rank": 2, "referees_alone": {"kendall_tau": 0.5}}}
     report(refereed, Path("out"))

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nas.train.augment import AugmentSettings, SpecAugment
 from nas.io.registry import CONF_DIR
-from nas.train.loop import Recipe, _run_epoch, fit, parameter_groups, warmup_cosine
+from nas.train.loop import MIN_STEPS_PER_EPOCH, Recipe, _run_epoch, few_steps_warning, fit, parameter_groups, warmup_cosine
 from experiments.settings import build, settings_from
 from nas.train.job import TrainSettings
 
@@ -128,3 +128,12 @@ def test_every_train_option_composes_and_builds(recipe, optimizer):
     assert optimizer_obj.param_groups[1]["weight_decay"] == 0.0
     assert optimizer_obj.param_groups[0]["weight_decay"] > 0.0
     assert isinstance(settings.spec_augment.build(), SpecAugment)
+
+
+def test_few_steps_per_epoch_draw_a_warning_that_names_the_setting_and_a_batch_size():
+    assert few_steps_warning(MIN_STEPS_PER_EPOCH, 64, "train.batch_size") is None
+    # ~100 clips: 68 train windows at the default batch of 64 give one step per epoch
+    warning = few_steps_warning(1, 64, "train.batch_size")
+    assert "only 1 train step(s) per epoch (train.batch_size=64, about 64 train windows)" in warning
+    assert f"set train.batch_size=6 or lower for {MIN_STEPS_PER_EPOCH} steps per epoch" in warning
+    assert "trainer.batch_size=1 " in few_steps_warning(3, 2, "trainer.batch_size")

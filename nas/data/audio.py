@@ -9,6 +9,7 @@ message is the reason, never in an unrelated exception.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,8 @@ def _decode_with_audioread(path: Path) -> tuple[np.ndarray, int]:
 
 def _audioread_reason(error: BaseException) -> str:
     if type(error).__name__ == "NoBackendError":
+        if shutil.which("ffmpeg"):
+            return "no installed decoder reads it, ffmpeg included (damaged, or not audio)"
         return "no installed decoder reads it (ffmpeg would add formats)"
     return _one_line(error) or type(error).__name__
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import time
@@ -48,6 +49,8 @@ from nas.latency.table import (
 from nas.latency.timing import STATISTICS, check_timing, time_calls, time_interleaved
 from nas.runtime import resolve_device, torch_threads
 from search_spaces.base import InputShape, SearchSpace
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "AUDIO_INPUT_SHAPE",
@@ -292,6 +295,9 @@ def latency_table_for(
     with file_lock(path.with_name(path.name + ".build.lock")):
         table = LatencyTable(path, context, measure=measure, net_of_call_overhead=backend.per_call_overhead)
         if not table.units:
+            log.info("building the latency table %s (once per machine, space, runtime and input; later runs read "
+                     "it): timing the units of %d random archs, then calibrating on %d archs", path, prefill_archs,
+                     calibration_archs)
             rng = np.random.default_rng(seed)
             prefill(table, space, [space.random_arch(rng) for _ in range(prefill_archs)])
         if table.calibration is None and calibration_archs > 0:

@@ -78,7 +78,8 @@ from nas.search.referees import Referee, check_referees, load_referees
 from nas.search.resume import CHECKPOINT, CHECKPOINT_FORMAT, check_resumable, check_same_data, identity_of
 from nas.search.reward import Reward, RewardBuilder
 from nas.train.amp import resolve_amp
-from nas.search.tracking import RunTracker, SilentTracker
+from nas.train.loop import few_steps_warning
+from nas.search.tracking import LOGGER, RunTracker, SilentTracker
 
 
 
@@ -209,6 +210,8 @@ def build_context(
             f"the train split of {data.cache_dir} has {len(data.rows('train'))} windows, fewer than "
             f"trainer.batch_size={settings.batch_size}; lower trainer.batch_size"
         )
+    if world.is_writer and (warning := few_steps_warning(steps_per_epoch, settings.batch_size, "trainer.batch_size")):
+        LOGGER.warning(warning)
     seed = search.seed
     seed_everything(seed)
     space_config = dict(inputs.space_config)
@@ -288,7 +291,7 @@ def _search(
         ctx.state.train_step,
     )
     ctx.tracker.text("final/best_arch", f"`{top[0]['arch_str']}`", ctx.state.train_step)
-    referees = f" by the supernet and {len(s.final.referees)} referees (mean)" if s.final.referees else ""
+    referees = f" by the supernet and {len(s.final.referees)} referee(s) (mean)" if s.final.referees else ""
     ctx.tracker.info(
         f"final: {len(ranked)} distinct archs scored on the whole val split{referees} in {final_s:.1f} s; best "
         f"{top[0]['arch_str']}: accuracy {top[0]['accuracy']:.4f}, latency {top[0]['latency_ms']:.3f} ms, "
