@@ -124,7 +124,8 @@ def test_builds_cache_and_skips_every_bad_file(tmp_path):
     assert meta["hop_seconds"] == 0.5 and meta["sample_rate"] == 16000
     assert (cache_dir / "examples.png").stat().st_size > 10_000
     # 17 usable + 11 skipped files: 39% skipped, so the summary warns, grouped by kind
-    assert report.files == 28 and "skipped files: 11 of 28" in report.summary()
+    assert report.files == 28 and ("skipped files: 11 of 28 (hidden 2, non_finite 2, undecodable 2, empty 1, "
+                                   "not_audio 1, outside_class 1, silent 1, too_short 1); each file") in report.summary()
     assert report.skipped_kinds == {"hidden": 2, "undecodable": 2, "empty": 1, "non_finite": 2,
                                     "too_short": 1, "silent": 1, "not_audio": 1,
                                     "outside_class": 1}

@@ -88,9 +88,11 @@ class PrepareReport:
                  f"{self.features.window_seconds}, centred and padded with zeros to one window",
                  *card_lines(self.card)]
         excluded = self.skipped - self.problems
-        lines.append(f"skipped files: {self.skipped} of {self.files}"
+        kinds = ", ".join(f"{kind} {count}" for kind, count in
+                          sorted(self.skipped_kinds.items(), key=lambda item: (-item[1], item[0])))
+        lines.append(f"skipped files: {self.skipped} of {self.files}" + (f" ({kinds})" if kinds else "")
                      + (f", {excluded} of them left out by data.format options" if excluded
-                        else "") + f" (see {self.cache_dir / cache.SKIPPED})")
+                        else "") + f"; each file and its reason: {self.cache_dir / cache.SKIPPED}")
         lines.append(f"examples: {self.cache_dir / cache.EXAMPLES}; data card: "
                      f"{self.cache_dir / cache.CARD_MD}")
         warning = self.skip_warning()
