@@ -35,8 +35,8 @@ def report(summary: dict[str, Any], out_dir: Path) -> None:
           f"top-5 overlap {summary['top5_overlap']}/{min(5, summary['num_archs'])}")
     if math.isnan(summary["kendall_tau"]):
         print("  nan: one of the two orders is constant (rank.csv): every supernet score alike, or every standalone "
-              "accuracy alike, i.e. the standalone models did not learn (their log warns of too few train steps per "
-              "epoch if that is why: lower train.batch_size); the top-1 and top-5 figures then mean nothing")
+              "accuracy alike, i.e. the standalone models did not learn (a warning before the trainings says so if "
+              "an epoch had too few steps: lower train.batch_size); the top-1 and top-5 figures then mean nothing")
     for mode, figures in summary["by_bn_mode"].items():
         print(f"  bn {mode}: tau {figures['kendall_tau']:.3f} rho {figures['spearman_rho']:.3f}")
     if summary["referees"]:

@@ -189,6 +189,8 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
 
     from experiments.cli import HydraRun
     from experiments.rank import rank as rank_app
+    from nas.data.prepare import prepare_dataset
+    from nas.errors import MelnasError
     from tests.test_search import CONF, search, tiny_overrides, write_tiny_audio
 
     write_tiny_audio(tmp_path / "audio")
@@ -253,6 +255,14 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
     assert own != ref
     assert refereed["referees"]["kendall_tau"] == pytest.approx(
         kendall_tau(both, [float(row["standalone_val"]) for row in table]), nan_ok=True)
+    # the cache prepared again with other splits: the run's supernet trained on some of
+    # today's val recordings, so it is refused before anything is scored or trained
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        resplit = compose(config_name="search", overrides=tiny_overrides(tmp_path, "data.seed=1"))
+    prepare_dataset(OmegaConf.to_container(resplit.data, resolve=True), progress=False)
+    with pytest.raises(MelnasError, match=r"run: .*search trained on other splits than .*cache holds now"):
+        rank(6, "rank5")
+    assert not (tmp_path / "rank5" / "rank.json").exists()
 
 
 def test_a_referee_of_another_space_or_data_or_without_a_supernet_is_refused(tmp_path):
@@ -261,17 +271,17 @@ def test_a_referee_of_another_space_or_data_or_without_a_supernet_is_refused(tmp
     from nas.search.few_shot import FewShotSettings
     from nas.search.referees import Referee, check_referees
 
-    def referee(name: str, width: float, cache: str, data_identity: str | None = "abc") -> Referee:
+    def referee(name: str, width: float, cache: str, split_identity: str | None = "abc") -> Referee:
         # a checkpoint of a search of data "abc"; one without a data identity predates it
         save_checkpoint(tmp_path / name / "checkpoints" / "last.pt",
-                        {} if data_identity is None else {"data_identity": data_identity})
+                        {} if split_identity is None else {"split_identity": split_identity})
         (tmp_path / name / "top_archs.json").write_text("[]")
         return Referee(run_dir=tmp_path / name, data_cache_dir=cache,
                        space_config={"name": "mobilenetv3", "width": width}, few_shot=FewShotSettings())
 
     def check(*referees: Referee) -> None:
         check_referees(referees, space_config={"name": "mobilenetv3", "width": 0.5}, data_cache_dir="data/cache/a",
-                       data_identity="abc", setting="rank.referees")
+                       split_identity="abc", setting="rank.referees")
 
     check(referee("twin", 0.5, "data/cache/a"))
     with pytest.raises(MelnasError, match=r"rank.referees: .*wide searched with another search_space \(width: 1.0 there, 0.5 here\)"):
@@ -279,10 +289,10 @@ def test_a_referee_of_another_space_or_data_or_without_a_supernet_is_refused(tmp
     with pytest.raises(MelnasError, match=r"rank.referees: .*other searched with data.cache_dir data/cache/b"):
         check(referee("other", 0.5, "data/cache/b"))
     check(referee("same_cache_other_spelling", 0.5, "data/cache/../cache/a"))
-    with pytest.raises(MelnasError, match=r"rank.referees: .*resplit trained on data that data/cache/a no longer "
-                                          r"holds: .*run its search again on this data"):
-        check(referee("resplit", 0.5, "data/cache/a", data_identity="def"))
-    check(referee("older_melnas", 0.5, "data/cache/a", data_identity=None))
+    with pytest.raises(MelnasError, match=r"rank.referees: .*resplit trained on other splits than data/cache/a holds "
+                                          r"now: .*run its search again on this data"):
+        check(referee("resplit", 0.5, "data/cache/a", split_identity="def"))
+    check(referee("older_melnas", 0.5, "data/cache/a", split_identity=None))
     unfinished = referee("unfinished", 0.5, "data/cache/a")
     (unfinished.run_dir / "top_archs.json").unlink()
     with pytest.raises(MelnasError, match=r"rank.referees: .*unfinished/top_archs.json is missing: .*resume=true"):

@@ -379,25 +379,32 @@ def test_referees_rescore_a_finished_searchs_candidates(workdir: Path, uninterru
     assert [r for r in read_log(fresh) if r["phase"] == "controller"] == trained
 
 
-def test_a_search_of_data_prepared_again_is_refused_as_referee_and_for_resume(workdir: Path, tmp_path: Path) -> None:
+def test_a_search_of_other_splits_is_refused_as_referee_and_for_resume(workdir: Path, tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
     """The cache path does not identify the data: preparing the same cache again with another
     ``data.seed``, or after a recording was added, gives other splits. A referee or a resumed
-    run that trained on the old splits would score or train on today's val recordings."""
+    run that trained on the old splits would score or train on today's val recordings.
+    Touched recordings and a rebuilt cache with the same splits are the same data."""
     audio = tmp_path / "audio"
     shutil.copytree(workdir / "audio", audio)
     mine = [f"data.root={audio}", f"data.cache_dir={tmp_path / 'cache'}"]
     assert search(workdir, tmp_path / "referee", *mine).finished
+    assert "only 3 train step(s) per epoch (30 train windows, trainer.batch_size=8)" in caplog.text  # the tiny set
     referee = finished_copy(workdir, tmp_path / "referee", tmp_path / "referee_run", *mine)
     stopped = tmp_path / "stopped"
     assert not search(workdir, stopped, *mine, "trainer.stop_after_epochs=1").finished
-    with pytest.raises(MelnasError, match=r"trainer.final.referees: .*referee_run trained on data that .*cache no "
-                                          r"longer holds: .*run its search again on this data"):
+    with pytest.raises(MelnasError, match=r"trainer.final.referees: .*referee_run trained on other splits than "
+                                          r".*cache holds now: .*run its search again on this data"):
         search(workdir, tmp_path / "other_splits", *mine, "data.seed=1", f"trainer.final.referees=[{referee}]")
     assert not (tmp_path / "other_splits" / CHECKPOINT).exists()
-    rng = np.random.default_rng(1)
-    sf.write(audio / "noise" / "4.wav", (0.3 * rng.standard_normal(12000)).astype(np.float32), 8000)
-    with pytest.raises(MelnasError, match=r"resume=true: .*stopped trained on data that .*start a new search"):
+    added = audio / "noise" / "4.wav"
+    sf.write(added, (0.3 * np.random.default_rng(1).standard_normal(12000)).astype(np.float32), 8000)
+    with pytest.raises(MelnasError, match=r"resume=true: .*stopped trained on other splits than .*put the recordings"):
         search(workdir, stopped, *mine, "resume=true")
+    added.unlink()
+    os.utime(audio / "low" / "0.wav")  # a newer modification time: the cache is built again, with the same splits
+    assert search(workdir, stopped, *mine, "resume=true").finished
+    assert search(workdir, tmp_path / "refereed", *mine, f"trainer.final.referees=[{referee}]").finished
 
 
 def test_a_referee_of_another_space_is_refused_before_training(workdir: Path, uninterrupted: Path, tmp_path: Path) -> None:

@@ -131,9 +131,25 @@ def test_every_train_option_composes_and_builds(recipe, optimizer):
 
 
 def test_few_steps_per_epoch_draw_a_warning_that_names_the_setting_and_a_batch_size():
-    assert few_steps_warning(MIN_STEPS_PER_EPOCH, 64, "train.batch_size") is None
+    assert few_steps_warning(MIN_STEPS_PER_EPOCH, 64, 640, "train.batch_size") is None
     # ~100 clips: 68 train windows at the default batch of 64 give one step per epoch
-    warning = few_steps_warning(1, 64, "train.batch_size")
-    assert "only 1 train step(s) per epoch (train.batch_size=64, about 64 train windows)" in warning
-    assert f"set train.batch_size=6 or lower for {MIN_STEPS_PER_EPOCH} steps per epoch" in warning
-    assert "trainer.batch_size=1 " in few_steps_warning(3, 2, "trainer.batch_size")
+    warning = few_steps_warning(1, 64, 68, "train.batch_size")
+    assert warning.startswith("only 1 train step(s) per epoch (68 train windows, train.batch_size=64)")
+    assert warning.endswith(f"set train.batch_size=6 or lower for {MIN_STEPS_PER_EPOCH} steps per epoch")
+    assert "set trainer.batch_size=1 " in few_steps_warning(3, 2, 7, "trainer.batch_size")
+
+
+def test_fit_warns_of_few_steps_per_epoch_under_the_callers_setting(caplog):
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(12, 1, 4, 4), torch.randint(0, 2, (12,)))
+    loader = DataLoader(data, batch_size=4, drop_last=True)
+
+    def train(batch_setting):
+        caplog.clear()
+        model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+        fit(model, train_loader=loader, val_loader=loader, recipe=Recipe(epochs=1, warmup_epochs=0),
+            optimizer_factory=lambda groups: torch.optim.SGD(groups, lr=0.1), batch_setting=batch_setting)
+        return caplog.text
+
+    assert "only 3 train step(s) per epoch (12 train windows, finetune.batch_size=4)" in train("finetune.batch_size")
+    assert "train step(s) per epoch" not in train(None)

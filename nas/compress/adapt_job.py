@@ -203,6 +203,7 @@ def adapt_model(job: AdaptJob, *, out_dir: str | Path, finetune_optimizer: Optim
             recipe=job.finetune.recipe(),
             augment=job.finetune.spec_augment.build(),
             device=device,
+            batch_setting="finetune.batch_size",
         )
         finetune.update(best_epoch=fitted.best_epoch, best_val_accuracy=fitted.best_val_accuracy,
                         epochs_run=fitted.epochs_run, seconds=fitted.seconds)

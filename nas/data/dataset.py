@@ -27,6 +27,10 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 
 # Meta keys of a data cache that do not change its content.
 VOLATILE_META = ("build_seconds", "created", "root", "card")
+# Meta keys that change with where and when the recordings were read, not with what a
+# model learns from the cache: their paths and modification times (the input fingerprint,
+# a manifest's path) and the float statistics computed from them.
+MACHINE_META = ("fingerprint", "manifest", "mean", "std")
 
 
 @dataclass
@@ -65,10 +69,22 @@ class PreparedData:
     @property
     def identity(self) -> str:
         """A digest of the cache's meta (settings, input fingerprint, splits' counts, train
-        statistics), build time and location left out: equal for two preparations of the same
-        recordings with the same settings, different whenever the splits may differ."""
+        statistics), build time and location left out: changes whenever the cache is built
+        from other inputs, touched or moved recordings included (the key of melnas-rank's
+        cache of standalone trainings)."""
         kept = {k: v for k, v in self.meta.items() if k not in VOLATILE_META}
-        return hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return _digest(kept)
+
+    @property
+    def split_identity(self) -> str:
+        """A digest of what a model trained on this cache saw: the feature settings, the
+        classes, and which recording's windows lie in which split. Unlike ``identity`` it
+        survives touching, moving or copying the recordings to another machine; it changes
+        when another ``data.seed``, other split settings or added or removed recordings
+        give other splits."""
+        settings = {k: v for k, v in self.meta.items() if k not in VOLATILE_META + MACHINE_META}
+        return _digest({"settings": settings, "sources": self.sources.tolist(), "labels": self.labels.tolist(),
+                        "splits": self.splits.tolist()})
 
     @property
     def features_path(self) -> Path:
@@ -79,6 +95,10 @@ class PreparedData:
         if split not in SPLITS:
             raise ValueError(f"split={split!r} is not one of {list(SPLITS)}")
         return np.flatnonzero(self.splits == split).astype(np.int64)
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def open_prepared(cache_dir: str | Path) -> PreparedData:

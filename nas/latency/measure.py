@@ -296,11 +296,11 @@ def latency_table_for(
         table = LatencyTable(path, context, measure=measure, net_of_call_overhead=backend.per_call_overhead)
         if not table.units:
             log.info("building the latency table %s (once per machine, space, runtime and input; later runs read "
-                     "it): timing the units of %d random archs, then calibrating on %d archs", path, prefill_archs,
-                     calibration_archs)
+                     "it): timing the units of %d random archs", path, prefill_archs)
             rng = np.random.default_rng(seed)
             prefill(table, space, [space.random_arch(rng) for _ in range(prefill_archs)])
         if table.calibration is None and calibration_archs > 0:
+            log.info("calibrating the latency table on %d archs timed whole", calibration_archs)
             table.calibrate(space, spanning_archs(table, space, calibration_archs, seed=seed))
     return table
 

@@ -77,9 +77,9 @@ from nas.search.phases import (
 from nas.search.referees import Referee, check_referees, load_referees
 from nas.search.resume import CHECKPOINT, CHECKPOINT_FORMAT, check_resumable, check_same_data, identity_of
 from nas.search.reward import Reward, RewardBuilder
+from nas.search.tracking import LOGGER, RunTracker, SilentTracker
 from nas.train.amp import resolve_amp
 from nas.train.loop import few_steps_warning
-from nas.search.tracking import LOGGER, RunTracker, SilentTracker
 
 
 
@@ -152,9 +152,6 @@ def _run_search(
     ctx, space_config = build_context(settings, inputs, run_dir, checkpoint, world)
     try:
         if checkpoint is not None:
-            check_same_data(checkpoint, ctx.data_identity, run_dir=run_dir, cache_dir=inputs.data["cache_dir"],
-                            setting="resume=true", remedy="start a new search (another hydra.run.dir), or prepare "
-                            "the data as it was when this run started")
             restore(ctx, checkpoint)
             ctx.tracker.info(f"resumed {run_dir} after epoch {ctx.state.epoch}/{settings.trainer.epochs}")
         setup_s = time.perf_counter() - started
@@ -204,19 +201,24 @@ def build_context(
     with rank_zero_first(world):
         prepare_dataset(inputs.data, progress=settings.progress)  # builds the cache or reuses an up-to-date one
     data = open_prepared(inputs.data["cache_dir"])
+    if checkpoint is not None:
+        check_same_data(checkpoint, data.split_identity, run_dir=run_dir, cache_dir=inputs.data["cache_dir"],
+                        setting="resume=true", remedy="start a new search (another hydra.run.dir), or put the "
+                        "recordings and settings back as they were when this run started")
     steps_per_epoch = len(data.rows("train")) // settings.batch_size
     if steps_per_epoch == 0:
         raise ValueError(
             f"the train split of {data.cache_dir} has {len(data.rows('train'))} windows, fewer than "
             f"trainer.batch_size={settings.batch_size}; lower trainer.batch_size"
         )
-    if world.is_writer and (warning := few_steps_warning(steps_per_epoch, settings.batch_size, "trainer.batch_size")):
+    if world.is_writer and (warning := few_steps_warning(steps_per_epoch, settings.batch_size, len(data.rows("train")),
+                                                         "trainer.batch_size")):
         LOGGER.warning(warning)
     seed = search.seed
     seed_everything(seed)
     space_config = dict(inputs.space_config)
     check_referees(inputs.referees, space_config=space_config, data_cache_dir=inputs.data["cache_dir"],
-                   data_identity=data.identity, setting="trainer.final.referees")
+                   split_identity=data.split_identity, setting="trainer.final.referees")
     space = build_space(space_config)
     check_space_sampling(space, settings.sampling)
     supernet = build_supernet(space, settings.few_shot, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
@@ -247,7 +249,8 @@ def build_context(
         reward=inputs.reward(space, latency), latency=latency,
         make_loader=partial(make_loader, data, num_workers=settings.num_workers, pin_memory=device.type == "cuda"),
         steps_per_epoch=steps_per_epoch, optimizer=optimizer, scheduler=scheduler, tracker=tracker, device=device,
-        settings=settings, seed=seed, data_identity=data.identity, world=world, amp=resolve_amp(settings.amp, device, setting="trainer.amp"),
+        settings=settings, seed=seed, split_identity=data.split_identity, world=world,
+        amp=resolve_amp(settings.amp, device, setting="trainer.amp"),
         referee_supernets=partial(load_referees, inputs.referees, space, num_classes=data.num_classes,
                                   input_shape=data.input_shape, device=device),
     )
@@ -355,7 +358,7 @@ def checkpoint_state(ctx: SearchContext, run_identity: dict) -> dict[str, Any]:
     return {
         "format": CHECKPOINT_FORMAT,
         "identity": run_identity,
-        "data_identity": ctx.data_identity,
+        "split_identity": ctx.split_identity,
         "state": ctx.state.to_dict(),
         "supernet": ctx.supernet.state_dict(),
         "controller": ctx.controller.state_dict(),

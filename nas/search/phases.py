@@ -166,7 +166,7 @@ class SearchContext:
     device: torch.device
     settings: TrainerSettings
     seed: int
-    data_identity: str  # PreparedData.identity of the data it trains on, kept in the checkpoint
+    split_identity: str  # PreparedData.split_identity of the data it trains on, kept in the checkpoint
     state: SearchState = field(default_factory=SearchState)
     world: World = SINGLE  # the processes of a torchrun run; rank 0 alone writes
     amp: MixedPrecision = FP32  # the shared-weight step's precision (trainer.amp)

@@ -37,10 +37,10 @@ class Referee:
 
 
 def check_referees(referees: Sequence[Referee], *, space_config: Mapping[str, Any], data_cache_dir: str,
-                   data_identity: str, setting: str) -> None:
+                   split_identity: str, setting: str) -> None:
     """Refuse, before anything is trained or scored, a referee that cannot judge these archs:
     an unfinished search, one of another space, or one trained on another data cache or on
-    another preparation of this one (``data_identity``: other splits)."""
+    another preparation of this one (``split_identity``: other splits)."""
     for referee in referees:
         for needed in (referee.run_dir / CHECKPOINT, referee.run_dir / "top_archs.json"):
             if not needed.is_file():
@@ -55,7 +55,7 @@ def check_referees(referees: Sequence[Referee], *, space_config: Mapping[str, An
         if Path(referee.data_cache_dir).resolve() != Path(data_cache_dir).resolve():
             raise MelnasError(f"{setting}: {referee.run_dir} searched with data.cache_dir {referee.data_cache_dir}, "
                               f"this run with {data_cache_dir}: a referee must be trained on the same data")
-        check_same_data(load_checkpoint(referee.run_dir / CHECKPOINT), data_identity, run_dir=referee.run_dir,
+        check_same_data(load_checkpoint(referee.run_dir / CHECKPOINT), split_identity, run_dir=referee.run_dir,
                         cache_dir=data_cache_dir, setting=setting,
                         remedy="a referee must be trained on the same splits: run its search again on this data")
 

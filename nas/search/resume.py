@@ -33,18 +33,18 @@ def check_resumable(checkpoint: Mapping[str, Any], identity: dict, path: Path) -
         )
 
 
-def check_same_data(checkpoint: Mapping[str, Any], data_identity: str, *, run_dir: Path, cache_dir: str | Path,
+def check_same_data(checkpoint: Mapping[str, Any], split_identity: str, *, run_dir: Path, cache_dir: str | Path,
                     setting: str, remedy: str) -> None:
-    """MelnasError unless the search that wrote ``checkpoint`` trained on the data ``cache_dir``
-    holds now (``PreparedData.identity``). The path alone does not say it: preparing again
-    with another ``data.seed`` or other recordings rewrites the same cache with other splits,
-    and a supernet that trained on today's val recordings scores them too well.
-    Checkpoints written before melnas recorded the data pass."""
-    saved = checkpoint.get("data_identity")
-    if saved is not None and saved != data_identity:
-        raise MelnasError(f"{setting}: {run_dir} trained on data that {cache_dir} no longer holds: it was prepared "
-                          "again since, from other recordings or settings (data.seed, data.splits, ...), so its "
-                          f"splits may differ; {remedy}")
+    """MelnasError unless the search that wrote ``checkpoint`` trained on the splits ``cache_dir``
+    holds now (``PreparedData.split_identity``). The path alone does not say it: preparing
+    again with another ``data.seed`` or with recordings added or removed rewrites the same
+    cache with other splits, and a supernet that trained on today's val recordings scores
+    them too well. Checkpoints written before melnas recorded the splits pass."""
+    saved = checkpoint.get("split_identity")
+    if saved is not None and saved != split_identity:
+        raise MelnasError(f"{setting}: {run_dir} trained on other splits than {cache_dir} holds now: it was prepared "
+                          "again since with other settings (data.seed, data.splits, ...) or recordings added or "
+                          f"removed; {remedy}")
 
 
 def identity_of(config: Mapping[str, Any]) -> dict[str, Any]:

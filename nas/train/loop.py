@@ -77,7 +77,7 @@ def parameter_groups(model: nn.Module) -> list[dict[str, Any]]:
 MIN_STEPS_PER_EPOCH = 10
 
 
-def few_steps_warning(steps_per_epoch: int, batch_size: int, setting: str) -> str | None:
+def few_steps_warning(steps_per_epoch: int, batch_size: int, windows: int, setting: str) -> str | None:
     """What to tell a user whose train split gives fewer than ``MIN_STEPS_PER_EPOCH`` steps an
     epoch (None otherwise). Why it matters: schedules counted in epochs (early stopping's
     patience, warm-up) then end after a handful of steps, and batchnorm's running statistics,
@@ -86,12 +86,10 @@ def few_steps_warning(steps_per_epoch: int, batch_size: int, setting: str) -> st
     stayed at chance on val while its train accuracy reached 0.9."""
     if steps_per_epoch >= MIN_STEPS_PER_EPOCH:
         return None
-    windows = steps_per_epoch * batch_size
     suggested = max(1, windows // MIN_STEPS_PER_EPOCH)
-    return (f"only {steps_per_epoch} train step(s) per epoch ({setting}={batch_size}, about {windows} train "
-            f"windows): epoch-counted schedules and batchnorm's running statistics see too few steps and the "
-            f"model may stay near chance on val; set {setting}={suggested} or lower for "
-            f"{MIN_STEPS_PER_EPOCH} steps per epoch (data.batch_size sets the search's and the trainings' at once)")
+    return (f"only {steps_per_epoch} train step(s) per epoch ({windows} train windows, {setting}={batch_size}): "
+            f"epoch-counted schedules and batchnorm's running statistics see too few steps and the model may "
+            f"stay near chance on val; set {setting}={suggested} or lower for {MIN_STEPS_PER_EPOCH} steps per epoch")
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
@@ -197,8 +195,12 @@ def fit(
     writer: SummaryWriter | None = None,
     world: World = SINGLE,
     amp: MixedPrecision = FP32,
+    batch_setting: str | None = "train.batch_size",
 ) -> FitResult:
     """Train ``model`` in place; at the end it holds the weights of its best validation epoch.
+
+    ``batch_setting``: the setting a warning about too few steps per epoch names; None when
+    the caller warns itself (melnas-rank, once for all its trainings).
 
     The best epoch has the highest validation accuracy (ties: lower validation loss);
     training stops after ``recipe.patience`` epochs without a better one.
@@ -218,8 +220,8 @@ def fit(
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ValueError("the train split gives no batch: lower train.batch_size or add data")
-    if world.is_writer and (warning := few_steps_warning(steps_per_epoch, train_loader.batch_size * world.size,
-                                                         "train.batch_size")):
+    if batch_setting is not None and world.is_writer and (warning := few_steps_warning(
+            steps_per_epoch, int(train_loader.batch_size or 1) * world.size, len(train_loader.dataset), batch_setting)):
         log.warning(warning)
     total_steps = recipe.epochs * steps_per_epoch
     warmup_steps = int(round(recipe.warmup_epochs * steps_per_epoch))

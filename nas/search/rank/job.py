@@ -40,6 +40,7 @@ from nas.search.rank.standalone import (
 )
 from nas.search.scoring import ArchScorer, LatencyLookup, check_bn_mode
 from nas.train.job import TrainSettings
+from nas.train.loop import few_steps_warning
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +110,16 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     if not top_file.is_file():
         raise MelnasError(f"{run_dir} is not a finished search (no top_archs.json): pass run=<a search run directory>")
     data = open_prepared(search.data["cache_dir"])
-    check_same_data(load_checkpoint(run_dir / CHECKPOINT), data.identity, run_dir=run_dir,
+    check_same_data(load_checkpoint(run_dir / CHECKPOINT), data.split_identity, run_dir=run_dir,
                     cache_dir=search.data["cache_dir"], setting="run",
                     remedy="rank a search of the data as it is now, or prepare the data as it was for this search")
     check_referees(referees, space_config=search.space_config, data_cache_dir=search.data["cache_dir"],
-                   data_identity=data.identity, setting="rank.referees")
+                   split_identity=data.split_identity, setting="rank.referees")
     device = resolve_device(job.device)
     space = build_space(dict(search.space_config))
+    windows = len(data.rows("train"))
+    if warning := few_steps_warning(windows // job.train.batch_size, job.train.batch_size, windows, "train.batch_size"):
+        log.warning("the standalone trainings: %s", warning)
 
     shape = dict(num_classes=data.num_classes, input_shape=data.input_shape, device=device)
     supernet = load_supernet(run_dir / CHECKPOINT, search.settings.trainer.few_shot, space, **shape)

@@ -30,6 +30,7 @@ from nas.runtime import resolve_device, torch_threads
 from nas.train.job import TrainSettings
 from nas.train.loop import fit
 
+
 @dataclass(frozen=True)
 class StandaloneJob:
     """One arch to train: everything a worker process needs (plain data and a factory)."""
@@ -69,7 +70,8 @@ def train_standalone(job: StandaloneJob) -> dict[str, Any]:
         loader = make_loader(data, "train", batch_size=train.batch_size, shuffle=True, seed=job.seed, drop_last=True)
         val = make_loader(data, "val", batch_size=train.eval_batch_size, shuffle=False)
         result = fit(model, train_loader=loader, val_loader=val, optimizer_factory=job.optimizer_factory,
-                     recipe=train.recipe(), augment=train.spec_augment.build(), device=device)
+                     recipe=train.recipe(), augment=train.spec_augment.build(), device=device,
+                     batch_setting=None)  # run_rank warns once for all the trainings
         model.eval()
         test = make_loader(data, "test", batch_size=train.eval_batch_size, shuffle=False)
         entry = {
