@@ -27,9 +27,10 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 
 # Meta keys of a data cache that do not change its content.
 VOLATILE_META = ("build_seconds", "created", "root", "card")
-# Meta keys that change with where and when the recordings were read, not with what a
-# model learns from the cache: their paths and modification times (the input fingerprint,
-# a manifest's path) and the float statistics computed from them.
+# Meta keys that change with where, when and on which machine the recordings were read,
+# not with which recordings a model learns from: their paths and modification times (the
+# input fingerprint, a manifest's path) and the features' float statistics, whose last
+# bits differ between BLAS builds.
 MACHINE_META = ("fingerprint", "manifest", "mean", "std")
 
 

@@ -112,7 +112,8 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     data = open_prepared(search.data["cache_dir"])
     check_same_data(load_checkpoint(run_dir / CHECKPOINT), data.split_identity, run_dir=run_dir,
                     cache_dir=search.data["cache_dir"], setting="run",
-                    remedy="rank a search of the data as it is now, or prepare the data as it was for this search")
+                    remedy="rank a search of the data as it is now, or put the recordings and settings back as they were "
+                           "for this search")
     check_referees(referees, space_config=search.space_config, data_cache_dir=search.data["cache_dir"],
                    split_identity=data.split_identity, setting="rank.referees")
     device = resolve_device(job.device)
