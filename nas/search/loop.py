@@ -201,8 +201,9 @@ def build_context(
     with rank_zero_first(world):
         prepare_dataset(inputs.data, progress=settings.progress)  # builds the cache or reuses an up-to-date one
     data = open_prepared(inputs.data["cache_dir"])
+    split_identity = data.split_identity  # a digest of every window's source and split: computed once
     if checkpoint is not None:
-        check_same_data(checkpoint, data.split_identity, run_dir=run_dir, cache_dir=inputs.data["cache_dir"],
+        check_same_data(checkpoint, split_identity, run_dir=run_dir, cache_dir=inputs.data["cache_dir"],
                         setting="resume=true", remedy="start a new search (another hydra.run.dir), or put the "
                         "recordings and settings back as they were when this run started")
     steps_per_epoch = len(data.rows("train")) // settings.batch_size
@@ -218,7 +219,7 @@ def build_context(
     seed_everything(seed)
     space_config = dict(inputs.space_config)
     check_referees(inputs.referees, space_config=space_config, data_cache_dir=inputs.data["cache_dir"],
-                   split_identity=data.split_identity, setting="trainer.final.referees")
+                   split_identity=split_identity, setting="trainer.final.referees")
     space = build_space(space_config)
     check_space_sampling(space, settings.sampling)
     supernet = build_supernet(space, settings.few_shot, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
@@ -249,7 +250,7 @@ def build_context(
         reward=inputs.reward(space, latency), latency=latency,
         make_loader=partial(make_loader, data, num_workers=settings.num_workers, pin_memory=device.type == "cuda"),
         steps_per_epoch=steps_per_epoch, optimizer=optimizer, scheduler=scheduler, tracker=tracker, device=device,
-        settings=settings, seed=seed, split_identity=data.split_identity, world=world,
+        settings=settings, seed=seed, split_identity=split_identity, world=world,
         amp=resolve_amp(settings.amp, device, setting="trainer.amp"),
         referee_supernets=partial(load_referees, inputs.referees, space, num_classes=data.num_classes,
                                   input_shape=data.input_shape, device=device),

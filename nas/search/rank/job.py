@@ -110,12 +110,13 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     if not top_file.is_file():
         raise MelnasError(f"{run_dir} is not a finished search (no top_archs.json): pass run=<a search run directory>")
     data = open_prepared(search.data["cache_dir"])
-    check_same_data(load_checkpoint(run_dir / CHECKPOINT), data.split_identity, run_dir=run_dir,
+    split_identity = data.split_identity  # a digest of every window's source and split: computed once
+    check_same_data(load_checkpoint(run_dir / CHECKPOINT), split_identity, run_dir=run_dir,
                     cache_dir=search.data["cache_dir"], setting="run",
                     remedy="rank a search of the data as it is now, or put the recordings and settings back as they were "
                            "for this search")
     check_referees(referees, space_config=search.space_config, data_cache_dir=search.data["cache_dir"],
-                   split_identity=data.split_identity, setting="rank.referees")
+                   split_identity=split_identity, setting="rank.referees")
     device = resolve_device(job.device)
     space = build_space(dict(search.space_config))
     windows = len(data.rows("train"))
