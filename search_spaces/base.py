@@ -157,6 +157,10 @@ class SearchSpace(ABC):
     # True when every categorical lists its options from the smaller to the larger network
     # (what ``extreme_arch`` relies on); mobilenetv3 does, enas_macro's op choice does not.
     options_by_size: bool = False
+    # Decisions whose options are no larger or smaller network than each other (an
+    # activation: no weights, no size). The extreme archs fix them like any other
+    # decision; the sandwich rule can draw them afresh per step (``trainer.sandwich_unsized``).
+    unsized_decisions: tuple[str, ...] = ()
 
     @property
     @abstractmethod

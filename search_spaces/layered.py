@@ -66,6 +66,13 @@ class LayeredSpace(SearchSpace):
     # Layer keys whose options run from the larger to the smaller network (``skip``:
     # False keeps the block, True removes it); ``extreme_arch`` reverses them.
     shrinking_keys: tuple[str, ...] = ()
+    # Layer keys of no size (``SearchSpace.unsized_decisions``, one decision per layer that has the key).
+    unsized_keys: tuple[str, ...] = ()
+
+    @cached_property
+    def unsized_decisions(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(decision_name(i, k) for i, choices in enumerate(self.layer_choices()) for k in choices
+                     if k in self.unsized_keys)
 
     def extreme_arch(self, *, largest: bool) -> Arch:
         """As ``SearchSpace.extreme_arch``, with ``shrinking_keys`` taken in reverse order."""

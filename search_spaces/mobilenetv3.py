@@ -109,6 +109,7 @@ class MobileNetV3Space(LayeredSpace, PrunableSpace):
     token_separator = "_"
     options_by_size = True  # kernels and ratios ascending, SE False/True; skip runs the other way:
     shrinking_keys = ("skip",)
+    unsized_keys = ("act",)  # relu or hard-swish: no weights, no size
 
     def __init__(
         self,

@@ -281,7 +281,7 @@ def test_a_referee_of_another_space_or_data_or_without_a_supernet_is_refused(tmp
 
     def check(*referees: Referee) -> None:
         check_referees(referees, space_config={"name": "mobilenetv3", "width": 0.5}, data_cache_dir="data/cache/a",
-                       split_identity="abc", setting="rank.referees")
+                       split_identity="abc", setting="rank.referees", run_dir=tmp_path / "ranked")
 
     check(referee("twin", 0.5, "data/cache/a"))
     with pytest.raises(MelnasError, match=r"rank.referees: .*wide searched with another search_space \(width: 1.0 there, 0.5 here\)"):
@@ -289,6 +289,10 @@ def test_a_referee_of_another_space_or_data_or_without_a_supernet_is_refused(tmp
     with pytest.raises(MelnasError, match=r"rank.referees: .*other searched with data.cache_dir data/cache/b"):
         check(referee("other", 0.5, "data/cache/b"))
     check(referee("same_cache_other_spelling", 0.5, "data/cache/../cache/a"))
+    with pytest.raises(MelnasError, match=r"rank.referees: .*ranked is the run itself: its supernet would count twice"):
+        check(referee("ranked", 0.5, "data/cache/a"))
+    with pytest.raises(MelnasError, match=r"rank.referees: .*twin is listed twice"):
+        check(referee("twin", 0.5, "data/cache/a"), referee("twin", 0.5, "data/cache/a"))
     with pytest.raises(MelnasError, match=r"rank.referees: .*resplit trained on other splits than data/cache/a holds "
                                           r"now: .*run its search again on this data"):
         check(referee("resplit", 0.5, "data/cache/a", split_identity="def"))

@@ -236,3 +236,25 @@ def test_shared_steps_draw_uniformly_until_the_controllers_first_update():
     assert controller_untrained(0, 100) and controller_untrained(100, 100)
     assert not controller_untrained(101, 100)
     assert not controller_untrained(0, 0), "no warm-up: the controller samples from the start"
+
+
+def test_sandwich_extremes_can_draw_their_activations_afresh_each_step():
+    """``unsized="uniform"``: the teacher and the smallest arch keep every sized decision
+    at its extreme and draw the activation (no weights, no size) per step, so the shared
+    weights are not tuned to the teacher's activations alone."""
+    space = MobileNetV3Space(**QUICK)
+    assert set(space.unsized_decisions) == {f"l{i}_act" for i in range(space.num_layers)}
+    groups = step_archs(space, None, "sandwich", steps=20, rng=np.random.default_rng(0), uniform=False,
+                        sandwich_random=2, sandwich_unsized="uniform")
+    for extreme, largest in ((0, True), (1, False)):
+        fixed = space.extreme_arch(largest=largest).as_dict()
+        for group in groups:
+            drawn = group[extreme].as_dict()
+            assert {n: v for n, v in drawn.items() if n not in space.unsized_decisions} == \
+                   {n: v for n, v in fixed.items() if n not in space.unsized_decisions}
+        activations = Counter(group[extreme][name] for group in groups for name in space.unsized_decisions)
+        assert set(activations) == {"relu", "hswish"} and min(activations.values()) > 50  # of 220
+    fixed_groups = step_archs(space, None, "sandwich", steps=3, rng=np.random.default_rng(0), uniform=False)
+    assert all(group[0] == space.extreme_arch(largest=True) for group in fixed_groups)
+    with pytest.raises(ValueError, match="trainer.sandwich_unsized='random'"):
+        TrainerSettings(sampling="sandwich", sandwich_unsized="random")

@@ -219,7 +219,7 @@ def build_context(
     seed_everything(seed)
     space_config = dict(inputs.space_config)
     check_referees(inputs.referees, space_config=space_config, data_cache_dir=inputs.data["cache_dir"],
-                   split_identity=split_identity, setting="trainer.final.referees")
+                   split_identity=split_identity, setting="trainer.final.referees", run_dir=run_dir)
     space = build_space(space_config)
     check_space_sampling(space, settings.sampling)
     supernet = build_supernet(space, settings.few_shot, num_classes=data.num_classes, input_shape=data.input_shape).to(device)

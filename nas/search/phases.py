@@ -91,6 +91,7 @@ class TrainerSettings:
     sandwich_random: int = 2  # sandwich: random archs per step besides the largest and smallest
     sandwich_draw: str = "uniform"  # sandwich: how those are drawn: uniform | tilted (nas/search/sampling.py)
     sandwich_distill: bool = True  # sandwich: the others learn the largest's soft labels (false: the labels)
+    sandwich_unsized: str = "fixed"  # sandwich: the extremes' unsized decisions (activation): fixed | uniform per step
     ddp_archs: str = "same"  # under torchrun: every rank trains the same arch per step | each rank its own
     val_batch_size: int = 256
     bn_mode: str = "batch"
@@ -126,7 +127,7 @@ class TrainerSettings:
             bad.append(f"trainer.ddp_archs={self.ddp_archs!r} (need one of {', '.join(DDP_ARCHS)})")
         if bad:
             raise ValueError("invalid search trainer settings: " + "; ".join(bad))
-        check_sampling(self.sampling, self.sandwich_random, self.sandwich_draw)
+        check_sampling(self.sampling, self.sandwich_random, self.sandwich_draw, self.sandwich_unsized)
 
     @property
     def warmup_steps(self) -> int:
@@ -197,7 +198,7 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
         ctx.space, ctx.controller, s.sampling, steps=ctx.steps_per_epoch * (ctx.world.size if per_rank else 1),
         rng=np.random.default_rng(derive_seed(ctx.seed, "sampling", epoch)),
         uniform=controller_untrained(ctx.state.controller_step, s.warmup_steps),
-        sandwich_random=s.sandwich_random, sandwich_draw=s.sandwich_draw,
+        sandwich_random=s.sandwich_random, sandwich_draw=s.sandwich_draw, sandwich_unsized=s.sandwich_unsized,
     )
     group_size = None
     if isinstance(ctx.supernet, FewShotSupernet) and bool(ctx.supernet.is_split) and s.sampling == "sandwich":

@@ -37,11 +37,18 @@ class Referee:
 
 
 def check_referees(referees: Sequence[Referee], *, space_config: Mapping[str, Any], data_cache_dir: str,
-                   split_identity: str, setting: str) -> None:
+                   split_identity: str, setting: str, run_dir: Path) -> None:
     """Refuse, before anything is trained or scored, a referee that cannot judge these archs:
     an unfinished search, one of another space, or one trained on another data cache or on
-    another preparation of this one (``split_identity``: other splits)."""
+    another preparation of this one (``split_identity``: other splits); and one that is the
+    run itself (``run_dir``) or listed twice, which would count one supernet twice in the mean."""
+    seen = {run_dir.resolve()}
     for referee in referees:
+        if referee.run_dir.resolve() in seen:
+            what = "the run itself" if referee.run_dir.resolve() == run_dir.resolve() else "listed twice"
+            raise MelnasError(f"{setting}: {referee.run_dir} is {what}: its supernet would count twice in the mean "
+                              "score; list each referee once, and not the run being scored")
+        seen.add(referee.run_dir.resolve())
         for needed in (referee.run_dir / CHECKPOINT, referee.run_dir / "top_archs.json"):
             if not needed.is_file():
                 raise MelnasError(f"{setting}: {needed} is missing: a referee must be a finished melnas-search "

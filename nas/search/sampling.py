@@ -43,15 +43,18 @@ from search_spaces.base import Arch, Categorical, SearchSpace, check_options_by_
 
 SAMPLING_MODES = ("controller", "uniform", "fair", "sandwich")
 SANDWICH_DRAWS = ("uniform", "tilted")  # trainer.sandwich_draw
+SANDWICH_UNSIZED = ("fixed", "uniform")  # trainer.sandwich_unsized
 
 
-def check_sampling(mode: str, sandwich_random: int, sandwich_draw: str = "uniform") -> None:
+def check_sampling(mode: str, sandwich_random: int, sandwich_draw: str = "uniform", sandwich_unsized: str = "fixed") -> None:
     if mode not in SAMPLING_MODES:
         raise ValueError(f"trainer.sampling={mode!r} is not one of {', '.join(SAMPLING_MODES)}")
     if sandwich_random < 0:
         raise ValueError(f"trainer.sandwich_random={sandwich_random} (need >= 0)")
     if sandwich_draw not in SANDWICH_DRAWS:
         raise ValueError(f"trainer.sandwich_draw={sandwich_draw!r} is not one of {', '.join(SANDWICH_DRAWS)}")
+    if sandwich_unsized not in SANDWICH_UNSIZED:
+        raise ValueError(f"trainer.sandwich_unsized={sandwich_unsized!r} is not one of {', '.join(SANDWICH_UNSIZED)}")
 
 
 def controller_untrained(controller_step: int, warmup_steps: int) -> bool:
@@ -86,10 +89,17 @@ def fair_group(space: SearchSpace, rng: np.random.Generator) -> list[Arch]:
     return [space.arch([column[j] for column in columns]) for j in range(k)]
 
 
-def sandwich_group(space: SearchSpace, rng: np.random.Generator, num_random: int, draw: str = "uniform") -> list[Arch]:
+def sandwich_group(
+    space: SearchSpace, rng: np.random.Generator, num_random: int, draw: str = "uniform", unsized: str = "fixed",
+) -> list[Arch]:
     """The largest arch first (the teacher), then the smallest, then ``num_random`` random
-    ones (``draw``: ``uniform`` per decision, or ``tilted`` over the size range)."""
+    ones (``draw``: ``uniform`` per decision, or ``tilted`` over the size range).
+    ``unsized="uniform"``: the extremes take a uniform draw of the space's unsized decisions."""
     extremes = [space.extreme_arch(largest=True), space.extreme_arch(largest=False)]
+    if unsized == "uniform":  # a whole uniform draw per extreme, of which the unsized decisions are kept
+        names = [d.name for d in space.decisions]
+        extremes = [space.arch({**arch.as_dict(), **{name: value for name, value in zip(names, uniform_values(
+            space.decisions, rng)) if name in space.unsized_decisions}}) for arch in extremes]
     if draw == "tilted":
         return extremes + [tilted_arch(space, rng) for _ in range(num_random)]
     return extremes + [space.arch(uniform_values(space.decisions, rng)) for _ in range(num_random)]
@@ -97,7 +107,7 @@ def sandwich_group(space: SearchSpace, rng: np.random.Generator, num_random: int
 
 def step_archs(
     space: SearchSpace, controller: Controller, mode: str, *, steps: int, rng: np.random.Generator,
-    uniform: bool, sandwich_random: int = 2, sandwich_draw: str = "uniform",
+    uniform: bool, sandwich_random: int = 2, sandwich_draw: str = "uniform", sandwich_unsized: str = "fixed",
 ) -> list[list[Arch]]:
     """The archs of each of ``steps`` shared-weight steps (one list per step).
 
@@ -106,7 +116,7 @@ def step_archs(
     if mode == "fair":
         return [fair_group(space, rng) for _ in range(steps)]
     if mode == "sandwich":
-        return [sandwich_group(space, rng, sandwich_random, sandwich_draw) for _ in range(steps)]
+        return [sandwich_group(space, rng, sandwich_random, sandwich_draw, sandwich_unsized) for _ in range(steps)]
     if uniform or mode == "uniform":
         return [[space.arch(uniform_values(space.decisions, rng))] for _ in range(steps)]
     with torch.no_grad(), torch_threads(controller.threads):

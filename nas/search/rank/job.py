@@ -116,7 +116,7 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
                     remedy="rank a search of the data as it is now, or put the recordings and settings back as they were "
                            "for this search")
     check_referees(referees, space_config=search.space_config, data_cache_dir=search.data["cache_dir"],
-                   split_identity=split_identity, setting="rank.referees")
+                   split_identity=split_identity, setting="rank.referees", run_dir=run_dir)
     device = resolve_device(job.device)
     space = build_space(dict(search.space_config))
     windows = len(data.rows("train"))
