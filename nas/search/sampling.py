@@ -19,7 +19,9 @@
   spread from the smallest arch to the largest, so that every size between the two
   extremes is trained (AttentiveNAS's point: sample over the cost range, not the choices).
   ``trainer.sandwich_distill=false`` trains every arch of the group on the labels instead
-  (the sandwich rule without in-place distillation).
+  (the sandwich rule without in-place distillation). ``trainer.sandwich_unsized=uniform``
+  lets the extremes draw the space's decisions of no size (``unsized_decisions``:
+  mobilenetv3's activations) afresh each step, so that no activation is the teacher's.
 
 ``trainer.controller_warmup`` (TuNAS): while the controller is in warm-up (no updates),
 the ``controller`` mode draws the training archs uniformly instead of from the untrained
@@ -46,7 +48,9 @@ SANDWICH_DRAWS = ("uniform", "tilted")  # trainer.sandwich_draw
 SANDWICH_UNSIZED = ("fixed", "uniform")  # trainer.sandwich_unsized
 
 
-def check_sampling(mode: str, sandwich_random: int, sandwich_draw: str = "uniform", sandwich_unsized: str = "fixed") -> None:
+def check_sampling(
+    mode: str, sandwich_random: int, sandwich_draw: str = "uniform", sandwich_unsized: str = "fixed",
+) -> None:
     if mode not in SAMPLING_MODES:
         raise ValueError(f"trainer.sampling={mode!r} is not one of {', '.join(SAMPLING_MODES)}")
     if sandwich_random < 0:
