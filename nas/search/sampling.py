@@ -100,7 +100,9 @@ def sandwich_group(
     ones (``draw``: ``uniform`` per decision, or ``tilted`` over the size range).
     ``unsized="uniform"``: the extremes take a uniform draw of the space's unsized decisions."""
     extremes = [space.extreme_arch(largest=True), space.extreme_arch(largest=False)]
-    if unsized == "uniform":  # a whole uniform draw per extreme, of which the unsized decisions are kept
+    if unsized == "uniform":
+        # A whole uniform draw per extreme, of which only the unsized decisions are kept: the
+        # draws the README's measurements of this option were made with (same seed, same runs).
         names = [d.name for d in space.decisions]
         extremes = [space.arch({**arch.as_dict(), **{name: value for name, value in zip(names, uniform_values(
             space.decisions, rng)) if name in space.unsized_decisions}}) for arch in extremes]
