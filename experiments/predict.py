@@ -3,8 +3,9 @@
     melnas-predict outputs/train/<date>/<time>/model.pt song.wav take2.flac
     melnas-predict model.pt *.wav --windows --json > predictions.json
 
-A file that cannot be read is reported on stderr with the reason and the others are
-still predicted; the exit code is non-zero only when no file could be predicted.
+A file that cannot be read is reported on stderr with the reason (and under "failed" in
+--json) and the others are still predicted; the exit status is 1 when any file failed,
+as with cp or grep, so a script that runs it over a folder notices the files it lost.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def predict(args: argparse.Namespace) -> int:
     failed = sum(not p.ok for p in predictions)
     if failed:
         print(f"melnas-predict: {failed} of {len(predictions)} files could not be read", file=sys.stderr)
-    return 1 if failed == len(predictions) else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

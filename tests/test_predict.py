@@ -53,7 +53,7 @@ def test_cli_reports_bad_files_and_predicts_the_rest(tiny_trained, recordings, c
     files = [str(p) for p in (recordings["bad"][0], *recordings["good"], *recordings["bad"][1:])]
     code = predict_main([str(tiny_trained.model_path), *files, "--json", "--windows"])
     out, err = capsys.readouterr()
-    assert code == 0
+    assert code == 1  # some files were lost: a script must notice, the rest are still printed
     document = json.loads(out)
     assert [f["path"] for f in document["files"]] == [str(p) for p in recordings["good"]]
     assert document["class_names"] == ["high", "low", "noise"]
@@ -80,7 +80,7 @@ def test_cli_text_output(tiny_trained, recordings, capsys):
     assert lines[1].split()[0] == "0.00-1.00"
 
 
-def test_cli_fails_only_when_every_file_fails(tiny_trained, recordings, capsys):
+def test_cli_fails_when_every_file_fails_or_the_model_is_unreadable(tiny_trained, recordings, capsys):
     assert predict_main([str(tiny_trained.model_path), *map(str, recordings["bad"])]) == 1
     assert exit_status(predict_main, [str(recordings["good"][0]), str(recordings["good"][0])]) == 2  # not a model
     _, err = capsys.readouterr()
