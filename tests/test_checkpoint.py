@@ -50,6 +50,20 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert loaded["epoch"] == 3 and loaded["names"] == ["a", "b"] and loaded["none"] is None
 
 
+def test_an_atomic_write_gets_the_mode_open_would_give(tmp_path: Path) -> None:
+    import stat
+
+    from nas.io.atomic import atomic_write_bytes
+
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    written = atomic_write_bytes(tmp_path / "atomic.bin", b"x")
+    checkpoint = save_checkpoint(tmp_path / "last.pt", {"epoch": 1})
+    expected = stat.S_IMODE(plain.stat().st_mode)
+    assert stat.S_IMODE(written.stat().st_mode) == expected  # not mkstemp's 0600
+    assert stat.S_IMODE(checkpoint.stat().st_mode) == expected
+
+
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"epoch": 1})

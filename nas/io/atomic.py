@@ -15,6 +15,16 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 
+def _mode_for_new_files() -> int:
+    """0666 less the process umask: the mode ``open()`` gives a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_MODE_FOR_NEW_FILES = _mode_for_new_files()
+
+
 class AtomicFile:
     """A temporary file beside ``path``; ``commit`` flushes, fsyncs and renames it over
     ``path``, ``discard`` removes it. For writers that stream (and may seek) before
@@ -26,6 +36,7 @@ class AtomicFile:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self.temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        os.chmod(self.temporary, _MODE_FOR_NEW_FILES)  # mkstemp makes 0600; give what open() would
         self.handle: IO = os.fdopen(fd, mode, **open_kwargs)
 
     def commit(self) -> Path:
