@@ -227,6 +227,16 @@ def test_class_without_usable_file_stops_and_lists_reasons(tmp_path):
     assert not (tmp_path / "cache" / "meta.json").exists()
 
 
+def test_a_single_class_is_refused_before_decoding(tmp_path):
+    root = make_folder(tmp_path / "audio", per_class=2)
+    for extra in sorted(root.iterdir())[1:]:
+        shutil.rmtree(extra)
+    only = sorted(root.iterdir())[0].name
+    with pytest.raises(DataError, match=rf"has 1 class \({only}\) .* at least 2 classes"):
+        prepare_dataset(data_cfg(root, tmp_path / "cache"), progress=False)
+    assert not (tmp_path / "cache" / "features.npy").exists()
+
+
 @pytest.mark.parametrize("setup,message", [
     (lambda root: None, "does not exist"),
     (lambda root: root.mkdir(), "has no class sub-folders"),

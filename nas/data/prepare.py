@@ -78,6 +78,7 @@ def prepare_dataset(data: Mapping[str, Any], *, progress: bool = True) -> Prepar
     if unchecked is not None:
         return unchecked
     listing = settings.read_listing()
+    _require_two_classes(listing, settings)
     choose_folds([r.fold for r in listing.recordings], settings.test_fold,
                  settings.val_fold)  # a wrong data.test_fold stops before decoding
     fingerprint = cache.fingerprint(settings.identity(), listing.recordings)
@@ -248,6 +249,20 @@ def _featurise_one(task: tuple[int, str, FeatureParams]) -> _FileResult:
         return _FileResult(index, kind=SkipKind.UNEXPECTED,
                            reason=f"unexpected {type(error).__name__}: {error}")
     return _FileResult(index, features, offsets, seconds)
+
+
+def _require_two_classes(listing: Listing, settings: PrepareSettings) -> None:
+    """Raise ``DataError`` for a data set of fewer than 2 classes: everything downstream
+    would run and report a meaningless accuracy of 1.0."""
+    names = listing.class_names
+    if len(names) >= 2:
+        return
+    source = (f"data.manifest={settings.manifest}" if settings.manifest
+              else f"data.root={settings.root}")
+    found = f"1 class ({names[0]})" if names else "no class"
+    raise DataError(
+        f"{source} has {found} with a usable file: a classifier needs at least 2 classes; "
+        "add one folder per class (or, in a manifest, rows with 2 or more labels)")
 
 
 def _require_every_class(listing: Listing, built: _Built, cache_dir: Path,
