@@ -135,8 +135,9 @@ def test_few_steps_per_epoch_draw_a_warning_that_names_the_setting_and_a_batch_s
     # ~100 clips: 68 train windows at the default batch of 64 give one step per epoch
     warning = few_steps_warning(1, 64, 68, "train.batch_size")
     assert warning.startswith("only 1 train step(s) per epoch (68 train windows, train.batch_size=64)")
-    assert warning.endswith(f"set train.batch_size=6 or lower for {MIN_STEPS_PER_EPOCH} steps per epoch")
-    assert "set trainer.batch_size=1 " in few_steps_warning(3, 2, 7, "trainer.batch_size")
+    assert f"set data.batch_size=6 or lower for {MIN_STEPS_PER_EPOCH} steps per epoch" in warning
+    assert warning.endswith("(or train.batch_size=6 for this command alone)")
+    assert "set data.batch_size=1 " in few_steps_warning(3, 2, 7, "trainer.batch_size")
 
 
 def test_fit_warns_of_few_steps_per_epoch_under_the_callers_setting(caplog):

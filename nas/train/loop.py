@@ -89,7 +89,8 @@ def few_steps_warning(steps_per_epoch: int, batch_size: int, windows: int, setti
     suggested = max(1, windows // MIN_STEPS_PER_EPOCH)
     return (f"only {steps_per_epoch} train step(s) per epoch ({windows} train windows, {setting}={batch_size}): "
             f"epoch-counted schedules and batchnorm's running statistics see too few steps and the model may "
-            f"stay near chance on val; set {setting}={suggested} or lower for {MIN_STEPS_PER_EPOCH} steps per epoch")
+            f"stay near chance on val; set data.batch_size={suggested} or lower for {MIN_STEPS_PER_EPOCH} steps per "
+            f"epoch (or {setting}={suggested} for this command alone)")
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
