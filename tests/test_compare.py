@@ -130,6 +130,17 @@ def test_compare_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert exit_status(compare_main, [str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "holds no run outputs" in capsys.readouterr().err
+
+
+def test_a_failed_run_s_empty_folder_is_skipped_with_a_warning(tmp_path, caplog):
+    run = tmp_path / "search"
+    _search_dir(run, "enas_lstm", [("c1", 0.7, 2.0, 0.6)])
+    failed = tmp_path / "failed_run"
+    (failed / ".hydra").mkdir(parents=True)
+    with caplog.at_level("WARNING"):
+        rows = compare_runs([run, failed], tmp_path / "out").rows
+    assert len(rows) == 1 and rows[0].origin == "enas_lstm"
+    assert f"skipped {failed}: holds no run outputs" in caplog.text
     with pytest.raises(ValueError, match="not a directory"):
         collect_rows([tmp_path / "missing"])
     bad = tmp_path / "bad"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -70,19 +71,29 @@ class Comparison:
 
 # ---- reading runs -------------------------------------------------------------------
 
+LOGGER = logging.getLogger(__name__)
+_NO_OUTPUTS = "holds no run outputs (metrics.json, top_archs.json or search_log.jsonl)"
+
 
 def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
-    """Run directories at or below ``paths`` (a train or search dir is not searched further)."""
+    """Run directories at or below ``paths`` (a train or search dir is not searched further).
+
+    A given folder without run outputs (typically the run folder of a command that
+    failed, caught by a glob such as ``outputs/train/<date>/*``) is skipped with a
+    warning naming it; only when no folder holds a run is that an error."""
     found: list[Path] = []
+    empty: list[Path] = []
     for path in map(Path, paths):
         if not path.is_dir():
             raise ValueError(f"{path} is not a directory: pass run directories (or folders holding them)")
         runs = list(_walk(path))
         if not runs:
-            raise ValueError(
-                f"{path} holds no run outputs (metrics.json, top_archs.json or search_log.jsonl)"
-            )
+            empty.append(path)
         found += [r for r in runs if r not in found]
+    if not found:
+        raise ValueError(f"{', '.join(map(str, empty))}: {_NO_OUTPUTS}")
+    for path in empty:
+        LOGGER.warning("skipped %s: %s (a run that failed or has not finished?)", path, _NO_OUTPUTS)
     return found
 
 
