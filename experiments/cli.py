@@ -38,8 +38,10 @@ def debug_enabled() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def run_cli(app: str, work: Callable[[], T]) -> T:
-    """``work()``; a user error becomes ``melnas-<app>: <error>`` on stderr and exit status 2."""
+def run_cli(app: str, work: Callable[[], T], *, after_interrupt: Callable[[], str | None] | None = None) -> T:
+    """``work()``; a user error becomes ``melnas-<app>: <error>`` on stderr and exit status 2.
+    On Ctrl-C, ``after_interrupt()`` (when given and not None) is said after "interrupted":
+    how to continue the run."""
     try:
         return work()
     except USER_ERRORS as error:
@@ -50,7 +52,8 @@ def run_cli(app: str, work: Callable[[], T]) -> T:
         print(f"melnas-{app}: {message}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print(f"melnas-{app}: interrupted", file=sys.stderr)
+        hint = after_interrupt() if after_interrupt is not None else None
+        print(f"melnas-{app}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         sys.exit(130)
 
 
@@ -93,12 +96,15 @@ def share_cores_in_sweeps(mode: str, n_jobs: int | None) -> None:
         os.environ.setdefault(PARALLEL_JOBS_ENV, str(jobs))
 
 
-def run_hydra_app(app: str, work: Callable[[DictConfig, HydraRun], Any], cfg: DictConfig) -> Any:
-    """Inside ``@hydra.main``: ``work(cfg, run)`` under ``run_cli``."""
+def run_hydra_app(app: str, work: Callable[[DictConfig, HydraRun], Any], cfg: DictConfig, *,
+                  after_interrupt: Callable[[HydraRun], str | None] | None = None) -> Any:
+    """Inside ``@hydra.main``: ``work(cfg, run)`` under ``run_cli``; ``after_interrupt(run)``
+    says how to continue an interrupted run."""
     from hydra.core.hydra_config import HydraConfig
 
     hydra_cfg = HydraConfig.get()
     share_cores_in_sweeps(str(hydra_cfg.mode), hydra_cfg.launcher.get("n_jobs"))
     runtime = hydra_cfg.runtime
     run = HydraRun(Path(runtime.output_dir), dict(runtime.choices))
-    return run_cli(app, lambda: work(cfg, run))
+    hint = (lambda: after_interrupt(run)) if after_interrupt is not None else None
+    return run_cli(app, lambda: work(cfg, run), after_interrupt=hint)

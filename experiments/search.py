@@ -14,6 +14,7 @@ from experiments.settings import build, plain, settings_from
 from nas.distributed import world_from_env
 from nas.errors import MelnasError
 from nas.search.loop import SearchInputs, SearchOutcome, SearchSettings, run_search
+from nas.search.resume import CHECKPOINT
 from nas.search.rank.job import SearchRun
 from nas.search.referees import Referee
 from nas.search.reward import RewardBuilder
@@ -62,6 +63,14 @@ def reward_builder(node: DictConfig) -> RewardBuilder:
     return RewardBuilder(make=partial(build, node), target_ms=target)
 
 
+def resume_hint(run: HydraRun) -> str | None:
+    """After Ctrl-C: the command that continues the run, once an epoch has been checkpointed."""
+    if not (run.out_dir / CHECKPOINT).is_file():
+        return None
+    return (f"continue from its last checkpoint with: melnas-search resume=true "
+            f"hydra.run.dir={run.out_dir} <the same overrides>")
+
+
 def report(outcome: SearchOutcome) -> None:
     run_dir = Path(outcome.run_dir)
     if not world_from_env().is_writer:
@@ -76,7 +85,7 @@ def report(outcome: SearchOutcome) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="search")
 def hydra_main(cfg: DictConfig) -> None:
-    run_hydra_app("search", lambda cfg, run: report(search(cfg, run)), cfg)
+    run_hydra_app("search", lambda cfg, run: report(search(cfg, run)), cfg, after_interrupt=resume_hint)
 
 
 def main() -> None:

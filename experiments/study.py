@@ -21,7 +21,8 @@ def study(cfg: DictConfig, run: HydraRun) -> StudyResult:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="study")
 def main(cfg: DictConfig) -> None:
-    run_hydra_app("study", study, cfg)
+    run_hydra_app("study", study, cfg, after_interrupt=lambda run: (
+        f"run it again with hydra.run.dir={run.out_dir} and the same overrides: finished steps are skipped"))
 
 
 if __name__ == "__main__":

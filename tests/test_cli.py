@@ -162,6 +162,30 @@ def test_run_cli_returns_the_result():
     assert run_cli("compare", lambda: 0) == 0
 
 
+def test_an_interrupted_search_says_how_to_continue_once_it_has_a_checkpoint(tmp_path, capsys):
+    from experiments.cli import HydraRun
+    from experiments.search import resume_hint
+    from nas.search.resume import CHECKPOINT
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    run = HydraRun(tmp_path)
+    for checkpointed in (False, True):
+        if checkpointed:
+            (tmp_path / CHECKPOINT).parent.mkdir(parents=True)
+            (tmp_path / CHECKPOINT).write_bytes(b"")
+        with pytest.raises(SystemExit) as exit_:
+            run_cli("search", interrupted, after_interrupt=lambda: resume_hint(run))
+        assert exit_.value.code == 130
+        err = capsys.readouterr().err.strip()
+        if checkpointed:
+            assert err == (f"melnas-search: interrupted; continue from its last checkpoint with: "
+                           f"melnas-search resume=true hydra.run.dir={tmp_path} <the same overrides>")
+        else:
+            assert err == "melnas-search: interrupted"  # nothing to resume before the first epoch ends
+
+
 def _run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO), **env}, timeout=120)
