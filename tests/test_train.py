@@ -14,7 +14,8 @@ from nas.data.dataset import make_loader, open_prepared
 from nas.evaluate.metrics import predict_probabilities
 from nas.io.model_file import load_model, read_checkpoint, save_model
 from nas.io.registry import build_space
-from nas.train.job import resolve_arch
+from nas.data.errors import DataError
+from nas.train.job import open_training_data, resolve_arch
 from tests.test_train_fixtures import train_model
 from tests.test_train_fixtures import compose_train, tiny_cache, tiny_trained  # noqa: F401 (fixtures)
 
@@ -138,3 +139,19 @@ def test_missing_cache_is_a_clear_error(tmp_path):
     cfg = compose_train(tmp_path / "nothing_here")
     with pytest.raises(ValueError, match="melnas-prepare"):
         train_model(cfg, tmp_path / "run")
+
+
+def test_a_missing_cache_names_the_one_the_arch_was_searched_on(tmp_path):
+    run = tmp_path / "search_run"
+    run.mkdir()
+    _write_search_arch(run / "best_arch.json", filters=6, controller="enas_lstm")
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text("data:\n  cache_dir: data/cache/words\n")
+    spec = resolve_arch(str(run), search_space={})
+    with pytest.raises(DataError, match=r"no prepared data in .*; or, to train on the data .* was searched on, "
+                                        r"pass data.cache_dir=data/cache/words$"):
+        open_training_data(spec, tmp_path / "forgotten")  # e.g. the default cache, not prepared here
+    with pytest.raises(DataError, match=r"melnas-prepare[^;]*$"):  # a preset: nothing to add
+        open_training_data(resolve_arch("plain_conv3x3", search_space={
+            "_target_": "search_spaces.enas_macro.EnasMacroSpace", "num_layers": 3, "filters": 8}),
+            tmp_path / "forgotten")

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
+import yaml
 from torch.utils.tensorboard import SummaryWriter
 
-from nas.data.dataset import make_loader, open_prepared
+from nas.data.dataset import PreparedData, make_loader, open_prepared
+from nas.data.errors import DataError
 from nas.evaluate.metrics import (
     evaluate_model,
     format_summary,
@@ -74,6 +76,36 @@ def resolve_arch(spec: str, *, search_space: Mapping[str, Any], space_overrides:
         merged = {**result.space_config, **to_plain(dict(space_overrides))}
         result = ArchSpec(result.arch_json, merged, result.origin, result.source)
     return result
+
+
+def searched_cache_dir(spec: ArchSpec) -> Path | None:
+    """The ``data.cache_dir`` of the search whose run folder holds ``spec``'s arch file
+    (its ``.hydra/config.yaml``); None for a preset, a file outside a search run, or a
+    value Hydra left as an interpolation."""
+    if spec.source.startswith("preset:"):
+        return None
+    config = Path(spec.source).parent / ".hydra" / "config.yaml"
+    if not config.is_file():
+        return None
+    data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
+    cache_dir = data.get("cache_dir")
+    if not isinstance(cache_dir, str) or "${" in cache_dir:
+        return None
+    return Path(cache_dir).expanduser()
+
+
+def open_training_data(spec: ArchSpec, cache_dir: str | Path) -> PreparedData:
+    """The prepared cache to train ``spec`` on; when it is missing and the arch was
+    searched on another cache, the error names that one (a forgotten ``data.cache_dir``
+    otherwise sends the user to prepare their data under the default cache's name)."""
+    try:
+        return open_prepared(cache_dir)
+    except DataError as error:
+        searched = searched_cache_dir(spec)
+        if searched is None or searched.resolve() == Path(cache_dir).expanduser().resolve():
+            raise
+        raise DataError(f"{error}; or, to train on the data {spec.source} was searched on, "
+                        f"pass data.cache_dir={searched}") from error
 
 
 def _arch_from_file(path: Path, search_space: Mapping[str, Any]) -> ArchSpec:
@@ -231,7 +263,7 @@ def _train_model(
     device = local_device(resolve_device(job.device), world)
     amp = resolve_amp(job.amp, device)
     spec = resolve_arch(job.arch, search_space=search_space, space_overrides=train.space_overrides)
-    data = open_prepared(cache_dir)
+    data = open_training_data(spec, cache_dir)
     data_meta = {**data.meta, "cache_dir": str(Path(data.cache_dir).resolve())}
     space, arch, model = build_network(
         spec.space_config, spec.arch_json, num_classes=data.num_classes, input_shape=data.input_shape
