@@ -64,10 +64,16 @@ def test_cli_reports_bad_files_and_predicts_the_rest(tiny_trained, recordings, c
     assert set(failed) == {str(p) for p in recordings["bad"]}
     assert "cannot decode" in failed[str(recordings["bad"][0])]
     assert "too short" in failed[str(recordings["bad"][1])]
+    assert "the data settings the model was trained with" in failed[str(recordings["bad"][1])]
     assert "cannot read" in failed[str(recordings["bad"][2])]
     for path in recordings["bad"]:
         assert f"skipped {path}:" in err
     assert "3 of 5 files could not be read" in err
+
+
+def test_a_folder_given_as_a_file_says_to_pass_its_files(tiny_trained, tmp_path, capsys):
+    assert predict_main([str(tiny_trained.model_path), str(tmp_path)]) == 1
+    assert f"skipped {tmp_path}: is a folder: pass its audio files ({tmp_path / '*.wav'})" in capsys.readouterr().err
 
 
 def test_cli_text_output(tiny_trained, recordings, capsys):

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
-from nas.data.errors import AudioDecodeError
+from nas.data.errors import AudioDecodeError, SkipKind
 from nas.data.features import FeatureParams, windows_from_file
 from nas.io.model_file import TrainedModel
 
@@ -81,10 +81,15 @@ def window_probabilities(trained: TrainedModel, windows: np.ndarray, *, batch_si
 
 def predict_file(trained: TrainedModel, path: str | Path, *, batch_size: int = 64) -> FilePrediction:
     """Predict one file; a file that cannot be decoded gives a ``FilePrediction`` with ``error``."""
+    if Path(path).is_dir():
+        return FilePrediction(path=str(path), error=f"is a folder: pass its audio files ({Path(path) / '*.wav'})")
     try:
         windows = windows_from_file(path, trained.data_meta)
     except AudioDecodeError as error:
-        return FilePrediction(path=str(path), error=str(error))
+        reason = str(error)
+        if error.kind in (SkipKind.SILENT, SkipKind.TOO_SHORT):
+            reason += " (the data settings the model was trained with; they apply to its predictions too)"
+        return FilePrediction(path=str(path), error=reason)
     probs = window_probabilities(trained, windows, batch_size=batch_size)
     params = FeatureParams.from_mapping(trained.data_meta)
     names = trained.class_names
