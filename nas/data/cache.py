@@ -37,6 +37,7 @@ FEATURES = "features.npy"
 INDEX = "index.csv"
 META = "meta.json"
 SKIPPED = "skipped.csv"
+DUPLICATES = "duplicates.csv"  # byte-identical copies (nas/data/duplicates.py)
 EXAMPLES = "examples.png"
 CARD_JSON = "data_card.json"
 CARD_MD = "data_card.md"
@@ -82,7 +83,7 @@ def write_meta(cache_dir: Path, meta: dict[str, Any]) -> None:
 
 def clear(cache_dir: Path) -> None:
     """Remove a previous build's files (meta first, so a crash leaves no valid cache)."""
-    for name in (META, FEATURES, INDEX, SKIPPED, EXAMPLES, CARD_JSON, CARD_MD,
+    for name in (META, FEATURES, INDEX, SKIPPED, DUPLICATES, EXAMPLES, CARD_JSON, CARD_MD,
                  FEATURES + ".tmp"):
         (cache_dir / name).unlink(missing_ok=True)
     for stale in cache_dir.glob(f".{FEATURES}.*.tmp"):  # left by a killed build (nas.io.atomic)

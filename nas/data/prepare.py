@@ -25,6 +25,7 @@ import numpy as np
 
 from nas.data import cache
 from nas.data.card import build_card, card_markdown
+from nas.data.duplicates import Copy, find_copies, groups_with_copies_together, write_copies
 from nas.data.errors import AudioDecodeError, DataError, SkipKind
 from nas.data.examples import plot_examples
 from nas.data.features import FeatureParams, file_features
@@ -169,7 +170,10 @@ def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *, why
     skipped_kinds = dict(Counter(item.kind.value for item in skipped))
     _require_every_class(listing, built, cache_dir, skip_lines(skipped_kinds, files, params))
     labels = [r.label for r in built.recordings]
-    groups = [r.group for r in built.recordings]
+    copies = find_copies(built.recordings)
+    groups = groups_with_copies_together(built.recordings, copies)
+    write_copies(cache_dir, built.recordings, copies)
+    _warn_about_copies(built.recordings, copies, cache_dir)
     choice = choose_folds([r.fold for r in built.recordings], settings.test_fold,
                           settings.val_fold)
     if choice is None:
@@ -249,6 +253,21 @@ def _featurise_one(task: tuple[int, str, FeatureParams]) -> _FileResult:
         return _FileResult(index, kind=SkipKind.UNEXPECTED,
                            reason=f"unexpected {type(error).__name__}: {error}")
     return _FileResult(index, features, offsets, seconds)
+
+
+def _warn_about_copies(recordings: Sequence[Recording], copies: Sequence[Copy], cache_dir: Path) -> None:
+    if not copies:
+        return
+    shown = "; ".join(f"{recordings[c.index].path} = {recordings[c.original].path}" for c in copies[:3])
+    log.warning("%d recording(s) are byte-identical copies of another, kept in the same split as it "
+                "(unless the data set fixes the splits); remove them to count each recording once. "
+                "All in %s; e.g. %s", len(copies), cache_dir / cache.DUPLICATES, shown)
+    relabelled = [c for c in copies if not c.same_label(recordings)]
+    if relabelled:
+        shown = "; ".join(f"{recordings[c.index].path} ({recordings[c.index].label}) = "
+                          f"{recordings[c.original].path} ({recordings[c.original].label})" for c in relabelled[:3])
+        log.warning("%d of them carry another label than their original: the same audio cannot be "
+                    "both; fix the labels. E.g. %s", len(relabelled), shown)
 
 
 def _require_two_classes(listing: Listing, settings: PrepareSettings) -> None:
