@@ -227,25 +227,29 @@ def test_class_without_usable_file_stops_and_lists_reasons(tmp_path):
     assert not (tmp_path / "cache" / "meta.json").exists()
 
 
-def test_byte_identical_copies_land_in_their_original_s_split_and_are_listed(tmp_path, caplog):
+def test_copies_of_a_recording_land_in_its_split_and_are_listed(tmp_path, caplog):
     root = make_folder(tmp_path / "audio", per_class=8)
     originals = sorted((root / "flute").iterdir())
     (root / "flute" / "again").mkdir()
     for path in originals:  # a sub-folder holding the same files again
         shutil.copy(path, root / "flute" / "again" / path.name.upper())
     shutil.copy(originals[0], root / "bass" / "mislabelled.wav")
+    samples, rate = soundfile.read(root / "noise" / "noise_0.wav")
+    soundfile.write(root / "noise" / "noise_0_as.flac", samples, rate)  # the same audio, another format
     with caplog.at_level(logging.WARNING):
         prepare_dataset(data_cfg(root, tmp_path / "cache"), progress=False)
     split = {row["path"]: row["split"] for row in read_csv(tmp_path / "cache" / "index.csv")}
     for path in originals:  # 8 copies: by chance all in their original's split ~0.5% of the time
         assert split[str(root / "flute" / "again" / path.name.upper())] == split[str(path)]
     listed = read_csv(tmp_path / "cache" / "duplicates.csv")
-    assert len(listed) == 9  # 3 files of one content (2 copies) + 7 pairs; the first listed is the original
+    assert len(listed) == 10  # 3 files of one audio (2 copies) + 8 pairs; the first listed is the original
     mislabelled = str(root / "bass" / "mislabelled.wav")
     assert sorted(row["path"] for row in listed if row["copy_of"] == mislabelled) == sorted(
         [str(root / "flute" / "again" / originals[0].name.upper()), str(originals[0])])
     assert all(row["label_of_original"] == "bass" for row in listed if row["copy_of"] == mislabelled)
-    assert "9 recording(s) are byte-identical copies of another" in caplog.text
+    assert {"path": str(root / "noise" / "noise_0_as.flac"), "copy_of": str(root / "noise" / "noise_0.wav"),
+            "label": "noise", "label_of_original": "noise"} in listed
+    assert "10 recording(s) are copies of another (the same audio)" in caplog.text
     assert "2 of them carry another label than their original" in caplog.text
 
 

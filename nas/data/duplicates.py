@@ -1,10 +1,12 @@
-"""Byte-identical recordings: every copy of a file lands in the split of the first.
+"""Copies of a recording: every copy lands in the split of the first.
 
 A file copied under another name (``take2.wav`` = ``take1.wav``, a class folder holding
-a sub-folder of the same files) would otherwise be split like any other recording, and a
-copy in train with its original in test inflates the test accuracy. Copies are found by
-content digest; those whose splits are chosen by melnas (no fixed split, no fold) join
-one split group, and every copy is listed, so that the user can remove them.
+a sub-folder of the same files, the same audio saved as WAV and FLAC) would otherwise be
+split like any other recording, and a copy in train with its original in test inflates
+the test accuracy. Copies are found by a digest of their log-mel features, which prepare
+computes anyway (the same samples give the same features; no second read of the files);
+those whose splits are chosen by melnas (no fixed split, no fold) join one split group,
+and every copy is listed, so that the user can remove them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from nas.data.cache import DUPLICATES
 from nas.data.manifest import Recording
 
@@ -22,26 +26,22 @@ from nas.data.manifest import Recording
 @dataclass(frozen=True)
 class Copy:
     index: int        # the copy, in the recordings given
-    original: int     # the first recording with the same bytes
+    original: int     # the first recording with the same audio
 
     def same_label(self, recordings: Sequence[Recording]) -> bool:
         return recordings[self.index].label == recordings[self.original].label
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def features_digest(features: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(features).tobytes()).hexdigest()
 
 
-def find_copies(recordings: Sequence[Recording]) -> list[Copy]:
-    """Each recording whose file has the same bytes as an earlier one's."""
+def find_copies(digests: Sequence[str]) -> list[Copy]:
+    """Each recording whose digest equals an earlier one's (``digests``: one per recording)."""
     first: dict[str, int] = {}
     copies = []
-    for index, recording in enumerate(recordings):
-        original = first.setdefault(file_digest(recording.path), index)
+    for index, digest in enumerate(digests):
+        original = first.setdefault(digest, index)
         if original != index:
             copies.append(Copy(index, original))
     return copies

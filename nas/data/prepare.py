@@ -25,7 +25,7 @@ import numpy as np
 
 from nas.data import cache
 from nas.data.card import build_card, card_markdown
-from nas.data.duplicates import Copy, find_copies, groups_with_copies_together, write_copies
+from nas.data.duplicates import Copy, features_digest, find_copies, groups_with_copies_together, write_copies
 from nas.data.errors import AudioDecodeError, DataError, SkipKind
 from nas.data.examples import plot_examples
 from nas.data.features import FeatureParams, file_features
@@ -66,6 +66,7 @@ class _Built:
     rows: list[range] = field(default_factory=list)
     offsets: list[np.ndarray] = field(default_factory=list)
     durations: list[float] = field(default_factory=list)  # seconds
+    digests: list[str] = field(default_factory=list)  # of the features: equal for the same audio
 
 
 def prepare_dataset(data: Mapping[str, Any], *, progress: bool = True) -> PrepareReport:
@@ -160,6 +161,7 @@ def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *, why
             built.rows.append(range(writer.rows, writer.rows + result.features.shape[0]))
             built.offsets.append(result.offsets)
             built.durations.append(result.seconds)
+            built.digests.append(features_digest(result.features))
             writer.append(result.features)
         writer.close()
     except BaseException:
@@ -170,7 +172,7 @@ def _build(settings: PrepareSettings, listing: Listing, fingerprint: str, *, why
     skipped_kinds = dict(Counter(item.kind.value for item in skipped))
     _require_every_class(listing, built, cache_dir, skip_lines(skipped_kinds, files, params))
     labels = [r.label for r in built.recordings]
-    copies = find_copies(built.recordings)
+    copies = find_copies(built.digests)
     groups = groups_with_copies_together(built.recordings, copies)
     write_copies(cache_dir, built.recordings, copies)
     _warn_about_copies(built.recordings, copies, cache_dir)
@@ -259,7 +261,7 @@ def _warn_about_copies(recordings: Sequence[Recording], copies: Sequence[Copy], 
     if not copies:
         return
     shown = "; ".join(f"{recordings[c.index].path} = {recordings[c.original].path}" for c in copies[:3])
-    log.warning("%d recording(s) are byte-identical copies of another, kept in the same split as it "
+    log.warning("%d recording(s) are copies of another (the same audio), kept in the same split as it "
                 "(unless the data set fixes the splits); remove them to count each recording once. "
                 "All in %s; e.g. %s", len(copies), cache_dir / cache.DUPLICATES, shown)
     relabelled = [c for c in copies if not c.same_label(recordings)]
