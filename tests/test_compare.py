@@ -212,3 +212,22 @@ def test_a_table_of_latencies_from_different_runtimes_says_so():
     assert "different runtimes (onnxruntime, torch (before latency runtimes))" in markdown_table(rows)
     rows[1].latency_runtime = "onnxruntime"
     assert "different runtimes" not in markdown_table(rows)
+
+
+def test_runs_on_different_data_draw_a_warning(tmp_path, caplog):
+    search = tmp_path / "search"
+    _search_dir(search, "enas_lstm", [("c1", 0.7, 2.0, 0.6)])
+    (search / ".hydra").mkdir()
+    (search / ".hydra" / "config.yaml").write_text(f"data:\n  cache_dir: {tmp_path / 'words'}\n")
+    same, other = tmp_path / "train_same", tmp_path / "train_other"
+    for run, cache_dir in ((same, "words"), (other, "birds")):
+        _train_dir(run, "enas_lstm", "c1", 0.8, 2.0)
+        metrics = json.loads((run / "metrics.json").read_text())
+        (run / "metrics.json").write_text(json.dumps({**metrics, "cache_dir": str(tmp_path / cache_dir)}))
+    with caplog.at_level("WARNING"):
+        compare_runs([search, same], tmp_path / "out_same")
+    assert "different data caches" not in caplog.text
+    with caplog.at_level("WARNING"):
+        compare_runs([search, same, other], tmp_path / "out_mixed")
+    assert "these runs used 2 different data caches" in caplog.text
+    assert f"{tmp_path / 'birds'}: 1 run(s), e.g. {other}" in caplog.text

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from nas.evaluate.pareto import pareto_front
+from nas.io.run_config import run_cache_dir
 
 if TYPE_CHECKING:  # measure imports torch: only when asked to re-measure
     from nas.latency.measure import LatencySettings
@@ -220,6 +221,7 @@ def collect_rows(
     ``remeasure_rounds`` > 0: the test rows' models are timed again, side by side, and
     their latencies replaced (``nas.latency.side_by_side``)."""
     runs = find_run_dirs(paths)
+    _warn_on_mixed_data(runs)
     labels = _labels(runs)
     rows: list[Row] = []
     for run in runs:
@@ -232,6 +234,28 @@ def collect_rows(
         remeasure(rows, remeasure_rounds, latency)
     mark_pareto(rows)
     return sorted(rows, key=_order)
+
+
+def run_data(run: Path) -> Path | None:
+    """The data cache a run trained or searched on (resolved from where melnas-compare runs)."""
+    if _is_train_dir(run):
+        cache_dir = json.loads((run / "metrics.json").read_text()).get("cache_dir")
+        return Path(cache_dir).expanduser().resolve() if cache_dir else None
+    cache_dir = run_cache_dir(run)
+    return cache_dir.resolve() if cache_dir else None
+
+
+def _warn_on_mixed_data(runs: Sequence[Path]) -> None:
+    """One table and one Pareto front assume one data set: say so when the runs differ."""
+    by_data: dict[Path, list[Path]] = {}
+    for run in runs:
+        data = run_data(run)
+        if data is not None:
+            by_data.setdefault(data, []).append(run)
+    if len(by_data) > 1:
+        LOGGER.warning("these runs used %d different data caches, and accuracies on different data are not "
+                       "comparable: %s", len(by_data),
+                       "; ".join(f"{data}: {len(found)} run(s), e.g. {found[0]}" for data, found in by_data.items()))
 
 
 def remeasure(rows: list[Row], rounds: int, latency: LatencySettings | None = None) -> None:

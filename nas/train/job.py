@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
-import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from nas.data.dataset import PreparedData, make_loader, open_prepared
@@ -30,6 +29,7 @@ from nas.evaluate.metrics import (
 )
 from nas.io.model_file import TrainedModel, build_network, save_model, to_plain
 from nas.io.registry import available_spaces, build_space
+from nas.io.run_config import run_cache_dir
 from nas.io.registry import space_config as registered_space_config
 from nas.latency.measure import LatencySettings
 from nas.distributed import (
@@ -79,19 +79,9 @@ def resolve_arch(spec: str, *, search_space: Mapping[str, Any], space_overrides:
 
 
 def searched_cache_dir(spec: ArchSpec) -> Path | None:
-    """The ``data.cache_dir`` of the search whose run folder holds ``spec``'s arch file
-    (its ``.hydra/config.yaml``); None for a preset, a file outside a search run, or a
-    value Hydra left as an interpolation."""
-    if spec.source.startswith("preset:"):
-        return None
-    config = Path(spec.source).parent / ".hydra" / "config.yaml"
-    if not config.is_file():
-        return None
-    data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
-    cache_dir = data.get("cache_dir")
-    if not isinstance(cache_dir, str) or "${" in cache_dir:
-        return None
-    return Path(cache_dir).expanduser()
+    """The ``data.cache_dir`` of the search whose run folder holds ``spec``'s arch file;
+    None for a preset or a file outside a search run."""
+    return None if spec.source.startswith("preset:") else run_cache_dir(Path(spec.source).parent)
 
 
 def open_training_data(spec: ArchSpec, cache_dir: str | Path) -> PreparedData:
