@@ -94,7 +94,7 @@ def add_broken_files(root: Path) -> dict[str, tuple[str, str]]:
             "loose.wav": ("outside_class", "not inside a class folder")}
 
 
-def test_builds_cache_and_skips_every_bad_file(tmp_path):
+def test_builds_cache_and_skips_every_bad_file(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "audio")
     # usable odd inputs: multichannel, 96 kHz, a short clip that gets padded, a non-ASCII name
     soundfile.write(root / "flute" / "stereo_96k.wav",
@@ -135,6 +135,11 @@ def test_builds_cache_and_skips_every_bad_file(tmp_path):
     assert "1 of 28 files (4%) are shorter than data.min_seconds=0.05: lower it" in warning
     assert "1 of 28 files (4%) are silent (peak below data.silence_dbfs=-60.0)" in warning
     assert report.summary().endswith(warning)
+    lines = report.summary().splitlines()
+    for row in read_csv(cache_dir / "skipped.csv"):  # each problem file named with its reason
+        assert (f"  {row['path']}: {row['reason']}" in lines) == (row["kind"] != "hidden"), row
+    monkeypatch.setattr("nas.data.report.SHOWN_SKIPS", 4)
+    assert f"  ... and 5 more in {cache_dir / 'skipped.csv'}" in report.summary().splitlines()
 
 
 def test_no_recording_in_two_splits_and_stats_from_train(tmp_path):

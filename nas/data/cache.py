@@ -108,6 +108,15 @@ def read_index(cache_dir: Path) -> list[IndexRow]:
                          int(r["fold"]) if r["fold"] else None) for r in reader]
 
 
+def read_skipped(cache_dir: Path) -> list[dict[str, str]]:
+    """The rows of ``skipped.csv`` (``path``, ``kind``, ``reason``); empty when it is missing."""
+    path = Path(cache_dir) / SKIPPED
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
 def write_skipped(cache_dir: Path, skipped: Sequence[Skipped]) -> None:
     with (cache_dir / SKIPPED).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

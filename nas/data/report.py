@@ -13,6 +13,7 @@ from nas.data.errors import SkipKind
 from nas.data.features import FeatureParams
 from nas.data.splits import SPLITS
 
+SHOWN_SKIPS = 10  # skipped files the summary names, with their reasons
 LOUD_SKIP_FRACTION = 0.1  # more skipped files than this share: the summary warns, per kind
 # What a group of skipped files is, and what to do about it ("N of M files (P%) <this>").
 SKIP_ADVICE: dict[SkipKind, str] = {
@@ -93,10 +94,21 @@ class PrepareReport:
         lines.append(f"skipped files: {self.skipped} of {self.files}" + (f" ({kinds})" if kinds else "")
                      + (f", {excluded} of them left out by data.format options" if excluded
                         else "") + f"; each file and its reason: {self.cache_dir / cache.SKIPPED}")
+        lines += self.skipped_examples()
         lines.append(f"examples: {self.cache_dir / cache.EXAMPLES}; data card: "
                      f"{self.cache_dir / cache.CARD_MD}")
         warning = self.skip_warning()
         return "\n".join(lines + ([warning] if warning else []))
+
+    def skipped_examples(self) -> list[str]:
+        """The first ``SHOWN_SKIPS`` problem files with their reasons, one line each (files a
+        ``data.format`` option left out, and hidden files, are only in ``skipped.csv``)."""
+        rows = [row for row in cache.read_skipped(self.cache_dir)
+                if row["kind"] not in (SkipKind.EXCLUDED.value, SkipKind.HIDDEN.value)]
+        lines = [f"  {row['path']}: {row['reason']}" for row in rows[:SHOWN_SKIPS]]
+        if len(rows) > SHOWN_SKIPS:
+            lines.append(f"  ... and {len(rows) - SHOWN_SKIPS} more in {self.cache_dir / cache.SKIPPED}")
+        return lines
 
     def skip_warning(self) -> str:
         """Empty unless more than ``LOUD_SKIP_FRACTION`` of the files were skipped; then a
