@@ -217,7 +217,7 @@ def test_sweep_with_the_submitit_local_launcher(ddp_workdir: Path, tmp_path: Pat
     calibration = json.loads(tables[0].read_text())["calibration"]
     assert len(calibration["arch_hashes"]) == 2
     # melnas-compare reads the multirun dir directly: both members are found below it.
-    from nas.evaluate.compare import find_run_dirs
+    from nas.evaluate.run_dirs import find_run_dirs
 
     assert sorted(p.name for p in find_run_dirs([sweep])) == ["0", "1"]
 

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from nas.evaluate.pareto import pareto_front
-from nas.io.run_config import run_cache_dir
+from nas.evaluate.run_dirs import find_run_dirs, is_train_dir, warn_on_mixed_data
 
 if TYPE_CHECKING:  # measure imports torch: only when asked to re-measure
     from nas.latency.measure import LatencySettings
@@ -37,7 +36,6 @@ from search_spaces.base import arch_hash
 
 TEST = "test"
 PROXY = "proxy"
-SKIP_DIRS = {".hydra", "tensorboard", "checkpoints"}
 
 
 @dataclass
@@ -70,48 +68,7 @@ class Comparison:
     plot_path: Path
 
 
-# ---- reading runs -------------------------------------------------------------------
-
-LOGGER = logging.getLogger(__name__)
-_NO_OUTPUTS = "holds no run outputs (metrics.json, top_archs.json or search_log.jsonl)"
-
-
-def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
-    """Run directories at or below ``paths`` (a train or search dir is not searched further).
-
-    A given folder without run outputs (typically the run folder of a command that
-    failed, caught by a glob such as ``outputs/train/<date>/*``) is skipped with a
-    warning naming it; only when no folder holds a run is that an error."""
-    found: list[Path] = []
-    empty: list[Path] = []
-    for path in map(Path, paths):
-        if not path.is_dir():
-            raise ValueError(f"{path} is not a directory: pass run directories (or folders holding them)")
-        runs = list(_walk(path))
-        if not runs:
-            empty.append(path)
-        found += [r for r in runs if r not in found]
-    if not found:
-        raise ValueError(f"{', '.join(map(str, empty))}: {_NO_OUTPUTS}")
-    for path in empty:
-        LOGGER.warning("skipped %s: %s (a run that failed or has not finished?)", path, _NO_OUTPUTS)
-    return found
-
-
-def _walk(path: Path) -> Iterable[Path]:
-    if _is_train_dir(path) or _is_search_dir(path):
-        yield path
-        return
-    for child in sorted(p for p in path.iterdir() if p.is_dir() and p.name not in SKIP_DIRS):
-        yield from _walk(child)
-
-
-def _is_train_dir(path: Path) -> bool:
-    return (path / "metrics.json").is_file()
-
-
-def _is_search_dir(path: Path) -> bool:
-    return (path / "top_archs.json").is_file() or (path / "search_log.jsonl").is_file()
+# ---- reading runs (found by nas.evaluate.run_dirs) ----------------------------------
 
 
 def read_train_dir(path: Path, label: str) -> Row:
@@ -221,11 +178,11 @@ def collect_rows(
     ``remeasure_rounds`` > 0: the test rows' models are timed again, side by side, and
     their latencies replaced (``nas.latency.side_by_side``)."""
     runs = find_run_dirs(paths)
-    _warn_on_mixed_data(runs)
+    warn_on_mixed_data(runs)
     labels = _labels(runs)
     rows: list[Row] = []
     for run in runs:
-        if _is_train_dir(run):
+        if is_train_dir(run):
             rows.append(read_train_dir(run, labels[run]))
         else:
             rows += read_search_dir(run, labels[run])
@@ -234,28 +191,6 @@ def collect_rows(
         remeasure(rows, remeasure_rounds, latency)
     mark_pareto(rows)
     return sorted(rows, key=_order)
-
-
-def run_data(run: Path) -> Path | None:
-    """The data cache a run trained or searched on (resolved from where melnas-compare runs)."""
-    if _is_train_dir(run):
-        cache_dir = json.loads((run / "metrics.json").read_text()).get("cache_dir")
-        return Path(cache_dir).expanduser().resolve() if cache_dir else None
-    cache_dir = run_cache_dir(run)
-    return cache_dir.resolve() if cache_dir else None
-
-
-def _warn_on_mixed_data(runs: Sequence[Path]) -> None:
-    """One table and one Pareto front assume one data set: say so when the runs differ."""
-    by_data: dict[Path, list[Path]] = {}
-    for run in runs:
-        data = run_data(run)
-        if data is not None:
-            by_data.setdefault(data, []).append(run)
-    if len(by_data) > 1:
-        LOGGER.warning("these runs used %d different data caches, and accuracies on different data are not "
-                       "comparable: %s", len(by_data),
-                       "; ".join(f"{data}: {len(found)} run(s), e.g. {found[0]}" for data, found in by_data.items()))
 
 
 def remeasure(rows: list[Row], rounds: int, latency: LatencySettings | None = None) -> None:

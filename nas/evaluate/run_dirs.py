@@ -1,0 +1,79 @@
+"""Which folders hold runs melnas-compare can read, and whether they used one data set.
+
+A **train dir** holds ``metrics.json`` (melnas-train / -eval / -adapt); a **search dir**
+``top_archs.json`` or ``search_log.jsonl``. Folders given on the command line are
+searched below for them (a run dir is not searched further).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from nas.io.run_config import run_cache_dir
+
+SKIP_DIRS = {".hydra", "tensorboard", "checkpoints"}
+LOGGER = logging.getLogger(__name__)
+_NO_OUTPUTS = "holds no run outputs (metrics.json, top_archs.json or search_log.jsonl)"
+
+
+def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run directories at or below ``paths`` (a train or search dir is not searched further).
+
+    A given folder without run outputs (typically the run folder of a command that
+    failed, caught by a glob such as ``outputs/train/<date>/*``) is skipped with a
+    warning naming it; only when no folder holds a run is that an error."""
+    found: list[Path] = []
+    empty: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise ValueError(f"{path} is not a directory: pass run directories (or folders holding them)")
+        runs = list(_walk(path))
+        if not runs:
+            empty.append(path)
+        found += [r for r in runs if r not in found]
+    if not found:
+        raise ValueError(f"{', '.join(map(str, empty))}: {_NO_OUTPUTS}")
+    for path in empty:
+        LOGGER.warning("skipped %s: %s (a run that failed or has not finished?)", path, _NO_OUTPUTS)
+    return found
+
+
+def _walk(path: Path) -> Iterable[Path]:
+    if is_train_dir(path) or is_search_dir(path):
+        yield path
+        return
+    for child in sorted(p for p in path.iterdir() if p.is_dir() and p.name not in SKIP_DIRS):
+        yield from _walk(child)
+
+
+def is_train_dir(path: Path) -> bool:
+    return (path / "metrics.json").is_file()
+
+
+def is_search_dir(path: Path) -> bool:
+    return (path / "top_archs.json").is_file() or (path / "search_log.jsonl").is_file()
+
+
+def run_data(run: Path) -> Path | None:
+    """The data cache a run trained or searched on (resolved from where melnas-compare runs)."""
+    if is_train_dir(run):
+        cache_dir = json.loads((run / "metrics.json").read_text()).get("cache_dir")
+        return Path(cache_dir).expanduser().resolve() if cache_dir else None
+    cache_dir = run_cache_dir(run)
+    return cache_dir.resolve() if cache_dir else None
+
+
+def warn_on_mixed_data(runs: Sequence[Path]) -> None:
+    """One table and one Pareto front assume one data set: say so when the runs differ."""
+    by_data: dict[Path, list[Path]] = {}
+    for run in runs:
+        data = run_data(run)
+        if data is not None:
+            by_data.setdefault(data, []).append(run)
+    if len(by_data) > 1:
+        LOGGER.warning("these runs used %d different data caches, and accuracies on different data are not "
+                       "comparable: %s", len(by_data),
+                       "; ".join(f"{data}: {len(found)} run(s), e.g. {found[0]}" for data, found in by_data.items()))
