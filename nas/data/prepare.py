@@ -282,7 +282,7 @@ def _require_two_classes(listing: Listing, settings: PrepareSettings) -> None:
               else f"data.root={settings.root}")
     found = f"1 class ({names[0]})" if names else "no class"
     raise DataError(
-        f"{source} has {found} with a usable file: a classifier needs at least 2 classes; "
+        f"{source} has {found}: a classifier needs at least 2 classes; "
         "add one folder per class (or, in a manifest, rows with 2 or more labels)")
 
 
