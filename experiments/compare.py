@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from experiments.cli import run_cli
-from nas.evaluate.compare import compare_runs
+from nas.evaluate.compare import LATENCY_TOLERANCE, compare_runs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,7 +27,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runtime", choices=["auto", "onnxruntime", "torchscript", "torch"], default="auto",
                         help="with --remeasure: the runtime model.pt files are timed in (auto: onnxruntime on "
                              "the CPU); exported .onnx files (int8 rows) always run in onnxruntime")
+    parser.add_argument("--latency-tolerance", type=_fraction, default=LATENCY_TOLERANCE, metavar="FRACTION",
+                        help="latencies within this fraction of each other count as equal on the Pareto front "
+                             f"(timing noise; default {LATENCY_TOLERANCE}; 0: exact)")
     return parser.parse_args(argv)
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), got {text}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +51,8 @@ def compare(args: argparse.Namespace) -> int:
         from nas.latency.measure import LatencySettings
 
         latency = LatencySettings(runtime=args.runtime)
-    result = compare_runs(args.runs, args.out, remeasure_rounds=args.remeasure, latency=latency)
+    result = compare_runs(args.runs, args.out, remeasure_rounds=args.remeasure, latency=latency,
+                          latency_tolerance=args.latency_tolerance)
     print(result.markdown)
     print()
     print(f"table: {result.markdown_path} and {result.csv_path}")

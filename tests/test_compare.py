@@ -26,6 +26,15 @@ def test_pareto_front_hand_checked():
         pareto_front([0.5], [])
 
 
+def test_pareto_front_calls_latencies_within_the_tolerance_equal():
+    # A .74/0.087 ms; B .70/0.086 (1% faster: timing noise); C .68/0.080 (8% faster); D .74/0.0865
+    accuracy, latency = [0.74, 0.70, 0.68, 0.74], [0.087, 0.086, 0.080, 0.0865]
+    assert pareto_front(accuracy, latency) == [False, True, True, True]  # D dominates A by 0.5 us
+    assert pareto_front(accuracy, latency, latency_tolerance=0.02) == [True, False, True, True]
+    with pytest.raises(ValueError, match="latency_tolerance"):
+        pareto_front(accuracy, latency, latency_tolerance=-0.1)
+
+
 def test_arch_hash_matches_the_space_contract():
     arch = Arch("toy", ("a", "b"), (3, (0, 2)))
     assert arch_hash(json.loads(arch.to_json())) == arch.hash

@@ -36,6 +36,9 @@ from search_spaces.base import arch_hash
 
 TEST = "test"
 PROXY = "proxy"
+# Latencies this close (a fraction of the larger) count as equal on the Pareto front: the
+# spread of one model's side-by-side median between two melnas-compare --remeasure runs (README).
+LATENCY_TOLERANCE = 0.02
 
 
 @dataclass
@@ -171,12 +174,14 @@ def _num(value: Any, default: float) -> float:
 
 
 def collect_rows(
-    paths: Iterable[str | Path], *, remeasure_rounds: int = 0, latency: LatencySettings | None = None
+    paths: Iterable[str | Path], *, remeasure_rounds: int = 0, latency: LatencySettings | None = None,
+    latency_tolerance: float = LATENCY_TOLERANCE,
 ) -> list[Row]:
     """Every arch of every run found under ``paths``, linked and marked (see the module doc).
 
     ``remeasure_rounds`` > 0: the test rows' models are timed again, side by side, and
-    their latencies replaced (``nas.latency.side_by_side``)."""
+    their latencies replaced (``nas.latency.side_by_side``). ``latency_tolerance``: see
+    ``nas.evaluate.pareto.pareto_front``."""
     runs = find_run_dirs(paths)
     warn_on_mixed_data(runs)
     labels = _labels(runs)
@@ -189,7 +194,7 @@ def collect_rows(
     link_retrained(rows)
     if remeasure_rounds > 0:
         remeasure(rows, remeasure_rounds, latency)
-    mark_pareto(rows)
+    mark_pareto(rows, latency_tolerance)
     return sorted(rows, key=_order)
 
 
@@ -238,11 +243,13 @@ def link_retrained(rows: list[Row]) -> None:
             row.reward = rewards.get(row.arch_hash)
 
 
-def mark_pareto(rows: list[Row]) -> None:
+def mark_pareto(rows: list[Row], latency_tolerance: float = LATENCY_TOLERANCE) -> None:
     """Pareto front (accuracy up, latency down) within each accuracy kind separately."""
     for kind in (TEST, PROXY):
         group = [r for r in rows if r.accuracy_kind == kind]
-        for row, on_front in zip(group, pareto_front([r.accuracy for r in group], [r.latency_ms for r in group])):
+        front = pareto_front([r.accuracy for r in group], [r.latency_ms for r in group],
+                             latency_tolerance=latency_tolerance)
+        for row, on_front in zip(group, front):
             row.pareto = on_front
 
 
@@ -274,7 +281,9 @@ def _cell(key: str, value: Any) -> str:
     return str(value)
 
 
-def markdown_table(rows: Sequence[Row], *, remeasure_rounds: int = 0) -> str:
+def markdown_table(
+    rows: Sequence[Row], *, remeasure_rounds: int = 0, latency_tolerance: float = LATENCY_TOLERANCE
+) -> str:
     header = "| " + " | ".join(title for _, title in COLUMNS) + " |"
     rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
     body = ["| " + " | ".join(_cell(key, getattr(row, key)) for key, _ in COLUMNS) + " |" for row in rows]
@@ -292,7 +301,8 @@ def markdown_table(rows: Sequence[Row], *, remeasure_rounds: int = 0) -> str:
         f"{timing} (a model.pt in the runtime of latency_measure.runtime, default onnxruntime; an "
         "int8 row: its quantized ONNX file in onnxruntime). `proxy`: search only, validation accuracy with the "
         "supernet's shared weights and the latency table's prediction; not comparable with "
-        "`test` rows. ★ = on the accuracy-latency Pareto front of its kind.",
+        "`test` rows. ★ = on the accuracy-latency Pareto front of its kind (latencies within "
+        f"{latency_tolerance:.0%} of each other count as equal: timing noise).",
     ]
     if len(runtimes) > 1:
         notes.append(f"**Warning**: the test rows' latencies were timed in different runtimes ({', '.join(runtimes)}) "
@@ -353,13 +363,14 @@ def plot_pareto(rows: Sequence[Row], path: Path) -> Path:
 
 
 def compare_runs(
-    paths: Iterable[str | Path], out_dir: str | Path, *, remeasure_rounds: int = 0, latency: LatencySettings | None = None
+    paths: Iterable[str | Path], out_dir: str | Path, *, remeasure_rounds: int = 0, latency: LatencySettings | None = None,
+    latency_tolerance: float = LATENCY_TOLERANCE,
 ) -> Comparison:
     """``melnas-compare``: write ``compare.md``, ``compare.csv`` and ``pareto.png`` to ``out_dir``."""
-    rows = collect_rows(paths, remeasure_rounds=remeasure_rounds, latency=latency)
+    rows = collect_rows(paths, remeasure_rounds=remeasure_rounds, latency=latency, latency_tolerance=latency_tolerance)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    markdown = markdown_table(rows, remeasure_rounds=remeasure_rounds)
+    markdown = markdown_table(rows, remeasure_rounds=remeasure_rounds, latency_tolerance=latency_tolerance)
     markdown_path = out_dir / "compare.md"
     markdown_path.write_text(markdown + "\n")
     return Comparison(

@@ -6,13 +6,22 @@ import math
 from typing import Sequence
 
 
-def pareto_front(accuracy: Sequence[float | None], latency_ms: Sequence[float | None]) -> list[bool]:
+def pareto_front(
+    accuracy: Sequence[float | None], latency_ms: Sequence[float | None], *, latency_tolerance: float = 0.0
+) -> list[bool]:
     """``True`` for every point that no other point dominates.
 
     Point j dominates point i when it is at least as accurate and at least as fast, and
     strictly better in one of the two. Equal points do not dominate each other, so both
     stay on the front. A point with a missing (None/NaN) value is never on the front.
+
+    Two latencies within ``latency_tolerance`` (a fraction of the larger) of each other
+    count as equal: a timing's noise should not put a less accurate model on the front
+    because it measured 1 us faster, nor take a more accurate one off it because it
+    measured 1 us slower.
     """
+    if latency_tolerance < 0:
+        raise ValueError(f"latency_tolerance must be >= 0, got {latency_tolerance}")
     if len(accuracy) != len(latency_ms):
         raise ValueError(f"need one latency per accuracy, got {len(accuracy)} and {len(latency_ms)}")
     points = [
@@ -23,13 +32,16 @@ def pareto_front(accuracy: Sequence[float | None], latency_ms: Sequence[float | 
         if point is None:
             front.append(False)
             continue
-        acc, lat = point
-        dominated = any(
-            other is not None and other[0] >= acc and other[1] <= lat and (other[0] > acc or other[1] < lat)
-            for other in points
-        )
+        dominated = any(other is not None and _dominates(other, point, latency_tolerance) for other in points)
         front.append(not dominated)
     return front
+
+
+def _dominates(a: tuple[float, float], b: tuple[float, float], tolerance: float) -> bool:
+    """Does ``a`` = (accuracy, latency) dominate ``b``, latencies within ``tolerance`` tied?"""
+    tied = abs(a[1] - b[1]) <= tolerance * max(a[1], b[1])
+    faster = a[1] < b[1] and not tied
+    return a[0] >= b[0] and (faster or tied) and (a[0] > b[0] or faster)
 
 
 def _known(value: float | None) -> bool:
