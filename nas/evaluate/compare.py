@@ -37,7 +37,8 @@ from search_spaces.base import arch_hash
 TEST = "test"
 PROXY = "proxy"
 # Latencies this close (a fraction of the larger) count as equal on the Pareto front: the
-# spread of one model's side-by-side median between two melnas-compare --remeasure runs (README).
+# latency ratio of two models moved by up to 1.8% (90th percentile) between three
+# melnas-compare --remeasure 5 runs of the same 20 models (README).
 LATENCY_TOLERANCE = 0.02
 
 
