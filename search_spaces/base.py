@@ -268,7 +268,9 @@ class SearchSpace(ABC):
 def check_options_by_size(space: SearchSpace) -> None:
     if not space.options_by_size:
         raise ValueError(f"space {space.name!r} does not list its options by size, so it has no largest or "
-                         "smallest arch (needed by trainer.sampling=sandwich); use a space that does, e.g. mobilenetv3")
+                         "smallest arch (needed by trainer.sampling=sandwich, experiment=quick's sampling): use "
+                         "trainer.sampling=controller, or, in your own space, list every decision's options "
+                         "smallest first and set options_by_size = True (README, \"Adding a search space\")")
 
 
 def uniform_values(decisions: Sequence[Decision], rng: np.random.Generator) -> tuple[ArchValue, ...]:

@@ -95,6 +95,37 @@ def test_every_experiment_controller_file_names_an_experiment_and_a_controller()
     assert set(files) <= pairs, f"not <experiment>_<controller>: {sorted(set(files) - pairs)}"
 
 
+def test_every_experiment_search_space_file_names_an_experiment_and_a_space() -> None:
+    """``optional experiment/search_space: ${experiment}_${search_space}`` ignores a misnamed file."""
+    pairs = {f"{e}_{s}" for e in options("experiment") for s in options("search_space")}
+    files = options("experiment/search_space")
+    assert files, "conf/experiment/search_space/ is empty"
+    assert set(files) <= pairs, f"not <experiment>_<search_space>: {sorted(set(files) - pairs)}"
+
+
+@pytest.mark.parametrize("space", ["enas_macro", "mobilenetv3"])
+def test_quick_gives_its_space_settings_to_mobilenetv3_only(space: str) -> None:
+    """experiment=quick is a budget for any space; its width and MobileNetV3-Small target
+    reach mobilenetv3 alone, so another space builds with its own keys."""
+    cfg = compose_search("experiment=quick", f"search_space={space}")
+    build_space(OmegaConf.to_container(cfg.search_space, resolve=True))
+    assert cfg.trainer.epochs == compose_search("experiment=quick").trainer.epochs
+    if space == "mobilenetv3":
+        assert cfg.search_space.width == 0.5 and cfg.reward.target_ms == "mobilenetv3_small"
+    else:
+        assert "width" not in cfg.search_space and cfg.reward.target_ms == 0.1
+    assert compose_search("experiment=quick", "search_space.width=0.75").search_space.width == 0.75  # command line wins
+
+
+def test_a_reward_target_naming_no_preset_of_the_space_is_refused_up_front() -> None:
+    from nas.search.reward import RewardBuilder
+
+    builder = RewardBuilder(make=lambda **kw: None, target_ms="mobilenetv3_small")
+    builder.check(build_space("mobilenetv3"))
+    with pytest.raises(ValueError, match=r"reward.target_ms='mobilenetv3_small' is neither .*'enas_macro'.*reward.target_ms=0.1"):
+        builder.check(build_space("enas_macro"))
+
+
 def test_quick_enas_lstm_settings_apply_to_that_controller_only() -> None:
     quick_lstm = compose_search("experiment=quick", "controller=enas_lstm")
     assert quick_lstm.controller.adam_eps == 1e-8 and quick_lstm.controller.baseline_decay == 0.95

@@ -45,9 +45,9 @@ def build_space(config: Mapping[str, Any] | str, **overrides: Any) -> SearchSpac
         space = instantiate(cfg, _convert_="all")
     except InstantiationException as err:
         raise MelnasError(
-            f"search_space: cannot build {cfg.get('_target_')} ({err.__cause__ or err}); check the search_space "
-            "keys: an experiment made for another space sets keys this one does not take (experiment=quick is "
-            "for mobilenetv3; with search_space=enas_macro leave it out or set the space's own keys)"
+            f"search_space: cannot build {cfg.get('_target_')} ({err.__cause__ or err}); check the space's "
+            "config file (conf/search_space/<name>.yaml) and the search_space.* overrides against that "
+            "class's constructor"
         ) from err
     if not isinstance(space, SearchSpace):
         raise TypeError(f"{cfg.get('_target_')} did not build a SearchSpace")

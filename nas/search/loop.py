@@ -194,6 +194,10 @@ def build_context(
     the checkpoint over it. Returns the context and the space config.
     """
     settings = search.trainer
+    space_config = dict(inputs.space_config)
+    space = build_space(space_config)  # the space's settings are checked before any data is read or timed
+    check_space_sampling(space, settings.sampling)
+    inputs.reward.check(space)
     device = local_device(resolve_device(settings.device), world)
     if settings.batch_size % world.size:
         raise ValueError(f"trainer.batch_size={settings.batch_size} is the global batch: it must be a multiple "
@@ -217,11 +221,8 @@ def build_context(
         LOGGER.warning(warning)
     seed = search.seed
     seed_everything(seed)
-    space_config = dict(inputs.space_config)
     check_referees(inputs.referees, space_config=space_config, data_cache_dir=inputs.data["cache_dir"],
                    split_identity=split_identity, setting="trainer.final.referees", run_dir=run_dir)
-    space = build_space(space_config)
-    check_space_sampling(space, settings.sampling)
     supernet = build_supernet(space, settings.few_shot, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
     with preserved_rng_state():  # building torch modules draws from torch's generator: a controller
         # that has some must not shift the supernet's dropout draws, so that every controller of

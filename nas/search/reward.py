@@ -151,15 +151,18 @@ class RewardBuilder:
     def __call__(self, space: SearchSpace, predict_ms: Callable[[Arch], float]) -> Reward:
         return self.make(target_ms=self.resolved_target_ms(space, predict_ms))
 
+    def check(self, space: SearchSpace) -> None:
+        """Refuse a target that names no preset of ``space`` (before a latency table is built)."""
+        if isinstance(self.target_ms, str) and self.target_ms not in space.presets:
+            raise ValueError(f"reward.target_ms={self.target_ms!r} is neither milliseconds nor a preset of the "
+                             f"searched space {space.name!r} (its presets: {sorted(space.presets) or 'none'}); give "
+                             "milliseconds, e.g. reward.target_ms=0.1, or one of those names")
+
     def resolved_target_ms(self, space: SearchSpace, predict_ms: Callable[[Arch], float]) -> float | None:
+        self.check(space)
         if not isinstance(self.target_ms, str):
             return self.target_ms
-        presets = space.presets
-        if self.target_ms not in presets:
-            raise ValueError(f"reward.target_ms={self.target_ms!r} is neither milliseconds nor a preset of the "
-                             f"searched space {space.name!r} (its presets: {sorted(presets) or 'none'}); give "
-                             "milliseconds, e.g. reward.target_ms=0.1, or one of those names")
-        return float(predict_ms(presets[self.target_ms]))
+        return float(predict_ms(space.presets[self.target_ms]))
 
 
 def _finite(name: str, value: Any) -> float:
