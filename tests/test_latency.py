@@ -454,3 +454,35 @@ def test_model_input_defaults_and_missing_cache(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="melnas-prepare"):  # a folder that is not a cache is an error
         resolve_model_input(data_cache=tmp_path / "empty")
+
+
+EDITED_SPACE = '''from torch import nn
+from tests.test_cost import ToySpace
+
+
+class EditedSpace(ToySpace):
+    def _conv(self, kernel):
+        return nn.Sequential(nn.Conv2d(self.width, self.width, kernel, padding=kernel // 2, bias=False), nn.ReLU(){extra})
+'''
+
+
+def test_a_table_follows_the_code_of_its_space(tmp_path, monkeypatch):
+    """A space author who changes how a unit is built but not its key gets a new table,
+    not the old one's stale figures; the same code gives the same table."""
+    import importlib.util
+    import sys
+
+    from nas.latency.table import space_fingerprint
+
+    def fingerprint(name: str, extra: str) -> str:
+        path = tmp_path / f"{name}.py"
+        path.write_text(EDITED_SPACE.format(extra=extra))
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, name, module)
+        spec.loader.exec_module(module)
+        return space_fingerprint(module.EditedSpace(), num_classes=3, input_shape=SHAPE)
+
+    plain = fingerprint("space_a", "")
+    assert fingerprint("space_b", "") == plain
+    assert fingerprint("space_c", ", nn.Conv2d(self.width, self.width, 1, bias=False)") != plain
