@@ -62,10 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a space setting from conf/search_space/<space>.yaml (repeatable)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
-    parser.add_argument("--num-classes", type=int, help=f"classifier outputs (default: data cache, else {DEFAULT_NUM_CLASSES})")
+    parser.add_argument("--num-classes", type=int, help=f"classifier outputs (default: --data-cache's, else {DEFAULT_NUM_CLASSES})")
     parser.add_argument(
         "--input", type=parse_input_shape, metavar="CxHxW",
-        help="input shape without batch (default: data cache, else 1x64x63: 64 mels x 63 frames)",
+        help="input shape without batch (default: --data-cache's, else 1x64x63: 64 mels x 63 frames)",
     )
     parser.add_argument("--data-cache", type=Path, metavar="DIR", help="take input shape and classes from a prepared cache")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -108,8 +108,10 @@ def test_archs_to_rank_puts_the_search_top_first_and_fills_with_the_draw():
     assert len(chosen) == 8  # the duplicate is kept once, as a top arch, and the next drawn arch fills its place
     assert [a.hash for a, o in chosen if o == "stratified"] == \
         [a.hash for a in stratified_archs(SPACE, cost, 7, seed=0) if a.hash != SPACE.arch_from_json_dict(top[1]).hash]
-    with pytest.raises(ValueError, match="rank.num_archs"):
+    with pytest.raises(ValueError, match="rank.top_archs=5 .* lower rank.top_archs"):
         archs_to_rank(SPACE, cost, num_archs=4, top=top, top_archs=5, seed=0)
+    with pytest.raises(ValueError, match="rank.num_archs=1"):
+        archs_to_rank(SPACE, cost, num_archs=1, top=top, top_archs=0, seed=0)
     smallest = SPACE.extreme_arch(largest=False)  # its layer 2 is skipped: another kernel there is the same network
     twin = SPACE.arch({**smallest.as_dict(), "l2_kernel": 5})
     chosen = archs_to_rank(SPACE, cost, num_archs=4, top=[smallest.to_json_dict(), twin.to_json_dict()], top_archs=2, seed=0)

@@ -112,6 +112,16 @@ def test_train_from_search_arch_file_uses_its_space_config(tiny_cache, tmp_path)
     assert load_model(result.model_path).space_config["filters"] == 6
 
 
+def test_an_arch_file_that_does_not_fit_its_space_is_named(tiny_cache, tmp_path):
+    """Searched with another depth (or edited by hand): the error names the file."""
+    path = tmp_path / "best_arch.json"
+    entry = _write_search_arch(path, filters=6, controller="random")
+    path.write_text(json.dumps({**entry, "space_config": {**entry["space_config"], "num_layers": 2}}))
+    cfg = compose_train(tiny_cache, f"arch={path}", "train.epochs=1")
+    with pytest.raises(ValueError, match=rf"{path}: arch does not fit space 'enas_macro'"):
+        train_model(cfg, tmp_path / "run")
+
+
 def test_space_overrides_apply_on_top(tiny_cache, tmp_path):
     _write_search_arch(tmp_path / "best_arch.json", filters=6, controller="enas_lstm")
     spec = resolve_arch(tmp_path / "best_arch.json", search_space={}, space_overrides={"filters": 12})

@@ -255,13 +255,16 @@ def _train_model(
     spec = resolve_arch(job.arch, search_space=search_space, space_overrides=train.space_overrides)
     data = open_training_data(spec, cache_dir)
     data_meta = {**data.meta, "cache_dir": str(Path(data.cache_dir).resolve())}
-    space, arch, model = build_network(
-        spec.space_config, spec.arch_json, num_classes=data.num_classes, input_shape=data.input_shape
-    )
+    try:
+        space, arch, model = build_network(
+            spec.space_config, spec.arch_json, num_classes=data.num_classes, input_shape=data.input_shape
+        )
+    except ValueError as err:  # e.g. an arch file edited by hand, or searched with another depth
+        raise ValueError(f"{spec.source}: {err}") from err
     arch_string = space.arch_string(arch)
     if world.is_writer:
-        log.info("training %s arch %s (%s) on %s%s", spec.origin, arch_string, spec.source, data.cache_dir,
-                 f" with {world.size} processes" if world.distributed else "")
+        log.info("training %s arch %s of space %s (%s) on %s%s", spec.origin, arch_string, space.name, spec.source,
+                 data.cache_dir, f" with {world.size} processes" if world.distributed else "")
     seed_per_rank(job.seed, world)  # augmentation masks differ per rank (one process: unchanged)
     pin = device.type == "cuda"
     train_loader = make_loader(

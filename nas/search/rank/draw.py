@@ -78,8 +78,11 @@ def archs_to_rank(
     ``top`` (origin ``"top"``), filled up with stratified archs (``"stratified"``), one per
     network (``arch_string``: archs differing only in a skipped layer's choices
     train alike; a stratified arch already in the top keeps its "top" origin)."""
-    if num_archs < 2 or not 0 <= top_archs <= num_archs:
-        raise ValueError(f"rank.num_archs={num_archs} (need >= 2) and 0 <= rank.top_archs={top_archs} <= num_archs")
+    if num_archs < 2:
+        raise ValueError(f"rank.num_archs={num_archs}: a ranking needs at least 2 archs")
+    if not 0 <= top_archs <= num_archs:
+        raise ValueError(f"rank.top_archs={top_archs} must lie between 0 and rank.num_archs={num_archs} (the search's "
+                         f"top archs are part of the num_archs): lower rank.top_archs or raise rank.num_archs")
     chosen: dict[str, tuple[Arch, str]] = {}
     for entry in list(top)[:top_archs]:
         arch = space.arch_from_json_dict(entry)
