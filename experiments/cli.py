@@ -2,7 +2,8 @@
 
 A user error (``nas.errors.MelnasError`` and its subclasses ``DataError`` and
 ``CheckpointError``, any ``ValueError`` from validation, a missing file) prints one line,
-``melnas-<app>: <error>``, on stderr and exits with status 2. With ``MELNAS_DEBUG=1`` in
+``melnas-<app>: <error>``, on stderr and exits with status 2 (a ``ValueError`` from outside
+melnas's own packages, e.g. a search space's code, also says where it was raised). With ``MELNAS_DEBUG=1`` in
 the environment the traceback is printed before that line. Anything else is a bug and
 propagates with its traceback.
 
@@ -49,12 +50,33 @@ def run_cli(app: str, work: Callable[[], T], *, after_interrupt: Callable[[], st
             traceback.print_exc()
         message = str(error) if not isinstance(error, FileNotFoundError) or not error.filename \
             else f"{error.strerror or 'no such file'}: {error.filename}"
-        print(f"melnas-{app}: {message}", file=sys.stderr)
+        print(f"melnas-{app}: {message}{_origin_outside_engine(error)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         hint = after_interrupt() if after_interrupt is not None else None
         print(f"melnas-{app}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         sys.exit(130)
+
+
+# melnas's own packages, where a ValueError is one of its checks; search_spaces/ is not among
+# them: spaces of your own live there.
+ENGINE_DIRS = tuple(str(Path(__file__).resolve().parents[1] / name) + os.sep
+                    for name in ("nas", "experiments", "controllers", "child_models"))
+
+
+def _origin_outside_engine(error: BaseException) -> str:
+    """Where an error came from when melnas's own checks did not raise it (e.g. a
+    ValueError inside a search space of your own): its file and line, so that a one-line
+    message such as ``max() arg is an empty sequence`` can be found; "" otherwise."""
+    if not isinstance(error, ValueError) or isinstance(error, MelnasError) or error.__traceback__ is None:
+        return ""
+    frame = error.__traceback__
+    while frame.tb_next is not None:
+        frame = frame.tb_next
+    path = str(Path(frame.tb_frame.f_code.co_filename).resolve())
+    if path.startswith(ENGINE_DIRS):
+        return ""
+    return f" (raised at {path}:{frame.tb_lineno}; {DEBUG_ENV}=1 prints the traceback)"
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def test_hydra_run_dirs_are_shared_by_every_app():
 
 
 @pytest.mark.parametrize("error", [
-    MelnasError("bad setting"), DataError("bad data"), CheckpointError("bad checkpoint"), ValueError("bad value"),
+    MelnasError("bad setting"), DataError("bad data"), CheckpointError("bad checkpoint"),
 ])
 def test_user_errors_exit_2_with_one_line(error, capsys, monkeypatch):
     monkeypatch.delenv("MELNAS_DEBUG", raising=False)
@@ -124,6 +124,27 @@ def test_user_errors_exit_2_with_one_line(error, capsys, monkeypatch):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err == f"melnas-demo: {error}\n"
+
+
+def test_a_value_error_from_outside_the_engine_says_where(capsys, monkeypatch):
+    """A ValueError melnas's own checks did not raise (e.g. in a space of your own) gets its
+    file and line; one of melnas's own checks speaks for itself."""
+    from nas.evaluate.pareto import pareto_front
+
+    monkeypatch.delenv("MELNAS_DEBUG", raising=False)
+
+    def fail():
+        max([])
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("search", fail)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("melnas-search: max() ") and f"(raised at {Path(__file__).resolve()}:" in err
+    assert err.endswith("; MELNAS_DEBUG=1 prints the traceback)\n") and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit):
+        run_cli("compare", lambda: pareto_front([0.5], []))
+    assert capsys.readouterr().err == "melnas-compare: need one latency per accuracy, got 1 and 0\n"
 
 
 def test_a_missing_file_names_the_file(tmp_path, capsys):
