@@ -43,6 +43,7 @@ class LayeredSpace(SearchSpace):
 
     @cached_property
     def decisions(self) -> tuple[Decision, ...]:  # type: ignore[override]
+        self._check_declared_keys()
         decisions: list[Decision] = []
         for i, choices in enumerate(self.layer_choices()):
             for key, options in choices.items():
@@ -68,6 +69,16 @@ class LayeredSpace(SearchSpace):
     shrinking_keys: tuple[str, ...] = ()
     # Layer keys of no size (``SearchSpace.unsized_decisions``, one decision per layer that has the key).
     unsized_keys: tuple[str, ...] = ()
+
+    def _check_declared_keys(self) -> None:
+        """A misspelled ``shrinking_keys`` or ``unsized_keys`` entry would silently pick the
+        wrong largest and smallest archs: refuse keys no layer has."""
+        keys = {key for choices in self.layer_choices() for key in choices}
+        for attribute in ("shrinking_keys", "unsized_keys"):
+            unknown = sorted(set(getattr(self, attribute)) - keys)
+            if unknown:
+                raise ValueError(f"{type(self).__name__}.{attribute} names {unknown}, a key no layer of "
+                                 f"layer_choices() has (its keys: {sorted(keys)})")
 
     @cached_property
     def unsized_decisions(self) -> tuple[str, ...]:  # type: ignore[override]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -472,7 +473,7 @@ def test_a_table_follows_the_code_of_its_space(tmp_path, monkeypatch):
     import importlib.util
     import sys
 
-    from nas.latency.table import space_fingerprint
+    from nas.latency.fingerprint import space_fingerprint
 
     def fingerprint(name: str, extra: str) -> str:
         path = tmp_path / f"{name}.py"
@@ -486,3 +487,31 @@ def test_a_table_follows_the_code_of_its_space(tmp_path, monkeypatch):
     plain = fingerprint("space_a", "")
     assert fingerprint("space_b", "") == plain
     assert fingerprint("space_c", ", nn.Conv2d(self.width, self.width, 1, bias=False)") != plain
+
+
+def test_a_table_follows_a_helper_file_of_blocks_the_space_imports(tmp_path, monkeypatch):
+    """Blocks kept in a file of their own, returning plain torch layers: editing that file
+    gives a new table too."""
+    import importlib
+
+    from nas.latency.fingerprint import space_fingerprint
+
+    def fingerprint(folder: str, extra: str) -> str:
+        where = tmp_path / folder
+        where.mkdir()
+        (where / "blocks_under_test.py").write_text(
+            "from torch import nn\n\n\ndef block(width, kernel):\n"
+            f"    return nn.Sequential(nn.Conv2d(width, width, kernel, padding=kernel // 2, bias=False), nn.ReLU(){extra})\n")
+        (where / "space_under_test.py").write_text(
+            "from tests.test_cost import ToySpace\nfrom blocks_under_test import block\n\n\n"
+            "class HelperSpace(ToySpace):\n    def _conv(self, kernel):\n        return block(self.width, kernel)\n")
+        with monkeypatch.context() as patch:
+            patch.syspath_prepend(str(where))
+            module = importlib.import_module("space_under_test")
+            digest = space_fingerprint(module.HelperSpace(), num_classes=3, input_shape=SHAPE)
+            del sys.modules["space_under_test"], sys.modules["blocks_under_test"]
+        return digest
+
+    plain = fingerprint("a", "")
+    assert fingerprint("b", "") == plain
+    assert fingerprint("c", ", nn.Conv2d(width, width, 1, bias=False)") != plain

@@ -31,6 +31,13 @@ class Tiny(LayeredSpace):
     supernet = build = layers = None  # type: ignore[assignment]
 
 
+@pytest.mark.parametrize("attribute", ["shrinking_keys", "unsized_keys"])
+def test_a_declared_key_no_layer_has_is_refused(attribute):
+    misspelled = type("Misspelled", (Tiny,), {attribute: ("kernel", "kernal")})()
+    with pytest.raises(ValueError, match=rf"Misspelled.{attribute} names \['kernal'\].*its keys: \['kernel', 'skip'\]"):
+        misspelled.decisions
+
+
 def test_decisions_and_codec_come_from_the_one_declaration():
     space = Tiny()
     assert [d.name for d in space.decisions] == ["l0_kernel", "l1_kernel", "l2_kernel", "l3_kernel", "l3_skip"]

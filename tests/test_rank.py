@@ -121,10 +121,10 @@ def test_archs_to_rank_puts_the_search_top_first_and_fills_with_the_draw():
 # ---- the standalone cache -------------------------------------------------------------
 
 
-def jobs_for(archs, cache: Path, train: TrainSettings) -> list[StandaloneJob]:
+def jobs_for(archs, cache: Path, train: TrainSettings, network: str = "net") -> list[StandaloneJob]:
     key = entry_key(train=train, space_config=SPACE.config, data_id="data", seed=0)
     return [StandaloneJob(a.to_json_dict(), SPACE.config, "unused", train, None, 0, "cpu", 1,
-                          str(entry_path(cache, a.hash, key))) for a in archs]
+                          str(entry_path(cache, a.hash, key)), network) for a in archs]
 
 
 def test_seed_agreement_is_the_mean_pairwise_tau_of_the_training_seeds():
@@ -161,7 +161,7 @@ def test_cache_trains_only_new_archs_and_not_across_recipes(tmp_path, monkeypatc
 
     def fake_train(job: StandaloneJob) -> dict:
         trained.append(job.arch_json["choices"]["l0_kernel"])
-        entry = {"hash": Path(job.entry).name, "val_accuracy": 0.5, "test_accuracy": 0.5}
+        entry = {"hash": Path(job.entry).name, "val_accuracy": 0.5, "test_accuracy": 0.5, "network": job.network}
         Path(job.entry).write_text(json.dumps(entry))
         return entry
 
@@ -175,6 +175,12 @@ def test_cache_trains_only_new_archs_and_not_across_recipes(tmp_path, monkeypatc
     train_missing(jobs_for(archs, tmp_path, TrainSettings(epochs=3, spec_augment=AugmentSettings(enabled=False))),
                   processes=1)
     assert len(trained) == 10  # a changed recipe trains every arch again
+    train_missing(jobs_for(archs[:2], tmp_path, recipe, network="edited"), processes=1)
+    assert len(trained) == 12  # the space's code changed the networks: their entries are stale
+    legacy = Path(jobs_for(archs[2:3], tmp_path, recipe)[0].entry)
+    legacy.write_text(json.dumps({"val_accuracy": 0.5, "test_accuracy": 0.5}))  # written before entries named networks
+    train_missing(jobs_for(archs[2:3], tmp_path, recipe, network="edited"), processes=1)
+    assert len(trained) == 12
     other_data = entry_key(train=recipe, space_config=SPACE.config, data_id="other", seed=0)
     assert other_data != entry_key(train=recipe, space_config=SPACE.config, data_id="data", seed=0)
 
@@ -364,3 +370,13 @@ def test_the_report_line_explains_nan_only_when_there_is_one(capsys):
     report(refereed, Path("out"))
     assert ("with 2 referee supernet(s), the mean score: tau 0.550 rho 0.700, top-1 is standalone #2; "
             "the referees alone: tau 0.500") in capsys.readouterr().out
+
+
+def test_network_digest_follows_the_network_not_the_arch_hash():
+    from torch import nn
+
+    from nas.search.rank.standalone import network_digest
+
+    plain = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))
+    assert network_digest(plain) == network_digest(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)))
+    assert network_digest(plain) != network_digest(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU()))

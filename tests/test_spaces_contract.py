@@ -50,6 +50,33 @@ def test_decisions_are_well_formed(space):
     assert all(isinstance(d, (Categorical, InputChoice)) for d in space.decisions)
 
 
+def test_options_listed_by_size_run_from_the_smaller_network_to_the_larger(space):
+    """``options_by_size`` promises the sandwich rule a largest and a smallest arch: from the
+    largest, moving any decision of size to another option must not grow the network, and
+    from the smallest not shrink it (options in the wrong order, or a forgotten
+    ``shrinking_keys``, fail here)."""
+    if not space.options_by_size:
+        pytest.skip(f"{space.name} does not list its options by size")
+
+    def size(arch: Arch) -> np.ndarray:
+        model = space.build(arch, num_classes=NUM_CLASSES, input_shape=SMALL_INPUT)
+        return np.array([count_params(model), count_macs(model, SMALL_INPUT)])
+
+    largest, smallest = space.extreme_arch(largest=True), space.extreme_arch(largest=False)
+    top, bottom = size(largest), size(smallest)
+    unsized = set(space.unsized_decisions)
+    for d in space.decisions:
+        if not isinstance(d, Categorical) or d.name in unsized:
+            continue
+        for option in d.options:
+            assert (size(space.arch({**largest.as_dict(), d.name: option})) <= top).all(), \
+                f"{d.name}={option!r} grows the largest arch: list {d.name}'s options smallest first"
+            assert (size(space.arch({**smallest.as_dict(), d.name: option})) >= bottom).all(), \
+                f"{d.name}={option!r} shrinks the smallest arch: list {d.name}'s options smallest first"
+    for arch in random_archs(space, 10):
+        assert (bottom <= size(arch)).all() and (size(arch) <= top).all()
+
+
 def test_arch_json_round_trip_and_stable_hash(space, tmp_path):
     archs = random_archs(space, 20) + [space.preset(name)[1] for name in space.presets]
     for arch in archs:

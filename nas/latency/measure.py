@@ -43,9 +43,9 @@ from nas.latency.table import (
     fit_calibration,
     in_turns,
     prefill,
-    space_fingerprint,
     spanning_archs,
 )
+from nas.latency.fingerprint import space_fingerprint
 from nas.latency.timing import STATISTICS, check_timing, time_calls, time_interleaved
 from nas.runtime import resolve_device, torch_threads
 from search_spaces.base import InputShape, SearchSpace

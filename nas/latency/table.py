@@ -7,8 +7,6 @@ whole networks (``Calibration``). Build tables with ``nas.latency.measure.latenc
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -20,10 +18,9 @@ import torch
 from torch import nn
 
 from nas.io.atomic import atomic_write_json
-from nas.io.checkpoint import preserved_rng_state
 from nas.io.lock import file_lock
 from nas.latency.relative import time_in_turns
-from search_spaces.base import Arch, Categorical, InputShape, LayerCost, SearchSpace
+from search_spaces.base import Arch, InputShape, LayerCost, SearchSpace
 
 TABLE_FORMAT = 1
 
@@ -67,49 +64,6 @@ def in_turns(measure: Measure, *, rounds: int = 1, combine: Callable[[list[float
         return [float(combine(r)) for r in readings]
 
     return measure_batch
-
-
-def space_fingerprint(space: SearchSpace, *, num_classes: int, input_shape: InputShape) -> str:
-    """A hash of what a space is, without knowing its constructor arguments.
-
-    The decisions (names and options) plus the unit keys of a reference arch (first
-    option everywhere, no skips) change whenever a config change (widths, depth,
-    strides, ...) changes the networks the space builds; the source of the space's
-    classes and of the modules its units are built from changes when their code does
-    (a unit key a space author forgot to update would otherwise keep a stale table).
-    """
-    reference = space.arch(
-        [d.options[0] if isinstance(d, Categorical) else () for d in space.decisions]
-    )
-    units = space.layers(reference, num_classes=num_classes, input_shape=input_shape)
-    decisions = [
-        [d.name, list(d.options)] if isinstance(d, Categorical) else [d.name, d.num_inputs]
-        for d in space.decisions
-    ]
-    blob = json.dumps({"decisions": decisions, "reference_units": [u.key for u in units],
-                       "code": code_digest(space, units)}, sort_keys=True)
-    return hashlib.sha1(blob.encode()).hexdigest()[:16]
-
-
-def code_digest(space: SearchSpace, units: Sequence[LayerCost]) -> str:
-    """A hash of the source files that define ``space``'s classes and the (non-torch)
-    modules of ``units``: what decides the networks a table times."""
-    classes = {cls for cls in type(space).__mro__ if cls.__module__ not in ("builtins", "abc")}
-    with preserved_rng_state():  # building a unit initialises its weights: leave the run's draws alone
-        for unit in units:
-            classes |= {type(m) for m in unit.build().modules() if not type(m).__module__.startswith("torch.")}
-    files = sorted({f for f in (_source_file(cls) for cls in classes) if f is not None})
-    digest = hashlib.sha1()
-    for name in files:
-        digest.update(Path(name).read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _source_file(cls: type) -> str | None:
-    try:
-        return inspect.getsourcefile(cls)
-    except (TypeError, OSError):  # a built-in class, or one defined where no file holds it
-        return None
 
 
 @dataclass(frozen=True)

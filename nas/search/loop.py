@@ -178,10 +178,11 @@ def checkpoint_to_resume(run_dir: Path, *, resume: bool) -> dict[str, Any] | Non
 
 
 def _target_note(builder: RewardBuilder, reward: Reward) -> str:
-    """Where a reward target named after a preset came out, for the run's first log line."""
-    if not isinstance(builder.target_ms, str):
+    """The reward's latency target (and the preset it was read from), for the run's first log line."""
+    if reward.target_ms is None:
         return ""
-    return f"; reward target {reward.target_ms:.4g} ms ({builder.target_ms}'s predicted latency)"
+    source = f"{builder.target_ms}'s predicted latency" if isinstance(builder.target_ms, str) else "reward.target_ms"
+    return f"; reward target {reward.target_ms:.4g} ms ({source})"
 
 
 def build_context(

@@ -36,7 +36,7 @@ from nas.search.resume import check_same_data
 from nas.search.rank.report import agreement, attainable_tau, seed_agreement, write_csv, write_json, write_plot
 from nas.search.rank.stats import kendall_tau
 from nas.search.rank.standalone import (
-    StandaloneJob, entry_key, entry_path, threads_per_job, train_missing,
+    StandaloneJob, entry_key, entry_path, network_digest, stored_entry, threads_per_job, train_missing,
 )
 from nas.search.scoring import ArchScorer, LatencyLookup, check_bn_mode
 from nas.train.job import TrainSettings
@@ -148,11 +148,13 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     cache.mkdir(parents=True, exist_ok=True)
     keys = {seed: entry_key(train=job.train, space_config=search.space_config,
                             data_id=data.identity, seed=seed) for seed in r.train_seeds}
+    networks = {arch.hash: network_digest(space.build(arch, num_classes=data.num_classes, input_shape=data.input_shape))
+                for arch, _ in chosen}
     jobs = [StandaloneJob(arch.to_json_dict(), dict(search.space_config), str(data.cache_dir), job.train,
                           optimizer_factory, seed, job.device, r.threads or threads_per_job(r.jobs),
-                          str(entry_path(cache, arch.hash, keys[seed])))
+                          str(entry_path(cache, arch.hash, keys[seed])), networks[arch.hash])
             for seed in r.train_seeds for arch, _ in chosen]
-    trained_before = sum(Path(j.entry).is_file() for j in jobs)
+    trained_before = sum(stored_entry(j) is not None for j in jobs)
     entries = train_missing(jobs, processes=r.jobs, on_done=lambda e: log.info(
         "standalone %s: val %.4f test %.4f (%.0f s)", e["arch_str"], e["val_accuracy"], e["test_accuracy"], e["seconds"]))
     by_seed = {seed: entries[i * len(chosen):(i + 1) * len(chosen)] for i, seed in enumerate(r.train_seeds)}

@@ -3,7 +3,9 @@
 A cache entry is ``<cache_dir>/<arch hash>-<key>.json`` where the key hashes everything
 that decides the result besides the arch: the recipe (``train=rank``, optimizer
 included), the space config, the data cache's identity and the training seed. A changed
-recipe or data set therefore trains afresh; a killed rank run keeps every finished entry
+recipe or data set therefore trains afresh, and so does an arch whose network changed (the
+entry records a digest of the standalone network's structure: a space's code edited
+since, same arch hash); a killed rank run keeps every finished entry
 (each is written atomically when its training ends), and a later call with more archs
 trains only the new ones. Trainings run in ``jobs`` worker processes, each with
 ``cores // jobs`` torch threads.
@@ -44,6 +46,13 @@ class StandaloneJob:
     device: str
     threads: int
     entry: str  # the cache file this training writes
+    network: str  # network_digest of the arch's standalone build: an entry of another network is stale
+
+
+def network_digest(model: torch.nn.Module) -> str:
+    """A digest of a network's structure (its modules' types and settings, as ``repr``
+    prints them): the same arch hash built by edited space code gives another digest."""
+    return hashlib.sha1(repr(model).encode()).hexdigest()[:12]
 
 
 def entry_key(*, train: TrainSettings, space_config: Mapping[str, Any], data_id: str, seed: int) -> str:
@@ -79,6 +88,7 @@ def train_standalone(job: StandaloneJob) -> dict[str, Any]:
             "val_accuracy": result.best_val_accuracy,
             "test_accuracy": top1_accuracy(model, test, device=device),
             "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "seconds": result.seconds,
+            "network": job.network,
         }
     atomic_write_json(job.entry, entry)
     return entry
@@ -86,14 +96,15 @@ def train_standalone(job: StandaloneJob) -> dict[str, Any]:
 
 def train_missing(jobs: Sequence[StandaloneJob], *, processes: int,
                   on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """The entry of every job, training those whose cache file is missing (in ``processes``
-    spawned workers when > 1). Results come back in the order of ``jobs``."""
+    """The entry of every job, training those whose cache file is missing or holds another
+    network (in ``processes`` spawned workers when > 1). Results come back in the order of
+    ``jobs``. An entry written before entries recorded their network is taken as it is."""
     results: dict[str, dict[str, Any]] = {}
     todo = []
     for job in jobs:
-        path = Path(job.entry)
-        if path.is_file():
-            results[job.entry] = json.loads(path.read_text())
+        cached = stored_entry(job)
+        if cached is not None:
+            results[job.entry] = cached
         else:
             todo.append(job)
     if processes > 1 and len(todo) > 1:
@@ -108,6 +119,15 @@ def train_missing(jobs: Sequence[StandaloneJob], *, processes: int,
             if on_done is not None:
                 on_done(results[job.entry])
     return [results[job.entry] for job in jobs]
+
+
+def stored_entry(job: StandaloneJob) -> dict[str, Any] | None:
+    """``job``'s cache entry when it holds this network's result; None when it must train."""
+    path = Path(job.entry)
+    if not path.is_file():
+        return None
+    entry = json.loads(path.read_text())
+    return entry if entry.get("network", job.network) == job.network else None
 
 
 def threads_per_job(processes: int) -> int:
