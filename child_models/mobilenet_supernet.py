@@ -69,6 +69,13 @@ class MobileNetV3Supernet(Supernet):
                 x = layer(x, spec)
         return self.head(x)
 
+    def zero_init_residual_(self) -> int:
+        """Every residual layer's project batchnorms (one per expansion) start at scale 0."""
+        norms = [norm for layer in self.layers if layer.use_residual for norm in layer.project_norms.values()]
+        for norm in norms:
+            nn.init.zeros_(norm.weight)
+        return len(norms)
+
     def subnet_state_dict(self, arch: Any) -> dict[str, Tensor]:
         """The chosen path's weights under the standalone ``MobileNetV3``'s names, as fresh
         tensors (slices of the shared weights are copied, so saving them stores only the path)."""

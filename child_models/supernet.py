@@ -29,3 +29,9 @@ class Supernet(nn.Module):
 
     def subnet_state_dict(self, arch: Any) -> dict[str, Tensor]:
         raise NotImplementedError
+
+    def zero_init_residual_(self) -> int:
+        """Start every residual block as the identity (its last batchnorm's scale at 0, as
+        BigNAS and Goyal et al. 2017 do); returns how many batchnorms it zeroed, 0 for a
+        supernet without residual blocks."""
+        return 0

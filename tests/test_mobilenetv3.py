@@ -322,3 +322,28 @@ def assert_grad_only_inside(grad: torch.Tensor, inside: tuple) -> None:
     outside = grad.clone()
     outside[inside] = 0
     assert torch.count_nonzero(outside) == 0
+
+
+def test_zero_init_residual_starts_every_residual_layer_as_the_identity(audio_space):
+    """trainer.zero_init_residual: a residual layer's output equals its input at the start,
+    whatever its kernel, expansion, SE or activation; the other layers are untouched."""
+    from nas.search.few_shot import build_supernet
+    from nas.search.phases import FewShotSettings
+
+    supernet = build_supernet(audio_space, FewShotSettings(), num_classes=5, input_shape=(1, 64, 63),
+                              zero_init_residual=True)
+    residual = [layer for layer in supernet.layers if layer.use_residual]
+    assert residual and len(residual) < len(supernet.layers)
+    arch = audio_space.random_arch(np.random.default_rng(1))  # 4 of its residual layers are kept
+    x, checked = supernet.stem(torch.randn(2, 1, 64, 63)), 0
+    for layer, spec in zip(supernet.layers, audio_space.block_specs(arch)):
+        if spec is None:
+            continue
+        out = layer(x, spec)
+        assert torch.equal(out, x) == layer.use_residual
+        checked += layer.use_residual
+        x = out
+    assert checked >= 2
+    enas = build_space("enas_macro")
+    with pytest.raises(ValueError, match="trainer.zero_init_residual=true: the enas_macro supernet has no residual"):
+        build_supernet(enas, FewShotSettings(), num_classes=5, input_shape=(1, 64, 63), zero_init_residual=True)

@@ -105,9 +105,13 @@ def per_option(space: SearchSpace, decision: Categorical, group: Sequence[Arch])
 
 
 def build_supernet(space: SearchSpace, few_shot: FewShotSettings, *, num_classes: int,
-                   input_shape: Sequence[int]) -> nn.Module:
-    """The search's supernet: the space's own, wrapped for ``trainer.few_shot.split``."""
+                   input_shape: Sequence[int], zero_init_residual: bool = False) -> nn.Module:
+    """The search's supernet: the space's own (its residual blocks starting as the identity
+    with ``zero_init_residual``), wrapped for ``trainer.few_shot.split``."""
     supernet = space.supernet(num_classes=num_classes, input_shape=tuple(input_shape))
+    if zero_init_residual and supernet.zero_init_residual_() == 0:
+        raise ValueError(f"trainer.zero_init_residual=true: the {space.name} supernet has no residual blocks "
+                         "to start at zero; set it to false")
     if few_shot.split is None:
         return supernet
     with preserved_rng_state():  # "auto" builds models to count MACs: leave torch's draws as they were

@@ -224,7 +224,8 @@ def build_context(
     seed_everything(seed)
     check_referees(inputs.referees, space_config=space_config, data_cache_dir=inputs.data["cache_dir"],
                    split_identity=split_identity, setting="trainer.final.referees", run_dir=run_dir)
-    supernet = build_supernet(space, settings.few_shot, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
+    supernet = build_supernet(space, settings.few_shot, num_classes=data.num_classes, input_shape=data.input_shape,
+                              zero_init_residual=settings.zero_init_residual).to(device)
     with preserved_rng_state():  # building torch modules draws from torch's generator: a controller
         # that has some must not shift the supernet's dropout draws, so that every controller of
         # one seed trains the shared weights alike (the sandwich rule: identically)

@@ -92,6 +92,7 @@ class TrainerSettings:
     sandwich_draw: str = "uniform"  # sandwich: how those are drawn: uniform | tilted (nas/search/sampling.py)
     sandwich_distill: bool = True  # sandwich: the others learn the largest's soft labels (false: the labels)
     sandwich_unsized: str = "fixed"  # sandwich: the extremes' unsized decisions (activation): fixed | uniform per step
+    zero_init_residual: bool = False  # the supernet's residual blocks start as the identity (BigNAS)
     ddp_archs: str = "same"  # under torchrun: every rank trains the same arch per step | each rank its own
     val_batch_size: int = 256
     bn_mode: str = "batch"
