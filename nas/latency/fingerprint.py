@@ -69,9 +69,14 @@ def _imported_project_code(cls: type) -> list[Any]:
     for value in vars(module).values():
         if inspect.ismodule(value) or inspect.isclass(value) or inspect.isfunction(value):
             path = _source_file(value)
-            if path is not None and _within(Path(path).resolve(), project) and "site-packages" not in Path(path).parts:
+            if path is not None and _within(Path(path).resolve(), project) and not _installed(Path(path)):
                 found.append(value)
     return found
+
+
+def _installed(path: Path) -> bool:
+    """A file of an installed package (a virtual environment may sit inside the project)."""
+    return bool({"site-packages", "dist-packages"} & set(path.parts))
 
 
 def _within(path: Path, folder: Path) -> bool:
