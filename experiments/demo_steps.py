@@ -37,7 +37,7 @@ from experiments.train import train
 from nas.data.prepare import prepare_dataset
 from nas.data.synth import SynthSettings, differences_from_record, record_path, synthesize
 from nas.evaluate.compare import Comparison, compare_runs
-from nas.io.registry import CONF_DIR
+from nas.io.config_dirs import BUILTIN_CONF_DIR
 from nas.runtime import torch_threads
 
 log = logging.getLogger("melnas.demo")
@@ -99,7 +99,7 @@ def compose_step(config_name: str, overrides: Sequence[str], data: DictConfig) -
 def _compose(config_name: str, overrides: Sequence[str]) -> DictConfig:
     if GlobalHydra.instance().is_initialized():  # inside melnas-demo: its config search path
         return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
 
 

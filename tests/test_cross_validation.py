@@ -11,13 +11,13 @@ from hydra import compose, initialize_config_dir
 from experiments.cli import HydraRun
 from experiments.cv import cv
 from nas.data.errors import DataError
-from nas.io.registry import CONF_DIR
+from nas.io.config_dirs import BUILTIN_CONF_DIR
 from tests import format_fixtures as fx
 from tests.test_train_fixtures import TINY_SPACE
 
 
 def compose_cv(root, cache_dir, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
         return compose(config_name="cv", overrides=[
             "arch=plain_sep3x3", *TINY_SPACE, f"data.root={root}",
             f"data.cache_dir={cache_dir}", "data.num_workers=0", "data.n_mels=32",

@@ -12,12 +12,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from experiments.demo_steps import compose_step, plan_steps, synthesise_if_missing
-from nas.io.registry import CONF_DIR
+from nas.io.config_dirs import BUILTIN_CONF_DIR
 from tests.test_train_fixtures import write_tone_dataset
 
 
 def _demo_cfg(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
         return compose(config_name="demo", overrides=list(overrides))
 
 

@@ -20,7 +20,7 @@ from nas.evaluate.metrics import (
     recording_accuracy,
 )
 from nas.io.model_file import load_model
-from nas.io.registry import CONF_DIR
+from nas.io.config_dirs import BUILTIN_CONF_DIR
 from tests.test_train_fixtures import tiny_cache, tiny_trained  # noqa: F401 (fixtures)
 
 FAST_LATENCY = LatencySettings(warmup=1, repeats=3, cuda=False)  # CPU timing only, GPU or not
@@ -104,7 +104,7 @@ def test_model_and_cache_must_match(tiny_trained, tiny_cache):
 
 
 def test_eval_config_composes():
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="eval", overrides=["model=some/model.pt"])
     assert cfg.cache_dir is None and cfg.split == "test"
     assert LatencySettings(**cfg.latency_measure).threads == 1

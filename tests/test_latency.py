@@ -26,7 +26,8 @@ from nas.latency.measure import (
     spanning_archs,
     time_interleaved,
 )
-from nas.io.registry import CONF_DIR, available_spaces, build_space
+from nas.io.config_dirs import BUILTIN_CONF_DIR
+from nas.io.registry import available_spaces, build_space
 from tests.test_cost import SumInputs, ToySpace
 
 SHAPE = (1, 8, 6)
@@ -425,7 +426,7 @@ def test_real_measurements_end_to_end(tmp_path):
 @pytest.mark.parametrize("space_name", available_spaces())
 def test_latency_config_composes_and_runs(space_name, tmp_path):
     """conf/latency.yaml's `latency_table:` keys are latency_table_for's arguments, for every space."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
         cfg = compose(
             config_name="latency",
             overrides=[

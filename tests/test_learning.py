@@ -38,7 +38,7 @@ from nas.io.model_file import build_network, load_model
 from nas.compress.netadapt import AdaptSettings, netadapt, short_finetune
 from nas.evaluate.accuracy import top1_accuracy
 from nas.evaluate.predict import predict_files
-from nas.io.registry import CONF_DIR
+from nas.io.config_dirs import BUILTIN_CONF_DIR
 from experiments.cli import HydraRun
 from experiments.search import search
 from nas.train.job import TrainResult, resolve_arch
@@ -136,7 +136,7 @@ def test_a_short_search_trains_a_supernet_well_above_chance(tones: Path, tmp_pat
         f"latency_table.cache_dir={tmp_path / 'latency'}", "latency_table.calibration_archs=0", "latency_table.warmup=0",
         "latency_table.repeats=1", "latency_table.min_span_ms=0",
     ]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="search", overrides=overrides, return_hydra_config=True)
     search(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), HydraRun.composed(cfg, tmp_path / "run"))
     records = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").read_text().splitlines()]

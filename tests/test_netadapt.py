@@ -26,7 +26,7 @@ from experiments.adapt import adapt
 from experiments.cli import HydraRun
 from nas.latency.relative import RelativeLatency, measure_in_turns, time_in_turns
 from nas.compress.pruning import candidate_widths, channel_groups, prunable_widths
-from nas.io.registry import CONF_DIR
+from nas.io.config_dirs import BUILTIN_CONF_DIR
 from tests.test_train_fixtures import train_model
 from tests.test_pruning import NUM_CLASSES, _enas, _mobilenet
 from tests.test_train_fixtures import compose_train, tiny_cache  # noqa: F401 (fixture)
@@ -280,7 +280,7 @@ def test_settings_are_checked(bad):
 
 
 def compose_adapt(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
         return compose(config_name="adapt", overrides=list(overrides))
 
 

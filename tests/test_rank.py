@@ -320,9 +320,9 @@ def test_a_recipe_reading_data_settings_takes_the_searchs(tmp_path, monkeypatch)
     from experiments.cli import HydraRun
     from hydra import compose, initialize_config_dir
 
-    from nas.io.registry import CONF_DIR
+    from nas.io.config_dirs import BUILTIN_CONF_DIR
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
         search_cfg = compose(config_name="search", overrides=[f"data.root={tmp_path}/audio", "data.batch_size=32"])
         job_cfg = compose(config_name="rank", overrides=[f"run={tmp_path}", "train=quick"])
     (tmp_path / ".hydra").mkdir()
@@ -336,9 +336,9 @@ def test_a_search_from_before_latency_runtimes_is_ranked_with_its_eager_table(tm
     from experiments.rank import search_run
     from hydra import compose, initialize_config_dir
 
-    from nas.io.registry import CONF_DIR
+    from nas.io.config_dirs import BUILTIN_CONF_DIR
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="search", overrides=[f"data.root={tmp_path}/audio"])
     (tmp_path / ".hydra").mkdir()
     OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")

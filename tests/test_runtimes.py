@@ -205,9 +205,9 @@ def test_a_one_model_measure_in_turns_keeps_the_fastest_reading(tmp_path):
 def _compose(config_name: str, *overrides: str):
     from hydra import compose, initialize_config_dir
 
-    from nas.io.registry import CONF_DIR
+    from nas.io.config_dirs import BUILTIN_CONF_DIR
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides))
 
 

@@ -26,7 +26,7 @@ from nas.evaluate.study_stats import (
     spread,
     summary_table,
 )
-from nas.io.registry import CONF_DIR
+from nas.io.config_dirs import BUILTIN_CONF_DIR
 from tests.test_demo import TINY_SEARCH, _hydra_list
 from tests.test_train_fixtures import write_tone_dataset
 
@@ -135,7 +135,7 @@ def test_latencies_of_different_runtimes_are_not_averaged(tmp_path):
 
 
 def _study_cfg(tmp_path: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
         return compose(config_name="study", overrides=[f"data.root={tmp_path}/audio",
                                                        f"data.cache_dir={tmp_path}/cache", *overrides])
 

@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from nas.data.prepare import prepare_dataset
-from nas.io.registry import CONF_DIR
+from nas.io.config_dirs import BUILTIN_CONF_DIR
 from experiments.cli import HydraRun
 from experiments.train import train
 from nas.train.job import TrainResult
@@ -52,7 +52,7 @@ def prepare_tiny(tmp: Path) -> Path:
 
 def compose_train(cache_dir: Path, *overrides: str) -> DictConfig:
     """``conf/train.yaml`` at tiny settings: 2 epochs of a 3-layer, 8-filter network."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
         return compose(
             config_name="train",
             overrides=[

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from nas.train.augment import AugmentSettings, SpecAugment
-from nas.io.registry import CONF_DIR
+from nas.io.config_dirs import BUILTIN_CONF_DIR
 from nas.train.loop import MIN_STEPS_PER_EPOCH, Recipe, _run_epoch, few_steps_warning, fit, parameter_groups, warmup_cosine
 from experiments.settings import build, settings_from
 from nas.train.job import TrainSettings
@@ -116,7 +116,7 @@ def test_fit_stops_early_and_keeps_the_best_epoch():
 @pytest.mark.parametrize("recipe", ["default", "quick"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_every_train_option_composes_and_builds(recipe, optimizer):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[
             "arch=plain_conv3x3", "search_space=enas_macro", f"train={recipe}", f"train/optimizer={optimizer}",
         ])

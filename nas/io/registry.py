@@ -1,13 +1,13 @@
 """Find search spaces by name without naming them in code.
 
 A space is registered by its YAML in ``conf/search_space/<name>.yaml`` (with a
-``_target_``); this module instantiates it through Hydra, exactly as a search run
-does. Adding a space therefore needs one Python file and one YAML, nothing else.
+``_target_``), or in ``search_space/<name>.yaml`` of a folder in ``MELNAS_CONFIG_PATH``
+(``nas.io.config_dirs``); this module instantiates it through Hydra, exactly as a search
+run does. Adding a space therefore needs one Python file and one YAML, nothing else.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
@@ -15,25 +15,26 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from nas.errors import MelnasError
+from nas.io.config_dirs import CONFIG_PATH_ENV, config_dirs, group_configs
 from search_spaces.base import SearchSpace
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-SPACE_CONF_DIR = CONF_DIR / "search_space"
+SPACE_GROUP = "search_space"
 
 
 def available_spaces() -> list[str]:
-    """Names of every space that has a YAML in ``conf/search_space/``."""
-    return sorted(p.stem for p in SPACE_CONF_DIR.glob("*.yaml"))
+    """Names of every space that has a YAML in ``conf/search_space/`` or a user config folder."""
+    return sorted(group_configs(SPACE_GROUP))
 
 
 def space_config(name: str) -> dict[str, Any]:
     """The YAML of space ``name`` as a plain dict."""
-    path = SPACE_CONF_DIR / f"{name}.yaml"
-    if not path.is_file():
+    configs = group_configs(SPACE_GROUP)
+    if name not in configs:
         raise ValueError(
-            f"unknown search space {name!r}: no {path}. Available: {', '.join(available_spaces())}"
+            f"unknown search space {name!r}: no {SPACE_GROUP}/{name}.yaml in {', '.join(map(str, config_dirs()))} "
+            f"(a space of your own: put its folder in {CONFIG_PATH_ENV}). Available: {', '.join(sorted(configs))}"
         )
-    with path.open() as fh:
+    with configs[name].open() as fh:
         return yaml.safe_load(fh) or {}
 
 
@@ -44,11 +45,28 @@ def build_space(config: Mapping[str, Any] | str, **overrides: Any) -> SearchSpac
     try:
         space = instantiate(cfg, _convert_="all")
     except InstantiationException as err:
+        cause = err.__cause__
+        missing = _missing_module(err)
+        if missing is not None:
+            raise MelnasError(
+                f"search_space: cannot import {cfg.get('_target_')} ({missing}); a space's module must be importable: "
+                f"install the package that holds it (pip install -e <its project>) or add the folder above it "
+                f"to PYTHONPATH"
+            ) from err
         raise MelnasError(
-            f"search_space: cannot build {cfg.get('_target_')} ({err.__cause__ or err}); check the space's "
-            "config file (conf/search_space/<name>.yaml) and the search_space.* overrides against that "
+            f"search_space: cannot build {cfg.get('_target_')} ({cause or err}); check the space's "
+            "config file (search_space/<name>.yaml) and the search_space.* overrides against that "
             "class's constructor"
         ) from err
     if not isinstance(space, SearchSpace):
         raise TypeError(f"{cfg.get('_target_')} did not build a SearchSpace")
     return space
+
+
+def _missing_module(error: BaseException) -> ModuleNotFoundError | None:
+    """The ``ModuleNotFoundError`` somewhere in ``error``'s chain of causes (Hydra wraps it twice)."""
+    while error is not None:
+        if isinstance(error, ModuleNotFoundError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None

@@ -1,6 +1,7 @@
 """Data set formats: how the files of a data set become a ``Listing``.
 
-A format is one reader function and one YAML, ``conf/data/format/<name>.yaml``::
+A format is one reader function and one YAML, ``conf/data/format/<name>.yaml`` (or
+``data/format/<name>.yaml`` in a folder of ``MELNAS_CONFIG_PATH``: ``nas.io.config_dirs``)::
 
     name: esc50
     reader: nas.data.formats.esc50.read_esc50   # module.function
@@ -26,23 +27,24 @@ import yaml
 
 from nas.data.errors import DataError
 from nas.data.manifest import Listing
+from nas.io.config_dirs import CONFIG_PATH_ENV, group_configs
 
-FORMAT_CONF_DIR = Path(__file__).resolve().parents[3] / "conf" / "data" / "format"
+FORMAT_GROUP = "data/format"
 Reader = Callable[..., Listing]
 
 
 def available_formats() -> list[str]:
-    """Names of every format that has a YAML in ``conf/data/format/``."""
-    return sorted(path.stem for path in FORMAT_CONF_DIR.glob("*.yaml"))
+    """Names of every format that has a YAML in ``conf/data/format/`` or a user config folder."""
+    return sorted(group_configs(FORMAT_GROUP))
 
 
 def format_config(name: str) -> dict[str, Any]:
     """The YAML of format ``name`` as a plain dict."""
-    path = FORMAT_CONF_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise DataError(f"data.format={name!r} is unknown (no {path}); available formats: "
-                        f"{', '.join(available_formats())}")
-    with path.open(encoding="utf-8") as handle:
+    configs = group_configs(FORMAT_GROUP)
+    if name not in configs:
+        raise DataError(f"data.format={name!r} is unknown (no {FORMAT_GROUP}/{name}.yaml in conf/ or a "
+                        f"{CONFIG_PATH_ENV} folder); available formats: {', '.join(sorted(configs))}")
+    with configs[name].open(encoding="utf-8") as handle:
         return yaml.safe_load(handle) or {}
 
 
@@ -79,7 +81,8 @@ class DataFormat:
             return getattr(importlib.import_module(module), attribute)
         except (ImportError, AttributeError, ValueError) as error:
             raise DataError(f"data.format={self.name}: reader {self.reader!r} cannot be "
-                            f"imported ({error}); give module.function") from error
+                            f"imported ({error}); give module.function, in a package that is installed or "
+                            "on PYTHONPATH") from error
 
     def read(self, source: Path) -> Listing:
         return self.function()(source, **self.options)

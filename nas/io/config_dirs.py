@@ -1,0 +1,76 @@
+"""Where melnas finds its YAML configs: the built-in ``conf/`` and the user's own folders.
+
+A user keeps a search space, a data format or a controller in a project of their own,
+outside melnas's checkout, in a folder laid out like ``conf/`` (``search_space/foo.yaml``,
+``experiment/search_space/quick_foo.yaml``, ``data/format/bar.yaml``, ...), and names it in
+``MELNAS_CONFIG_PATH`` (several folders separated by ``os.pathsep``). That one setting
+reaches every command: the Hydra apps see those folders on their config search path
+(``register_with_hydra``, called once by the ``experiments`` package), and the registries
+of spaces and data formats, which the argparse tools and the tests read, list their YAMLs
+(``group_configs``). The Python code a config's ``_target_`` or ``reader`` names is
+imported as any module is: the user installs their package or puts it on ``PYTHONPATH``.
+
+A user file may not share its name with a built-in one: Hydra would silently take the
+built-in, so both places refuse it instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.core.plugins import Plugins
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+from nas.errors import MelnasError
+
+CONFIG_PATH_ENV = "MELNAS_CONFIG_PATH"
+BUILTIN_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def user_config_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
+    """The folders ``MELNAS_CONFIG_PATH`` names, in order, each checked: it exists and holds
+    no YAML whose path a built-in config already has."""
+    value = (os.environ if env is None else env).get(CONFIG_PATH_ENV, "")
+    folders = [Path(part).expanduser().resolve() for part in value.split(os.pathsep) if part.strip()]
+    for folder in folders:
+        if not folder.is_dir():
+            raise MelnasError(f"{CONFIG_PATH_ENV} names {folder}, which is not a folder; give folders laid out "
+                              "like melnas's conf/ (e.g. <folder>/search_space/<name>.yaml)")
+        for path in sorted(folder.rglob("*.yaml")):
+            relative = path.relative_to(folder)
+            if (BUILTIN_CONF_DIR / relative).is_file():
+                raise MelnasError(f"{path} has the name of melnas's own conf/{relative.as_posix()}, which would hide "
+                                  f"it; rename yours (the name is what commands select it by)")
+    return folders
+
+
+def config_dirs() -> list[Path]:
+    """Every config folder: the built-in ``conf/`` first, then the user's."""
+    return [BUILTIN_CONF_DIR, *user_config_dirs()]
+
+
+def group_configs(group: str) -> dict[str, Path]:
+    """The YAML files of config group ``group`` (``"search_space"``, ``"data/format"``) over
+    every config folder, by name."""
+    return {path.stem: path for folder in config_dirs() for path in sorted((folder / group).glob("*.yaml"))}
+
+
+class UserConfigSearchPath(SearchPathPlugin):
+    """Puts the ``MELNAS_CONFIG_PATH`` folders on a Hydra app's config search path, after
+    melnas's own ``conf/``; read each time Hydra builds a search path (an app's start, a
+    ``compose`` in the demo and the study)."""
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        for folder in user_config_dirs():
+            search_path.append(provider="melnas-user", path=f"file://{folder}")
+
+
+def register_with_hydra() -> None:
+    """Check ``MELNAS_CONFIG_PATH`` (a ``MelnasError`` naming the bad folder or file) and
+    register ``UserConfigSearchPath`` with Hydra (idempotent). Hydra finds plugins only in a
+    top-level ``hydra_plugins`` package; registering by hand keeps melnas's layout."""
+    user_config_dirs()
+    Plugins.instance().register(UserConfigSearchPath)

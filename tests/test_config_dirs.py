@@ -1,0 +1,103 @@
+"""A user's own config folder (``MELNAS_CONFIG_PATH``, ``nas.io.config_dirs``): a search
+space and a data format kept outside melnas's checkout reach the registries, the Hydra
+apps and the console commands; a bad folder is a one-line error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from nas.data.formats import DataFormat, available_formats
+from nas.errors import MelnasError
+from nas.io.config_dirs import BUILTIN_CONF_DIR, CONFIG_PATH_ENV, register_with_hydra, user_config_dirs
+from nas.io.registry import available_spaces, build_space, space_config
+
+REPO = Path(__file__).resolve().parents[1]
+USER_SPACE = '''
+from search_spaces.tiny_cnn import TinyCnnSpace
+
+
+class WideCnnSpace(TinyCnnSpace):
+    name = "wide_cnn"
+'''
+
+
+@pytest.fixture
+def user_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project outside the checkout: its space module (importable from the project
+    folder) and its config folder, named in MELNAS_CONFIG_PATH."""
+    (tmp_path / "my_spaces").mkdir()
+    (tmp_path / "my_spaces" / "__init__.py").write_text("")
+    (tmp_path / "my_spaces" / "wide_cnn.py").write_text(USER_SPACE)
+    conf = tmp_path / "my_conf"
+    (conf / "search_space").mkdir(parents=True)
+    (conf / "search_space" / "wide_cnn.yaml").write_text(
+        "_target_: my_spaces.wide_cnn.WideCnnSpace\ndepth: 3\nchannels: 24\n")
+    (conf / "experiment" / "search_space").mkdir(parents=True)
+    (conf / "experiment" / "search_space" / "quick_wide_cnn.yaml").write_text(
+        "# @package _global_\nreward:\n  target_ms: 0.042\n")
+    (conf / "data" / "format").mkdir(parents=True)
+    (conf / "data" / "format" / "my_folders.yaml").write_text("name: my_folders\nreader: nas.data.manifest.scan_folder\n")
+    monkeypatch.setenv(CONFIG_PATH_ENV, str(conf))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_no_setting_means_no_user_folders():
+    assert user_config_dirs({}) == []
+    assert user_config_dirs({CONFIG_PATH_ENV: f" {os.pathsep}"}) == []
+
+
+def test_the_registries_list_and_build_a_users_space_and_format(user_project):
+    assert "wide_cnn" in available_spaces() and "mobilenetv3" in available_spaces()
+    assert space_config("wide_cnn")["channels"] == 24
+    space = build_space("wide_cnn")
+    assert space.name == "wide_cnn" and space.depth == 3
+    assert "my_folders" in available_formats() and "esc50" in available_formats()
+    assert DataFormat.from_config("my_folders").reader == "nas.data.manifest.scan_folder"
+
+
+def test_hydra_composes_a_users_space_with_its_own_quick_settings(user_project):
+    register_with_hydra()
+    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="search", overrides=["experiment=quick", "search_space=wide_cnn"])
+        builtin = compose(config_name="search", overrides=["experiment=quick", "search_space=tiny_cnn"])
+    assert cfg.search_space._target_ == "my_spaces.wide_cnn.WideCnnSpace" and cfg.search_space.depth == 3
+    assert cfg.reward.target_ms == 0.042  # experiment/search_space/quick_wide_cnn.yaml of the user's folder
+    assert builtin.reward.target_ms != 0.042
+
+
+def test_a_missing_folder_and_a_hidden_builtin_are_errors_naming_the_file(tmp_path):
+    with pytest.raises(MelnasError, match=f"{CONFIG_PATH_ENV} names .*nowhere, which is not a folder"):
+        user_config_dirs({CONFIG_PATH_ENV: str(tmp_path / "nowhere")})
+    (tmp_path / "search_space").mkdir()
+    (tmp_path / "search_space" / "tiny_cnn.yaml").write_text("_target_: x.Y\n")
+    with pytest.raises(MelnasError, match=r"tiny_cnn\.yaml has the name of melnas's own conf/search_space/tiny_cnn\.yaml"):
+        user_config_dirs({CONFIG_PATH_ENV: str(tmp_path)})
+
+
+def test_a_space_module_that_cannot_be_imported_says_how_to_make_it_importable():
+    with pytest.raises(MelnasError, match=r"cannot import no_such_project\.Space .*PYTHONPATH"):
+        build_space({"_target_": "no_such_project.Space"})
+
+
+def _arch_command(project: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments.arch", "--space", "wide_cnn", "--random", "1"],
+                          cwd=project, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{project}", **env})
+
+
+def test_a_console_command_takes_a_users_space_and_refuses_a_bad_folder_in_one_line(user_project):
+    result = _arch_command(user_project)
+    assert result.returncode == 0, result.stderr
+    assert "total (whole model)" in result.stdout
+    bad = _arch_command(user_project, **{CONFIG_PATH_ENV: str(user_project / "nowhere")})
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        f"melnas: {CONFIG_PATH_ENV} names {user_project / 'nowhere'}, which is not a folder; give folders laid "
+        "out like melnas's conf/ (e.g. <folder>/search_space/<name>.yaml)"]
