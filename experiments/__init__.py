@@ -6,7 +6,7 @@ built-in config stops the command with one line, before Hydra starts."""
 import sys
 
 from nas.errors import MelnasError
-from nas.io.config_dirs import register_with_hydra
+from experiments.config_search_path import register_with_hydra
 
 try:
     register_with_hydra()

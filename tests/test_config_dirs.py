@@ -14,7 +14,8 @@ from hydra import compose, initialize_config_dir
 
 from nas.data.formats import DataFormat, available_formats
 from nas.errors import MelnasError
-from nas.io.config_dirs import BUILTIN_CONF_DIR, CONFIG_PATH_ENV, register_with_hydra, user_config_dirs
+from experiments.config_search_path import register_with_hydra
+from nas.io.config_dirs import BUILTIN_CONF_DIR, CONFIG_PATH_ENV, user_config_dirs
 from nas.io.registry import available_spaces, build_space, space_config
 
 REPO = Path(__file__).resolve().parents[1]

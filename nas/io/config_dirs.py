@@ -5,7 +5,7 @@ outside melnas's checkout, in a folder laid out like ``conf/`` (``search_space/f
 ``experiment/search_space/quick_foo.yaml``, ``data/format/bar.yaml``, ...), and names it in
 ``MELNAS_CONFIG_PATH`` (several folders separated by ``os.pathsep``). That one setting
 reaches every command: the Hydra apps see those folders on their config search path
-(``register_with_hydra``, called once by the ``experiments`` package), and the registries
+(``experiments.config_search_path``, registered by the ``experiments`` package), and the registries
 of spaces and data formats, which the argparse tools and the tests read, list their YAMLs
 (``group_configs``). The Python code a config's ``_target_`` or ``reader`` names is
 imported as any module is: the user installs their package or puts it on ``PYTHONPATH``.
@@ -19,10 +19,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Mapping
-
-from hydra.core.config_search_path import ConfigSearchPath
-from hydra.core.plugins import Plugins
-from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 from nas.errors import MelnasError
 
@@ -56,21 +52,3 @@ def group_configs(group: str) -> dict[str, Path]:
     """The YAML files of config group ``group`` (``"search_space"``, ``"data/format"``) over
     every config folder, by name."""
     return {path.stem: path for folder in config_dirs() for path in sorted((folder / group).glob("*.yaml"))}
-
-
-class UserConfigSearchPath(SearchPathPlugin):
-    """Puts the ``MELNAS_CONFIG_PATH`` folders on a Hydra app's config search path, after
-    melnas's own ``conf/``; read each time Hydra builds a search path (an app's start, a
-    ``compose`` in the demo and the study)."""
-
-    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-        for folder in user_config_dirs():
-            search_path.append(provider="melnas-user", path=f"file://{folder}")
-
-
-def register_with_hydra() -> None:
-    """Check ``MELNAS_CONFIG_PATH`` (a ``MelnasError`` naming the bad folder or file) and
-    register ``UserConfigSearchPath`` with Hydra (idempotent). Hydra finds plugins only in a
-    top-level ``hydra_plugins`` package; registering by hand keeps melnas's layout."""
-    user_config_dirs()
-    Plugins.instance().register(UserConfigSearchPath)
