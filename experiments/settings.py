@@ -11,9 +11,10 @@ each dataclass's ``__post_init__`` validate values. Config nodes that describe o
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
-from typing import Any, Mapping, TypeVar, Union
+from typing import Any, Iterable, Mapping, TypeVar, Union
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -62,7 +63,7 @@ def _fill(cls: type[T], values: Mapping[str, Any], prefix: str, skip: tuple[str,
     below = {s.split(".", 1)[0]: s.split(".", 1)[1] for s in skip if "." in s}
     unknown = sorted(str(k) for k in values if k not in fields and k not in here)
     if unknown:
-        names = ", ".join(_path(prefix, k) for k in unknown)
+        names = ", ".join(_path(prefix, k) + _did_you_mean(prefix, k, fields) for k in unknown)
         raise MelnasError(f"unknown setting(s) {names}; known in {prefix or 'the config'}: {', '.join(sorted(fields))}")
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
@@ -128,3 +129,9 @@ def _checked(value: Any, kind: Any, path: str) -> Any:
             return value
     wanted = " or ".join(o.__name__ for o in options)
     raise MelnasError(f"{path}={value!r}: expected {wanted}")
+
+
+def _did_you_mean(prefix: str, name: str, known: Iterable[str]) -> str:
+    """`` (did you mean trainer.epochs?)`` for a misspelt setting, else ``""``."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f" (did you mean {_path(prefix, close[0])}?)" if close else ""

@@ -51,7 +51,7 @@ def test_settings_fill_nested_dataclasses_and_resolve_interpolations():
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"name": "x", "inner": {"sise": 2}}, r"unknown setting\(s\) app.inner.sise; known in app.inner: rate, size"),
+    ({"name": "x", "inner": {"sise": 2}}, r"unknown setting\(s\) app.inner.sise \(did you mean app.inner.size\?\); known in app.inner: rate, size"),
     ({"name": "x", "extra": 1}, r"unknown setting\(s\) app.extra"),
     ({"inner": {}}, r"missing setting\(s\) app.name"),
     ({"name": "x", "inner": {"size": "big"}}, r"app.inner.size='big': expected int"),

@@ -168,7 +168,7 @@ def test_trainer_settings_reject_unknown_keys_and_bad_values() -> None:
 
     assert trainer_settings({"epochs": 2, "final": {"top_k": 3}}).final.top_k == 3
     assert settings_from({"epochs": 2}, TrainerSettings, prefix="trainer").epochs == 2
-    with pytest.raises(ValueError, match=r"unknown setting\(s\) trainer.epoch;"):
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) trainer.epoch \(did you mean trainer.epochs\?\);"):
         trainer_settings({"epoch": 2})
     with pytest.raises(ValueError, match=r"trainer.final.topk"):
         trainer_settings({"final": {"topk": 2}})
