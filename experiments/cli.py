@@ -18,6 +18,7 @@ rank 0's run directory.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -28,11 +29,13 @@ from typing import Any, Callable, Mapping, TypeVar
 from omegaconf import DictConfig
 
 from nas.errors import MelnasError
+from nas.io.registry import available_spaces, unmatched_experiment_space_files
 from nas.runtime import PARALLEL_JOBS_ENV, available_cores
 
 T = TypeVar("T")
 USER_ERRORS: tuple[type[BaseException], ...] = (MelnasError, ValueError, FileNotFoundError)
 DEBUG_ENV = "MELNAS_DEBUG"
+log = logging.getLogger("melnas")
 
 
 def debug_enabled() -> bool:
@@ -118,6 +121,14 @@ def share_cores_in_sweeps(mode: str, n_jobs: int | None) -> None:
         os.environ.setdefault(PARALLEL_JOBS_ENV, str(jobs))
 
 
+def warn_unmatched_experiment_space_files(experiment: str | None) -> None:
+    """A ``<experiment>_<space>.yaml`` whose space does not exist is never applied: say so."""
+    for path in unmatched_experiment_space_files(experiment):
+        log.warning("%s is never used: no search space is named %r (known: %s); experiment=%s applies "
+                    "%s_<space>.yaml to search_space=<space>", path, path.stem[len(experiment) + 1:],
+                    ", ".join(available_spaces()), experiment, experiment)
+
+
 def run_hydra_app(app: str, work: Callable[[DictConfig, HydraRun], Any], cfg: DictConfig, *,
                   after_interrupt: Callable[[HydraRun], str | None] | None = None) -> Any:
     """Inside ``@hydra.main``: ``work(cfg, run)`` under ``run_cli``; ``after_interrupt(run)``
@@ -128,5 +139,6 @@ def run_hydra_app(app: str, work: Callable[[DictConfig, HydraRun], Any], cfg: Di
     share_cores_in_sweeps(str(hydra_cfg.mode), hydra_cfg.launcher.get("n_jobs"))
     runtime = hydra_cfg.runtime
     run = HydraRun(Path(runtime.output_dir), dict(runtime.choices))
+    warn_unmatched_experiment_space_files(run.choices.get("experiment"))
     hint = (lambda: after_interrupt(run)) if after_interrupt is not None else None
     return run_cli(app, lambda: work(cfg, run), after_interrupt=hint)

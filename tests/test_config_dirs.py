@@ -16,7 +16,7 @@ from nas.data.formats import DataFormat, available_formats
 from nas.errors import MelnasError
 from experiments.config_search_path import register_with_hydra
 from nas.io.config_dirs import BUILTIN_CONF_DIR, CONFIG_PATH_ENV, user_config_dirs
-from nas.io.registry import available_spaces, build_space, space_config
+from nas.io.registry import available_spaces, build_space, space_config, unmatched_experiment_space_files
 
 REPO = Path(__file__).resolve().parents[1]
 USER_SPACE = '''
@@ -102,3 +102,12 @@ def test_a_console_command_takes_a_users_space_and_refuses_a_bad_folder_in_one_l
     assert bad.stderr.strip().splitlines() == [
         f"melnas: {CONFIG_PATH_ENV} names {user_project / 'nowhere'}, which is not a folder; give folders laid "
         "out like melnas's conf/ (e.g. <folder>/search_space/<name>.yaml)"]
+
+
+def test_a_misnamed_experiment_file_for_a_space_is_reported(user_project):
+    folder = user_project / "my_conf" / "experiment" / "search_space"
+    (folder / "quick_widecnn.yaml").write_text("# @package _global_\n")
+    assert unmatched_experiment_space_files("quick") == [folder / "quick_widecnn.yaml"]
+    assert unmatched_experiment_space_files(None) == []
+    (folder / "quick_widecnn.yaml").unlink()
+    assert unmatched_experiment_space_files("quick") == []  # quick_wide_cnn and the built-in ones all match

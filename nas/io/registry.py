@@ -8,6 +8,7 @@ run does. Adding a space therefore needs one Python file and one YAML, nothing e
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
@@ -70,3 +71,18 @@ def _missing_module(error: BaseException) -> ModuleNotFoundError | None:
             return error
         error = error.__cause__ or error.__context__
     return None
+
+
+EXPERIMENT_SPACE_GROUP = "experiment/search_space"
+
+
+def unmatched_experiment_space_files(experiment: str | None) -> list[Path]:
+    """The files of ``experiment/search_space/`` that start with ``<experiment>_`` but name no
+    space: the search would apply ``quick_<space>.yaml`` to that space, so a misspelt name
+    (``quick_tinycnn.yaml``) would be ignored without a word."""
+    if not experiment:
+        return []
+    spaces = set(available_spaces())
+    prefix = f"{experiment}_"
+    return [path for name, path in sorted(group_configs(EXPERIMENT_SPACE_GROUP).items())
+            if name.startswith(prefix) and name[len(prefix):] not in spaces]
