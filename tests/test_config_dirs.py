@@ -46,6 +46,8 @@ def user_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (conf / "data" / "format" / "my_folders.yaml").write_text("name: my_folders\nreader: nas.data.manifest.scan_folder\n")
     monkeypatch.setenv(CONFIG_PATH_ENV, str(conf))
     monkeypatch.syspath_prepend(str(tmp_path))
+    for module in [name for name in sys.modules if name.split(".")[0] == "my_spaces"]:
+        monkeypatch.delitem(sys.modules, module)  # another test's project of the same name
     return tmp_path
 
 
@@ -111,3 +113,9 @@ def test_a_misnamed_experiment_file_for_a_space_is_reported(user_project):
     assert unmatched_experiment_space_files(None) == []
     (folder / "quick_widecnn.yaml").unlink()
     assert unmatched_experiment_space_files("quick") == []  # quick_wide_cnn and the built-in ones all match
+
+
+def test_a_space_whose_own_import_is_missing_names_that_package(user_project):
+    (user_project / "my_spaces" / "needs_more.py").write_text("import no_such_dependency\n")
+    with pytest.raises(MelnasError, match=r"my_spaces\.needs_more\.Space needs 'no_such_dependency', which is not installed"):
+        build_space({"_target_": "my_spaces.needs_more.Space"})

@@ -20,6 +20,7 @@ from nas.io.config_dirs import CONFIG_PATH_ENV, config_dirs, group_configs
 from search_spaces.base import SearchSpace
 
 SPACE_GROUP = "search_space"
+EXPERIMENT_SPACE_GROUP = "experiment/search_space"  # <experiment>_<space>.yaml: an experiment's settings for one space
 
 
 def available_spaces() -> list[str]:
@@ -46,16 +47,18 @@ def build_space(config: Mapping[str, Any] | str, **overrides: Any) -> SearchSpac
     try:
         space = instantiate(cfg, _convert_="all")
     except InstantiationException as err:
-        cause = err.__cause__
+        target = str(cfg.get("_target_"))
         missing = _missing_module(err)
-        if missing is not None:
+        if missing is not None and target.startswith(f"{missing.name}."):
             raise MelnasError(
-                f"search_space: cannot import {cfg.get('_target_')} ({missing}); a space's module must be importable: "
+                f"search_space: cannot import {target} ({missing}); a space's module must be importable: "
                 f"install the package that holds it (pip install -e <its project>) or add the folder above it "
                 f"to PYTHONPATH"
             ) from err
+        if missing is not None:
+            raise MelnasError(f"search_space: {target} needs {missing.name!r}, which is not installed ({missing})") from err
         raise MelnasError(
-            f"search_space: cannot build {cfg.get('_target_')} ({cause or err}); check the space's "
+            f"search_space: cannot build {target} ({err.__cause__ or err}); check the space's "
             "config file (search_space/<name>.yaml) and the search_space.* overrides against that "
             "class's constructor"
         ) from err
@@ -71,9 +74,6 @@ def _missing_module(error: BaseException) -> ModuleNotFoundError | None:
             return error
         error = error.__cause__ or error.__context__
     return None
-
-
-EXPERIMENT_SPACE_GROUP = "experiment/search_space"
 
 
 def unmatched_experiment_space_files(experiment: str | None) -> list[Path]:
