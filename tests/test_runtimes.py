@@ -13,6 +13,9 @@ import nas.latency.measure as latency
 from nas.data.dataset import open_prepared
 from nas.errors import MelnasError
 from nas.evaluate.compare import collect_rows
+from nas.evaluate.cost import count_macs, count_params
+from nas.evaluate.export import export_onnx
+from nas.evaluate.metrics import format_summary
 from nas.evaluate.onnx_eval import evaluate_onnx_file
 from nas.evaluate.quantized import OnnxClassifier, export_int8, model_windows
 from nas.io.model_file import load_model
@@ -163,6 +166,19 @@ def test_int8_export_agrees_with_the_float_model_and_is_evaluated(tiny_trained, 
     rows = collect_rows([tmp_path / "eval", tiny_trained.out_dir])
     assert sorted(r.precision for r in rows) == ["fp32", "int8"]
     assert len({r.arch_hash for r in rows}) == 1  # the two rows are the same network
+
+
+def test_a_float_onnx_export_is_evaluated_with_the_networks_params_and_macs(tiny_trained, tmp_path):
+    """The fp32 file carries the same record as the int8 one: melnas-eval's summary and
+    melnas-compare's columns need params, MACs, hash and origin."""
+    trained = load_model(tiny_trained.model_path)
+    check = export_onnx(trained, tmp_path / "model.onnx")
+    metrics = evaluate_onnx_file(check.path, out_dir=tmp_path / "eval",
+                                 latency=LatencySettings(warmup=1, repeats=3, min_time_ms=0))
+    assert metrics["precision"] == "fp32"
+    assert (metrics["params"], metrics["macs"]) == (count_params(trained.model), count_macs(trained.model, trained.input_shape))
+    assert metrics["arch_hash"] == trained.network_hash and metrics["origin"] == trained.info["origin"]
+    assert f"params {metrics['params']:,}" in format_summary(metrics)
 
 
 def test_histogram_calibration_takes_a_window_count_that_is_not_a_batch_multiple(tiny_trained, tmp_path):

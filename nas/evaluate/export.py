@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from nas.evaluate.cost import count_macs, count_params
 from nas.io.model_file import TrainedModel
 
 TOLERANCE = 1e-4  # max absolute difference of logits between the export and PyTorch
@@ -38,7 +39,10 @@ class ExportCheck:
 
 
 def export_metadata(trained: TrainedModel) -> dict[str, Any]:
-    """What a deployment needs besides the weights: classes, input shape, feature params."""
+    """What a deployment needs besides the weights (classes, input shape, feature params),
+    and what ``melnas-eval`` and ``melnas-compare`` report of an exported file (the float
+    network's params and MACs, its hash and origin)."""
+    model = trained.model.cpu().eval()
     return {
         "class_names": trained.class_names,
         "input_shape": list(trained.input_shape),
@@ -47,6 +51,10 @@ def export_metadata(trained: TrainedModel) -> dict[str, Any]:
         "arch_string": trained.arch_string,
         "input": f"{INPUT_NAME}: float32 [batch, {', '.join(map(str, trained.input_shape))}] normalised log-mel",
         "output": f"{OUTPUT_NAME}: float32 [batch, {trained.num_classes}] (softmax for probabilities)",
+        "params": count_params(model),
+        "macs": count_macs(model, trained.input_shape),
+        "arch_hash": trained.network_hash,
+        "origin": trained.info.get("origin", "unknown"),
     }
 
 

@@ -221,13 +221,18 @@ def write_report(metrics: dict[str, Any], out_dir: str | Path) -> dict[str, Path
     return paths
 
 
+def _count(value: int | None) -> str:
+    """A count with thousands separators; an ONNX file exported before melnas recorded it has none."""
+    return "unknown" if value is None else f"{value:,}"
+
+
 def format_summary(metrics: dict[str, Any]) -> str:
     """A few lines for the console: headline metrics and the per-class table."""
     lines = [
         f"{metrics.get('split', 'test')} accuracy {metrics['accuracy']:.4f}  F1(macro) {metrics['f1_macro']:.4f}  "
         f"precision {metrics['precision_macro']:.4f}  recall {metrics['recall_macro']:.4f}  "
         f"(per recording: accuracy {metrics['recording_accuracy']:.4f})",
-        f"params {metrics['params']:,}  MACs {metrics['macs']:,}  latency {metrics['latency_ms']:.3f} ms "
+        f"params {_count(metrics.get('params'))}  MACs {_count(metrics.get('macs'))}  latency {metrics['latency_ms']:.3f} ms "
         f"({metrics.get('latency_device', 'cpu')})",
     ]
     if "latency_ms_cuda" in metrics:

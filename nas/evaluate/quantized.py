@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from nas.data.dataset import PreparedData, make_loader, open_prepared
-from nas.evaluate.cost import count_macs, count_params
 from nas.evaluate.export import INPUT_NAME, export_onnx
 from nas.io.model_file import TrainedModel
 from nas.latency.quantize import quantize_onnx
@@ -98,9 +97,7 @@ def export_int8(
                       method=method)
     model = trained.model.cpu().eval()
     _set_metadata(path, {"precision": "int8", "calibration": {"method": method, "windows": len(calibration),
-                         "split": "train", "seed": seed}, "params": count_params(model),
-                         "macs": count_macs(model, trained.input_shape), "arch_hash": trained.network_hash,
-                         "origin": trained.info.get("origin", "unknown")}, base)
+                         "split": "train", "seed": seed}}, base)
     windows, _ = model_windows(data, "test", check_windows, seed=seed)
     quantized = OnnxClassifier(path)
     with torch.no_grad():
