@@ -7,7 +7,7 @@ from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-from nas.io.config_dirs import user_config_dirs
+from nas.io.config_dirs import check_builtin_conf_importable, user_config_dirs
 
 
 class UserConfigSearchPath(SearchPathPlugin):
@@ -20,8 +20,10 @@ class UserConfigSearchPath(SearchPathPlugin):
 
 
 def register_with_hydra() -> None:
-    """Check ``MELNAS_CONFIG_PATH`` (a ``MelnasError`` naming the bad folder or file) and
-    register ``UserConfigSearchPath`` with Hydra (idempotent). Hydra finds plugins only in a
+    """Check ``MELNAS_CONFIG_PATH`` and that melnas's own ``conf`` package is the one Python
+    finds (a ``MelnasError`` naming the bad folder or file), and register
+    ``UserConfigSearchPath`` with Hydra (idempotent). Hydra finds plugins only in a
     top-level ``hydra_plugins`` package; registering by hand keeps melnas's layout."""
     user_config_dirs()
+    check_builtin_conf_importable()
     Plugins.instance().register(UserConfigSearchPath)

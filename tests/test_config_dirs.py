@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from nas.data.formats import DataFormat, available_formats
 from nas.errors import MelnasError
 from experiments.config_search_path import register_with_hydra
-from nas.io.config_dirs import BUILTIN_CONF_DIR, CONFIG_PATH_ENV, user_config_dirs
+from nas.io.config_dirs import BUILTIN_CONF_DIR, CONFIG_PATH_ENV, check_builtin_conf_importable, user_config_dirs
 from nas.io.registry import available_spaces, build_space, space_config, unmatched_experiment_space_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,3 +119,15 @@ def test_a_space_whose_own_import_is_missing_names_that_package(user_project):
     (user_project / "my_spaces" / "needs_more.py").write_text("import no_such_dependency\n")
     with pytest.raises(MelnasError, match=r"my_spaces\.needs_more\.Space needs 'no_such_dependency', which is not installed"):
         build_space({"_target_": "my_spaces.needs_more.Space"})
+
+
+def test_a_conf_folder_on_the_path_that_hides_melnas_configs_is_named(tmp_path):
+    """A user project's own conf/ on PYTHONPATH shadows melnas's config package (installed
+    melnas, as a user runs it: the checkout itself is not on the path)."""
+    (tmp_path / "conf" / "search_space").mkdir(parents=True)
+    result = subprocess.run([sys.executable, "-m", "experiments.arch", "--space", "tiny_cnn", "--random", "1"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 2
+    assert f"the folder {tmp_path.resolve() / 'conf'} hides melnas's config package 'conf'" in result.stderr
+    check_builtin_conf_importable()  # in this process, melnas's own

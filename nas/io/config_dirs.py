@@ -16,6 +16,7 @@ built-in, so both places refuse it instead.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Mapping
@@ -52,3 +53,15 @@ def group_configs(group: str) -> dict[str, Path]:
     """The YAML files of config group ``group`` (``"search_space"``, ``"data/format"``) over
     every config folder, by name."""
     return {path.stem: path for folder in config_dirs() for path in sorted((folder / group).glob("*.yaml"))}
+
+
+def check_builtin_conf_importable() -> None:
+    """The Hydra apps load melnas's configs as the Python package ``conf``; a folder of that
+    name earlier on ``sys.path`` (a user project's ``conf/`` on ``PYTHONPATH``) hides it,
+    and Hydra would only say "Primary config module 'conf' not found"."""
+    spec = importlib.util.find_spec("conf")
+    found = [Path(p).resolve() for p in (spec.submodule_search_locations or [])] if spec else []
+    if found and BUILTIN_CONF_DIR not in found:
+        raise MelnasError(f"the folder {found[0]} hides melnas's config package 'conf' ({BUILTIN_CONF_DIR}): it is on "
+                          "PYTHONPATH (or the working directory of `python -m`); rename your config folder "
+                          "(e.g. melnas_conf/) and name it in MELNAS_CONFIG_PATH")
