@@ -131,3 +131,8 @@ def test_a_conf_folder_on_the_path_that_hides_melnas_configs_is_named(tmp_path):
     assert result.returncode == 2
     assert f"the folder {tmp_path.resolve() / 'conf'} hides melnas's config package 'conf'" in result.stderr
     check_builtin_conf_importable()  # in this process, melnas's own
+
+
+def test_a_misspelt_space_class_names_the_module_and_its_spaces(user_project):
+    with pytest.raises(MelnasError, match=r"my_spaces\.wide_cnn has no 'WideCNNSpace'; its search spaces: WideCnnSpace$"):
+        build_space({"_target_": "my_spaces.wide_cnn.WideCNNSpace"})

@@ -8,6 +8,7 @@ run does. Adding a space therefore needs one Python file and one YAML, nothing e
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -48,31 +49,31 @@ def build_space(config: Mapping[str, Any] | str, **overrides: Any) -> SearchSpac
         space = instantiate(cfg, _convert_="all")
     except InstantiationException as err:
         target = str(cfg.get("_target_"))
-        missing = _missing_module(err)
-        if missing is not None and target.startswith(f"{missing.name}."):
-            raise MelnasError(
-                f"search_space: cannot import {target} ({missing}); a space's module must be importable: "
-                f"install the package that holds it (pip install -e <its project>) or add the folder above it "
-                f"to PYTHONPATH"
-            ) from err
-        if missing is not None:
-            raise MelnasError(f"search_space: {target} needs {missing.name!r}, which is not installed ({missing})") from err
-        raise MelnasError(
-            f"search_space: cannot build {target} ({err.__cause__ or err}); check the space's "
-            "config file (search_space/<name>.yaml) and the search_space.* overrides against that "
-            "class's constructor"
-        ) from err
+        problem = _import_problem(target) or (
+            f"cannot build {target} ({err.__cause__ or err}); check the space's config file "
+            "(search_space/<name>.yaml) and the search_space.* overrides against that class's constructor")
+        raise MelnasError(f"search_space: {problem}") from err
     if not isinstance(space, SearchSpace):
         raise TypeError(f"{cfg.get('_target_')} did not build a SearchSpace")
     return space
 
 
-def _missing_module(error: BaseException) -> ModuleNotFoundError | None:
-    """The ``ModuleNotFoundError`` somewhere in ``error``'s chain of causes (Hydra wraps it twice)."""
-    while error is not None:
-        if isinstance(error, ModuleNotFoundError):
-            return error
-        error = error.__cause__ or error.__context__
+def _import_problem(target: str) -> str | None:
+    """Why ``target`` (``package.module.Class``) cannot be imported, for the user; None when it can."""
+    module_name, _, attribute = target.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as missing:
+        if missing.name and (module_name == missing.name or module_name.startswith(f"{missing.name}.")):
+            return (f"cannot import {target} ({missing}); a space's module must be importable: install the package "
+                    "that holds it (pip install -e <its project>) or add the folder above it to PYTHONPATH")
+        return f"{target} needs {missing.name!r}, which is not installed ({missing})"
+    except ImportError as error:
+        return f"cannot import {module_name} ({error})"
+    if not hasattr(module, attribute):
+        classes = sorted(name for name, value in vars(module).items()
+                         if isinstance(value, type) and issubclass(value, SearchSpace) and value.__module__ == module_name)
+        return f"{module_name} has no {attribute!r}; its search spaces: {', '.join(classes) or 'none'}"
     return None
 
 
