@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from experiments.cli import HydraRun, run_hydra_app
+from experiments.hydra_app import hydra_app
 from experiments.settings import build, settings_from
 from nas.compress.adapt_job import AdaptJob, AdaptRun, adapt_model
 
@@ -23,7 +23,7 @@ def report(result: AdaptRun) -> None:
     print(f"trace: {result.trace_path} ({result.plot_path.name})")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="adapt")
+@hydra_app("adapt")
 def main(cfg: DictConfig) -> None:
     run_hydra_app("adapt", lambda cfg, run: report(adapt(cfg, run)), cfg)
 

@@ -7,9 +7,10 @@ melnas's own packages, e.g. a search space's code, also says where it was raised
 the environment the traceback is printed before that line. Anything else is a bug and
 propagates with its traceback.
 
-Hydra apps call ``run_hydra_app`` inside their ``@hydra.main`` function: it reads the run
-directory and the config-group choices from Hydra (the only place that does) and passes
-them to the app's plain function as a ``HydraRun``.
+Hydra apps call ``run_hydra_app`` inside their ``@hydra_app`` function
+(``experiments/hydra_app.py``: ``@hydra.main`` with Hydra's config errors as one line): it
+reads the run directory and the config-group choices from Hydra (the only place that
+does) and passes them to the app's plain function as a ``HydraRun``.
 
 Under torchrun, ``hydra_worker_overrides`` keeps every rank but 0 from writing into the
 run directory (Hydra's ``.hydra/`` and log file); nas/distributed.py sends those ranks
@@ -131,7 +132,7 @@ def warn_unmatched_experiment_space_files(experiment: str | None) -> None:
 
 def run_hydra_app(app: str, work: Callable[[DictConfig, HydraRun], Any], cfg: DictConfig, *,
                   after_interrupt: Callable[[HydraRun], str | None] | None = None) -> Any:
-    """Inside ``@hydra.main``: ``work(cfg, run)`` under ``run_cli``; ``after_interrupt(run)``
+    """Inside ``@hydra_app``: ``work(cfg, run)`` under ``run_cli``; ``after_interrupt(run)``
     says how to continue an interrupted run."""
     from hydra.core.hydra_config import HydraConfig
 

@@ -3,10 +3,10 @@ and standard deviation of each test metric (the protocol of ESC-50 and UrbanSoun
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from experiments.cli import HydraRun, run_hydra_app
+from experiments.hydra_app import hydra_app
 from experiments.settings import build, plain, settings_from
 from nas.train.cross_validation import CrossValidationResult, cross_validate
 from nas.train.job import TrainJob
@@ -26,7 +26,7 @@ def report(result: CrossValidationResult) -> None:
     print(f"summary: {result.summary_path}")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="cv")
+@hydra_app("cv")
 def main(cfg: DictConfig) -> None:
     run_hydra_app("cv", lambda cfg, run: report(cv(cfg, run)), cfg)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from experiments.cli import HydraRun, run_hydra_app
+from experiments.hydra_app import hydra_app
 from experiments.demo_steps import run_demo, step_table
 
 
@@ -20,7 +20,7 @@ def demo(cfg: DictConfig, run: HydraRun) -> None:
     print(f"Pareto plot: {result.comparison.plot_path}")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="demo")
+@hydra_app("demo")
 def main(cfg: DictConfig) -> None:
     run_hydra_app("demo", demo, cfg)
 

@@ -6,10 +6,10 @@ import json
 import os
 from dataclasses import dataclass, field
 
-import hydra
 from omegaconf import DictConfig
 
 from experiments.cli import HydraRun, run_hydra_app
+from experiments.hydra_app import hydra_app
 from experiments.settings import plain, settings_from
 from nas.io.registry import build_space
 from nas.latency.measure import ArchLatency, check_latency_table, resolve_model_input
@@ -75,7 +75,7 @@ def check(cfg: DictConfig, run: HydraRun) -> None:
     print(f"table: {report.table_path}\nreport: {run.out_dir / REPORT}")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="latency")
+@hydra_app("latency")
 def main(cfg: DictConfig) -> None:
     run_hydra_app("latency", check, cfg)
 

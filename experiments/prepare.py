@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import hydra
 from omegaconf import DictConfig
 
 from experiments.cli import HydraRun, run_hydra_app
+from experiments.hydra_app import hydra_app
 from experiments.settings import plain, settings_from
 from nas.data.prepare import prepare_dataset
 
@@ -25,7 +25,7 @@ def prepare(cfg: DictConfig, run: HydraRun) -> None:
     print(report.summary())  # ends with a warning when many files were skipped
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="prepare")
+@hydra_app("prepare")
 def main(cfg: DictConfig) -> None:
     run_hydra_app("prepare", prepare, cfg)
 

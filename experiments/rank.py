@@ -6,10 +6,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from experiments.cli import HydraRun, run_hydra_app
+from experiments.hydra_app import hydra_app
 from experiments.search import referees_from, search_run
 from experiments.settings import build, plain, settings_from
 from nas.search.rank.job import RankJob, run_rank
@@ -59,7 +59,7 @@ def report(summary: dict[str, Any], out_dir: Path) -> None:
     print(f"report: {out_dir / 'rank.json'}  {out_dir / 'rank.csv'}  {out_dir / 'rank.png'}")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="rank")
+@hydra_app("rank")
 def main(cfg: DictConfig) -> None:
     run_hydra_app("rank", lambda cfg, run: report(rank(cfg, run), run.out_dir), cfg)
 

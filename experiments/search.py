@@ -6,10 +6,10 @@ from functools import partial
 from pathlib import Path
 from typing import Sequence
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.cli import HydraRun, hydra_worker_overrides, run_hydra_app
+from experiments.hydra_app import hydra_app
 from experiments.settings import build, plain, settings_from
 from nas.distributed import world_from_env
 from nas.errors import MelnasError
@@ -83,7 +83,7 @@ def report(outcome: SearchOutcome) -> None:
     print(f"log: {run_dir / 'search_log.jsonl'}  tensorboard --logdir {run_dir / 'tensorboard'}")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
+@hydra_app("search")
 def hydra_main(cfg: DictConfig) -> None:
     run_hydra_app("search", lambda cfg, run: report(search(cfg, run)), cfg, after_interrupt=resume_hint)
 

@@ -63,7 +63,7 @@ def _fill(cls: type[T], values: Mapping[str, Any], prefix: str, skip: tuple[str,
     below = {s.split(".", 1)[0]: s.split(".", 1)[1] for s in skip if "." in s}
     unknown = sorted(str(k) for k in values if k not in fields and k not in here)
     if unknown:
-        names = ", ".join(_path(prefix, k) + _did_you_mean(prefix, k, fields) for k in unknown)
+        names = ", ".join(_path(prefix, k) + did_you_mean(prefix, k, fields) for k in unknown)
         raise MelnasError(f"unknown setting(s) {names}; known in {prefix or 'the config'}: {', '.join(sorted(fields))}")
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
@@ -131,7 +131,7 @@ def _checked(value: Any, kind: Any, path: str) -> Any:
     raise MelnasError(f"{path}={value!r}: expected {wanted}")
 
 
-def _did_you_mean(prefix: str, name: str, known: Iterable[str]) -> str:
+def did_you_mean(prefix: str, name: str, known: Iterable[str]) -> str:
     """`` (did you mean trainer.epochs?)`` for a misspelt setting, else ``""``."""
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
     return f" (did you mean {_path(prefix, close[0])}?)" if close else ""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from experiments.cli import HydraRun, run_hydra_app
+from experiments.hydra_app import hydra_app
 from experiments.study_steps import StudyResult, run_study
 
 
@@ -19,7 +19,7 @@ def study(cfg: DictConfig, run: HydraRun) -> StudyResult:
     return result
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="study")
+@hydra_app("study")
 def main(cfg: DictConfig) -> None:
     run_hydra_app("study", study, cfg, after_interrupt=lambda run: (
         f"run it again with hydra.run.dir={run.out_dir} and the same overrides: finished steps are skipped"))

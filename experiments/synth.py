@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import hydra
 from omegaconf import DictConfig
 
 from experiments.cli import HydraRun, run_hydra_app
+from experiments.hydra_app import hydra_app
 from experiments.settings import plain, settings_from
 from nas.data.synth import SynthSettings, synthesize
 
@@ -26,7 +26,7 @@ def synth(cfg: DictConfig, run: HydraRun) -> None:
     print(f"next: melnas-prepare data.root={report.out_dir}")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="synth")
+@hydra_app("synth")
 def main(cfg: DictConfig) -> None:
     run_hydra_app("synth", synth, cfg)
 

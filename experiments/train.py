@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from experiments.cli import HydraRun, hydra_worker_overrides, run_hydra_app
+from experiments.hydra_app import hydra_app
 from experiments.settings import build, plain, settings_from
 from nas.distributed import world_from_env
 from nas.train.job import TrainJob, TrainResult, train_model
@@ -27,7 +27,7 @@ def report(result: TrainResult) -> None:
     print(f"metrics: {result.metrics_path}")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra_app("train")
 def hydra_main(cfg: DictConfig) -> None:
     run_hydra_app("train", lambda cfg, run: report(train(cfg, run)), cfg)
 

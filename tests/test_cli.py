@@ -217,6 +217,11 @@ def _run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedPro
     (["experiments.adapt", "model=m.pt"], "melnas-adapt: give exactly one of target_ms"),
     (["experiments.search", "trainer.epochs=0"], "melnas-search: invalid search trainer settings: trainer.epochs=0"),
     (["experiments.export", "missing.pt"], "melnas-export: "),
+    (["experiments.search", "trainer.epoch=3"],
+     "melnas-search: trainer.epoch is not a setting (did you mean trainer.epochs?); known in trainer: amp,"),
+    (["experiments.train", "search_space=nowhere", "arch=x"],
+     "melnas-train: search_space=nowhere: no search_space/nowhere.yaml; the options of search_space: enas_macro,"),
+    (["experiments.rank", "rank.num_archs=[1"], "melnas-rank: cannot read the override 'rank.num_archs=[1'"),
 ])
 def test_console_commands_print_one_line_and_exit_2(args, message, tmp_path):
     result = _run([*args, *(["hydra.run.dir=run"] if args[0] != "experiments.export" else [])], tmp_path,
