@@ -60,10 +60,10 @@ def _search_dir(path: Path, controller: str, entries: list[tuple[str, float, flo
                                  "phase": "final", "epoch": 3, "controller": controller}) + "\n")
 
 
-def _train_dir(path: Path, origin: str, ops: str, acc: float, lat: float) -> None:
+def _train_dir(path: Path, origin: str, ops: str, acc: float, lat: float, space_config: dict | None = None) -> None:
     path.mkdir(parents=True)
     metrics = {"accuracy": acc, "recording_accuracy": acc + 0.02, "f1_macro": acc - 0.01, "precision_macro": acc, "recall_macro": acc,
-               "params": 1000, "macs": 20000, "latency_ms": lat, "arch": _arch(ops),
+               "params": 1000, "macs": 20000, "latency_ms": lat, "arch": _arch(ops), "space_config": space_config,
                "arch_hash": arch_hash(_arch(ops)), "arch_string": ops, "origin": origin, "retrained": True,
                "per_class": [], "confusion_matrix": []}
     (path / "metrics.json").write_text(json.dumps(metrics))
@@ -102,6 +102,18 @@ def test_rows_links_and_fronts(demo_like):
     assert proxy_by_arch["c3"].retrained and proxy_by_arch["c5"].retrained and not proxy_by_arch["s5"].retrained
     # proxy front by hand: ap .50/1, c3 .70/2, s5 .75/4 on it; mp .60/3 (c3 dominates), c5 .72/5 (s5 dominates) off
     assert {a for a, r in proxy_by_arch.items() if r.pareto} == {"ap", "c3", "s5"}
+
+
+def test_one_arch_at_two_widths_is_told_apart_by_its_settings(tmp_path):
+    """Same arch, same hash, other networks: the origin names the setting they differ in;
+    rows of other archs, whose settings differ in ways that do not make them the same
+    network (the search's kernel list), are left alone."""
+    toy = {"_target_": "x.Toy", "kernels": [3, 5, 7]}
+    _train_dir(tmp_path / "half", "preset:toy", "mbv3", 0.80, 2.0, {**toy, "width": 0.5})
+    _train_dir(tmp_path / "quarter", "preset:toy", "mbv3", 0.70, 1.0, {**toy, "width": 0.25})
+    _train_dir(tmp_path / "winner", "enas_lstm", "c3", 0.75, 1.5, {**toy, "width": 0.5, "kernels": [3, 5]})
+    origins = {r.run: r.origin for r in collect_rows([tmp_path])}
+    assert origins == {"half": "preset:toy (width=0.5)", "quarter": "preset:toy (width=0.25)", "winner": "enas_lstm"}
 
 
 def test_compare_writes_table_csv_and_plot(demo_like, tmp_path, capsys):

@@ -61,6 +61,7 @@ class Row:
     model_path: str | None = None  # the model.pt (or exported .onnx) of a test row, where known
     precision: str = "fp32"  # int8: a statically quantized ONNX file scored by melnas-eval
     latency_runtime: str | None = None  # test rows: what its run timed latency_ms in (metrics.json)
+    space_config: dict[str, Any] | None = None  # the space's settings (width ...); None in runs older than it
 
 
 @dataclass
@@ -97,6 +98,7 @@ def read_train_dir(path: Path, label: str) -> Row:
         model_path=str(model_path) if model_path else None,
         precision=str(metrics.get("precision", "fp32")),
         latency_runtime=str(metrics.get("latency_runtime", {}).get("name", "torch (before latency runtimes)")),
+        space_config=metrics.get("space_config"),
     )
 
 
@@ -131,6 +133,7 @@ def read_search_dir(path: Path, label: str) -> list[Row]:
                 macs=entry.get("macs"),
                 latency_ms=entry.get("latency_ms"),
                 reward=entry.get("reward"),
+                space_config=entry.get("space_config"),
             )
         )
     return rows
@@ -192,6 +195,7 @@ def collect_rows(
             rows.append(read_train_dir(run, labels[run]))
         else:
             rows += read_search_dir(run, labels[run])
+    name_differing_space_settings(rows)
     link_retrained(rows)
     if remeasure_rounds > 0:
         remeasure(rows, remeasure_rounds, latency)
@@ -231,6 +235,22 @@ def _common_parts(parts: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
             break
         common.append(level[0])
     return tuple(common)
+
+
+def name_differing_space_settings(rows: list[Row]) -> None:
+    """Rows of one arch built with other space settings are other networks under one arch
+    hash (MobileNetV3-Small at width 0.5 and at 0.25): add the settings they differ in to
+    their origin, ``preset:mobilenetv3_small (width=0.25)``."""
+    same_arch: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        if row.space_config:
+            same_arch.setdefault((str(row.space_config.get("_target_")), row.arch_hash), []).append(row)
+    for group in same_arch.values():
+        keys = sorted({key for row in group for key in row.space_config if key != "_target_"})
+        differing = [key for key in keys if len({json.dumps(row.space_config.get(key), sort_keys=True)
+                                                 for row in group}) > 1]
+        for row in group if differing else []:
+            row.origin += " (" + ", ".join(f"{key}={row.space_config.get(key)}" for key in differing) + ")"
 
 
 def link_retrained(rows: list[Row]) -> None:
@@ -316,7 +336,8 @@ def write_csv(rows: Sequence[Row], path: Path) -> Path:
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=names)
         writer.writeheader()
-        writer.writerows(asdict(row) for row in rows)
+        writer.writerows({name: json.dumps(value) if isinstance(value, dict) else value
+                          for name, value in asdict(row).items()} for row in rows)
     return path
 
 

@@ -49,6 +49,7 @@ def export_metadata(trained: TrainedModel) -> dict[str, Any]:
         "data_meta": trained.data_meta,
         "arch": trained.arch.to_json_dict(),
         "arch_string": trained.arch_string,
+        "space_config": trained.space_config,
         "input": f"{INPUT_NAME}: float32 [batch, {', '.join(map(str, trained.input_shape))}] normalised log-mel",
         "output": f"{OUTPUT_NAME}: float32 [batch, {trained.num_classes}] (softmax for probabilities)",
         "params": count_params(model),

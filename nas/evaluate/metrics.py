@@ -159,6 +159,7 @@ def evaluate_model(
             "num_recordings": int(np.unique(sources).size),
             "class_names": list(trained.class_names),
             "space": trained.arch.space,
+            "space_config": trained.space_config,
             "arch": trained.arch.to_json_dict(),
             "arch_hash": trained.network_hash,
             "arch_string": trained.arch_string,

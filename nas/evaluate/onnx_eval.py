@@ -62,6 +62,7 @@ def evaluate_onnx_file(
         "num_recordings": int(np.unique(sources).size),
         "class_names": model.class_names,
         "space": model.meta["arch"].get("space") if isinstance(model.meta.get("arch"), dict) else None,
+        "space_config": model.meta.get("space_config"),
         "arch": model.meta.get("arch"),
         "arch_string": model.meta.get("arch_string"),
         "arch_hash": model.meta.get("arch_hash"),
