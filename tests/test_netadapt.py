@@ -291,7 +291,7 @@ def test_adapt_config_composes_with_paper_defaults():
 
 
 @pytest.mark.slow
-def test_melnas_adapt_end_to_end(tiny_cache, tmp_path, monkeypatch):
+def test_melnas_adapt_end_to_end(tiny_cache, tmp_path, monkeypatch, caplog):
     # Timings of a 16-filter model are noise-level: NetAdapt's table and measurements use the
     # deterministic stand-in, so every run prunes (the real timer is covered in test_latency).
     monkeypatch.setattr("nas.latency.measure.InterleavedTimer.__call__",
@@ -311,6 +311,8 @@ def test_melnas_adapt_end_to_end(tiny_cache, tmp_path, monkeypatch):
     assert metrics["retrained"] is False and metrics["origin"].endswith("+netadapt")
     summary = metrics["netadapt"]
     assert summary["target_ms"] == pytest.approx(0.9 * summary["initial_measured_ms"])
+    warned = any("of the target latency, not within 5%" in r.getMessage() for r in caplog.records)
+    assert warned == (not summary["within_5pct_of_target"])
     with run.trace_path.open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == summary["iterations"] + 1 >= 2

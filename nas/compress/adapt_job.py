@@ -260,11 +260,21 @@ def adapt_model(job: AdaptJob, *, out_dir: str | Path, finetune_optimizer: Optim
     paths = write_report(metrics, out_dir)
     trace_path = write_trace(result.trace, out_dir / "adapt_trace.csv")
     plot_path = plot_trace(result.trace, result.target_ms, out_dir / "adapt_trace.png")
+    target_ratio = result.target_ms / result.initial_ms
     log.info(
-        "%d iterations in %.0fs (%s); test accuracy %.4f -> %.4f; measured latency %.3f -> %.3f ms (target %.3f)",
+        "%d iterations in %.0fs (%s); test accuracy %.4f -> %.4f; measured latency %.3f -> %.3f ms, timed in turns: "
+        "%.2f of the original (target %.2f)",
         result.iterations, loop_seconds, result.stop_reason, before["accuracy"], metrics["accuracy"],
-        original_ms, final_ms, result.target_ms,
+        original_ms, final_ms, final.ratio, target_ratio,
     )
+    if not summary["within_5pct_of_target"]:
+        log.warning(
+            "the adapted model lands at %.0f%% of the target latency, not within 5%%: the last step's cut was larger "
+            "than predicted, or the timing was noisy (other processes on these cores: the starting model read %.3f ms "
+            "at the start and %.3f ms now); re-time both side by side with melnas-compare --remeasure 9, and "
+            "on a busy machine adapt again with more netadapt.measure_rounds",
+            100 * summary["final_vs_target"], result.initial_ms, original_ms,
+        )
     return AdaptRun(out_dir, model_path, paths["metrics"], trace_path, plot_path, metrics)
 
 
