@@ -37,7 +37,7 @@ from nas.latency.measure import LatencyTable, in_turns
 from nas.io.model_file import build_network, load_model
 from nas.compress.netadapt import AdaptSettings, netadapt, short_finetune
 from nas.evaluate.accuracy import top1_accuracy
-from nas.evaluate.predict import predict_files
+from nas.evaluate.predict import predict_files, torch_classifier
 from nas.io.config_dirs import BUILTIN_CONF_DIR
 from experiments.cli import HydraRun
 from experiments.search import search
@@ -78,7 +78,7 @@ def test_predict_names_the_right_class_for_most_test_recordings(trained: TrainRe
     data = open_prepared(tones)
     test = sorted(set(data.sources[data.rows("test")]))
     assert len(test) == 9
-    predictions = list(predict_files(load_model(trained.model_path), [tones.parent / "audio" / s for s in test]))
+    predictions = list(predict_files(torch_classifier(load_model(trained.model_path)), [tones.parent / "audio" / s for s in test]))
     right = sum(p.label == Path(s).parent.name for p, s in zip(predictions, test))
     assert right / len(test) >= WELL_ABOVE_CHANCE, [p.label for p in predictions]
 

@@ -7,11 +7,14 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from experiments.predict import main as predict_main
 from nas.data.features import windows_from_file
 from nas.io.model_file import load_model
-from nas.evaluate.predict import predict_file, window_probabilities
+from nas.evaluate.export import export_onnx
+from nas.evaluate.predict import predict_file, torch_classifier
+from nas.evaluate.quantized import export_int8
 from tests.test_train_fixtures import SAMPLE_RATE, tiny_cache, tiny_trained  # noqa: F401 (fixtures)
 from tests.test_cli import exit_status
 
@@ -36,9 +39,10 @@ def recordings(tmp_path):
 def test_file_probabilities_are_the_mean_of_its_windows(tiny_trained, recordings):
     trained = load_model(tiny_trained.model_path)
     path = recordings["good"][0]
-    prediction = predict_file(trained, path)
+    prediction = predict_file(torch_classifier(trained), path)
     windows = windows_from_file(path, trained.data_meta)
-    expected = window_probabilities(trained, windows)
+    with torch.no_grad():
+        expected = torch.softmax(trained.model.eval()(torch.from_numpy(windows)), dim=1).numpy()
     assert len(prediction.windows) == windows.shape[0] == 5  # 3.2 s, 1 s windows, 0.5 s hop
     assert [w.start_seconds for w in prediction.windows] == [0.0, 0.5, 1.0, 1.5, 2.0]
     assert prediction.windows[-1].end_seconds == 3.0
@@ -121,3 +125,26 @@ def test_a_file_that_is_not_a_model_is_named_for_what_it_is(make, reason, tiny_t
     assert exit_status(predict_main, [str(path), str(tmp_path / "x.wav")]) == 2
     _, err = capsys.readouterr()
     assert f"{path} is not a" in err and reason in err
+
+
+def test_an_exported_onnx_file_predicts_what_its_model_pt_does(tiny_trained, recordings, tmp_path, capsys):
+    """The file a user ships, fp32 or int8, run in ONNX Runtime on new recordings."""
+    trained = load_model(tiny_trained.model_path)
+    fp32 = export_onnx(trained, tmp_path / "model.onnx").path
+    int8 = export_int8(trained, tmp_path / "model.int8.onnx", calibration_windows=64).path
+    files = [str(p) for p in (*recordings["good"], recordings["bad"][0])]
+
+    def predicted(model) -> dict:
+        code = predict_main([str(model), *files, "--json", "--windows"])
+        assert code == 1  # the bad file is reported for an ONNX model too
+        document = json.loads(capsys.readouterr().out)
+        assert [f["path"] for f in document["failed"]] == [files[-1]]
+        return {f["path"]: f for f in document["files"]}
+
+    reference, from_fp32, from_int8 = predicted(tiny_trained.model_path), predicted(fp32), predicted(int8)
+    for path, entry in reference.items():
+        # ONNX Runtime's float kernels differ from torch's in the last bits (export's own check: 1e-4 on logits)
+        np.testing.assert_allclose(list(from_fp32[path]["probabilities"].values()),
+                                   list(entry["probabilities"].values()), atol=1e-4)
+        assert len(from_fp32[path]["windows"]) == len(entry["windows"])
+        assert from_int8[path]["label"] == entry["label"]  # two tones far apart: int8 keeps the class
