@@ -63,7 +63,8 @@ def _fill(cls: type[T], values: Mapping[str, Any], prefix: str, skip: tuple[str,
     below = {s.split(".", 1)[0]: s.split(".", 1)[1] for s in skip if "." in s}
     unknown = sorted(str(k) for k in values if k not in fields and k not in here)
     if unknown:
-        names = ", ".join(_path(prefix, k) + did_you_mean(prefix, k, fields) for k in unknown)
+        names = ", ".join(_path(prefix, k) + (did_you_mean(prefix, k, fields) or _package_hint(prefix, k))
+                          for k in unknown)
         raise MelnasError(f"unknown setting(s) {names}; known in {prefix or 'the config'}: {', '.join(sorted(fields))}")
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
@@ -129,6 +130,14 @@ def _checked(value: Any, kind: Any, path: str) -> Any:
             return value
     wanted = " or ".join(o.__name__ for o in options)
     raise MelnasError(f"{path}={value!r}: expected {wanted}")
+
+
+def _package_hint(prefix: str, name: str) -> str:
+    """An ``experiment`` key at the top: an experiment file that lacks its package line."""
+    if prefix or name != "experiment":
+        return ""
+    return (" (an experiment/*.yaml file puts its keys under experiment: unless its first line is "
+            "'# @package _global_')")
 
 
 def did_you_mean(prefix: str, name: str, known: Iterable[str]) -> str:

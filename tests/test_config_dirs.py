@@ -136,3 +136,18 @@ def test_a_conf_folder_on_the_path_that_hides_melnas_configs_is_named(tmp_path):
 def test_a_misspelt_space_class_names_the_module_and_its_spaces(user_project):
     with pytest.raises(MelnasError, match=r"my_spaces\.wide_cnn has no 'WideCNNSpace'; its search spaces: WideCnnSpace$"):
         build_space({"_target_": "my_spaces.wide_cnn.WideCNNSpace"})
+
+
+def test_an_experiment_file_without_its_package_line_says_so(user_project):
+    from experiments.search import NOT_SETTINGS
+    from experiments.settings import settings_from
+    from nas.search.loop import SearchSettings
+
+    quick = user_project / "my_conf" / "experiment" / "search_space" / "quick_wide_cnn.yaml"
+    quick.write_text("reward:\n  target_ms: 0.042\n")  # the '# @package _global_' line forgotten
+    register_with_hydra()
+    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="search", overrides=["experiment=quick", "search_space=wide_cnn"])
+    with pytest.raises(MelnasError, match=r"unknown setting\(s\) experiment \(an experiment/\*\.yaml file puts its "
+                                          r"keys under experiment: unless its first line is '# @package _global_'\)"):
+        settings_from(cfg, SearchSettings, skip=NOT_SETTINGS)
