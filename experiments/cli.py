@@ -85,16 +85,17 @@ def _origin_outside_engine(error: BaseException) -> str:
 
 @dataclass(frozen=True)
 class HydraRun:
-    """What a Hydra app needs from Hydra's runtime: where to write, and which option of
-    each config group was chosen (``controller`` -> ``enas_lstm``)."""
+    """What a Hydra app needs from Hydra's runtime: where to write, which option of each
+    config group was chosen (``controller`` -> ``enas_lstm``) and the overrides given."""
 
     out_dir: Path
     choices: Mapping[str, Any] = field(default_factory=dict)
+    overrides: tuple[str, ...] = ()  # the command line's (or a composed step's) task overrides
 
     @classmethod
     def composed(cls, cfg: DictConfig, out_dir: str | Path) -> HydraRun:
         """For a config composed with ``return_hydra_config=True`` (the demo, tests) run in ``out_dir``."""
-        return cls(Path(out_dir), dict(cfg.hydra.runtime.choices))
+        return cls(Path(out_dir), dict(cfg.hydra.runtime.choices), tuple(cfg.hydra.overrides.task))
 
 
 def hydra_worker_overrides(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> list[str]:
@@ -139,7 +140,7 @@ def run_hydra_app(app: str, work: Callable[[DictConfig, HydraRun], Any], cfg: Di
     hydra_cfg = HydraConfig.get()
     share_cores_in_sweeps(str(hydra_cfg.mode), hydra_cfg.launcher.get("n_jobs"))
     runtime = hydra_cfg.runtime
-    run = HydraRun(Path(runtime.output_dir), dict(runtime.choices))
+    run = HydraRun(Path(runtime.output_dir), dict(runtime.choices), tuple(hydra_cfg.overrides.task))
     warn_unmatched_experiment_space_files(run.choices.get("experiment"))
     hint = (lambda: after_interrupt(run)) if after_interrupt is not None else None
     return run_cli(app, lambda: work(cfg, run), after_interrupt=hint)

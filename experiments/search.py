@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Sequence
@@ -10,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.cli import HydraRun, hydra_worker_overrides, run_hydra_app
 from experiments.hydra_app import hydra_app
+from experiments.resume_overrides import fill_resume_overrides, record_overrides
 from experiments.settings import build, plain, settings_from
 from nas.distributed import world_from_env
 from nas.errors import MelnasError
@@ -26,6 +28,8 @@ NOT_SETTINGS = ("data", "search_space", "controller", "reward")
 def search(cfg: DictConfig, run: HydraRun) -> SearchOutcome:
     """The search ``cfg`` (conf/search.yaml, composed) describes, in ``run.out_dir``."""
     settings = settings_from(cfg, SearchSettings, skip=NOT_SETTINGS)
+    if not settings.resume and not (run.out_dir / CHECKPOINT).exists() and world_from_env().is_writer:
+        record_overrides(run.out_dir, run.overrides)  # what resume=true fills in (experiments/resume_overrides.py)
     inputs = SearchInputs(
         data=plain(cfg.data), space_config=plain(cfg.search_space), controller=build(cfg.controller),
         reward=reward_builder(cfg.reward), controller_name=run.choices.get("controller"), config=plain(cfg),
@@ -67,8 +71,7 @@ def resume_hint(run: HydraRun) -> str | None:
     """After Ctrl-C: the command that continues the run, once an epoch has been checkpointed."""
     if not (run.out_dir / CHECKPOINT).is_file():
         return None
-    return (f"continue from its last checkpoint with: melnas-search resume=true "
-            f"hydra.run.dir={run.out_dir} <the same overrides>")
+    return f"continue from its last checkpoint with: melnas-search resume=true hydra.run.dir={run.out_dir}"
 
 
 def report(outcome: SearchOutcome) -> None:
@@ -77,7 +80,7 @@ def report(outcome: SearchOutcome) -> None:
         return
     if not outcome.finished:
         print(f"stopped after epoch {outcome.epochs_done}; continue with:\n"
-              f"  melnas-search resume=true hydra.run.dir={run_dir} <the same overrides>")
+              f"  melnas-search resume=true hydra.run.dir={run_dir}")
         return
     print(f"best arch: {run_dir / 'best_arch.json'}  (top {len(outcome.top)}: {run_dir / 'top_archs.json'})")
     print(f"log: {run_dir / 'search_log.jsonl'}  tensorboard --logdir {run_dir / 'tensorboard'}")
@@ -90,6 +93,7 @@ def hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``melnas-search``; also each rank of ``torchrun ... melnas-search``."""
+    fill_resume_overrides(sys.argv)
     hydra_worker_overrides()
     hydra_main()
 

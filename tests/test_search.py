@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 import soundfile as sf
 import torch
 from hydra import compose, initialize_config_dir
@@ -211,7 +212,8 @@ def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(
     assert not (run_dir / "best_arch.json").exists()
     with pytest.raises(ValueError, match="resume=true"):
         search(workdir, run_dir, f"controller={controller}")
-    with pytest.raises(CheckpointError, match="trainer.epochs"):
+    with pytest.raises(CheckpointError, match=r"1 setting\(s\) changed: trainer.epochs: 2 -> 3\. `melnas-search "
+                                              r"resume=true hydra.run.dir=.*stopped` continues it with its own settings"):
         search(workdir, run_dir, f"controller={controller}", "resume=true", "trainer.epochs=3")
     resumed = search(workdir, run_dir, f"controller={controller}", "resume=true")
     assert resumed.finished and resumed.epochs_done == 2
@@ -238,8 +240,12 @@ def test_killed_during_the_second_epoch_and_resumed_ends_like_an_uninterrupted_r
     assert load_checkpoint(run_dir / CHECKPOINT)["state"]["epoch"] == 1, "killed after the second epoch ended"
     assert '"epoch": 2' in log.read_text()  # lines of the lost epoch, to be dropped on resume
 
-    subprocess.run(command + ["resume=true"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    # The resume names only the run: it takes the overrides the run was started with.
+    resume = [sys.executable, "-m", "experiments.search", "resume=true", f"hydra.run.dir={run_dir}"]
+    subprocess.run(resume, cwd=tmp_path, env=env, check=True, capture_output=True)
     assert_same_run(uninterrupted, run_dir)
+    recorded = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    assert set(tiny_overrides(workdir)) <= set(recorded)  # the run's saved config is the run's, not the bare resume's
     # TensorBoard shows each step once: the killed epoch's events are purged on resume.
     for tag in ("train/loss", "controller/reward_mean", "epoch/reward_mean"):
         assert scalar_steps(run_dir, tag) == scalar_steps(uninterrupted, tag), tag

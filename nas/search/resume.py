@@ -18,6 +18,7 @@ CHECKPOINT_FORMAT = 1
 RESUME_FREE_KEYS = {"resume", "trainer.progress", "trainer.stop_after_epochs", "trainer.num_workers",
                     "trainer.device", "trainer.amp", "trainer.threads", "data.num_workers", "data.rebuild",
                     "trainer.final.referees"}
+SHOWN_CHANGES = 12  # a refused resume names this many changed settings
 
 
 def check_resumable(checkpoint: Mapping[str, Any], identity: dict, path: Path) -> None:
@@ -27,9 +28,13 @@ def check_resumable(checkpoint: Mapping[str, Any], identity: dict, path: Path) -
     saved = checkpoint["identity"]
     changed = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
     if changed:
-        details = "; ".join(f"{k}: {saved.get(k)!r} -> {identity.get(k)!r}" for k in changed[:8])
+        run_dir = path.parent.parent
+        details = "; ".join(f"{k}: {saved.get(k)!r} -> {identity.get(k)!r}" for k in changed[:SHOWN_CHANGES])
+        more = f"; and {len(changed) - SHOWN_CHANGES} more" if len(changed) > SHOWN_CHANGES else ""
         raise CheckpointError(
-            f"resume=true needs the config the run in {path.parent.parent} was started with; changed: {details}"
+            f"resume=true needs the config the run in {run_dir} was started with; {len(changed)} setting(s) "
+            f"changed: {details}{more}. `melnas-search resume=true hydra.run.dir={run_dir}` continues it with its "
+            f"own settings; a resume may change only {', '.join(sorted(RESUME_FREE_KEYS))}"
         )
 
 
