@@ -23,7 +23,7 @@ from hydra import compose, initialize_config_dir
 from nas.data import cache
 from nas.data import prepare as prepare_module
 from nas.data.errors import DataError
-from nas.data.prepare import prepare_dataset
+from nas.data.prepare import prepare_dataset, prepare_for_run
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 CLASSES = {"bass": 110.0, "flute": 880.0, "noise": None}
@@ -140,6 +140,21 @@ def test_builds_cache_and_skips_every_bad_file(tmp_path, monkeypatch):
         assert (f"  {row['path']}: {row['reason']}" in lines) == (row["kind"] != "hidden"), row
     monkeypatch.setattr("nas.data.report.SHOWN_SKIPS", 4)
     assert f"  ... and 5 more in {cache_dir / 'skipped.csv'}" in report.summary().splitlines()
+
+
+def test_a_search_that_builds_its_cache_logs_what_prepare_would_print(tmp_path, caplog):
+    """melnas-search and melnas-cv build a missing cache themselves: the skipped files are
+    said in their log, not only in skipped.csv; a reused cache is not reported again."""
+    root = make_folder(tmp_path / "audio")
+    broken = add_broken_files(root)
+    with caplog.at_level(logging.INFO, logger="nas.data.prepare"):
+        report = prepare_for_run(data_cfg(root, tmp_path / "cache"), progress=False)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"skipped files: {len(broken)} of {report.files}" in logged and "skipped.csv" in logged
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="nas.data.prepare"):
+        prepare_for_run(data_cfg(root, tmp_path / "cache"), progress=False)
+    assert "skipped files" not in "\n".join(r.getMessage() for r in caplog.records)
 
 
 def test_no_recording_in_two_splits_and_stats_from_train(tmp_path):

@@ -99,6 +99,16 @@ def prepare_dataset(data: Mapping[str, Any], *, progress: bool = True) -> Prepar
         return _build(settings, listing, fingerprint, why=why, progress=progress)
 
 
+def prepare_for_run(data: Mapping[str, Any], *, progress: bool = True) -> PrepareReport:
+    """``prepare_dataset`` for a command other than ``melnas-prepare`` (a search, a
+    cross-validation) that may build the cache itself: a cache it built is reported in the
+    log as ``melnas-prepare`` prints it, skipped files and warnings included."""
+    report = prepare_dataset(data, progress=progress)
+    if not report.reused and not report.unchecked:
+        log.info("%s", report.summary())
+    return report
+
+
 def _why_build(settings: PrepareSettings, fingerprint: str) -> str | None:
     """Why the cache must be (re)built, or None when the complete cache there is current."""
     existing = cache.read_meta(settings.cache_dir)

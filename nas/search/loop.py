@@ -54,7 +54,7 @@ from nas.io.checkpoint import (
     save_checkpoint,
 )
 from nas.data.dataset import make_loader, open_prepared
-from nas.data.prepare import prepare_dataset
+from nas.data.prepare import prepare_for_run
 from nas.distributed import (
     SINGLE, World, broadcast_object, broadcast_parameters, init_from_env, local_device, process_group_ends_together, rank_zero_first,
 )
@@ -204,7 +204,7 @@ def build_context(
         raise ValueError(f"trainer.batch_size={settings.batch_size} is the global batch: it must be a multiple "
                          f"of the {world.size} processes; change trainer.batch_size or --nproc_per_node")
     with rank_zero_first(world):
-        prepare_dataset(inputs.data, progress=settings.progress)  # builds the cache or reuses an up-to-date one
+        prepare_for_run(inputs.data, progress=settings.progress)  # builds the cache or reuses an up-to-date one
     data = open_prepared(inputs.data["cache_dir"])
     split_identity = data.split_identity  # a digest of every window's source and split: computed once
     if checkpoint is not None:

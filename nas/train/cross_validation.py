@@ -22,7 +22,7 @@ import numpy as np
 
 from nas.data.errors import DataError
 from nas.data.folds import cache_folds, fold_view
-from nas.data.prepare import prepare_dataset
+from nas.data.prepare import prepare_for_run
 from nas.train.job import OptimizerFactory, TrainJob, TrainResult, train_model
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def cross_validate(
     if data.get("test_fold") is not None or data.get("val_fold") is not None:
         raise DataError("cross-validation takes every fold as test in turn and draws val "
                         "from the other folds: unset data.test_fold and data.val_fold")
-    prepare_dataset(data, progress=progress)
+    prepare_for_run(data, progress=progress)
     cache_dir = Path(data["cache_dir"]).expanduser()
     folds = cache_folds(cache_dir)
     if not folds:
