@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 
 from nas.errors import MelnasError
 from nas.io.registry import available_spaces, unmatched_experiment_space_files
-from nas.runtime import PARALLEL_JOBS_ENV, available_cores
+from nas.runtime import PARALLEL_JOBS_ENV, THREADS_ENV, available_cores
 
 T = TypeVar("T")
 USER_ERRORS: tuple[type[BaseException], ...] = (MelnasError, ValueError, FileNotFoundError)
@@ -115,12 +115,18 @@ def hydra_worker_overrides(argv: list[str] | None = None, env: Mapping[str, str]
     return argv
 
 
-def share_cores_in_sweeps(mode: str, n_jobs: int | None) -> None:
-    """In a sweep whose launcher runs ``n_jobs`` jobs at once on this host (joblib), tell
-    ``nas.runtime.resolve_threads`` so (``MELNAS_PARALLEL_JOBS``, unless already set)."""
-    if "MULTIRUN" in mode and n_jobs:
+def share_cores_in_sweeps(mode: str, n_jobs: int | None, cpus_per_task: int | None = None) -> None:
+    """In a sweep, tell ``nas.runtime.resolve_threads`` (unless already set) how many cores a
+    job has: a launcher running ``n_jobs`` jobs at once on this host (joblib) splits them
+    (``MELNAS_PARALLEL_JOBS``); one giving each job ``cpus_per_task`` (submitit's local and
+    SLURM launchers) sets that many threads (``MELNAS_THREADS``)."""
+    if "MULTIRUN" not in mode:
+        return
+    if n_jobs:
         jobs = available_cores() if int(n_jobs) < 0 else int(n_jobs)
         os.environ.setdefault(PARALLEL_JOBS_ENV, str(jobs))
+    if cpus_per_task:
+        os.environ.setdefault(THREADS_ENV, str(int(cpus_per_task)))
 
 
 def warn_unmatched_experiment_space_files(experiment: str | None) -> None:
@@ -138,7 +144,7 @@ def run_hydra_app(app: str, work: Callable[[DictConfig, HydraRun], Any], cfg: Di
     from hydra.core.hydra_config import HydraConfig
 
     hydra_cfg = HydraConfig.get()
-    share_cores_in_sweeps(str(hydra_cfg.mode), hydra_cfg.launcher.get("n_jobs"))
+    share_cores_in_sweeps(str(hydra_cfg.mode), hydra_cfg.launcher.get("n_jobs"), hydra_cfg.launcher.get("cpus_per_task"))
     runtime = hydra_cfg.runtime
     run = HydraRun(Path(runtime.output_dir), dict(runtime.choices), tuple(hydra_cfg.overrides.task))
     warn_unmatched_experiment_space_files(run.choices.get("experiment"))

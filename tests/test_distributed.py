@@ -189,11 +189,25 @@ def test_two_processes_training_an_arch_each_finish(ddp_workdir: Path, two_proce
 def test_joblib_sweeps_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     from experiments.cli import share_cores_in_sweeps
 
-    monkeypatch.delenv("MELNAS_PARALLEL_JOBS", raising=False)
+    monkeypatch.setenv("MELNAS_PARALLEL_JOBS", "")  # so that teardown removes what the test sets
+    monkeypatch.delenv("MELNAS_PARALLEL_JOBS")
     share_cores_in_sweeps("RunMode.RUN", 4)
     assert "MELNAS_PARALLEL_JOBS" not in os.environ
     share_cores_in_sweeps("RunMode.MULTIRUN", 4)
     assert os.environ["MELNAS_PARALLEL_JOBS"] == "4"
+
+
+def test_submitit_sweeps_take_the_cpus_per_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    from experiments.cli import share_cores_in_sweeps
+    from nas.runtime import resolve_threads
+
+    for name in ("MELNAS_THREADS", "MELNAS_PARALLEL_JOBS"):
+        monkeypatch.setenv(name, "")  # so that teardown removes what the test sets
+        monkeypatch.delenv(name)
+    share_cores_in_sweeps("RunMode.MULTIRUN", None, None)  # submitit_local's default: no count given
+    assert "MELNAS_THREADS" not in os.environ
+    share_cores_in_sweeps("RunMode.MULTIRUN", None, 1)
+    assert os.environ["MELNAS_THREADS"] == "1" and resolve_threads() == 1
 
 
 @pytest.mark.slow
