@@ -116,6 +116,19 @@ def test_one_arch_at_two_widths_is_told_apart_by_its_settings(tmp_path):
     assert origins == {"half": "preset:toy (width=0.5)", "quarter": "preset:toy (width=0.25)", "winner": "enas_lstm"}
 
 
+def test_sweep_members_are_labelled_with_the_overrides_their_sweep_varied(tmp_path):
+    sweep = tmp_path / "multirun" / "search"
+    for member, target in (("0", "0.08"), ("1", "0.1")):
+        _search_dir(sweep / member, "enas_lstm", [("c3", 0.70, 2.0, 0.69)])
+        (sweep / member / ".hydra").mkdir()
+        (sweep / member / ".hydra" / "overrides.yaml").write_text(
+            f"- experiment=quick\n- reward.target_ms={target}\n")
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    _train_dir(tmp_path / "train", "enas_lstm", "c3", 0.91, 1.5)  # not a sweep member: its label stays
+    runs = {r.run for r in collect_rows([tmp_path])}
+    assert runs == {"multirun/search/0 (reward.target_ms=0.08)", "multirun/search/1 (reward.target_ms=0.1)", "train"}
+
+
 def test_compare_writes_table_csv_and_plot(demo_like, tmp_path, capsys):
     out = tmp_path / "compare"
     code = compare_main([str(demo_like / "search_enas"), str(demo_like / "search_random"),

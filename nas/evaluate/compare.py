@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+import yaml
+
 from nas.evaluate.pareto import pareto_front
 from nas.evaluate.run_dirs import find_run_dirs, is_train_dir, warn_on_mixed_data
 
@@ -221,11 +223,30 @@ def remeasure(rows: list[Row], rounds: int, latency: LatencySettings | None = No
 
 
 def _labels(runs: Sequence[Path]) -> dict[Path, str]:
+    """Each run's path below the runs' common parent; a member of a Hydra sweep (``-m``)
+    adds the overrides its sweep varied, ``0 (reward.target_ms=0.08)``."""
     resolved = [r.resolve() for r in runs]
     if len(resolved) == 1:
-        return {runs[0]: runs[0].resolve().name}
+        return {runs[0]: runs[0].resolve().name + _swept(resolved[0])}
     parent = Path(*_common_parts([r.parts for r in resolved]))
-    return {run: str(r.relative_to(parent)) or r.name for run, r in zip(runs, resolved)}
+    return {run: (str(r.relative_to(parent)) or r.name) + _swept(r) for run, r in zip(runs, resolved)}
+
+
+def _swept(run: Path) -> str:
+    """`` (key=value, ...)``: the overrides of sweep member ``run`` that not every member of
+    its sweep shares (Hydra's ``.hydra/overrides.yaml`` beside ``multirun.yaml``); ``""``
+    for a run outside a sweep."""
+    if not (run.parent / "multirun.yaml").is_file():
+        return ""
+
+    def overrides(member: Path) -> list[str]:
+        path = member / ".hydra" / "overrides.yaml"
+        return [str(o) for o in (yaml.safe_load(path.read_text()) or [])] if path.is_file() else []
+
+    everyone = [set(overrides(m)) for m in run.parent.iterdir() if (m / ".hydra" / "overrides.yaml").is_file()]
+    shared = set.intersection(*everyone) if everyone else set()
+    varied = [o for o in overrides(run) if o not in shared]
+    return f" ({', '.join(varied)})" if varied else ""
 
 
 def _common_parts(parts: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
