@@ -265,3 +265,14 @@ def test_runs_on_different_data_draw_a_warning(tmp_path, caplog):
         compare_runs([search, same, other], tmp_path / "out_mixed")
     assert "these runs used 2 different data caches" in caplog.text
     assert f"{tmp_path / 'birds'}: 1 run(s), e.g. {other}" in caplog.text
+
+
+def test_each_data_set_gets_its_own_pareto_front(tmp_path):
+    """A fast, weak model on one data set does not push a slower one on other data off the front."""
+    for run, cache_dir, acc, lat in (("words_fast", "words", 0.9, 1.0), ("words_slow", "words", 0.8, 2.0),
+                                     ("birds", "birds", 0.6, 3.0)):
+        _train_dir(tmp_path / run, "enas_lstm", run, acc, lat)
+        metrics = json.loads((tmp_path / run / "metrics.json").read_text())
+        (tmp_path / run / "metrics.json").write_text(json.dumps({**metrics, "cache_dir": str(tmp_path / cache_dir)}))
+    fronts = {r.run: r.pareto for r in collect_rows([tmp_path])}
+    assert fronts == {"words_fast": True, "words_slow": False, "birds": True}

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import yaml
 
 from nas.evaluate.pareto import pareto_front
-from nas.evaluate.run_dirs import find_run_dirs, is_train_dir, warn_on_mixed_data
+from nas.evaluate.run_dirs import find_run_dirs, is_train_dir, run_data, warn_on_mixed_data
 
 if TYPE_CHECKING:  # measure imports torch: only when asked to re-measure
     from nas.latency.measure import LatencySettings
@@ -64,6 +64,7 @@ class Row:
     precision: str = "fp32"  # int8: a statically quantized ONNX file scored by melnas-eval
     latency_runtime: str | None = None  # test rows: what its run timed latency_ms in (metrics.json)
     space_config: dict[str, Any] | None = None  # the space's settings (width ...); None in runs older than it
+    data: str | None = None  # the data cache the run used (None: not recorded); each has its own Pareto front
 
 
 @dataclass
@@ -193,10 +194,11 @@ def collect_rows(
     labels = _labels(runs)
     rows: list[Row] = []
     for run in runs:
-        if is_train_dir(run):
-            rows.append(read_train_dir(run, labels[run]))
-        else:
-            rows += read_search_dir(run, labels[run])
+        found = [read_train_dir(run, labels[run])] if is_train_dir(run) else read_search_dir(run, labels[run])
+        data = run_data(run)
+        for row in found:
+            row.data = str(data) if data else None
+        rows += found
     name_differing_space_settings(rows)
     link_retrained(rows)
     if remeasure_rounds > 0:
@@ -286,9 +288,12 @@ def link_retrained(rows: list[Row]) -> None:
 
 
 def mark_pareto(rows: list[Row], latency_tolerance: float = LATENCY_TOLERANCE) -> None:
-    """Pareto front (accuracy up, latency down) within each accuracy kind separately."""
-    for kind in (TEST, PROXY):
-        group = [r for r in rows if r.accuracy_kind == kind]
+    """Pareto front (accuracy up, latency down) within each accuracy kind and data set
+    separately: accuracies of another kind or on other data do not compete."""
+    groups: dict[tuple[str, str | None], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.accuracy_kind, row.data), []).append(row)
+    for group in groups.values():
         front = pareto_front([r.accuracy for r in group], [r.latency_ms for r in group],
                              latency_tolerance=latency_tolerance)
         for row, on_front in zip(group, front):
@@ -343,7 +348,7 @@ def markdown_table(
         f"{timing} (a model.pt in the runtime of latency_measure.runtime, default onnxruntime; an "
         "int8 row: its quantized ONNX file in onnxruntime). `proxy`: search only, validation accuracy with the "
         "supernet's shared weights and the latency table's prediction; not comparable with "
-        "`test` rows. ★ = on the accuracy-latency Pareto front of its kind (latencies within "
+        "`test` rows. ★ = on the accuracy-latency Pareto front of its kind and data set (latencies within "
         f"{latency_tolerance:.0%} of each other count as equal: timing noise).",
     ]
     if len(runtimes) > 1:

@@ -67,7 +67,8 @@ def run_data(run: Path) -> Path | None:
 
 
 def warn_on_mixed_data(runs: Sequence[Path]) -> None:
-    """One table and one Pareto front assume one data set: say so when the runs differ."""
+    """Rows of different data sets cannot be compared: say so when the runs differ (each
+    data set then gets a Pareto front of its own, ``nas.evaluate.compare.mark_pareto``)."""
     by_data: dict[Path, list[Path]] = {}
     for run in runs:
         data = run_data(run)
@@ -75,5 +76,5 @@ def warn_on_mixed_data(runs: Sequence[Path]) -> None:
             by_data.setdefault(data, []).append(run)
     if len(by_data) > 1:
         LOGGER.warning("these runs used %d different data caches, and accuracies on different data are not "
-                       "comparable: %s", len(by_data),
+                       "comparable (each gets its own Pareto front): %s", len(by_data),
                        "; ".join(f"{data}: {len(found)} run(s), e.g. {found[0]}" for data, found in by_data.items()))
