@@ -258,9 +258,9 @@ def fit(
             best_key, best_epoch = (val_acc, -val_loss), epoch
             best_state = copy.deepcopy(model.state_dict())
         log.info(
-            "epoch %d/%d  lr %.4g  train loss %.4f acc %.4f  val loss %.4f acc %.4f%s  (%.1fs)",
-            epoch, recipe.epochs, lr, train_loss, train_acc, val_loss, val_acc, "  *" if improved else "",
-            row["seconds"],
+            "epoch %d/%d  lr %.4g->%.4g  train loss %.4f acc %.4f  val loss %.4f acc %.4f%s  (%.1fs)",
+            epoch, recipe.epochs, lr, optimizer.param_groups[0]["lr"], train_loss, train_acc, val_loss, val_acc,
+            "  *" if improved else "", row["seconds"],
         )
         if epoch - best_epoch >= recipe.patience:
             log.info("early stop: no better validation accuracy for %d epochs", recipe.patience)
