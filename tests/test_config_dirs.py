@@ -42,6 +42,8 @@ def user_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (conf / "experiment" / "search_space").mkdir(parents=True)
     (conf / "experiment" / "search_space" / "quick_wide_cnn.yaml").write_text(
         "# @package _global_\nreward:\n  target_ms: 0.042\n")
+    (conf / "controller").mkdir()
+    (conf / "controller" / "my_random.yaml").write_text((BUILTIN_CONF_DIR / "controller" / "random.yaml").read_text())
     (conf / "data" / "format").mkdir(parents=True)
     (conf / "data" / "format" / "my_folders.yaml").write_text("name: my_folders\nreader: nas.data.manifest.scan_folder\n")
     monkeypatch.setenv(CONFIG_PATH_ENV, str(conf))
@@ -65,11 +67,13 @@ def test_the_registries_list_and_build_a_users_space_and_format(user_project):
     assert DataFormat.from_config("my_folders").reader == "nas.data.manifest.scan_folder"
 
 
-def test_hydra_composes_a_users_space_with_its_own_quick_settings(user_project):
+def test_hydra_composes_a_users_space_with_its_own_quick_settings_and_controller(user_project):
     register_with_hydra()
     with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="search", overrides=["experiment=quick", "search_space=wide_cnn"])
+        cfg = compose(config_name="search", overrides=["experiment=quick", "search_space=wide_cnn",
+                                                       "controller=my_random"])
         builtin = compose(config_name="search", overrides=["experiment=quick", "search_space=tiny_cnn"])
+    assert cfg.controller._target_ == "controllers.random_search.RandomController"  # controller/my_random.yaml
     assert cfg.search_space._target_ == "my_spaces.wide_cnn.WideCnnSpace" and cfg.search_space.depth == 3
     assert cfg.reward.target_ms == 0.042  # experiment/search_space/quick_wide_cnn.yaml of the user's folder
     assert builtin.reward.target_ms != 0.042
