@@ -27,10 +27,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-import yaml
-
 from nas.evaluate.pareto import pareto_front
-from nas.evaluate.run_dirs import find_run_dirs, is_train_dir, run_data, warn_on_mixed_data
+from nas.evaluate.run_dirs import find_run_dirs, is_train_dir, run_data, run_labels, warn_on_mixed_data
 
 if TYPE_CHECKING:  # measure imports torch: only when asked to re-measure
     from nas.latency.measure import LatencySettings
@@ -191,7 +189,7 @@ def collect_rows(
     ``nas.evaluate.pareto.pareto_front``."""
     runs = find_run_dirs(paths)
     warn_on_mixed_data(runs)
-    labels = _labels(runs)
+    labels = run_labels(runs)
     rows: list[Row] = []
     for run in runs:
         found = [read_train_dir(run, labels[run])] if is_train_dir(run) else read_search_dir(run, labels[run])
@@ -222,42 +220,6 @@ def remeasure(rows: list[Row], rounds: int, latency: LatencySettings | None = No
     for row, measured in zip(tested, latencies):
         row.latency_ms = measured
         row.latency_runtime = "onnxruntime" if str(row.model_path).endswith(".onnx") else runtime
-
-
-def _labels(runs: Sequence[Path]) -> dict[Path, str]:
-    """Each run's path below the runs' common parent; a member of a Hydra sweep (``-m``)
-    adds the overrides its sweep varied, ``0 (reward.target_ms=0.08)``."""
-    resolved = [r.resolve() for r in runs]
-    if len(resolved) == 1:
-        return {runs[0]: runs[0].resolve().name + _swept(resolved[0])}
-    parent = Path(*_common_parts([r.parts for r in resolved]))
-    return {run: (str(r.relative_to(parent)) or r.name) + _swept(r) for run, r in zip(runs, resolved)}
-
-
-def _swept(run: Path) -> str:
-    """`` (key=value, ...)``: the overrides of sweep member ``run`` that not every member of
-    its sweep shares (Hydra's ``.hydra/overrides.yaml`` beside ``multirun.yaml``); ``""``
-    for a run outside a sweep."""
-    if not (run.parent / "multirun.yaml").is_file():
-        return ""
-
-    def overrides(member: Path) -> list[str]:
-        path = member / ".hydra" / "overrides.yaml"
-        return [str(o) for o in (yaml.safe_load(path.read_text()) or [])] if path.is_file() else []
-
-    everyone = [set(overrides(m)) for m in run.parent.iterdir() if (m / ".hydra" / "overrides.yaml").is_file()]
-    shared = set.intersection(*everyone) if everyone else set()
-    varied = [o for o in overrides(run) if o not in shared]
-    return f" ({', '.join(varied)})" if varied else ""
-
-
-def _common_parts(parts: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
-    common: list[str] = []
-    for level in zip(*parts):
-        if len(set(level)) != 1:
-            break
-        common.append(level[0])
-    return tuple(common)
 
 
 def name_differing_space_settings(rows: list[Row]) -> None:

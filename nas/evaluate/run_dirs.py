@@ -1,4 +1,5 @@
-"""Which folders hold runs melnas-compare can read, and whether they used one data set.
+"""Which folders hold runs melnas-compare can read, whether they used one data set, and
+what to call each in a table.
 
 A **train dir** holds ``metrics.json`` (melnas-train / -eval / -adapt); a **search dir**
 ``top_archs.json`` or ``search_log.jsonl``. Folders given on the command line are
@@ -11,6 +12,8 @@ import json
 import logging
 from pathlib import Path
 from typing import Iterable, Sequence
+
+import yaml
 
 from nas.io.run_config import run_cache_dir
 
@@ -78,3 +81,39 @@ def warn_on_mixed_data(runs: Sequence[Path]) -> None:
         LOGGER.warning("these runs used %d different data caches, and accuracies on different data are not "
                        "comparable (each gets its own Pareto front): %s", len(by_data),
                        "; ".join(f"{data}: {len(found)} run(s), e.g. {found[0]}" for data, found in by_data.items()))
+
+
+def run_labels(runs: Sequence[Path]) -> dict[Path, str]:
+    """Each run's path below the runs' common parent; a member of a Hydra sweep (``-m``)
+    adds the overrides its sweep varied, ``0 (reward.target_ms=0.08)``."""
+    resolved = [r.resolve() for r in runs]
+    if len(resolved) == 1:
+        return {runs[0]: runs[0].resolve().name + _swept(resolved[0])}
+    parent = Path(*_common_parts([r.parts for r in resolved]))
+    return {run: (str(r.relative_to(parent)) or r.name) + _swept(r) for run, r in zip(runs, resolved)}
+
+
+def _swept(run: Path) -> str:
+    """`` (key=value, ...)``: the overrides of sweep member ``run`` that not every member of
+    its sweep shares (Hydra's ``.hydra/overrides.yaml`` beside ``multirun.yaml``); ``""``
+    for a run outside a sweep."""
+    if not (run.parent / "multirun.yaml").is_file():
+        return ""
+
+    def overrides(member: Path) -> list[str]:
+        path = member / ".hydra" / "overrides.yaml"
+        return [str(o) for o in (yaml.safe_load(path.read_text()) or [])] if path.is_file() else []
+
+    everyone = [set(overrides(m)) for m in run.parent.iterdir() if (m / ".hydra" / "overrides.yaml").is_file()]
+    shared = set.intersection(*everyone) if everyone else set()
+    varied = [o for o in overrides(run) if o not in shared]
+    return f" ({', '.join(varied)})" if varied else ""
+
+
+def _common_parts(parts: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
+    common: list[str] = []
+    for level in zip(*parts):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return tuple(common)
