@@ -6,9 +6,9 @@ Hydra refuses a bad override before any melnas code runs, and its words lead use
 astray: for a misspelt key (``trainer.epoch=3``) it suggests ``+trainer.epoch=3``, which
 adds a key nothing reads. Here that becomes ``trainer.epoch is not a setting (did you mean
 trainer.epochs?); known in trainer: ...``; an unknown config-group option lists the
-options and where configs of one's own go; an override that does not parse keeps Hydra's
-words on one line (``MELNAS_DEBUG=1`` prints the traceback too). Anything else Hydra
-raises propagates with its traceback.
+options and where configs of one's own go; any other refusal (an override that does not
+parse, a sweep value without ``-m``) keeps Hydra's words, on one line (``MELNAS_DEBUG=1``
+prints the traceback too). Anything else Hydra raises propagates with its traceback.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from typing import Any, Callable
 import hydra
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from experiments.cli import debug_enabled
 from experiments.settings import did_you_mean
+from nas.errors import MelnasError
 from nas.io.config_dirs import CONFIG_PATH_ENV
 
 FULL_ERROR_ENV = "HYDRA_FULL_ERROR"  # Hydra re-raises its errors instead of printing them
@@ -42,10 +44,8 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
             os.environ[FULL_ERROR_ENV] = "1"
             try:
                 return entry(*args, **kwargs)
-            except (ConfigCompositionException, OverrideParseException) as error:
+            except (ConfigCompositionException, OverrideParseException, MelnasError) as error:
                 message = describe_config_error(error)
-                if message is None:
-                    raise
                 if debug_enabled():
                     traceback.print_exc()
                 print(f"melnas-{config_name}: {message}", file=sys.stderr)
@@ -61,9 +61,11 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
     return decorate
 
 
-def describe_config_error(error: BaseException) -> str | None:
-    """One line for a config error of Hydra's; None for one this does not know."""
-    if isinstance(error, MissingConfigException) and error.missing_cfg_file:
+def describe_config_error(error: BaseException) -> str:
+    """One line for a config error of Hydra's (or a ``MelnasError`` raised while Hydra
+    composes: a bad ``MELNAS_CONFIG_PATH``)."""
+    flat = " ".join(str(error).split())
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file and "/" in error.missing_cfg_file:
         group, _, option = error.missing_cfg_file.rpartition("/")
         options = ", ".join(error.options or []) or "none"
         return (f"{group}={option}: no {error.missing_cfg_file}.yaml; the options of {group}: {options} "
@@ -71,11 +73,11 @@ def describe_config_error(error: BaseException) -> str | None:
     cause = error.__cause__
     key = getattr(cause, "full_key", None)
     parent = getattr(cause, "parent_node", None)
-    if isinstance(error, ConfigCompositionException) and key and isinstance(parent, DictConfig):
+    known = sorted(str(k) for k in parent.keys() if k != "hydra") if isinstance(parent, DictConfig) else []
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key and known:
         prefix, _, name = str(key).rpartition(".")
-        known = sorted(str(k) for k in parent.keys() if k != "hydra")
         return (f"{key} is not a setting{did_you_mean(prefix, name, known)}; known in {prefix or 'the config'}: "
                 f"{', '.join(known)}")
     if isinstance(error, OverrideParseException):
-        return f"cannot read the override {error.override!r}: {' '.join(str(error).split())}"
-    return None
+        return f"cannot read the override {error.override!r}: {flat}"
+    return flat

@@ -15,22 +15,25 @@ from pathlib import Path
 from typing import Sequence
 
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import OverrideParseException
 
 from nas.io.atomic import atomic_write_text
-from nas.search.resume import CHECKPOINT
+from nas.search.resume import CHECKPOINT, RESUME_FREE_KEYS
 
 STARTED_WITH = CHECKPOINT.parent / "started_with.yaml"  # in the run directory
-RESUME_TRUE = ("resume=true", "resume=True")
 
 
-def override_key(override: str) -> str:
-    """``trainer.epochs`` of ``trainer.epochs=3``, ``+trainer.x=1``, ``~trainer.x``; ``experiment`` of ``experiment=quick``."""
-    return override.split("=", 1)[0].lstrip("+~")
+def _parsed(args: Sequence[str]) -> list[Override]:
+    return OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
 
 
 def recorded_overrides(overrides: Sequence[str]) -> list[str]:
-    """What a run records of its overrides: all but ``resume`` and Hydra's own settings."""
-    return [o for o in overrides if override_key(o) != "resume" and not override_key(o).startswith("hydra.")]
+    """What a run records of its overrides: all but Hydra's own and those a resume may
+    change (``RESUME_FREE_KEYS``: ``trainer.stop_after_epochs`` counts per call, ...)."""
+    return [text for text, parsed in zip(overrides, _parsed(overrides))
+            if parsed.key_or_group not in RESUME_FREE_KEYS and not parsed.key_or_group.startswith("hydra.")]
 
 
 def record_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
@@ -43,14 +46,20 @@ def record_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
 def fill_resume_overrides(argv: list[str]) -> list[str]:
     """``argv`` (changed in place) with, on ``resume=true``, the recorded overrides of the run
     in ``hydra.run.dir`` that it does not give itself; unchanged otherwise (a sweep, a run
-    without a record: one started before melnas kept it)."""
+    without a record: one started before melnas kept it, an override Hydra will refuse)."""
     args = argv[1:]
-    if not any(a in RESUME_TRUE for a in args) or "-m" in args or "--multirun" in args:
+    if "-m" in args or "--multirun" in args:
         return argv
-    run_dirs = [a.split("=", 1)[1] for a in args if override_key(a) == "hydra.run.dir"]
-    if not run_dirs or not (Path(run_dirs[-1]) / STARTED_WITH).is_file():
+    try:
+        given = {o.key_or_group: o for o in _parsed(args)}
+    except OverrideParseException:
+        return argv  # Hydra says what is wrong with it
+    resume, run_dir = given.get("resume"), given.get("hydra.run.dir")
+    if resume is None or str(resume.value()).lower() != "true" or run_dir is None:
         return argv
-    recorded = yaml.safe_load((Path(run_dirs[-1]) / STARTED_WITH).read_text()) or []
-    given = {override_key(a) for a in args if "=" in a or a.startswith("~")}
-    argv[1:1] = [o for o in recorded if override_key(o) not in given]
+    record = Path(str(run_dir.value())) / STARTED_WITH
+    if not record.is_file():
+        return argv
+    recorded = yaml.safe_load(record.read_text()) or []
+    argv[1:1] = [text for text, parsed in zip(recorded, _parsed(recorded)) if parsed.key_or_group not in given]
     return argv

@@ -9,6 +9,9 @@ import os
 # Idle OpenMP threads sleep instead of spinning: on a busy shared machine, spinning
 # threads of a 2-thread pool wait on each other and slow small ops down 100x.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The suite checks melnas's own configs: a developer's own config folders stay out of it
+# (tests of MELNAS_CONFIG_PATH set it themselves).
+os.environ.pop("MELNAS_CONFIG_PATH", None)
 
 import torch  # noqa: E402
 

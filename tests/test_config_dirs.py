@@ -86,6 +86,11 @@ def test_a_missing_folder_and_a_hidden_builtin_are_errors_naming_the_file(tmp_pa
     (tmp_path / "search_space" / "tiny_cnn.yaml").write_text("_target_: x.Y\n")
     with pytest.raises(MelnasError, match=r"tiny_cnn\.yaml has the name of melnas's own conf/search_space/tiny_cnn\.yaml"):
         user_config_dirs({CONFIG_PATH_ENV: str(tmp_path)})
+    for folder in ("a", "b"):
+        (tmp_path / folder / "search_space").mkdir(parents=True)
+        (tmp_path / folder / "search_space" / "mine.yaml").write_text("_target_: x.Y\n")
+    with pytest.raises(MelnasError, match=r"b/search_space/mine\.yaml and .*a/search_space/mine\.yaml have one name"):
+        user_config_dirs({CONFIG_PATH_ENV: f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}"})
 
 
 def test_a_space_module_that_cannot_be_imported_says_how_to_make_it_importable():
@@ -129,6 +134,7 @@ def test_a_conf_folder_on_the_path_that_hides_melnas_configs_is_named(tmp_path):
     """A user project's own conf/ on PYTHONPATH shadows melnas's config package (installed
     melnas, as a user runs it: the checkout itself is not on the path)."""
     (tmp_path / "conf" / "search_space").mkdir(parents=True)
+    (tmp_path / "conf" / "__init__.py").write_text("")  # a package: it hides melnas's however melnas is installed
     result = subprocess.run([sys.executable, "-m", "experiments.arch", "--space", "tiny_cnn", "--random", "1"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(tmp_path)})
@@ -155,3 +161,8 @@ def test_an_experiment_file_without_its_package_line_says_so(user_project):
     with pytest.raises(MelnasError, match=r"unknown setting\(s\) experiment \(an experiment/\*\.yaml file puts its "
                                           r"keys under experiment: unless its first line is '# @package _global_'\)"):
         settings_from(cfg, SearchSettings, skip=NOT_SETTINGS)
+
+
+def test_a_target_without_a_module_keeps_hydras_own_error():
+    with pytest.raises(MelnasError, match=r"cannot build NoDots"):
+        build_space({"_target_": "NoDots"})

@@ -352,10 +352,11 @@ def plot_pareto(rows: Sequence[Row], path: Path) -> Path:
                 ax.scatter([r.latency_ms for r in points], [r.accuracy for r in points], color=colours[origin],
                            label=origin, s=60 if kind == TEST else 30, alpha=0.9 if kind == TEST else 0.6,
                            edgecolors="black" if kind == TEST else "none")
-        front = sorted((r for r in group if r.pareto), key=lambda r: r.latency_ms)
-        if front:
-            ax.step([r.latency_ms for r in front], [r.accuracy for r in front], where="post", color="black",
-                    linestyle="-" if kind == TEST else "--", linewidth=1, label="Pareto front")
+        for index, data in enumerate(sorted({r.data or "" for r in group})):  # one front per data set
+            front = sorted((r for r in group if r.pareto and (r.data or "") == data), key=lambda r: r.latency_ms)
+            if front:
+                ax.step([r.latency_ms for r in front], [r.accuracy for r in front], where="post", color="black",
+                        linestyle="-" if kind == TEST else "--", linewidth=1, label=None if index else "Pareto front")
         if kind == TEST:
             for r in group:
                 ax.annotate(r.run, (r.latency_ms, r.accuracy), textcoords="offset points", xytext=(5, 4), fontsize=7)

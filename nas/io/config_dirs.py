@@ -10,8 +10,8 @@ of spaces and data formats, which the argparse tools and the tests read, list th
 (``group_configs``). The Python code a config's ``_target_`` or ``reader`` names is
 imported as any module is: the user installs their package or puts it on ``PYTHONPATH``.
 
-A user file may not share its name with a built-in one: Hydra would silently take the
-built-in, so both places refuse it instead.
+A user file may not share its name with a built-in one or one in another user folder:
+Hydra would silently take the first, so both places refuse it instead.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ BUILTIN_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 def user_config_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
     """The folders ``MELNAS_CONFIG_PATH`` names, in order, each checked: it exists and holds
-    no YAML whose path a built-in config already has."""
+    no YAML whose path a built-in config or another of these folders already has."""
     value = (os.environ if env is None else env).get(CONFIG_PATH_ENV, "")
-    folders = [Path(part).expanduser().resolve() for part in value.split(os.pathsep) if part.strip()]
+    folders = [Path(part.strip()).expanduser().resolve() for part in value.split(os.pathsep) if part.strip()]
+    seen: dict[Path, Path] = {}  # a config's path below its folder -> the file
     for folder in folders:
         if not folder.is_dir():
             raise MelnasError(f"{CONFIG_PATH_ENV} names {folder}, which is not a folder; give folders laid out "
@@ -41,6 +42,10 @@ def user_config_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
             if (BUILTIN_CONF_DIR / relative).is_file():
                 raise MelnasError(f"{path} has the name of melnas's own conf/{relative.as_posix()}, which would hide "
                                   f"it; rename yours (the name is what commands select it by)")
+            if relative in seen:
+                raise MelnasError(f"{path} and {seen[relative]} have one name; Hydra would take only the first: "
+                                  "rename one (the name is what commands select it by)")
+            seen[relative] = path
     return folders
 
 

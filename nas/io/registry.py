@@ -61,6 +61,8 @@ def build_space(config: Mapping[str, Any] | str, **overrides: Any) -> SearchSpac
 def _import_problem(target: str) -> str | None:
     """Why ``target`` (``package.module.Class``) cannot be imported, for the user; None when it can."""
     module_name, _, attribute = target.rpartition(".")
+    if not module_name:
+        return None
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as missing:
