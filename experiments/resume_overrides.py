@@ -20,9 +20,12 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import OverrideParseException
 
 from nas.io.atomic import atomic_write_text
-from nas.search.resume import CHECKPOINT, RESUME_FREE_KEYS
+from nas.search.resume import CHECKPOINT
 
 STARTED_WITH = CHECKPOINT.parent / "started_with.yaml"  # in the run directory
+# Settings of one call, not of the run: a resume does not repeat them (stop_after_epochs
+# counts epochs from the call's start: repeated, every resume would stop after it again).
+PER_CALL_KEYS = ("resume", "trainer.stop_after_epochs")
 
 
 def _parsed(args: Sequence[str]) -> list[Override]:
@@ -30,10 +33,11 @@ def _parsed(args: Sequence[str]) -> list[Override]:
 
 
 def recorded_overrides(overrides: Sequence[str]) -> list[str]:
-    """What a run records of its overrides: all but Hydra's own and those a resume may
-    change (``RESUME_FREE_KEYS``: ``trainer.stop_after_epochs`` counts per call, ...)."""
+    """What a run records of its overrides: all but Hydra's own and those that belong to one
+    call (``PER_CALL_KEYS``). Settings a resume may change but need not (threads, device)
+    are kept: a resume runs as the run did unless told otherwise, so it computes the same."""
     return [text for text, parsed in zip(overrides, _parsed(overrides))
-            if parsed.key_or_group not in RESUME_FREE_KEYS and not parsed.key_or_group.startswith("hydra.")]
+            if parsed.key_or_group not in PER_CALL_KEYS and not parsed.key_or_group.startswith("hydra.")]
 
 
 def record_overrides(run_dir: Path, overrides: Sequence[str]) -> None:
