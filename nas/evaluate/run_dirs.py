@@ -87,27 +87,25 @@ def run_labels(runs: Sequence[Path]) -> dict[Path, str]:
     """Each run's path below the runs' common parent; a member of a Hydra sweep (``-m``)
     adds the overrides its sweep varied, ``0 (reward.target_ms=0.08)``."""
     resolved = [r.resolve() for r in runs]
+    sweeps = {r.parent: _varied_in_sweep(r.parent) for r in resolved if (r.parent / "multirun.yaml").is_file()}
+
+    def swept(run: Path) -> str:
+        varied = sweeps.get(run.parent, {}).get(run.name)
+        return f" ({', '.join(varied)})" if varied else ""
+
     if len(resolved) == 1:
-        return {runs[0]: runs[0].resolve().name + _swept(resolved[0])}
+        return {runs[0]: resolved[0].name + swept(resolved[0])}
     parent = Path(*_common_parts([r.parts for r in resolved]))
-    return {run: (str(r.relative_to(parent)) or r.name) + _swept(r) for run, r in zip(runs, resolved)}
+    return {run: (str(r.relative_to(parent)) or r.name) + swept(r) for run, r in zip(runs, resolved)}
 
 
-def _swept(run: Path) -> str:
-    """`` (key=value, ...)``: the overrides of sweep member ``run`` that not every member of
-    its sweep shares (Hydra's ``.hydra/overrides.yaml`` beside ``multirun.yaml``); ``""``
-    for a run outside a sweep."""
-    if not (run.parent / "multirun.yaml").is_file():
-        return ""
-
-    def overrides(member: Path) -> list[str]:
-        path = member / ".hydra" / "overrides.yaml"
-        return [str(o) for o in (yaml.safe_load(path.read_text()) or [])] if path.is_file() else []
-
-    everyone = [set(overrides(m)) for m in run.parent.iterdir() if (m / ".hydra" / "overrides.yaml").is_file()]
-    shared = set.intersection(*everyone) if everyone else set()
-    varied = [o for o in overrides(run) if o not in shared]
-    return f" ({', '.join(varied)})" if varied else ""
+def _varied_in_sweep(sweep_dir: Path) -> dict[str, list[str]]:
+    """Per member of the Hydra sweep in ``sweep_dir``, its overrides (``.hydra/overrides.yaml``)
+    that not every member shares."""
+    members = {m.name: [str(o) for o in (yaml.safe_load((m / ".hydra" / "overrides.yaml").read_text()) or [])]
+               for m in sweep_dir.iterdir() if (m / ".hydra" / "overrides.yaml").is_file()}
+    shared = set.intersection(*map(set, members.values())) if members else set()
+    return {name: [o for o in overrides if o not in shared] for name, overrides in members.items()}
 
 
 def _common_parts(parts: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
