@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from experiments.cli import HydraRun, run_hydra_app
-from experiments.hydra_app import hydra_app
+from experiments.hydra_app import MODEL_RECORDS, hydra_app
 from experiments.settings import build, settings_from
 from nas.compress.adapt_job import AdaptJob, AdaptRun, adapt_model
 
@@ -23,7 +23,7 @@ def report(result: AdaptRun) -> None:
     print(f"trace: {result.trace_path} ({result.plot_path.name})")
 
 
-@hydra_app("adapt")
+@hydra_app("adapt", taken_from=MODEL_RECORDS)
 def main(cfg: DictConfig) -> None:
     run_hydra_app("adapt", lambda cfg, run: report(adapt(cfg, run)), cfg)
 

@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from experiments.cli import HydraRun, run_hydra_app
-from experiments.hydra_app import hydra_app
+from experiments.hydra_app import MODEL_RECORDS, hydra_app
 from experiments.settings import settings_from
 from nas.evaluate.metrics import evaluate_checkpoint, format_summary
 from nas.evaluate.onnx_eval import evaluate_onnx_file
@@ -45,7 +45,7 @@ def work(cfg: DictConfig, run: HydraRun) -> None:
     print(f"confusion matrix: {run.out_dir / 'confusion_matrix.png'}")
 
 
-@hydra_app("eval")
+@hydra_app("eval", taken_from=MODEL_RECORDS)
 def main(cfg: DictConfig) -> None:
     run_hydra_app("eval", work, cfg)
 

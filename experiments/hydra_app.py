@@ -17,7 +17,7 @@ import functools
 import os
 import sys
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import hydra
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
@@ -31,9 +31,21 @@ from nas.io.config_dirs import CONFIG_PATH_ENV
 
 FULL_ERROR_ENV = "HYDRA_FULL_ERROR"  # Hydra re-raises its errors instead of printing them
 
+# The settings melnas-eval and melnas-adapt read from the model they are given.
+MODEL_RECORDS = {
+    "data": "the model.pt records the prepared cache it was trained on (cache_dir=... scores it on another)",
+    "search_space": "the model.pt records its arch and space settings",
+}
 
-def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
-    """Decorate an app's task function: ``melnas-<config_name>`` composed from ``conf/<config_name>.yaml``."""
+
+def hydra_app(config_name: str, *, taken_from: Mapping[str, str] | None = None
+              ) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
+    """Decorate an app's task function: ``melnas-<config_name>`` composed from ``conf/<config_name>.yaml``.
+
+    ``taken_from`` maps the settings an app reads from elsewhere, not from its own config,
+    to where they come from (``{"data": "it comes from the search run"}``): a user who
+    sets one of them is told so, not only that it is no setting of the app.
+    """
 
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[..., Any]:
         entry = hydra.main(version_base="1.3", config_path="../conf", config_name=config_name)(task)
@@ -45,7 +57,7 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
             try:
                 return entry(*args, **kwargs)
             except (ConfigCompositionException, OverrideParseException, MelnasError) as error:
-                message = describe_config_error(error)
+                message = describe_config_error(error, taken_from or {})
                 if debug_enabled():
                     traceback.print_exc()
                 print(f"melnas-{config_name}: {message}", file=sys.stderr)
@@ -61,7 +73,7 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
     return decorate
 
 
-def describe_config_error(error: BaseException) -> str:
+def describe_config_error(error: BaseException, taken_from: Mapping[str, str]) -> str:
     """One line for a config error of Hydra's (or a ``MelnasError`` raised while Hydra
     composes: a bad ``MELNAS_CONFIG_PATH``)."""
     flat = " ".join(str(error).split())
@@ -76,6 +88,9 @@ def describe_config_error(error: BaseException) -> str:
     known = sorted(str(k) for k in parent.keys() if k != "hydra") if isinstance(parent, DictConfig) else []
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key and known:
         prefix, _, name = str(key).rpartition(".")
+        group = str(key).split(".")[0]
+        if group in taken_from:
+            return f"{key} is not a setting of this command: {taken_from[group]}"
         return (f"{key} is not a setting{did_you_mean(prefix, name, known)}; known in {prefix or 'the config'}: "
                 f"{', '.join(known)}")
     if isinstance(error, OverrideParseException):

@@ -59,7 +59,8 @@ def report(summary: dict[str, Any], out_dir: Path) -> None:
     print(f"report: {out_dir / 'rank.json'}  {out_dir / 'rank.csv'}  {out_dir / 'rank.png'}")
 
 
-@hydra_app("rank")
+@hydra_app("rank", taken_from={group: "it comes from the search run (run=...), as its .hydra/config.yaml says"
+                               for group in ("data", "search_space", "latency_table", "trainer")})
 def main(cfg: DictConfig) -> None:
     run_hydra_app("rank", lambda cfg, run: report(rank(cfg, run), run.out_dir), cfg)
 

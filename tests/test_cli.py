@@ -222,6 +222,10 @@ def _run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedPro
     (["experiments.train", "search_space=nowhere", "arch=x"],
      "melnas-train: search_space=nowhere: no search_space/nowhere.yaml; the options of search_space: enas_macro,"),
     (["experiments.rank", "rank.num_archs=[1"], "melnas-rank: cannot read the override 'rank.num_archs=[1'"),
+    (["experiments.rank", "run=r", "data.cache_dir=c"],
+     "melnas-rank: data is not a setting of this command: it comes from the search run (run=...)"),
+    (["experiments.evaluate", "model=m.pt", "data.cache_dir=c"],
+     "melnas-eval: data is not a setting of this command: the model.pt records the prepared cache"),
     (["experiments.search", "seed=1,2"], "melnas-search: Ambiguous value for argument 'seed=1,2'"),
 ])
 def test_console_commands_print_one_line_and_exit_2(args, message, tmp_path):
