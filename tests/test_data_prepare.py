@@ -88,7 +88,7 @@ def add_broken_files(root: Path) -> dict[str, tuple[str, str]]:
             "trunc.wav": ("undecodable", "cannot decode"),
             "nan.wav": ("non_finite", "NaN or infinite"),
             "inf.wav": ("non_finite", "NaN or infinite"),
-            "blip.wav": ("too_short", "too short: 0.020 s, below data.min_seconds=0.05"),
+            "blip.wav": ("too_short", "too short: 0.020 s (320 samples), below data.min_seconds=0.05"),
             "silence.wav": ("silent", "silent: peak -inf dBFS, below data.silence_dbfs=-60.0"),
             "notes.txt": ("not_audio", "not an audio file extension"),
             "loose.wav": ("outside_class", "not inside a class folder")}

@@ -156,7 +156,7 @@ def cut_windows(signal: np.ndarray, params: FeatureParams) -> tuple[np.ndarray, 
                 f"{params.silence_dbfs}", SkipKind.SILENT)
     if size < params.min_samples:
         raise AudioDecodeError(
-            f"too short: {size / params.sample_rate:.3f} s, below "
+            f"too short: {size / params.sample_rate:.3f} s ({size} samples), below "
             f"data.min_seconds={params.min_seconds}", SkipKind.TOO_SHORT)
     if size < length:
         padded = np.zeros(length, dtype=np.float32)
