@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 from omegaconf import DictConfig
 
+from experiments.sweep_watch import stop_when_sweep_ends
 from nas.errors import MelnasError
 from nas.io.registry import available_spaces, unmatched_experiment_space_files
 from nas.runtime import PARALLEL_JOBS_ENV, THREADS_ENV, available_cores
@@ -145,6 +146,7 @@ def run_hydra_app(app: str, work: Callable[[DictConfig, HydraRun], Any], cfg: Di
 
     hydra_cfg = HydraConfig.get()
     share_cores_in_sweeps(str(hydra_cfg.mode), hydra_cfg.launcher.get("n_jobs"), hydra_cfg.launcher.get("cpus_per_task"))
+    stop_when_sweep_ends()
     runtime = hydra_cfg.runtime
     run = HydraRun(Path(runtime.output_dir), dict(runtime.choices), tuple(hydra_cfg.overrides.task))
     warn_unmatched_experiment_space_files(run.choices.get("experiment"))

@@ -26,6 +26,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from experiments.cli import debug_enabled
 from experiments.settings import did_you_mean
+from experiments.sweep_watch import mark_sweep_process
 from nas.errors import MelnasError
 from nas.io.config_dirs import CONFIG_PATH_ENV
 
@@ -52,6 +53,7 @@ def hydra_app(config_name: str, *, taken_from: Mapping[str, str] | None = None
 
         @functools.wraps(task)
         def run(*args: Any, **kwargs: Any) -> Any:
+            mark_sweep_process()
             previous = os.environ.get(FULL_ERROR_ENV)
             os.environ[FULL_ERROR_ENV] = "1"
             try:
