@@ -34,7 +34,7 @@ FULL_ERROR_ENV = "HYDRA_FULL_ERROR"  # Hydra re-raises its errors instead of pri
 
 # The settings melnas-eval and melnas-adapt read from the model they are given.
 MODEL_RECORDS = {
-    "data": "the model.pt records the prepared cache it was trained on (cache_dir=... scores it on another)",
+    "data": "the model.pt records the prepared cache it was trained on (cache_dir=... gives another)",
     "search_space": "the model.pt records its arch and space settings",
 }
 
