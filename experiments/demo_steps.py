@@ -26,18 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from experiments.cli import HydraRun
+from experiments.compose import compose_config, compose_step, job_config, save_step_config
 from experiments.search import search
 from experiments.settings import plain, settings_from
 from experiments.train import train
 from nas.data.prepare import prepare_dataset
 from nas.data.synth import SynthSettings, differences_from_record, record_path, synthesize
 from nas.evaluate.compare import Comparison, compare_runs
-from nas.io.config_dirs import BUILTIN_CONF_DIR
 from nas.runtime import torch_threads
 
 log = logging.getLogger("melnas.demo")
@@ -85,34 +83,6 @@ def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
     yield
     seconds[step] = time.perf_counter() - start
     log.info("== %s done in %.1f s", step, seconds[step])
-
-
-def compose_step(config_name: str, overrides: Sequence[str], data: DictConfig) -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` like its console command would, with the demo's
-    ``data`` group put in place of the default one."""
-    cfg = _compose(config_name, overrides)
-    with open_dict(cfg):
-        cfg.data = OmegaConf.create(OmegaConf.to_container(data, resolve=True))
-    return cfg
-
-
-def _compose(config_name: str, overrides: Sequence[str]) -> DictConfig:
-    if GlobalHydra.instance().is_initialized():  # inside melnas-demo: its config search path
-        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
-    with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
-
-
-def _job_config(cfg: DictConfig) -> DictConfig:
-    """``cfg`` without its hydra node: what the step function receives."""
-    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-
-
-def _save_step_config(run_dir: Path, cfg: DictConfig, overrides: Sequence[str]) -> None:
-    hydra_dir = run_dir / ".hydra"
-    hydra_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(_job_config(cfg), hydra_dir / "config.yaml", resolve=True)
-    (hydra_dir / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
 
 
 @dataclass(frozen=True)
@@ -163,15 +133,15 @@ def run_step(step: Step, out_dir: Path, *, threads: int | None = None) -> None:
         with open_dict(cfg):
             cfg.resume = True
         overrides = (*overrides, "resume=true")
-    _save_step_config(run_dir, cfg, overrides)
+    save_step_config(run_dir, cfg, overrides)
     run = HydraRun.composed(cfg, run_dir)  # the step's config-group choices name its controller
     with torch_threads(threads):
         if step.kind == "search":
-            outcome = search(_job_config(cfg), run)
+            outcome = search(job_config(cfg), run)
             if not outcome.finished:
                 raise RuntimeError(f"the search in {run_dir} stopped before its end")
         else:
-            train(_job_config(cfg), run)
+            train(job_config(cfg), run)
 
 
 def run_demo(cfg: DictConfig, out_dir: str | Path) -> DemoResult:
@@ -223,7 +193,7 @@ def synthesise_if_missing(cfg: DictConfig) -> None:
         log.info("data: using %s as it is", cfg.data.manifest or root)
         return
     demo = settings_from(cfg.demo, DemoSettings, prefix="demo")
-    synth_cfg = _compose("synth", demo.synth_overrides)
+    synth_cfg = compose_config("synth", demo.synth_overrides)
     settings = SynthSettings.from_config({**plain(synth_cfg.synth), "out_dir": str(root)})
     differing = differences_from_record(settings)
     if differing:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,23 @@ def rank(cfg: DictConfig, run: HydraRun) -> dict[str, Any]:
     The search's ``data`` group joins ``cfg`` first, so that a recipe reading it
     (``train=quick``'s ``batch_size: ${data.batch_size}``) resolves as in melnas-train.
     """
-    search = search_run(Path(plain(OmegaConf.masked_copy(cfg, ["run"]))["run"]))
+    run_dir = Path(plain(OmegaConf.masked_copy(cfg, ["run"]))["run"])
+    search = search_run(run_dir)
     with open_dict(cfg):
         cfg.data = OmegaConf.create(search.data)
     job = settings_from(cfg, RankJob, skip=("data",))
-    referees = referees_from(job.rank.referees, setting="rank.referees")
+    named = job.rank.referees if job.rank.referees is not None else search_referees(run_dir)
+    referees = referees_from(named, setting="rank.referees")
     return run_rank(job, search, out_dir=run.out_dir, optimizer_factory=build(job.train.optimizer), referees=referees)
 
 
-def report(summary: dict[str, Any], out_dir: Path) -> None:
+def search_referees(run_dir: Path) -> list[str]:
+    """The referees a finished search picked its archs with (``search_summary.json``)."""
+    path = run_dir / "search_summary.json"
+    return list(json.loads(path.read_text()).get("final_referees", [])) if path.is_file() else []
+
+
+def report(summary: dict[str, Any], out_dir: Path, *, referees_of_search: bool = False) -> None:
     print(f"{summary['num_archs']} archs, bn {summary['bn_mode']}: Kendall tau {summary['kendall_tau']:.3f}, "
           f"Spearman rho {summary['spearman_rho']:.3f}, supernet top-1 is standalone #{summary['top1_standalone_rank']}, "
           f"top-5 overlap {summary['top5_overlap']}/{min(5, summary['num_archs'])}")
@@ -41,7 +50,8 @@ def report(summary: dict[str, Any], out_dir: Path) -> None:
         print(f"  bn {mode}: tau {figures['kendall_tau']:.3f} rho {figures['spearman_rho']:.3f}")
     if summary["referees"]:
         ensemble = summary["referees"]
-        print(f"  with {len(ensemble['runs'])} referee supernet(s), the mean score: tau {ensemble['kendall_tau']:.3f} "
+        whose = " (those the search picked with: its own scorer)" if referees_of_search else ""
+        print(f"  with {len(ensemble['runs'])} referee supernet(s){whose}, the mean score: tau {ensemble['kendall_tau']:.3f} "
               f"rho {ensemble['spearman_rho']:.3f}, top-1 is standalone #{ensemble['top1_standalone_rank']}; "
               f"the referees alone: tau {ensemble['referees_alone']['kendall_tau']:.3f}")
     baseline = summary["latency_baseline"]
@@ -62,7 +72,8 @@ def report(summary: dict[str, Any], out_dir: Path) -> None:
 @hydra_app("rank", taken_from={group: "it comes from the search run (run=...), as its .hydra/config.yaml says"
                                for group in ("data", "search_space", "latency_table", "trainer")})
 def main(cfg: DictConfig) -> None:
-    run_hydra_app("rank", lambda cfg, run: report(rank(cfg, run), run.out_dir), cfg)
+    run_hydra_app("rank", lambda cfg, run: report(rank(cfg, run), run.out_dir,
+                                                  referees_of_search=cfg.rank.referees is None), cfg)
 
 
 if __name__ == "__main__":

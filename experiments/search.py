@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.cli import HydraRun, hydra_worker_overrides, run_hydra_app
 from experiments.hydra_app import hydra_app
+from experiments.referee_searches import train_referee_searches
 from experiments.resume_overrides import fill_resume_overrides, record_overrides
 from experiments.settings import build, plain, settings_from
 from nas.distributed import world_from_env
@@ -30,10 +31,11 @@ def search(cfg: DictConfig, run: HydraRun) -> SearchOutcome:
     settings = settings_from(cfg, SearchSettings, skip=NOT_SETTINGS)
     if not settings.resume and not (run.out_dir / CHECKPOINT).exists() and world_from_env().is_writer:
         record_overrides(run.out_dir, run.overrides)  # what resume=true fills in (experiments/resume_overrides.py)
+    trained = train_referee_searches(cfg, run.overrides, search)
     inputs = SearchInputs(
         data=plain(cfg.data), space_config=plain(cfg.search_space), controller=build(cfg.controller),
         reward=reward_builder(cfg.reward), controller_name=run.choices.get("controller"), config=plain(cfg),
-        referees=referees_from(settings.trainer.final.referees, setting="trainer.final.referees"),
+        referees=referees_from([*settings.trainer.final.referees, *trained], setting="trainer.final.referees"),
     )
     return run_search(settings, inputs, run_dir=run.out_dir)
 
@@ -67,10 +69,12 @@ def reward_builder(node: DictConfig) -> RewardBuilder:
     return RewardBuilder(make=partial(build, node), target_ms=target)
 
 
-def resume_hint(run: HydraRun) -> str | None:
-    """After Ctrl-C: the command that continues the run, once an epoch has been checkpointed."""
+def resume_hint(run: HydraRun, *, referee_searches: int = 0) -> str | None:
+    """After Ctrl-C: the command that continues the run, once an epoch has been checkpointed;
+    before that, with referee searches, that running it again keeps what they trained."""
     if not (run.out_dir / CHECKPOINT).is_file():
-        return None
+        return ("run the same command again to continue: finished referee searches are reused and an "
+                "interrupted one continues from its last checkpoint") if referee_searches else None
     return f"continue from its last checkpoint with: melnas-search resume=true hydra.run.dir={run.out_dir}"
 
 
@@ -88,7 +92,8 @@ def report(outcome: SearchOutcome) -> None:
 
 @hydra_app("search")
 def hydra_main(cfg: DictConfig) -> None:
-    run_hydra_app("search", lambda cfg, run: report(search(cfg, run)), cfg, after_interrupt=resume_hint)
+    run_hydra_app("search", lambda cfg, run: report(search(cfg, run)), cfg, after_interrupt=partial(
+        resume_hint, referee_searches=int(cfg.trainer.final.referee_searches)))
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from experiments.demo_steps import compose_step, plan_steps, synthesise_if_missing
+from experiments.compose import compose_step
+from experiments.demo_steps import plan_steps, synthesise_if_missing
 from nas.io.config_dirs import BUILTIN_CONF_DIR
 from tests.test_train_fixtures import write_tone_dataset
 

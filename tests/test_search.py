@@ -385,6 +385,35 @@ def test_referees_rescore_a_finished_searchs_candidates(workdir: Path, uninterru
     assert [r for r in read_log(fresh) if r["phase"] == "controller"] == trained
 
 
+def test_referee_searches_are_trained_once_shared_by_the_seeds_searches_and_picked_with(
+        workdir: Path, uninterrupted: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``trainer.final.referee_searches=1``: the search first trains the one-arch ENAS search
+    of seed + 1 with its other settings (the same run as melnas-search would make of
+    ``controller=enas_lstm trainer.sampling=controller seed=1``), trains itself exactly as
+    without it, and picks by the mean score of the two supernets; a search of another
+    controller and the same seed reuses that referee instead of training it again."""
+    refs = tmp_path / "refs"
+    with_referee = ("trainer.final.referee_searches=1", f"trainer.final.referee_dir={refs}")
+    assert search(workdir, tmp_path / "enas", *with_referee).finished
+    (referee,) = [p for p in refs.iterdir() if p.is_dir()]
+    assert referee.name.startswith("seed_1-")
+    summary = json.loads((tmp_path / "enas" / "search_summary.json").read_text())
+    assert summary["final_referees"] == [str(referee)]
+    plain_run = tmp_path / "one_arch_seed_1"
+    assert search(workdir, plain_run, "controller=enas_lstm", "trainer.sampling=controller", "seed=1").finished
+    assert read_log(referee) == read_log(plain_run)
+    controller_phase = [r for r in read_log(uninterrupted) if r["phase"] == "controller"]
+    assert [r for r in read_log(tmp_path / "enas") if r["phase"] == "controller"] == controller_phase
+    own, picked = final_scores(uninterrupted), final_scores(tmp_path / "enas")
+    assert picked.keys() == own.keys() and any(picked[a] != pytest.approx(own[a], abs=1e-9) for a in own)
+    trained_at = (referee / CHECKPOINT).stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="melnas.search"):
+        assert search(workdir, tmp_path / "random", "controller=random", *with_referee).finished
+    assert (referee / CHECKPOINT).stat().st_mtime_ns == trained_at
+    assert "referee 1/1: the one-arch ENAS search of seed 1 is done already" in caplog.text
+    assert json.loads((tmp_path / "random" / "search_summary.json").read_text())["final_referees"] == [str(referee)]
+
+
 def test_a_search_of_other_splits_is_refused_as_referee_and_for_resume(workdir: Path, tmp_path: Path,
                                                                         caplog: pytest.LogCaptureFixture) -> None:
     """The cache path does not identify the data: preparing the same cache again with another

@@ -128,7 +128,8 @@ class SearchInputs:
     # The run's whole config (plain): a resume must match it (``RESUME_FREE_KEYS`` of
     # nas/search/resume.py aside). None: the settings, data and space config.
     config: Mapping[str, Any] | None = None
-    referees: Sequence[Referee] = ()  # trainer.final.referees, read (nas/search/referees.py)
+    # trainer.final.referees and the referee searches (experiments/referee_searches.py), read
+    referees: Sequence[Referee] = ()
 
 
 def run_search(settings: SearchSettings, inputs: SearchInputs, *, run_dir: str | Path) -> SearchOutcome:
@@ -160,7 +161,7 @@ def _run_search(
             f"{ctx.device}{f' x {world.size} processes' if world.distributed else ''}: {ctx.steps_per_epoch} train "
             f"steps/epoch; data and latency table ready in {setup_s:.1f} s{_target_note(inputs.reward, ctx.reward)}"
         )
-        return _search(ctx, run_dir, space_config, run_identity, setup_s=setup_s)
+        return _search(ctx, run_dir, space_config, run_identity, setup_s=setup_s, referees=inputs.referees)
     finally:
         ctx.tracker.close()
 
@@ -262,7 +263,8 @@ def build_context(
 
 
 def _search(
-    ctx: SearchContext, run_dir: Path, space_config: dict, run_identity: dict, *, setup_s: float
+    ctx: SearchContext, run_dir: Path, space_config: dict, run_identity: dict, *, setup_s: float,
+    referees: Sequence[Referee] = (),
 ) -> SearchOutcome:
     s = ctx.settings
     labels = choice_labels(ctx.space)
@@ -291,14 +293,14 @@ def _search(
         write_json(run_dir / "top_archs.json", top)
         write_json(run_dir / "search_summary.json", {
             "epochs": ctx.state.history, "setup_s": setup_s, "final_s": final_s,
-            "final_candidates": len(ranked), "final_referees": list(s.final.referees), "best": top[0],
+            "final_candidates": len(ranked), "final_referees": [str(referee.run_dir) for referee in referees], "best": top[0],
         })
     ctx.tracker.scalars(
         {"final/reward": top[0]["reward"], "final/accuracy": top[0]["accuracy"], "final/latency_ms": top[0]["latency_ms"]},
         ctx.state.train_step,
     )
     ctx.tracker.text("final/best_arch", f"`{top[0]['arch_str']}`", ctx.state.train_step)
-    referees = f" by the supernet and {len(s.final.referees)} referee(s) (mean)" if s.final.referees else ""
+    referees = f" by the supernet and {len(referees)} referee(s) (mean)" if referees else ""
     ctx.tracker.info(
         f"final: {len(ranked)} distinct archs scored on the whole val split{referees} in {final_s:.1f} s; best "
         f"{top[0]['arch_str']}: accuracy {top[0]['accuracy']:.4f}, latency {top[0]['latency_ms']:.3f} ms, "

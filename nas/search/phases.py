@@ -66,10 +66,14 @@ class FinalSettings:
     top_k: int = 5  # archs kept in top_archs.json
     bn_mode: str = "recalibrate"
     referees: list[str] = field(default_factory=list)  # finished searches whose supernets score the candidates too
+    referee_searches: int = 0  # one-arch ENAS searches the search trains as referees (experiments/referee_searches.py)
+    referee_dir: str = "outputs/referees"  # where those are kept, shared by every search that needs the same one
 
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.top_k < 1:
             raise ValueError(f"trainer.final needs num_samples >= 1 and top_k >= 1, got {self}")
+        if self.referee_searches < 0:
+            raise ValueError(f"trainer.final.referee_searches={self.referee_searches}: give 0 (none) or more")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ CHECKPOINT_FORMAT = 1
 # finished search with referees re-picks its winners without training anything.
 RESUME_FREE_KEYS = {"resume", "trainer.progress", "trainer.stop_after_epochs", "trainer.num_workers",
                     "trainer.device", "trainer.amp", "trainer.threads", "data.num_workers", "data.rebuild",
-                    "trainer.final.referees"}
+                    "trainer.final.referees", "trainer.final.referee_searches", "trainer.final.referee_dir"}
 SHOWN_CHANGES = 12  # a refused resume names this many changed settings
 
 

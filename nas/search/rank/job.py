@@ -59,7 +59,8 @@ class RankSettings:
     jobs: int = 1
     threads: int | None = None  # torch threads per training; None: cores // jobs
     train_seeds: list[int] = field(default_factory=lambda: [0])  # standalone accuracy: the mean over these
-    referees: list[str] = field(default_factory=list)  # other search runs whose supernets score the archs too
+    # other search runs whose supernets score the archs too; None: those the search picked with
+    referees: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not self.bn_modes:
