@@ -263,6 +263,13 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
     assert own != ref
     assert refereed["referees"]["kendall_tau"] == pytest.approx(
         kendall_tau(both, [float(row["standalone_val"]) for row in table]), nan_ok=True)
+    # by default melnas-rank scores with the referees the search picked with
+    summary_path = run_dir / "search_summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary_path.write_text(json.dumps({**summary, "final_referees": [str(other)]}))
+    assert rank(6, "rank4b")["referees"]["runs"] == [str(other)]
+    assert rank(6, "rank4c", "rank.referees=[]")["referees"] is None
+    summary_path.write_text(json.dumps(summary))
     # the cache prepared again with other splits: the run's supernet trained on some of
     # today's val recordings, so it is refused before anything is scored or trained
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
