@@ -177,6 +177,18 @@ def test_two_process_run_stopped_in_its_second_epoch_resumes_to_the_same_end(
 
 
 @pytest.mark.slow
+def test_two_processes_train_a_referee_search_together_then_the_search(ddp_workdir: Path, tmp_path: Path) -> None:
+    """Under torchrun every rank takes part in the referee search (its own process group,
+    ended before the search starts its own); rank 0 alone writes it."""
+    refs = tmp_path / "refs"
+    run_search(ddp_workdir, tmp_path / "run", 2, "trainer.final.referee_searches=1", f"trainer.final.referee_dir={refs}")
+    (referee,) = [p for p in refs.iterdir() if p.is_dir()]
+    assert (referee / "top_archs.json").is_file()
+    summary = json.loads((tmp_path / "run" / "search_summary.json").read_text())
+    assert summary["final_referees"] == [str(referee)]
+
+
+@pytest.mark.slow
 def test_two_processes_training_an_arch_each_finish(ddp_workdir: Path, two_process_run: Path) -> None:
     run_dir = ddp_workdir / "per_rank"
     run_search(ddp_workdir, run_dir, 2, "trainer.ddp_archs=per_rank")
