@@ -117,6 +117,21 @@ def test_quick_gives_its_space_settings_to_mobilenetv3_only(space: str) -> None:
     assert compose_search("experiment=quick", "search_space.width=0.75").search_space.width == 0.75  # command line wins
 
 
+def test_a_referee_search_is_the_search_as_a_one_arch_enas_search_of_another_seed() -> None:
+    from experiments.referee_searches import referee_overrides
+
+    assert compose_search("experiment=quick").trainer.final.referee_searches == 0  # an option, off by default
+    # a referee of a random search of seed 3: the same experiment and settings, ENAS one-arch, seed 4, no referees
+    given = ["experiment=quick", "controller=random", "seed=3", "controller.foo=1", "trainer.lr=0.1",
+             "trainer.stop_after_epochs=1", "resume=true", "trainer.final.referee_searches=2"]
+    referee = compose_search(*referee_overrides([o for o in given if o != "controller.foo=1"], 4))
+    assert referee_overrides(given, 4)[:2] == ["experiment=quick", "trainer.lr=0.1"]
+    assert referee.seed == 4 and referee.trainer.sampling == "controller" and referee.trainer.lr == 0.1
+    assert referee.controller._target_.endswith("EnasLstmController") and referee.controller.adam_eps == 1e-8
+    assert referee.trainer.final.referee_searches == 0 and referee.trainer.stop_after_epochs is None
+    assert not referee.resume
+
+
 def test_a_reward_target_naming_no_preset_of_the_space_is_refused_up_front() -> None:
     from nas.search.reward import RewardBuilder
 
