@@ -108,19 +108,27 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def group_running() -> bool:
+    """Whether this process has a process group already (a caller started it)."""
+    return dist.is_available() and dist.is_initialized()
+
+
 @contextmanager
-def process_group_ends_together(world: World) -> Iterator[None]:
-    """Run a distributed job's body, then end the process group. After a body that
-    finished, all ranks meet at a barrier first, so that none tears its group down while
-    another still talks to it: without it a 2-process retraining whose work was done
-    ended with "terminate called without an active exception" (SIGABRT) on rank 0 in
-    about 1 run of 4. A body that raised skips the barrier (its peers may never reach it)."""
+def process_group_ends_together(world: World, *, end: bool = True) -> Iterator[None]:
+    """Run a distributed job's body, then end the process group (unless ``end`` is false:
+    a caller that started the group ends it). After a body that finished, all ranks meet
+    at a barrier first, so that none tears its group down while another still talks to
+    it: without it a 2-process retraining whose work was done ended with "terminate called
+    without an active exception" (SIGABRT) on rank 0 in about 1 run of 4. A body that
+    raised skips the barrier (its peers may never reach it). One group serves all the
+    jobs of a process: ending a group and starting another in the same processes can hang
+    the second rendezvous (a search after its referee searches did, under load)."""
     try:
         yield
         if world.distributed and dist.is_initialized():
             dist.barrier()
     finally:
-        if world.distributed:
+        if world.distributed and end:
             shutdown()
 
 
