@@ -414,6 +414,32 @@ def test_referee_searches_are_trained_once_shared_by_the_seeds_searches_and_pick
     assert json.loads((tmp_path / "random" / "search_summary.json").read_text())["final_referees"] == [str(referee)]
 
 
+def test_an_interrupted_referee_search_continues_from_its_checkpoint(
+        workdir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A search stopped while it trained its referee (here: the referee's run dir holds one
+    epoch's checkpoint) continues the referee where it stopped when run again, and the
+    referee ends as an uninterrupted one-arch search of its seed."""
+    from experiments.compose import compose_config, compose_step
+    from experiments.referee_searches import referee_overrides, referee_run_dir
+
+    refs = tmp_path / "refs"
+    with_referee = ("trainer.final.referee_searches=1", f"trainer.final.referee_dir={refs}")
+    overrides = tiny_overrides(workdir, *with_referee)
+    data = compose_config("search", overrides).data
+    prepare_dataset(OmegaConf.to_container(data, resolve=True), progress=False)
+    referee_cfg = compose_step("search", referee_overrides(overrides, 1), data)
+    run_dir = referee_run_dir(referee_cfg, open_prepared(workdir / "cache").split_identity, refs.resolve())
+    stopped = search(workdir, run_dir, "controller=enas_lstm", "trainer.sampling=controller", "seed=1",
+                     "trainer.stop_after_epochs=1")
+    assert not stopped.finished and (run_dir / CHECKPOINT).is_file()
+    with caplog.at_level(logging.INFO, logger="melnas.search"):
+        assert search(workdir, tmp_path / "run", *with_referee).finished
+    assert "referee 1/1: continuing the one-arch ENAS search of seed 1" in caplog.text
+    uninterrupted_referee = tmp_path / "one_arch_seed_1"
+    assert search(workdir, uninterrupted_referee, "controller=enas_lstm", "trainer.sampling=controller", "seed=1").finished
+    assert read_log(run_dir) == read_log(uninterrupted_referee)
+
+
 def test_a_search_of_other_splits_is_refused_as_referee_and_for_resume(workdir: Path, tmp_path: Path,
                                                                         caplog: pytest.LogCaptureFixture) -> None:
     """The cache path does not identify the data: preparing the same cache again with another
