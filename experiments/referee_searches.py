@@ -34,17 +34,18 @@ from nas.data.dataset import open_prepared
 from nas.data.prepare import prepare_for_run
 from nas.distributed import world_from_env
 from nas.io.lock import file_lock
+from nas.search.loop import SearchOutcome
 from nas.search.resume import CHECKPOINT, identity_of
 from nas.search.tracking import LOGGER
 
 REFEREE_CONTROLLER = "enas_lstm"
-# Overrides of the search that a referee replaces (its controller, sampling, seed) or that
-# would make it train referees of its own.
-# A referee always runs to its end: ``trainer.stop_after_epochs`` (a simulated kill) is the search's.
+# Overrides of the search that a referee replaces (its controller, sampling, seed), that
+# would make it train referees of its own, or that are the search's alone (resume; the
+# simulated kill ``trainer.stop_after_epochs``: a referee always runs to its end).
 REPLACED = ("controller=", "controller.", "seed=", "resume=", "trainer.sampling=", "trainer.final.referee",
             "trainer.stop_after_epochs=", "hydra.", "hydra/")
 
-RunSearch = Callable[[DictConfig, HydraRun], object]
+RunSearch = Callable[[DictConfig, HydraRun], SearchOutcome]
 
 
 def referee_overrides(overrides: Sequence[str], seed: int) -> list[str]:
@@ -102,5 +103,5 @@ def _train_once(cfg: DictConfig, run_dir: Path, label: str, run_search: RunSearc
         if world.is_writer:
             save_step_config(run_dir, cfg, tuple(cfg.hydra.overrides.task))
         outcome = run_search(job_config(cfg), HydraRun.composed(cfg, run_dir))
-        if not getattr(outcome, "finished", False):
+        if not outcome.finished:
             raise RuntimeError(f"the referee search in {run_dir} stopped before its end")
