@@ -14,7 +14,7 @@ from experiments.hydra_app import hydra_app
 from experiments.referee_searches import train_referee_searches
 from experiments.resume_overrides import fill_resume_overrides, record_overrides
 from experiments.settings import build, plain, settings_from
-from nas.distributed import group_running, init_from_env, process_group_ends_together, world_from_env
+from nas.distributed import process_group, world_from_env
 from nas.errors import MelnasError
 from nas.runtime import resolve_device
 from nas.search.loop import SearchInputs, SearchOutcome, SearchSettings, run_search
@@ -30,12 +30,10 @@ NOT_SETTINGS = ("data", "search_space", "controller", "reward")
 def search(cfg: DictConfig, run: HydraRun) -> SearchOutcome:
     """The search ``cfg`` (conf/search.yaml, composed) describes, in ``run.out_dir``."""
     settings = settings_from(cfg, SearchSettings, skip=NOT_SETTINGS)
-    started_by_caller = group_running()
     if not settings.resume and not (run.out_dir / CHECKPOINT).exists() and world_from_env().is_writer:
         record_overrides(run.out_dir, run.overrides)  # what resume=true fills in (experiments/resume_overrides.py)
     # under torchrun one process group serves the referee searches and the search (nas/distributed.py)
-    world = init_from_env(resolve_device(settings.trainer.device))
-    with process_group_ends_together(world, end=not started_by_caller):
+    with process_group(resolve_device(settings.trainer.device)):
         trained = train_referee_searches(cfg, run.overrides, search)
         inputs = SearchInputs(
             data=plain(cfg.data), space_config=plain(cfg.search_space), controller=build(cfg.controller),

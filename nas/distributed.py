@@ -108,21 +108,27 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def group_running() -> bool:
-    """Whether this process has a process group already (a caller started it)."""
-    return dist.is_available() and dist.is_initialized()
+@contextmanager
+def process_group(device: torch.device) -> Iterator[World]:
+    """The world torchrun asked for (``init_from_env``), for the body of a job; the group
+    ends with the body (``process_group_ends_together``) unless a caller had started it
+    already, and then ends with the caller's. One group serves all the jobs of a process
+    (a search and the referee searches it trains first): ending a group and starting
+    another in the same processes can hang the second rendezvous (it did, under load)."""
+    started_here = not (dist.is_available() and dist.is_initialized())
+    world = init_from_env(device)
+    with process_group_ends_together(world, end=started_here):
+        yield world
 
 
 @contextmanager
 def process_group_ends_together(world: World, *, end: bool = True) -> Iterator[None]:
-    """Run a distributed job's body, then end the process group (unless ``end`` is false:
-    a caller that started the group ends it). After a body that finished, all ranks meet
-    at a barrier first, so that none tears its group down while another still talks to
-    it: without it a 2-process retraining whose work was done ended with "terminate called
-    without an active exception" (SIGABRT) on rank 0 in about 1 run of 4. A body that
-    raised skips the barrier (its peers may never reach it). One group serves all the
-    jobs of a process: ending a group and starting another in the same processes can hang
-    the second rendezvous (a search after its referee searches did, under load)."""
+    """Run a distributed job's body, then end the process group (unless ``end`` is false).
+    After a body that finished, all ranks meet at a barrier first, so that none tears its
+    group down while another still talks to it: without it a 2-process retraining whose
+    work was done ended with "terminate called without an active exception" (SIGABRT) on
+    rank 0 in about 1 run of 4. A body that raised skips the barrier (its peers may never
+    reach it)."""
     try:
         yield
         if world.distributed and dist.is_initialized():

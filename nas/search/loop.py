@@ -56,8 +56,7 @@ from nas.io.checkpoint import (
 from nas.data.dataset import make_loader, open_prepared
 from nas.data.prepare import prepare_for_run
 from nas.distributed import (
-    SINGLE, World, broadcast_object, broadcast_parameters, group_running, init_from_env, local_device,
-    process_group_ends_together, rank_zero_first,
+    SINGLE, World, broadcast_object, broadcast_parameters, local_device, process_group, rank_zero_first,
 )
 from nas.runtime import resolve_device, resolve_threads, torch_threads
 from nas.latency.measure import latency_table_for
@@ -136,12 +135,9 @@ class SearchInputs:
 def run_search(settings: SearchSettings, inputs: SearchInputs, *, run_dir: str | Path) -> SearchOutcome:
     """Run (or, with ``settings.resume``, continue) a search in ``run_dir``."""
     started = time.perf_counter()
-    started_by_caller = group_running()
-    world = init_from_env(resolve_device(settings.trainer.device))
-    run_dir = broadcast_object(Path(run_dir), world)
-    with process_group_ends_together(world, end=not started_by_caller), \
+    with process_group(resolve_device(settings.trainer.device)) as world, \
             torch_threads(resolve_threads(settings.trainer.threads)):
-        return _run_search(settings, inputs, run_dir, started, world)
+        return _run_search(settings, inputs, broadcast_object(Path(run_dir), world), started, world)
 
 
 def _run_search(

@@ -33,7 +33,7 @@ from nas.io.run_config import run_cache_dir
 from nas.io.registry import space_config as registered_space_config
 from nas.latency.measure import LatencySettings
 from nas.distributed import (
-    SINGLE, World, broadcast_object, init_from_env, local_device, process_group_ends_together, seed_per_rank,
+    SINGLE, World, broadcast_object, local_device, process_group, seed_per_rank,
 )
 from nas.runtime import resolve_device, resolve_threads, torch_threads
 from nas.train.amp import resolve_amp
@@ -230,9 +230,8 @@ def train_model(
     (each rank scores its shard; the counts are summed), rank 0 alone writes, and it
     scores the whole test split; every rank returns rank 0's result.
     """
-    world = init_from_env(resolve_device(job.device))
-    out_dir = broadcast_object(Path(out_dir), world)
-    with process_group_ends_together(world):
+    with process_group(resolve_device(job.device)) as world:
+        out_dir = broadcast_object(Path(out_dir), world)
         with torch_threads(resolve_threads(None)):
             result = _train_model(job, out_dir, cache_dir, search_space, optimizer_factory, world)
         return broadcast_object(result, world)
