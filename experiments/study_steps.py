@@ -51,11 +51,15 @@ class StudySettings(DemoSettings):
     baseline: str = "random"
     jobs: int | None = None
     bootstrap: Bootstrap = field(default_factory=Bootstrap)
+    resolve_effect: float = 0.01  # study.md: the search seeds a difference of this size would need
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.seeds:
             raise ValueError("study.seeds is empty: give at least one search seed")
+        if not self.resolve_effect > 0:
+            raise ValueError(f"study.resolve_effect must be > 0 (an accuracy difference, e.g. 0.01), "
+                             f"got {self.resolve_effect}")
         if self.jobs is not None and self.jobs < 1:
             raise ValueError(f"study.jobs must be >= 1 or null, got {self.jobs}")
 
@@ -134,7 +138,8 @@ def run_study(cfg: DictConfig, out_dir: str | Path) -> StudyResult:
               "train_recipe": study.train_recipe, "train_overrides": list(study.train_overrides),
               "latency": (f"every model re-timed side by side after the runs (median of {study.remeasure_rounds} rounds)"
                           if study.remeasure_rounds > 0 else "as each retraining measured it")}
-    report = write_study_report(rows, out_dir, baseline=study.baseline, bootstrap=study.bootstrap, budget=budget)
+    report = write_study_report(rows, out_dir, baseline=study.baseline, bootstrap=study.bootstrap, budget=budget,
+                                resolve_effect=study.resolve_effect)
     return StudyResult(out_dir, report, [f"{d.name}/{step.name}" for d, _, step in todo],
                        time.perf_counter() - start)
 

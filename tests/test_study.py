@@ -23,6 +23,8 @@ from nas.evaluate.study_stats import (
     latency_matched,
     method_spreads,
     paired_differences,
+    seeds_for_difference,
+    seeds_needed,
     spread,
     summary_table,
 )
@@ -114,6 +116,34 @@ def test_latency_matched_accuracy_separates_a_better_trade_off_from_another_poin
     assert plain_fast.mean == pytest.approx(-0.05)
     assert matched.spreads["preset:mnv3"].mean == pytest.approx(0.5 - matched.line.expected(0.2))
     assert latency_matched([_row("random", s, 0.8) for s in range(3)], "random") is None  # one latency: no line
+
+
+def test_seeds_for_a_difference_is_the_paired_t_tests_sample_size():
+    # textbook: a difference of half a std (Cohen's d = 0.5), two-sided 5%, power 0.8 -> 34 pairs
+    assert seeds_for_difference(0.02, 0.01) == 34
+    assert seeds_for_difference(0.02, -0.01) == 34  # the sign does not matter
+    assert seeds_for_difference(0.01, 0.01) == 10  # d = 1
+    # the smallest n that meets the condition: n - 1 does not
+    from scipy import stats
+    def half_width(n: int) -> float:
+        return (stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * 0.02 / np.sqrt(n)
+    assert half_width(34) <= 0.01 < half_width(33)
+    # more noise, a smaller difference or a higher confidence all take more seeds
+    assert seeds_for_difference(0.03, 0.01) > 34 and seeds_for_difference(0.02, 0.005) > 34
+    assert seeds_for_difference(0.02, 0.01, confidence=0.99) > 34
+    assert seeds_for_difference(0.02, 0.0) is None and seeds_for_difference(0.0, 0.01) == 2
+
+
+def test_seeds_needed_reads_the_std_of_the_per_seed_differences():
+    rows = ([_row("random", s, 0.70) for s in range(3)]
+            + [_row("enas", s, 0.70 + d) for s, d in enumerate([0.01, 0.03, -0.01])])
+    (diff,) = paired_differences(rows, "accuracy", "random")
+    needed = seeds_needed(diff, effect=0.005)
+    assert needed.per_seed_std == pytest.approx(0.02)  # std of +0.01, +0.03, -0.01
+    assert needed.at_observed == seeds_for_difference(0.02, 0.01) and needed.effect == 0.005
+    assert needed.at_effect == seeds_for_difference(0.02, 0.005)
+    one_seed = paired_differences(rows[:1] + rows[3:4], "accuracy", "random")[0]
+    assert seeds_needed(one_seed, effect=0.01) is None  # no std from one seed
 
 
 def test_a_missing_baseline_is_named():
@@ -225,6 +255,10 @@ def test_resume_skips_finished_steps_and_writes_the_report(tmp_path, monkeypatch
     assert "| enas_lstm | 3 | +0.0300 [+0.0300, +0.0300]" in markdown
     assert "percentile bootstrap" in markdown and "test acc (recording)" in markdown
     assert "the same trainings in every" not in markdown  # each round retrained its own preset
+    # a constant +0.03 per seed: 2 seeds resolve it; the sample sizes are in the JSON too
+    assert "| enas_lstm | test acc (window) | 0.0000 | 2 (+0.0300) | 2 |" in markdown
+    needed = {(n["method"], n["metric"]): n for n in summary["seeds_needed"]}
+    assert needed[("enas_lstm", "accuracy")]["at_observed"] == 2 and needed[("enas_lstm", "accuracy")]["power"] == 0.8
 
 
 def test_a_preset_with_fixed_training_seeds_is_retrained_once_for_all_rounds(tmp_path, monkeypatch, no_data):

@@ -19,15 +19,18 @@ from nas.evaluate.study_stats import (
     Bootstrap,
     LatencyMatched,
     PairedDifference,
+    SeedsNeeded,
     StudyRow,
     latency_line,
     latency_matched,
     paired_differences,
+    seeds_needed,
     summary_table,
     training_spreads,
 )
 from nas.io.atomic import atomic_write_text
 
+SEEDS_NEEDED_METRICS = ("accuracy", "recording_accuracy")
 LABELS = {"accuracy": "test acc (window)", "recording_accuracy": "test acc (recording)",
           "f1_macro": "macro F1", "latency_ms": "latency ms"}
 
@@ -87,8 +90,11 @@ def check_one_runtime(rows: Sequence[StudyRow]) -> None:
 
 
 def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baseline: str,
-                       bootstrap: Bootstrap = Bootstrap(), budget: dict[str, Any] | None = None) -> StudyReport:
-    """Write the four report files into ``out_dir`` and return the markdown table."""
+                       bootstrap: Bootstrap = Bootstrap(), budget: dict[str, Any] | None = None,
+                       resolve_effect: float = 0.01) -> StudyReport:
+    """Write the four report files into ``out_dir`` and return the markdown table.
+
+    ``resolve_effect``: the accuracy difference whose search seeds needed the report gives."""
     if not rows:
         raise ValueError("the study has no finished retrainings to report")
     check_one_runtime(rows)
@@ -98,6 +104,8 @@ def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baselin
     diffs = {metric: paired_differences(rows, metric, baseline, bootstrap) for metric in METRICS}
     train_std = training_spreads(rows, "accuracy")
     matched = latency_matched(rows, baseline, bootstrap)
+    needed = [(d, n) for metric in SEEDS_NEEDED_METRICS for d in diffs[metric]
+              if (n := seeds_needed(d, resolve_effect)) is not None]
 
     csv_path = out_dir / "study.csv"
     fields = list(table[0]) + [f"{m}_diff_vs_{baseline}{s}" for m in METRICS for s in ("", "_low", "_high")]
@@ -109,7 +117,7 @@ def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baselin
     atomic_write_text(csv_path, buffer.getvalue())
 
     markdown = (_markdown(table, diffs, train_std, baseline, bootstrap, budget, methods_shared_by_rounds(rows))
-                + _matched_markdown(matched, baseline))
+                + _seeds_needed_markdown(needed, baseline) + _matched_markdown(matched, baseline))
     markdown_path = out_dir / "study.md"
     atomic_write_text(markdown_path, markdown)
 
@@ -121,6 +129,8 @@ def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baselin
         "methods": table,
         "training_seed_std_accuracy": {k: (None if math.isnan(v) else v) for k, v in train_std.items()},
         "paired_differences": [_diff_json(d) for metric in METRICS for d in diffs[metric]],
+        "seeds_needed": [{"method": d.method, "baseline": d.baseline, "metric": d.metric, "observed_mean": d.mean,
+                          "confidence": d.confidence, **asdict(n)} for d, n in needed],
         "latency_matched_accuracy": None if matched is None else {
             "line": asdict(matched.line),
             "methods": {m: asdict(s) for m, s in matched.spreads.items()},
@@ -184,6 +194,27 @@ def _markdown(table: list[dict[str, Any]], diffs: dict[str, list[PairedDifferenc
     if budget:
         lines.append("Budget: " + ", ".join(f"{k}={v}" for k, v in budget.items()) + ".")
     return "\n".join(lines) + "\n"
+
+
+def _seeds_needed_markdown(needed: Sequence[tuple[PairedDifference, SeedsNeeded]], baseline: str) -> str:
+    """How many search seeds each accuracy comparison would need, read off this study's noise."""
+    if not needed:
+        return ""
+    effect = needed[0][1].effect
+    lines = ["", f"Search seeds needed: the fewest at which a paired t interval ({needed[0][0].confidence:.0%}) of "
+             f"the difference against `{baseline}` would exclude 0 with probability {needed[0][1].power:.0%}, if the "
+             "per-seed std of the differences stayed as observed here (a sample size for the next study, not a "
+             "test of this one).", "",
+             f"| method | metric | per-seed std of the difference | for a difference of its mean | for {effect:+.4f} |",
+             "|---|---|---|---|---|"]
+    for diff, n in needed:
+        lines.append(f"| {diff.method} | {LABELS[diff.metric]} | {n.per_seed_std:.4f} | "
+                     f"{_count(n.at_observed)} ({diff.mean:+.4f}) | {_count(n.at_effect)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _count(seeds: int | None) -> str:
+    return "-" if seeds is None else str(seeds)
 
 
 def _matched_markdown(matched: LatencyMatched | None, baseline: str) -> str:

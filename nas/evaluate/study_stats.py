@@ -20,6 +20,14 @@ common latency instead: each model's accuracy minus the straight accuracy-latenc
 fitted by least squares to the searched winners' per-seed means (presets excluded: one
 network each, they would pull the line to their own point). The line is fitted on the
 same models it adjusts, so read it as a description of this study, not a prediction.
+
+How many search seeds a comparison needs (``seeds_needed``) is the usual sample size of a
+paired t-test: the fewest seeds n at which ``(t_{(1+c)/2, n-1} + t_{power, n-1}) * std /
+sqrt(n) <= |difference|``, with ``std`` the per-seed std of the paired differences
+observed so far (Cohen 1988; the t quantiles make it exact enough for small n). With that
+many seeds an interval of the mean difference would exclude 0 with probability ``power``
+(``POWER``, 0.8: the convention), if the true difference and std were those assumed. It is a planning
+figure for the next study, read off this one's noise, not a test of this one.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+from scipy import stats
 
 METRICS = ("accuracy", "recording_accuracy", "f1_macro", "latency_ms")
 PRESET_PREFIX = "preset:"  # a study method that is a fixed network, not a search's winner
@@ -145,6 +154,49 @@ def training_spreads(rows: Sequence[StudyRow], metric: str) -> dict[str, float]:
         stds = [float(np.std(v, ddof=1)) for v in seeds.values() if len(v) > 1]
         out[method] = float(np.mean(stds)) if stds else math.nan
     return out
+
+
+@dataclass(frozen=True)
+class SeedsNeeded:
+    """Search seeds a paired difference would need (see the module docstring)."""
+
+    per_seed_std: float  # std of the per-seed differences observed (ddof=1)
+    power: float
+    at_observed: int | None  # to resolve a true difference the size of the observed mean
+    effect: float
+    at_effect: int | None  # to resolve a true difference of ``effect``
+
+
+POWER = 0.8  # the conventional power of a sample size (Cohen 1988)
+
+
+def seeds_for_difference(std: float, difference: float, *, confidence: float = 0.95, power: float = POWER,
+                         most: int = 100_000) -> int | None:
+    """The fewest search seeds (>= 2) at which a paired difference of ``difference`` with
+    per-seed std ``std`` is resolved (module docstring); None for a difference of 0 or more
+    than ``most`` seeds."""
+    if difference == 0.0 or not math.isfinite(std):
+        return None
+    if std == 0.0:
+        return 2
+    z = stats.norm.ppf((1.0 + confidence) / 2.0) + stats.norm.ppf(power)
+    n = max(2, math.ceil((z * std / abs(difference)) ** 2))  # the normal approximation: t only raises it
+    while n <= most:
+        if (stats.t.ppf((1.0 + confidence) / 2.0, n - 1) + stats.t.ppf(power, n - 1)) * std / math.sqrt(n) <= abs(difference):
+            return n
+        n += 1
+    return None
+
+
+def seeds_needed(diff: PairedDifference, effect: float, power: float = POWER) -> SeedsNeeded | None:
+    """How many search seeds ``diff``'s comparison needs, at its own mean and at ``effect``;
+    None with fewer than 2 seeds (no std yet)."""
+    if diff.n < 2:
+        return None
+    std = float(np.std(list(diff.per_seed.values()), ddof=1))
+    def seeds(difference: float) -> int | None:
+        return seeds_for_difference(std, difference, confidence=diff.confidence, power=power)
+    return SeedsNeeded(std, power, seeds(diff.mean), effect, seeds(effect))
 
 
 def paired_differences(rows: Sequence[StudyRow], metric: str, baseline: str,
