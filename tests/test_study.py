@@ -174,7 +174,9 @@ def test_study_defaults_and_plan(tmp_path):
     cfg = _study_cfg(tmp_path)
     study = settings_from(cfg, StudyApp, skip=("data",)).study
     assert study.seeds == [0, 1, 2] and study.controllers == ["enas_lstm", "random", "evolution"]
-    assert study.baseline == "random" and study.presets == ["mobilenetv3_small"]
+    assert study.baseline == "random" and study.presets == ["mobilenetv3_small"] and study.resolve_effect == 0.01
+    with pytest.raises(ValueError, match="study.resolve_effect"):
+        settings_from(_study_cfg(tmp_path, "study.resolve_effect=0"), StudyApp, skip=("data",))
     planned = plan_study(_study_cfg(tmp_path, "study.seeds=[3]", "study.train_seeds=[0,1]"), tmp_path / "out")
     names = [step.name for _, _, step in planned]
     assert names[:3] == ["search_enas_lstm", "search_random", "search_evolution"]
