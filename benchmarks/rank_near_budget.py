@@ -121,14 +121,17 @@ def main() -> None:
 
     print("\nrun | tau over all | tau near the budget")
     scores = []
+    batches_by_size: dict[int, tuple[list, list]] = {}  # the val split and recalibration batches, loaded once
     for run in args.runs:
         found = search_run(run)
         if dict(found.space_config) != dict(first.space_config) or found.data["cache_dir"] != first.data["cache_dir"]:
             raise SystemExit(f"{run} searched another space or data set than {args.runs[0]}: give runs of one of each")
         supernet = load_supernet(run / CHECKPOINT, found.settings.trainer.few_shot, space, num_classes=data.num_classes,
                                  input_shape=data.input_shape, device=torch.device("cpu"))
-        batches = scoring_batches(data, RankSettings(), found.settings.trainer.val_batch_size, torch.device("cpu"))
-        score = np.array(score_archs(supernet, archs, *batches, ["recalibrate"])["recalibrate"])
+        size = found.settings.trainer.val_batch_size
+        if size not in batches_by_size:
+            batches_by_size[size] = scoring_batches(data, RankSettings(), size, torch.device("cpu"))
+        score = np.array(score_archs(supernet, archs, *batches_by_size[size], ["recalibrate"])["recalibrate"])
         scores.append(score)
         print(f"{run} | {kendall_tau(score, truth):.2f} | {kendall_tau(score[near], truth[near]):.2f}", flush=True)
     if len(scores) > 1:

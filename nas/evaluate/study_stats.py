@@ -177,8 +177,6 @@ def seeds_for_difference(std: float, difference: float, *, confidence: float = 0
     than ``most`` seeds."""
     if difference == 0.0 or not math.isfinite(std):
         return None
-    if std == 0.0:
-        return 2
     z = stats.norm.ppf((1.0 + confidence) / 2.0) + stats.norm.ppf(power)
     n = max(2, math.ceil((z * std / abs(difference)) ** 2))  # the normal approximation: t only raises it
     while n <= most:
