@@ -11,9 +11,12 @@ accuracy: over all those archs, and over those whose predicted latency lies in
 standalone seed ranks the near-budget archs for another (the noise of the truth there),
 and what picking the best of them by one standalone training gains over a random pick,
 judged on another seed's test accuracy: the most any search could show over random
-search among those archs.
+search among those archs. Last, which options the supernets (their mean score) over- or
+underrate, over all the archs: for each option of a decision family (``kernel=5``,
+``se=True``) the correlation of an arch's share of that option with the truth, with the
+score and with the score's error.
 
-    python benchmarks/rank_near_budget.py --cache outputs/rank_cache RUN [RUN ...] [--near 0.7]
+    python benchmarks/rank_near_budget.py --cache outputs/rank_cache RUN [RUN ...] [--near 0.7] [--scores-out scores.json]
 
 The runs must be searches of one space and data set, the cache that of ``melnas-rank``
 runs on them (``rank.cache_dir``; several rank runs' archs together make a larger set).
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -79,12 +83,47 @@ def best_pick_gain(val: np.ndarray, test: np.ndarray) -> float:
     return float(np.mean(gains))
 
 
+def zscore(values: np.ndarray) -> np.ndarray:
+    return (values - values.mean()) / values.std()
+
+
+def option_shares(archs: list) -> dict[str, np.ndarray]:
+    """"kernel=5" -> per arch, the share of its ``kernel`` decisions (a family: the decision
+    names without their ``l<i>_`` layer prefix) that take the option 5. The first option of
+    a two-option family is left out (its share is 1 minus the other's)."""
+    families: dict[str, list[str]] = defaultdict(list)
+    for name in archs[0].names:
+        families[re.sub(r"^l\d+_", "", name)].append(name)
+    shares: dict[str, np.ndarray] = {}
+    for family, names in families.items():
+        options = sorted({str(dict(zip(a.names, a.values))[n]) for a in archs for n in names})
+        for option in options[1:] if len(options) == 2 else options:
+            shares[f"{family}={option}"] = np.array([
+                np.mean([str(dict(zip(a.names, a.values))[n]) == option for n in names]) for a in archs])
+    return shares
+
+
+def print_decision_bias(archs: list, score: np.ndarray, truth: np.ndarray) -> None:
+    """Which options the supernet over- or underrates: the correlation, over the archs, of
+    each option's share with the standalone truth, with the score and with the score's
+    error (z-scored score minus z-scored truth; positive: archs that use the option more
+    are scored higher than their truth)."""
+    error = zscore(score) - zscore(truth)
+    print("\noption (share of an arch's decisions) | r with truth | r with the score | r with the error")
+    for option, share in option_shares(archs).items():
+        if share.std() == 0:
+            continue
+        r = [float(np.corrcoef(share, y)[0, 1]) for y in (truth, score, error)]
+        print(f"{option} | {r[0]:+.2f} | {r[1]:+.2f} | {r[2]:+.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="finished melnas-search run directories")
     parser.add_argument("--cache", type=Path, required=True, help="the melnas-rank cache (rank.cache_dir)")
     parser.add_argument("--near", type=float, default=0.7, help="near the budget: latency in [near x target, target]")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--scores-out", type=Path, help="write every arch's truth, latency and scores per run as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -134,10 +173,17 @@ def main() -> None:
         score = np.array(score_archs(supernet, archs, *batches_by_size[size], ["recalibrate"])["recalibrate"])
         scores.append(score)
         print(f"{run} | {kendall_tau(score, truth):.2f} | {kendall_tau(score[near], truth[near]):.2f}", flush=True)
+    mean = np.mean(scores, axis=0)
     if len(scores) > 1:
-        mean = np.mean(scores, axis=0)
         print(f"the mean score of the {len(scores)} supernets | {kendall_tau(mean, truth):.2f} | "
               f"{kendall_tau(mean[near], truth[near]):.2f}")
+    print_decision_bias(archs, mean, truth)
+    if args.scores_out:
+        args.scores_out.write_text(json.dumps({
+            "archs": {h: {"val": truths[h]["val"], "test": truths[h]["test"], "latency_ms": float(ms), "near": bool(n)}
+                      for h, ms, n in zip(hashes, latency, near)},
+            "scores": {str(run): dict(zip(hashes, map(float, score))) for run, score in zip(args.runs, scores)},
+        }, indent=1))
 
 
 if __name__ == "__main__":
