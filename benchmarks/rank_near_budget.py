@@ -94,12 +94,12 @@ def option_shares(archs: list) -> dict[str, np.ndarray]:
     families: dict[str, list[str]] = defaultdict(list)
     for name in archs[0].names:
         families[re.sub(r"^l\d+_", "", name)].append(name)
+    choices = [{name: str(value) for name, value in arch.as_dict().items()} for arch in archs]
     shares: dict[str, np.ndarray] = {}
     for family, names in families.items():
-        options = sorted({str(dict(zip(a.names, a.values))[n]) for a in archs for n in names})
+        options = sorted({c[n] for c in choices for n in names})
         for option in options[1:] if len(options) == 2 else options:
-            shares[f"{family}={option}"] = np.array([
-                np.mean([str(dict(zip(a.names, a.values))[n]) == option for n in names]) for a in archs])
+            shares[f"{family}={option}"] = np.array([np.mean([c[n] == option for n in names]) for c in choices])
     return shares
 
 
