@@ -31,6 +31,7 @@ import re
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -48,6 +49,7 @@ from nas.search.rank.report import attainable_tau  # noqa: E402
 from nas.search.rank.stats import kendall_tau  # noqa: E402
 from nas.search.referees import load_supernet  # noqa: E402
 from nas.search.scoring import LatencyLookup  # noqa: E402
+from search_spaces.base import Arch  # noqa: E402
 
 
 def cached_truths(cache: Path) -> tuple[dict[str, dict], list[str]]:
@@ -87,10 +89,12 @@ def zscore(values: np.ndarray) -> np.ndarray:
     return (values - values.mean()) / values.std()
 
 
-def option_shares(archs: list) -> dict[str, np.ndarray]:
+def option_shares(archs: Sequence[Arch]) -> dict[str, np.ndarray]:
     """"kernel=5" -> per arch, the share of its ``kernel`` decisions (a family: the decision
     names without their ``l<i>_`` layer prefix) that take the option 5. The first option of
-    a two-option family is left out (its share is 1 minus the other's)."""
+    a two-option family is left out (its share is 1 minus the other's). Every decision
+    counts, also those of a layer the arch drops: the space contract does not say which
+    decisions a skip makes inert."""
     families: dict[str, list[str]] = defaultdict(list)
     for name in archs[0].names:
         families[re.sub(r"^l\d+_", "", name)].append(name)
@@ -103,7 +107,7 @@ def option_shares(archs: list) -> dict[str, np.ndarray]:
     return shares
 
 
-def print_decision_bias(archs: list, score: np.ndarray, truth: np.ndarray) -> None:
+def print_decision_bias(archs: Sequence[Arch], score: np.ndarray, truth: np.ndarray) -> None:
     """Which options the supernet over- or underrates: the correlation, over the archs, of
     each option's share with the standalone truth, with the score and with the score's
     error (z-scored score minus z-scored truth; positive: archs that use the option more
