@@ -17,6 +17,7 @@ underrate, over all the archs: for each option of a decision family (``kernel=5`
 score and with the score's error.
 
     python benchmarks/rank_near_budget.py --cache outputs/rank_cache RUN [RUN ...] [--near 0.7] [--scores-out scores.json]
+        [--refit-examples 2048]
 
 The runs must be searches of one space and data set, the cache that of ``melnas-rank``
 runs on them (``rank.cache_dir``; several rank runs' archs together make a larger set).
@@ -44,7 +45,7 @@ from nas.data.dataset import open_prepared  # noqa: E402
 from nas.io.registry import build_space  # noqa: E402
 from nas.latency.measure import latency_table_for  # noqa: E402
 from nas.search.loop import CHECKPOINT  # noqa: E402
-from nas.search.rank.job import RankSettings, score_archs, scoring_batches  # noqa: E402
+from nas.search.rank.job import RankSettings, ScoringBatches, score_archs, scoring_batches  # noqa: E402
 from nas.search.rank.report import attainable_tau  # noqa: E402
 from nas.search.rank.stats import kendall_tau  # noqa: E402
 from nas.search.referees import load_supernet  # noqa: E402
@@ -127,6 +128,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, required=True, help="the melnas-rank cache (rank.cache_dir)")
     parser.add_argument("--near", type=float, default=0.7, help="near the budget: latency in [near x target, target]")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--refit-examples", type=int, default=0,
+                        help="score with each arch's output layer refitted on that many train examples (rank.refit_examples)")
     parser.add_argument("--scores-out", type=Path, help="write every arch's truth, latency and scores per run as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -164,7 +167,7 @@ def main() -> None:
 
     print("\nrun | tau over all | tau near the budget")
     scores = []
-    batches_by_size: dict[int, tuple[list, list]] = {}  # the val split and recalibration batches, loaded once
+    batches_by_size: dict[int, ScoringBatches] = {}  # the val split and train batches, loaded once
     for run in args.runs:
         found = search_run(run)
         if dict(found.space_config) != dict(first.space_config) or found.data["cache_dir"] != first.data["cache_dir"]:
@@ -173,8 +176,9 @@ def main() -> None:
                                  input_shape=data.input_shape, device=torch.device("cpu"))
         size = found.settings.trainer.val_batch_size
         if size not in batches_by_size:
-            batches_by_size[size] = scoring_batches(data, RankSettings(), size, torch.device("cpu"))
-        score = np.array(score_archs(supernet, archs, *batches_by_size[size], ["recalibrate"])["recalibrate"])
+            batches_by_size[size] = scoring_batches(data, RankSettings(refit_examples=args.refit_examples), size,
+                                                     torch.device("cpu"))
+        score = np.array(score_archs(supernet, archs, batches_by_size[size], ["recalibrate"])["recalibrate"])
         scores.append(score)
         print(f"{run} | {kendall_tau(score, truth):.2f} | {kendall_tau(score[near], truth[near]):.2f}", flush=True)
     mean = np.mean(scores, axis=0)

@@ -245,6 +245,8 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
     header = (tmp_path / "rank3" / "rank.csv").read_text().splitlines()[0]
     assert header.endswith("standalone_val,standalone_test,standalone_val_seed0,standalone_val_seed1")
     assert third["referees"] is None
+    refit = rank(6, "rank3r", "rank.refit_examples=20")  # each arch's output layer refitted: scoring only
+    assert refit["standalone"]["trained_now"] == 0 and refit["rank"]["refit_examples"] == 20
     # another seed's search as the referee: each arch's ensemble score is the mean of the
     # run's own score and the referee's, and the referee disagrees with the run somewhere
     other = tmp_path / "search_seed1"

@@ -12,12 +12,16 @@ of them. ``BN_MODES`` selects what an arch is evaluated with:
   report Kendall tau up from ~0.2 to ~0.5 with recalibration);
 - ``running``: the supernet's shared running statistics (eval mode); cheapest, worst.
 
+``refit_batches`` adds a second, independent step: each arch's output layer refitted on
+its own features of those training batches (``nas/search/refit.py``).
+
 Scoring never changes the supernet: ``ArchScorer`` is a context manager that
 snapshots every batch-norm buffer on entry and restores it on exit.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Callable, Iterable, Sequence
 
 import torch
@@ -25,6 +29,7 @@ from torch import Tensor, nn
 
 from nas.evaluate.accuracy import correct_on_device
 from nas.io.checkpoint import preserved_rng_state
+from nas.search.refit import fit_output_layer, layer_inputs, output_layer, replaced_output
 from search_spaces.base import Arch, SearchSpace, Supernet
 
 BN_MODES = ("batch", "recalibrate", "running")
@@ -42,6 +47,8 @@ class ArchScorer:
 
     ``recalibration_batches`` (already on the supernet's device) are used only by
     ``bn_mode="recalibrate"``; every arch sees the same ones, so scores are comparable.
+    ``refit_batches`` (empty: off): each arch is scored with the supernet's output layer
+    refitted to its features of these batches, with an L2 weight of ``refit_l2``.
     """
 
     def __init__(
@@ -50,12 +57,17 @@ class ArchScorer:
         *,
         bn_mode: str = "batch",
         recalibration_batches: Sequence[Batch] = (),
+        refit_batches: Sequence[Batch] = (),
+        refit_l2: float = 1e-4,
     ) -> None:
         self.supernet = supernet
         self.bn_mode = check_bn_mode(bn_mode)
         if self.bn_mode == "recalibrate" and not recalibration_batches:
             raise ValueError('bn_mode="recalibrate" needs at least one recalibration batch')
         self.recalibration_batches = list(recalibration_batches)
+        self.refit_batches = list(refit_batches)
+        self.refit_l2 = refit_l2
+        self._output = output_layer(supernet) if self.refit_batches else None
         self._norms = [m for m in supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self._saved: list[tuple[dict[str, Tensor], float | None]] = []
         self._was_training = supernet.training
@@ -89,9 +101,20 @@ class ArchScorer:
         counts = []
         for arch in archs:
             self._prepare(arch)
-            correct, seen = correct_on_device(lambda x, arch=arch: self.supernet(x, arch), batches)
+            forward = lambda x, arch=arch: self.supernet(x, arch)  # noqa: E731
+            with self._output_for(forward):
+                correct, seen = correct_on_device(forward, batches)
             counts.append(correct)
         return [int(c) / seen for c in torch.stack(counts).tolist()] if counts else []
+
+    def _output_for(self, forward: Callable[[Tensor], Tensor]) -> AbstractContextManager:
+        """The output layer refitted to ``forward``'s features of the refit batches, in force
+        inside the block; nothing without refit batches."""
+        if self._output is None:
+            return nullcontext()
+        features, labels = layer_inputs(forward, self._output, self.refit_batches)
+        weight, bias = fit_output_layer(features, labels, self._output.weight, self._output.bias, l2=self.refit_l2)
+        return replaced_output(self._output, weight, bias)
 
     def _prepare(self, arch: Arch) -> None:
         self.supernet.eval()

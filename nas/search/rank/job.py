@@ -55,6 +55,8 @@ class RankSettings:
     pool: int = 400
     bn_modes: list[str] = field(default_factory=lambda: ["recalibrate", "batch", "running"])
     recalibration_batches: int = 4
+    refit_examples: int = 0  # > 0: each arch scored with its output layer refitted on that many train examples
+    refit_l2: float = 1e-4
     cache_dir: str | None = None
     jobs: int = 1
     threads: int | None = None  # torch threads per training; None: cores // jobs
@@ -69,6 +71,8 @@ class RankSettings:
             check_bn_mode(mode)
         if not self.train_seeds or len(set(self.train_seeds)) != len(self.train_seeds):
             raise ValueError(f"rank.train_seeds={self.train_seeds}: give one or more distinct seeds")
+        if self.refit_examples < 0 or self.refit_l2 < 0:
+            raise ValueError(f"rank.refit_examples={self.refit_examples} and rank.refit_l2={self.refit_l2} must be >= 0")
         if self.jobs < 1 or self.recalibration_batches < 1 or self.pool < 1 or (self.threads or 1) < 1:
             raise ValueError(f"rank.jobs={self.jobs}, rank.recalibration_batches={self.recalibration_batches}, "
                              f"rank.pool={self.pool} and rank.threads={self.threads} must be >= 1")
@@ -136,9 +140,9 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
 
     archs = [a for a, _ in chosen]
     with torch_threads(r.threads):
-        val, recal = scoring_batches(data, r, search.settings.trainer.val_batch_size, device)
-        scores = score_archs(supernet, archs, val, recal, r.bn_modes)
-        by_referee = [score_archs(net, archs, val, recal, r.bn_modes[:1])[r.bn_modes[0]]
+        batches = scoring_batches(data, r, search.settings.trainer.val_batch_size, device)
+        scores = score_archs(supernet, archs, batches, r.bn_modes, refit_l2=r.refit_l2)
+        by_referee = [score_archs(net, archs, batches, r.bn_modes[:1], refit_l2=r.refit_l2)[r.bn_modes[0]]
                       for net in load_referees(referees, space, **shape)]
     # the headline mode's scores of the referees (their mean), and of them with the run's own
     referees_mean = [mean(one) for one in zip(*by_referee)] if referees else []
@@ -194,25 +198,49 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     return summary
 
 
-def scoring_batches(data: Any, r: RankSettings, batch_size: int, device: torch.device) -> tuple[list, list]:
-    """The whole val split and the recalibration batches, on ``device``: every supernet and
-    arch is scored on the same ones."""
+@dataclass(frozen=True)
+class ScoringBatches:
+    """What every supernet and arch is scored on, the same for all of them: the whole val
+    split, the batchnorm recalibration batches and the output-layer refit batches (empty
+    with ``rank.refit_examples=0``)."""
+
+    val: list
+    recalibration: list
+    refit: list
+
+
+def scoring_batches(data: Any, r: RankSettings, batch_size: int, device: torch.device) -> ScoringBatches:
+    """``ScoringBatches`` on ``device``, the train ones from one shuffled stream of ``r.seed``."""
     def on_device(loader: Any) -> list:
         return [(x.to(device), y.to(device)) for x, y in loader]
 
     val = on_device(make_loader(data, "val", batch_size=batch_size, shuffle=False))
     if not val:
         raise MelnasError(f"the val split of {data.cache_dir} is empty: nothing to score the supernet on")
-    train = make_loader(data, "train", batch_size=batch_size, shuffle=True, seed=r.seed, drop_last=False)
-    recal = on_device(batch for _, batch in zip(range(r.recalibration_batches), train))
-    return val, recal
+    train = on_device(batch for _, batch in zip(range(max(r.recalibration_batches, -(-r.refit_examples // batch_size))),
+                                                make_loader(data, "train", batch_size=batch_size, shuffle=True,
+                                                            seed=r.seed, drop_last=False)))
+    return ScoringBatches(val=val, recalibration=train[:r.recalibration_batches],
+                          refit=first_examples(train, r.refit_examples))
 
 
-def score_archs(supernet: torch.nn.Module, archs: list, val: list, recal: list,
-                bn_modes: Sequence[str]) -> dict[str, list[float]]:
-    """Each arch's supernet accuracy on ``val``, per bn mode."""
+def first_examples(batches: Sequence[tuple[torch.Tensor, torch.Tensor]], count: int) -> list:
+    """The first ``count`` examples of ``batches``, as batches (the last one cut short)."""
+    kept, left = [], count
+    for x, y in batches:
+        if left <= 0:
+            break
+        kept.append((x[:left], y[:left]))
+        left -= len(y)
+    return kept
+
+
+def score_archs(supernet: torch.nn.Module, archs: list, batches: ScoringBatches, bn_modes: Sequence[str], *,
+                refit_l2: float = 1e-4) -> dict[str, list[float]]:
+    """Each arch's supernet accuracy on the val split, per bn mode."""
     scores = {}
     for mode in bn_modes:
-        with ArchScorer(supernet, bn_mode=mode, recalibration_batches=recal) as scorer:
-            scores[mode] = scorer.accuracies(archs, val)
+        with ArchScorer(supernet, bn_mode=mode, recalibration_batches=batches.recalibration,
+                        refit_batches=batches.refit, refit_l2=refit_l2) as scorer:
+            scores[mode] = scorer.accuracies(archs, batches.val)
     return scores
