@@ -385,6 +385,23 @@ def test_referees_rescore_a_finished_searchs_candidates(workdir: Path, uninterru
     assert [r for r in read_log(fresh) if r["phase"] == "controller"] == trained
 
 
+def test_refit_rescores_a_finished_searchs_candidates(workdir: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    """Resuming a finished search with ``trainer.final.refit_examples`` re-runs its final
+    phase alone: the same candidates, each scored with its own refitted output layer (a val
+    accuracy still), some scores changed, and nothing trained again."""
+    own = final_scores(uninterrupted)
+    run_dir = tmp_path / "refit"
+    shutil.copytree(uninterrupted, run_dir)
+    assert search(workdir, run_dir, "resume=true", "trainer.final.refit_examples=24").finished
+    assert load_checkpoint(run_dir / CHECKPOINT)["state"]["train_step"] == \
+        load_checkpoint(uninterrupted / CHECKPOINT)["state"]["train_step"]
+    refit = final_scores(run_dir)
+    assert refit.keys() == own.keys()
+    val_windows = len(open_prepared(workdir / "cache").rows("val"))
+    assert all(abs(refit[a] * val_windows - round(refit[a] * val_windows)) < 1e-6 for a in own)
+    assert any(refit[a] != pytest.approx(own[a], abs=1e-9) for a in own)
+
+
 def test_referee_searches_are_trained_once_shared_by_the_seeds_searches_and_picked_with(
         workdir: Path, uninterrupted: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """``trainer.final.referee_searches=1``: the search first trains the one-arch ENAS search

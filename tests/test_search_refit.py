@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from nas.search.rank.job import first_examples
-from nas.search.refit import fit_output_layer, layer_inputs, output_layer
+from nas.search.refit import first_examples, fit_output_layer, layer_inputs, output_layer
 from nas.search.scoring import ArchScorer
 from search_spaces.base import Arch, Supernet
 

@@ -37,6 +37,7 @@ from controllers.base import Controller, Sample
 from nas.distributed import SINGLE, World, average_buffers, average_gradients, gather, sum_over_ranks
 from nas.search.few_shot import FewShotSettings, FewShotSupernet, per_option
 from nas.search.referees import MeanScorer
+from nas.search.refit import first_examples
 from nas.search.sampling import check_sampling, controller_untrained, group_forward, group_loss, step_archs
 from nas.search.scoring import ArchScorer, Batch, LatencyLookup
 from nas.search.tracking import RunTracker
@@ -68,10 +69,15 @@ class FinalSettings:
     referees: list[str] = field(default_factory=list)  # finished searches whose supernets score the candidates too
     referee_searches: int = 0  # one-arch ENAS searches the search trains as referees (experiments/referee_searches.py)
     referee_dir: str = "outputs/referees"  # where those are kept, shared by every search that needs the same one
+    refit_examples: int = 0  # > 0: each candidate scored with the output layer refitted on that many train examples
+    refit_l2: float = 1e-4
 
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.top_k < 1:
             raise ValueError(f"trainer.final needs num_samples >= 1 and top_k >= 1, got {self}")
+        if self.refit_examples < 0 or self.refit_l2 < 0:
+            raise ValueError(f"trainer.final.refit_examples={self.refit_examples} and trainer.final.refit_l2="
+                             f"{self.refit_l2} must be >= 0")
         if self.referee_searches < 0:
             raise ValueError(f"trainer.final.referee_searches={self.referee_searches}: give 0 (none) or more")
 
@@ -390,7 +396,9 @@ def final_phase(ctx: SearchContext) -> list[dict[str, Any]]:
     records = []
     mine = ctx.world.mine(list(candidates.values()))
     supernets = [ctx.supernet, *ctx.referee_supernets()]
-    scorers = [ArchScorer(net, bn_mode=s.final.bn_mode, recalibration_batches=recal) for net in supernets]
+    refit = first_examples(cycle_batches(ctx, "train", batch_size=s.val_batch_size, tag="refit"), s.final.refit_examples)
+    scorers = [ArchScorer(net, bn_mode=s.final.bn_mode, recalibration_batches=recal, refit_batches=refit,
+                          refit_l2=s.final.refit_l2) for net in supernets]
     with MeanScorer(scorers) as scorer, ctx.tracker.bar(len(mine), "final") as bar:
         for arch in mine:
             records += score_samples(ctx, scorer, [arch], val, phase="final", epoch=epoch)

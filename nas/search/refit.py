@@ -13,7 +13,7 @@ costs one forward pass over the examples and a fraction of a second of fitting.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,20 @@ def output_layer(supernet: nn.Module) -> nn.Linear:
     if not linears:
         raise ValueError(f"{type(supernet).__name__} has no nn.Linear output layer to refit per arch")
     return linears[-1]
+
+
+def first_examples(batches: Iterable[Batch], count: int) -> list[Batch]:
+    """The first ``count`` examples of ``batches``, as batches (the last one cut short)."""
+    kept: list[Batch] = []
+    left = count
+    if left <= 0:
+        return kept
+    for x, y in batches:  # an endless stream is read no further than needed
+        kept.append((x[:left], y[:left]))
+        left -= len(y)
+        if left <= 0:
+            break
+    return kept
 
 
 @torch.no_grad()

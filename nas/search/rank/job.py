@@ -38,6 +38,7 @@ from nas.search.rank.stats import kendall_tau
 from nas.search.rank.standalone import (
     StandaloneJob, entry_key, entry_path, network_digest, stored_entry, threads_per_job, train_missing,
 )
+from nas.search.refit import first_examples
 from nas.search.scoring import ArchScorer, LatencyLookup, check_bn_mode
 from nas.train.job import TrainSettings
 from nas.train.loop import few_steps_warning
@@ -222,17 +223,6 @@ def scoring_batches(data: Any, r: RankSettings, batch_size: int, device: torch.d
                                                             seed=r.seed, drop_last=False)))
     return ScoringBatches(val=val, recalibration=train[:r.recalibration_batches],
                           refit=first_examples(train, r.refit_examples))
-
-
-def first_examples(batches: Sequence[tuple[torch.Tensor, torch.Tensor]], count: int) -> list:
-    """The first ``count`` examples of ``batches``, as batches (the last one cut short)."""
-    kept, left = [], count
-    for x, y in batches:
-        if left <= 0:
-            break
-        kept.append((x[:left], y[:left]))
-        left -= len(y)
-    return kept
 
 
 def score_archs(supernet: torch.nn.Module, archs: list, batches: ScoringBatches, bn_modes: Sequence[str], *,
