@@ -6,6 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from nas.search.few_shot import FewShotSettings
+from nas.search.phases import FinalSettings, TrainerSettings
+from nas.search.rank.job import RankSettings
 from nas.search.refit import first_examples, fit_output_layer, layer_inputs, output_layer
 from nas.search.scoring import ArchScorer
 from search_spaces.base import Arch, Supernet
@@ -101,3 +104,13 @@ def test_first_examples_cuts_the_last_batch() -> None:
     kept = first_examples(separable_batches(3, seed=0), 100)
     assert [len(y) for _, y in kept] == [64, 36]
     assert first_examples(separable_batches(3, seed=0), 0) == []
+
+
+def test_bad_refit_settings_are_refused_before_anything_runs() -> None:
+    with pytest.raises(ValueError, match=r"rank.refit_examples=-1"):
+        RankSettings(refit_examples=-1)
+    with pytest.raises(ValueError, match=r"trainer.final.refit_examples=0 and trainer.final.refit_l2=-0.1"):
+        FinalSettings(refit_l2=-0.1)
+    with pytest.raises(ValueError, match=r"refit_examples > 0 with trainer.few_shot.split"):
+        TrainerSettings(final=FinalSettings(refit_examples=8), few_shot=FewShotSettings(split="auto"))
+    TrainerSettings(final=FinalSettings(refit_examples=8))  # one supernet: fine

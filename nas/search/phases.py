@@ -37,7 +37,7 @@ from controllers.base import Controller, Sample
 from nas.distributed import SINGLE, World, average_buffers, average_gradients, gather, sum_over_ranks
 from nas.search.few_shot import FewShotSettings, FewShotSupernet, per_option
 from nas.search.referees import MeanScorer
-from nas.search.refit import first_examples
+from nas.search.refit import check_refit, first_examples
 from nas.search.sampling import check_sampling, controller_untrained, group_forward, group_loss, step_archs
 from nas.search.scoring import ArchScorer, Batch, LatencyLookup
 from nas.search.tracking import RunTracker
@@ -75,9 +75,7 @@ class FinalSettings:
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.top_k < 1:
             raise ValueError(f"trainer.final needs num_samples >= 1 and top_k >= 1, got {self}")
-        if self.refit_examples < 0 or self.refit_l2 < 0:
-            raise ValueError(f"trainer.final.refit_examples={self.refit_examples} and trainer.final.refit_l2="
-                             f"{self.refit_l2} must be >= 0")
+        check_refit(self.refit_examples, self.refit_l2, setting="trainer.final")
         if self.referee_searches < 0:
             raise ValueError(f"trainer.final.referee_searches={self.referee_searches}: give 0 (none) or more")
 
@@ -136,6 +134,9 @@ class TrainerSettings:
             bad.append(f"trainer.stop_after_epochs={self.stop_after_epochs} (need null or >= 1)")
         if self.ddp_archs not in DDP_ARCHS:
             bad.append(f"trainer.ddp_archs={self.ddp_archs!r} (need one of {', '.join(DDP_ARCHS)})")
+        if self.few_shot.split is not None and self.final.refit_examples > 0:
+            bad.append("trainer.final.refit_examples > 0 with trainer.few_shot.split (each sub-supernet has its own "
+                       "output layer, and the refit needs one shared by every arch): set one of them back")
         if bad:
             raise ValueError("invalid search trainer settings: " + "; ".join(bad))
         check_sampling(self.sampling, self.sandwich_random, self.sandwich_draw, self.sandwich_unsized)

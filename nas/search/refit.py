@@ -22,6 +22,13 @@ from torch import Tensor, nn
 Batch = tuple[Tensor, Tensor]
 
 
+def check_refit(examples: int, l2: float, *, setting: str) -> None:
+    """ValueError naming ``setting`` (``rank`` or ``trainer.final``) unless both are >= 0."""
+    if examples < 0 or l2 < 0:
+        raise ValueError(f"{setting}.refit_examples={examples} and {setting}.refit_l2={l2} must be >= 0 "
+                         "(refit_examples=0: score with the shared output layer)")
+
+
 def output_layer(supernet: nn.Module) -> nn.Linear:
     """The last ``nn.Linear`` of ``supernet`` in module order: the layer that gives the
     logits in every supernet melnas builds (and in a space's own, if it keeps its

@@ -38,7 +38,7 @@ from nas.search.rank.stats import kendall_tau
 from nas.search.rank.standalone import (
     StandaloneJob, entry_key, entry_path, network_digest, stored_entry, threads_per_job, train_missing,
 )
-from nas.search.refit import first_examples
+from nas.search.refit import check_refit, first_examples
 from nas.search.scoring import ArchScorer, LatencyLookup, check_bn_mode
 from nas.train.job import TrainSettings
 from nas.train.loop import few_steps_warning
@@ -72,8 +72,7 @@ class RankSettings:
             check_bn_mode(mode)
         if not self.train_seeds or len(set(self.train_seeds)) != len(self.train_seeds):
             raise ValueError(f"rank.train_seeds={self.train_seeds}: give one or more distinct seeds")
-        if self.refit_examples < 0 or self.refit_l2 < 0:
-            raise ValueError(f"rank.refit_examples={self.refit_examples} and rank.refit_l2={self.refit_l2} must be >= 0")
+        check_refit(self.refit_examples, self.refit_l2, setting="rank")
         if self.jobs < 1 or self.recalibration_batches < 1 or self.pool < 1 or (self.threads or 1) < 1:
             raise ValueError(f"rank.jobs={self.jobs}, rank.recalibration_batches={self.recalibration_batches}, "
                              f"rank.pool={self.pool} and rank.threads={self.threads} must be >= 1")
