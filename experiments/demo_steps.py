@@ -55,6 +55,9 @@ class DemoSettings:
     train_overrides: list[str] = field(default_factory=list)
     progress: bool = True
     remeasure_rounds: int = 5
+    # The searches after the first follow its supernet instead of training the same one again
+    # (trainer.supernet_from; not with trainer.sampling=controller, where it is not the same)
+    share_supernet: bool = True
 
     def __post_init__(self) -> None:
         if not self.controllers:
@@ -102,12 +105,7 @@ def plan_steps(cfg: DictConfig, out_dir: Path, train_seeds: Sequence[int] | None
     every arch once per seed, as ``train_<name>_t<seed>``; by default once, with ``seed``."""
     app = settings_from(cfg, DemoApp, skip=("data",))
     demo = app.demo
-    steps: list[Step] = []
-    for controller in demo.controllers:
-        overrides = [f"controller={controller}", *([f"experiment={demo.experiment}"] if demo.experiment else []),
-                     f"seed={app.seed}", f"trainer.progress={demo.progress}", *demo.search_overrides]
-        steps.append(Step(f"search_{controller}", "search", compose_step("search", overrides, cfg.data),
-                          tuple(overrides)))
+    steps = search_steps(demo, app.seed, out_dir, cfg.data)
     archs = [(f"train_{c}", str(out_dir / f"search_{c}" / "best_arch.json"), []) for c in demo.controllers]
     archs += [(f"train_{preset}", preset, list(demo.preset_overrides)) for preset in demo.presets]
     seeds = [(app.seed, "")] if train_seeds is None else [(t, f"_t{t}") for t in train_seeds]
@@ -116,6 +114,36 @@ def plan_steps(cfg: DictConfig, out_dir: Path, train_seeds: Sequence[int] | None
             overrides = [f"arch={arch}", f"train={demo.train_recipe}", f"seed={seed}", *demo.train_overrides, *extra]
             steps.append(Step(name + suffix, "train", compose_step("train", overrides, cfg.data), tuple(overrides)))
     return steps
+
+
+def search_steps(demo: DemoSettings, seed: int, out_dir: Path, data: DictConfig) -> list[Step]:
+    """One search per controller with the same budget. With ``demo.share_supernet`` the first
+    keeps its epochs' shared weights and the others follow them (``trainer.supernet_from``):
+    the supernet is trained once, as each search would have trained it alike."""
+    def overrides(controller: str, *extra: str) -> list[str]:
+        return [f"controller={controller}", *([f"experiment={demo.experiment}"] if demo.experiment else []),
+                f"seed={seed}", f"trainer.progress={demo.progress}", *demo.search_overrides, *extra]
+
+    def step(controller: str, *extra: str) -> Step:
+        chosen = overrides(controller, *extra)
+        return Step(f"search_{controller}", "search", compose_step("search", chosen, data), tuple(chosen))
+
+    first, *others = demo.controllers
+    leader = step(first)
+    if not (demo.share_supernet and others and shares_its_supernet(leader)):
+        return [leader, *(step(c) for c in others)]
+    source = f"trainer.supernet_from={out_dir / leader.name}"
+    return [step(first, "trainer.keep_epoch_supernets=true"), *(step(c, source) for c in others)]
+
+
+def shares_its_supernet(search: Step) -> bool:
+    """Whether the supernet ``search`` trains is every controller's (not under controller sampling)."""
+    return search.cfg.trainer.sampling != "controller"
+
+
+def follows_another_search(step: Step) -> bool:
+    """A search that loads another's shared weights (it runs after that one)."""
+    return any(o.startswith("trainer.supernet_from=") for o in step.overrides)
 
 
 def step_done(step: Step, out_dir: Path) -> bool:

@@ -15,8 +15,9 @@ same command with the same ``hydra.run.dir`` finishes an interrupted study, and 
 with more seeds only runs the new ones.
 
 Parallel: ``study.jobs`` processes (null: one per 4 cores, so one on a 2-core laptop),
-each with ``cores // jobs`` torch threads. Searches and preset retrainings go first, the
-winners' retrainings once their searches are done. Latency in ``metrics.json`` is timed
+each with ``cores // jobs`` torch threads. The first search of each seed and the preset
+retrainings go first, the searches that follow its supernet (``demo.share_supernet``) next,
+the winners' retrainings once their searches are done. Latency in ``metrics.json`` is timed
 while other jobs run, so with ``jobs > 1`` it is noisier than in a sequential study.
 """
 
@@ -32,7 +33,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.demo_steps import DemoSettings, Step, plan_steps, run_step, step_done, synthesise_if_missing
+from experiments.demo_steps import (
+    DemoSettings, Step, follows_another_search, plan_steps, run_step, step_done, synthesise_if_missing,
+)
 from experiments.settings import plain, settings_from
 from nas.data.prepare import prepare_dataset
 from nas.evaluate.study_report import StudyReport, read_row, retime_side_by_side, write_study_report
@@ -122,9 +125,11 @@ def run_study(cfg: DictConfig, out_dir: str | Path) -> StudyResult:
     cores = os.cpu_count() or 1
     jobs = study.jobs or default_jobs(cores)
     threads = max(1, cores // jobs)
-    first = [t for t in todo if t[2].kind == "search" or not t[2].name.startswith(_winner_prefixes(study))]
-    second = [t for t in todo if t not in first]
-    for batch in (first, second):
+    # searches that follow another's supernet wait for it, the winners' retrainings for them all
+    winners = [t for t in todo if t[2].kind == "train" and t[2].name.startswith(_winner_prefixes(study))]
+    followers = [t for t in todo if follows_another_search(t[2])]
+    first = [t for t in todo if t not in winners and t not in followers]
+    for batch in (first, followers, winners):
         _run_batch(batch, jobs=jobs, threads=threads)
 
     rows = [read_row(d / step.name, method=_method(step, study), seed=seed,

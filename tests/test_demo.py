@@ -127,10 +127,23 @@ def test_plan_matches_the_search_budgets_and_wires_winners_to_retraining(tmp_pat
     assert [s.name for s in steps] == ["search_enas_lstm", "search_random", "search_evolution", "train_enas_lstm",
                                        "train_random", "train_evolution", "train_mobilenetv3_small"]
     searches = [s.cfg for s in steps if s.kind == "search"]
-    budget = [{k: v for k, v in c.items() if k not in ("controller", "hydra")} for c in searches]
+    shared = ("keep_epoch_supernets", "supernet_from")
+    budget = [{k: (v if k != "trainer" else {t: w for t, w in v.items() if t not in shared})
+               for k, v in c.items() if k not in ("controller", "hydra")} for c in searches]
     assert budget[0] == budget[1] == budget[2]  # the same experiment, trainer, space, reward, data, seed
+    # one supernet: the first search keeps it epoch by epoch, the others follow it
+    assert searches[0].trainer.keep_epoch_supernets and searches[0].trainer.supernet_from is None
+    assert [c.trainer.supernet_from for c in searches[1:]] == [str(tmp_path / "search_enas_lstm")] * 2
     assert {c.hydra.runtime.choices.controller for c in searches} == {"enas_lstm", "random", "evolution"}
     trains = {s.name: s for s in steps if s.kind == "train"}
     assert trains["train_random"].cfg.arch == str(tmp_path / "search_random" / "best_arch.json")
     assert trains["train_mobilenetv3_small"].cfg.search_space.width == 0.75
     assert trains["train_enas_lstm"].cfg.train == trains["train_mobilenetv3_small"].cfg.train  # one recipe
+
+
+@pytest.mark.parametrize("setting", ['demo.search_overrides=["trainer.sampling=controller"]', "demo.share_supernet=false"])
+def test_each_search_trains_its_own_supernet_when_they_would_differ_or_when_told(tmp_path, setting):
+    """Under controller sampling each controller trains other archs: no search follows another."""
+    steps = [s for s in plan_steps(_demo_cfg(setting), tmp_path) if s.kind == "search"]
+    assert len(steps) == 2
+    assert not any(s.cfg.trainer.keep_epoch_supernets or s.cfg.trainer.supernet_from for s in steps)

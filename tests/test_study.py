@@ -263,6 +263,21 @@ def test_resume_skips_finished_steps_and_writes_the_report(tmp_path, monkeypatch
     assert needed[("enas_lstm", "accuracy")]["at_observed"] == 2 and needed[("enas_lstm", "accuracy")]["power"] == 0.8
 
 
+def test_searches_that_follow_a_supernet_run_after_it_and_before_the_winners(tmp_path, monkeypatch, no_data):
+    cfg = _study_cfg(tmp_path, "study.seeds=[0,1]", "study.controllers=[enas_lstm,random]", "study.remeasure_rounds=0")
+    ran: list[str] = []
+
+    def fake_run(step, round_dir, *, threads=None):
+        ran.append(f"{round_dir.name}/{step.name}")
+        _fake_outputs(step, round_dir, int(round_dir.name.removeprefix("seed_")))
+
+    monkeypatch.setattr(study_steps, "run_step", fake_run)
+    run_study(cfg, tmp_path / "out")
+    followers = [ran.index(f"seed_{s}/search_random") for s in (0, 1)]
+    assert max(ran.index(f"seed_{s}/search_enas_lstm") for s in (0, 1)) < min(followers)
+    assert max(followers) < min(ran.index(f"seed_{s}/train_{c}_t{s}") for s in (0, 1) for c in ("enas_lstm", "random"))
+
+
 def test_a_preset_with_fixed_training_seeds_is_retrained_once_for_all_rounds(tmp_path, monkeypatch, no_data):
     """With study.train_seeds set, a preset's retraining is the same run in every round: it
     runs once, and each round reads it; the winners are retrained per round."""
@@ -328,7 +343,8 @@ def test_study_runs_end_to_end_and_resumes(tmp_path):
     then the same command again, which finds everything done."""
     root = write_tone_dataset(tmp_path / "audio")
     out = tmp_path / "study"
-    search_overrides = _hydra_list([*TINY_SEARCH, f"latency_table.cache_dir={tmp_path / 'latency'}"])
+    search_overrides = _hydra_list([*TINY_SEARCH, "trainer.sampling=uniform",
+                                    f"latency_table.cache_dir={tmp_path / 'latency'}"])
     command = [
         sys.executable, "-m", "experiments.study",
         f"hydra.run.dir={out}", f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}",
@@ -347,6 +363,10 @@ def test_study_runs_end_to_end_and_resumes(tmp_path):
     summary = json.loads((out / "study_summary.json").read_text())
     assert {r["method"] for r in summary["runs"]} == {"enas_lstm", "random", "preset:mobilenetv3_small"}
     assert (out / "study.png").is_file()
+    for seed in (0, 1):  # random search followed the ENAS search's supernet instead of training it again
+        assert (out / f"seed_{seed}" / "search_enas_lstm" / "checkpoints" / "supernet_epoch_001.pt").is_file()
+        epochs = json.loads((out / f"seed_{seed}" / "search_random" / "search_summary.json").read_text())["epochs"]
+        assert all("shared_trained_s" in e for e in epochs)
     again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "ran 0 step(s)" in again.stdout

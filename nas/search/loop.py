@@ -77,6 +77,7 @@ from nas.search.phases import (
 from nas.search.referees import Referee, check_referees, load_referees
 from nas.search.resume import CHECKPOINT, CHECKPOINT_FORMAT, check_resumable, check_same_data, identity_of
 from nas.search.reward import Reward, RewardBuilder
+from nas.search.shared_supernet import SupernetSource, keep_epoch_supernet
 from nas.search.tracking import LOGGER, RunTracker, SilentTracker
 from nas.train.amp import resolve_amp
 from nas.train.loop import few_steps_warning
@@ -160,7 +161,11 @@ def _run_search(
             f"{ctx.device}{f' x {world.size} processes' if world.distributed else ''}: {ctx.steps_per_epoch} train "
             f"steps/epoch; data and latency table ready in {setup_s:.1f} s{_target_note(inputs.reward, ctx.reward)}"
         )
-        return _search(ctx, run_dir, space_config, run_identity, setup_s=setup_s, referees=inputs.referees)
+        source = None if settings.trainer.supernet_from is None else SupernetSource(
+            settings.trainer.supernet_from, identity=run_identity, split_identity=ctx.split_identity,
+            cache_dir=inputs.data["cache_dir"])
+        return _search(ctx, run_dir, space_config, run_identity, setup_s=setup_s, referees=inputs.referees,
+                       source=source)
     finally:
         ctx.tracker.close()
 
@@ -263,8 +268,10 @@ def build_context(
 
 def _search(
     ctx: SearchContext, run_dir: Path, space_config: dict, run_identity: dict, *, setup_s: float,
-    referees: Sequence[Referee] = (),
+    referees: Sequence[Referee] = (), source: SupernetSource | None = None,
 ) -> SearchOutcome:
+    """The epochs (each: shared training, or ``source``'s weights of that epoch; then the
+    controller phase), then the final phase."""
     s = ctx.settings
     labels = choice_labels(ctx.space)
     epochs_this_call = 0
@@ -274,7 +281,10 @@ def _search(
             return SearchOutcome(run_dir, False, ctx.state.epoch, history=ctx.state.history)
         epoch = ctx.state.epoch
         split_if_due(ctx.supernet, s.few_shot, epoch=epoch, epochs=s.epochs, log=ctx.tracker.info)
-        summary = train_shared_epoch(ctx, epoch) | controller_phase(ctx, epoch)
+        shared = source.adopt_epoch(ctx, epoch) if source is not None else train_shared_epoch(ctx, epoch)
+        if s.keep_epoch_supernets:
+            keep_epoch_supernet(ctx, run_dir, epoch, shared, run_identity)
+        summary = shared | controller_phase(ctx, epoch)
         summary["epoch"] = epoch + 1
         ctx.state.epoch += 1
         ctx.state.history.append(summary)
@@ -338,7 +348,8 @@ def log_epoch(ctx: SearchContext, summary: dict[str, float], labels: dict[str, l
     else:
         parts.append("controller warm-up")
     total = summary["shared_s"] + summary["controller_s"]
-    parts.append(f"{total:.1f} s (shared {summary['shared_s']:.1f} s, controller {summary['controller_s']:.1f} s)")
+    shared = "shared" if "shared_trained_s" not in summary else f"shared weights loaded from {s.supernet_from}"
+    parts.append(f"{total:.1f} s ({shared} {summary['shared_s']:.1f} s, controller {summary['controller_s']:.1f} s)")
     ctx.tracker.info(" | ".join(parts))
 
 

@@ -101,6 +101,10 @@ class TrainerSettings:
     sandwich_distill: bool = True  # sandwich: the others learn the largest's soft labels (false: the labels)
     sandwich_unsized: str = "fixed"  # sandwich: the extremes' unsized decisions (activation): fixed | uniform per step
     zero_init_residual: bool = False  # the supernet's residual blocks start as the identity (BigNAS)
+    # One supernet for every controller of a seed (nas/search/shared_supernet.py): keep each
+    # epoch's shared weights for other searches to follow, or follow such a search's
+    keep_epoch_supernets: bool = False
+    supernet_from: str | None = None
     ddp_archs: str = "same"  # under torchrun: every rank trains the same arch per step | each rank its own
     val_batch_size: int = 256
     bn_mode: str = "batch"
@@ -137,6 +141,9 @@ class TrainerSettings:
         if self.few_shot.split is not None and self.final.refit_examples > 0:
             bad.append("trainer.final.refit_examples > 0 with trainer.few_shot.split (each sub-supernet has its own "
                        "output layer, and the refit needs one shared by every arch): set one of them back")
+        if self.supernet_from is not None and self.sampling == "controller":
+            bad.append(f"trainer.supernet_from with trainer.sampling=controller (the controller picks the archs that "
+                       "train the shared weights, so no other search's supernet is this one's): drop one of them")
         if bad:
             raise ValueError("invalid search trainer settings: " + "; ".join(bad))
         check_sampling(self.sampling, self.sandwich_random, self.sandwich_draw, self.sandwich_unsized)

@@ -15,10 +15,11 @@ CHECKPOINT_FORMAT = 1
 # Settings that may differ between an interrupted run and its resumption.
 # trainer.final.referees and the refit only join the final phase, after the last checkpoint:
 # resuming a finished search with them re-picks its winners without training anything.
+# trainer.keep_epoch_supernets only writes files (an epoch run without it has none).
 RESUME_FREE_KEYS = {"resume", "trainer.progress", "trainer.stop_after_epochs", "trainer.num_workers",
                     "trainer.device", "trainer.amp", "trainer.threads", "data.num_workers", "data.rebuild",
                     "trainer.final.referees", "trainer.final.referee_searches", "trainer.final.referee_dir",
-                    "trainer.final.refit_examples", "trainer.final.refit_l2"}
+                    "trainer.final.refit_examples", "trainer.final.refit_l2", "trainer.keep_epoch_supernets"}
 SHOWN_CHANGES = 12  # a refused resume names this many changed settings
 
 

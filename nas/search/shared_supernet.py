@@ -1,0 +1,115 @@
+"""One supernet for every controller of a seed: a search that follows another's shared weights.
+
+Unless ``trainer.sampling=controller``, which archs train the shared weights does not depend
+on the controller (sandwich, uniform and fair draw from their own seeded stream), and the
+controller and final phases leave the supernet as they found it: the ENAS and the random
+search of one seed train bit-identical supernets. So a matched-budget comparison (``melnas-demo``,
+``melnas-study``) need train them only once:
+
+- the first search, with ``trainer.keep_epoch_supernets=true``, writes after each epoch's
+  shared training ``checkpoints/supernet_epoch_<e>.pt``: the supernet, the global random
+  state and that epoch's training figures;
+- the others, with ``trainer.supernet_from=<that run>``, load those instead of training:
+  their controller and final phases then see exactly the weights they would have trained
+  themselves, at about a quarter of the cost (the shared training is ~75% of a quick
+  search's epoch).
+
+A follower refuses a run whose training settings differ from its own (``TRAINING_FREE``
+lists the settings that only steer the controller, the reward or the final pick), that
+trained on other splits, or that has not written the epoch it needs yet.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from nas.errors import MelnasError
+from nas.io.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from nas.search.phases import SearchContext
+from nas.search.resume import check_same_data
+
+SNAPSHOT_FORMAT = 1
+# Flattened config keys (or their prefixes, ending in ".") a follower may set otherwise than
+# the run it follows: they act after the shared training (nas/search/resume.py's resume-free
+# keys, such as threads and progress, are never in an identity at all).
+TRAINING_FREE = ("controller.", "reward.", "latency_table.", "trainer.final.", "trainer.controller_steps",
+                 "trainer.archs_per_step", "trainer.controller_warmup", "trainer.supernet_from")
+
+
+def snapshot_path(run_dir: str | Path, epoch: int) -> Path:
+    """The shared weights after epoch ``epoch`` (0-based) of the search in ``run_dir``."""
+    return Path(run_dir) / "checkpoints" / f"supernet_epoch_{epoch + 1:03d}.pt"
+
+
+def training_identity(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """A run identity (``nas.search.resume.identity_of``) minus what does not shape the supernet."""
+    return {k: v for k, v in identity.items()
+            if not any(k == free or (free.endswith(".") and k.startswith(free)) for free in TRAINING_FREE)}
+
+
+def keep_epoch_supernet(ctx: SearchContext, run_dir: Path, epoch: int, figures: Mapping[str, float],
+                        identity: Mapping[str, Any]) -> None:
+    """Write the snapshot a follower of ``run_dir`` loads for ``epoch`` (right after its training)."""
+    if not ctx.world.is_writer:
+        return
+    save_checkpoint(snapshot_path(run_dir, epoch), {
+        "format": SNAPSHOT_FORMAT,
+        "identity": dict(identity),
+        "split_identity": ctx.split_identity,
+        "supernet": ctx.supernet.state_dict(),
+        "rng": capture_rng_state(),
+        "train_step": ctx.state.train_step,
+        "figures": dict(figures),
+    })
+
+
+class SupernetSource:
+    """The run a search follows (``trainer.supernet_from``): its shared weights, epoch by epoch."""
+
+    def __init__(self, run_dir: str | Path, *, identity: Mapping[str, Any], split_identity: str,
+                 cache_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._identity = training_identity(identity)
+        self._split_identity = split_identity
+        self._cache_dir = cache_dir
+        if not (self.run_dir / "checkpoints").is_dir():
+            raise MelnasError(f"trainer.supernet_from={self.run_dir}: no search there (no checkpoints/ folder); "
+                              "name the run directory of a search started with trainer.keep_epoch_supernets=true")
+
+    def adopt_epoch(self, ctx: SearchContext, epoch: int) -> dict[str, float]:
+        """Load the followed run's weights after ``epoch`` into ``ctx`` in place of training them.
+
+        Returns the epoch's training figures (the followed run's loss and accuracy; ``shared_s``
+        the time this load took, ``shared_trained_s`` the time the training took there)."""
+        start = time.perf_counter()
+        path = snapshot_path(self.run_dir, epoch)
+        if not path.is_file():
+            raise MelnasError(
+                f"trainer.supernet_from={self.run_dir}: it has no shared weights after epoch {epoch + 1} ({path}). "
+                "Run (or resume) that search to its end first, with trainer.keep_epoch_supernets=true; or drop "
+                "trainer.supernet_from to train this search's supernet itself")
+        snapshot = load_checkpoint(path)
+        self._check(snapshot, path)
+        ctx.supernet.load_state_dict(snapshot["supernet"])
+        restore_rng_state(snapshot["rng"])
+        ctx.state.train_step = int(snapshot["train_step"])
+        figures = dict(snapshot["figures"])
+        return {"train_loss": figures["train_loss"], "train_accuracy": figures["train_accuracy"],
+                "shared_s": time.perf_counter() - start, "shared_trained_s": figures["shared_s"]}
+
+    def _check(self, snapshot: Mapping[str, Any], path: Path) -> None:
+        if snapshot.get("format") != SNAPSHOT_FORMAT:
+            raise MelnasError(f"{path} has snapshot format {snapshot.get('format')}, expected {SNAPSHOT_FORMAT}: "
+                              "it was written by another version of melnas; run that search again")
+        check_same_data(snapshot, self._split_identity, run_dir=self.run_dir, cache_dir=self._cache_dir,
+                        setting="trainer.supernet_from", remedy="drop trainer.supernet_from, or follow a search of the data as it is now")
+        theirs = training_identity(snapshot["identity"])
+        changed = sorted(k for k in set(theirs) | set(self._identity) if theirs.get(k) != self._identity.get(k))
+        if changed:
+            details = "; ".join(f"{k}: {theirs.get(k)!r} there, {self._identity.get(k)!r} here" for k in changed[:12])
+            raise MelnasError(
+                f"trainer.supernet_from={self.run_dir} trained its supernet with other settings than this search "
+                f"would ({details}). Only the controller, the reward, the latency table and trainer.final may "
+                "differ; use the same settings, or drop trainer.supernet_from")
