@@ -132,7 +132,7 @@ def search_steps(demo: DemoSettings, seed: int, out_dir: Path, data: DictConfig)
     leader = step(first)
     if not (demo.share_supernet and others and shares_its_supernet(leader)):
         return [leader, *(step(c) for c in others)]
-    source = f"trainer.supernet_from={out_dir / leader.name}"
+    source = f"trainer.supernet_from={(out_dir / leader.name).absolute()}"
     return [step(first, "trainer.keep_epoch_supernets=true"), *(step(c, source) for c in others)]
 
 
