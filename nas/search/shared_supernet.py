@@ -104,7 +104,8 @@ class SupernetSource:
             raise MelnasError(f"{path} has snapshot format {snapshot.get('format')}, expected {SNAPSHOT_FORMAT}: "
                               "it was written by another version of melnas; run that search again")
         check_same_data(snapshot, self._split_identity, run_dir=self.run_dir, cache_dir=self._cache_dir,
-                        setting="trainer.supernet_from", remedy="drop trainer.supernet_from, or follow a search of the data as it is now")
+                        setting="trainer.supernet_from",
+                        remedy="drop trainer.supernet_from, or follow a search of the data as it is now")
         theirs = training_identity(snapshot["identity"])
         changed = sorted(k for k in set(theirs) | set(self._identity) if theirs.get(k) != self._identity.get(k))
         if changed:
