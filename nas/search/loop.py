@@ -164,6 +164,9 @@ def _run_search(
         source = None if settings.trainer.supernet_from is None else SupernetSource(
             settings.trainer.supernet_from, identity=run_identity, split_identity=ctx.split_identity,
             cache_dir=inputs.data["cache_dir"])
+        if source is not None:
+            ctx.tracker.info(f"the shared weights of every epoch come from {source.run_dir} (trainer.supernet_from): "
+                             "this search trains none itself")
         return _search(ctx, run_dir, space_config, run_identity, setup_s=setup_s, referees=inputs.referees,
                        source=source)
     finally:
@@ -348,7 +351,7 @@ def log_epoch(ctx: SearchContext, summary: dict[str, float], labels: dict[str, l
     else:
         parts.append("controller warm-up")
     total = summary["shared_s"] + summary["controller_s"]
-    shared = "shared" if "shared_trained_s" not in summary else f"shared weights loaded from {s.supernet_from}"
+    shared = "shared" if "shared_trained_s" not in summary else "shared weights loaded"
     parts.append(f"{total:.1f} s ({shared} {summary['shared_s']:.1f} s, controller {summary['controller_s']:.1f} s)")
     ctx.tracker.info(" | ".join(parts))
 
