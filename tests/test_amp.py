@@ -69,7 +69,7 @@ def test_amp_settings() -> None:
 
 
 def test_search_and_train_settings_check_amp() -> None:
-    from nas.search.phases import TrainerSettings
+    from nas.search.settings import TrainerSettings
     from nas.train.job import TrainJob
 
     assert TrainerSettings().amp == "off" and TrainJob(arch="x").amp == "off"

@@ -328,7 +328,7 @@ def test_zero_init_residual_starts_every_residual_layer_as_the_identity(audio_sp
     """trainer.zero_init_residual: a residual layer's output equals its input at the start,
     whatever its kernel, expansion, SE or activation; the other layers are untouched."""
     from nas.search.few_shot import build_supernet
-    from nas.search.phases import FewShotSettings
+    from nas.search.few_shot import FewShotSettings
 
     supernet = build_supernet(audio_space, FewShotSettings(), num_classes=5, input_shape=(1, 64, 63),
                               zero_init_residual=True)

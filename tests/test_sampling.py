@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from nas.search.sampling import (
     check_space_sampling, controller_untrained, fair_group, fair_group_size, group_forward, group_loss, sandwich_group, step_archs,
 )
-from nas.search.phases import TrainerSettings
+from nas.search.settings import TrainerSettings
 from nas.train.loop import train_step
 from search_spaces.base import Categorical
 from search_spaces.enas_macro import EnasMacroSpace
@@ -188,7 +188,7 @@ def test_warmup_draws_uniform_archs_without_touching_the_controller():
 
 
 def test_unknown_sampling_mode_is_rejected():
-    from nas.search.phases import TrainerSettings
+    from nas.search.settings import TrainerSettings
 
     with pytest.raises(ValueError, match="trainer.sampling='fiar'"):
         TrainerSettings(sampling="fiar")

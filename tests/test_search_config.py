@@ -13,7 +13,7 @@ from controllers.base import Controller
 from nas.io.registry import build_space
 from experiments.settings import settings_from
 from nas.search.loop import SearchSettings
-from nas.search.phases import TrainerSettings
+from nas.search.settings import TrainerSettings
 from search_spaces.base import SearchSpace
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from nas.search.few_shot import FewShotSettings
-from nas.search.phases import FinalSettings, TrainerSettings
+from nas.search.settings import FinalSettings, TrainerSettings
 from nas.search.rank.job import RankSettings
 from nas.search.refit import first_examples, fit_output_layer, layer_inputs, output_layer
 from nas.search.scoring import ArchScorer

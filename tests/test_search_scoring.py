@@ -14,7 +14,7 @@ from nas.search.scoring import ArchScorer, LatencyLookup
 from experiments.settings import settings_from
 from nas.search.loop import SearchSettings
 from nas.search.resume import check_resumable, identity_of
-from nas.search.phases import TrainerSettings
+from nas.search.settings import TrainerSettings
 from nas.search.phases import derive_seed, rank_key
 from search_spaces.base import Arch, Supernet
 

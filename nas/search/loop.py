@@ -68,7 +68,6 @@ from nas.search.few_shot import build_supernet, split_if_due
 from nas.search.phases import (
     SearchContext,
     SearchState,
-    TrainerSettings,
     choice_labels,
     controller_phase,
     final_phase,
@@ -77,6 +76,7 @@ from nas.search.phases import (
 from nas.search.referees import Referee, check_referees, load_referees
 from nas.search.resume import CHECKPOINT, CHECKPOINT_FORMAT, check_resumable, check_same_data, identity_of
 from nas.search.reward import Reward, RewardBuilder
+from nas.search.settings import TrainerSettings
 from nas.search.shared_supernet import SupernetSource, keep_epoch_supernet
 from nas.search.tracking import LOGGER, RunTracker, SilentTracker
 from nas.train.amp import resolve_amp
