@@ -41,9 +41,11 @@ from nas.search.tracking import LOGGER
 REFEREE_CONTROLLER = "enas_lstm"
 # Overrides of the search that a referee replaces (its controller, sampling, seed), that
 # would make it train referees of its own, or that are the search's alone (resume; the
-# simulated kill ``trainer.stop_after_epochs``: a referee always runs to its end).
+# simulated kill ``trainer.stop_after_epochs``: a referee always runs to its end; the
+# supernet a seed's searches share, which a referee, with its own sampling, does not).
 REPLACED = ("controller=", "controller.", "seed=", "resume=", "trainer.sampling=", "trainer.final.referee",
-            "trainer.stop_after_epochs=", "hydra.", "hydra/")
+            "trainer.stop_after_epochs=", "trainer.supernet_from=", "trainer.keep_epoch_supernets=",
+            "hydra.", "hydra/")
 
 RunSearch = Callable[[DictConfig, HydraRun], SearchOutcome]
 

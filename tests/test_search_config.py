@@ -130,6 +130,10 @@ def test_a_referee_search_is_the_search_as_a_one_arch_enas_search_of_another_see
     assert referee.controller._target_.endswith("EnasLstmController") and referee.controller.adam_eps == 1e-8
     assert referee.trainer.final.referee_searches == 0 and referee.trainer.stop_after_epochs is None
     assert not referee.resume
+    # the searches of a seed that share one supernet (the demo, the study) share their referees too
+    leader = referee_overrides([*given, "trainer.keep_epoch_supernets=true"], 4)
+    follower = referee_overrides([*given, "trainer.supernet_from=/runs/seed_3/search_enas_lstm"], 4)
+    assert leader == follower == referee_overrides(given, 4)
 
 
 def test_a_reward_target_naming_no_preset_of_the_space_is_refused_up_front() -> None:
