@@ -26,10 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import yaml
 from omegaconf import DictConfig, open_dict
 
 from experiments.cli import HydraRun
 from experiments.compose import compose_config, compose_step, job_config, save_step_config
+from experiments.resume_overrides import STARTED_WITH
 from experiments.search import search
 from experiments.settings import plain, settings_from
 from experiments.train import train
@@ -37,6 +39,8 @@ from nas.data.prepare import prepare_dataset
 from nas.data.synth import SynthSettings, differences_from_record, record_path, synthesize
 from nas.evaluate.compare import Comparison, compare_runs
 from nas.runtime import torch_threads
+from nas.search.resume import CHECKPOINT
+from nas.search.shared_supernet import snapshot_path
 
 log = logging.getLogger("melnas.demo")
 
@@ -130,15 +134,39 @@ def search_steps(demo: DemoSettings, seed: int, out_dir: Path, data: DictConfig)
 
     first, *others = demo.controllers
     leader = step(first)
-    if not (demo.share_supernet and others and shares_its_supernet(leader)):
+    leader_dir = out_dir / leader.name
+    if not (demo.share_supernet and others and shares_its_supernet(leader) and can_lead(leader_dir)):
         return [leader, *(step(c) for c in others)]
-    source = f"trainer.supernet_from={(out_dir / leader.name).absolute()}"
-    return [step(first, "trainer.keep_epoch_supernets=true"), *(step(c, source) for c in others)]
+    source = f"trainer.supernet_from={leader_dir.absolute()}"
+    followers = []
+    for controller in others:
+        if started_as_follower(out_dir / f"search_{controller}") is False:
+            log.info("search_%s in %s trains its own supernet: it was started so", controller, out_dir)
+            followers.append(step(controller))
+        else:
+            followers.append(step(controller, source))
+    return [step(first, "trainer.keep_epoch_supernets=true"), *followers]
 
 
 def shares_its_supernet(search: Step) -> bool:
     """Whether the supernet ``search`` trains is every controller's (not under controller sampling)."""
     return search.cfg.trainer.sampling != "controller"
+
+
+def can_lead(run_dir: Path) -> bool:
+    """Whether other searches can follow the search in ``run_dir``: it has not started yet, or
+    it kept its first epoch's weights (a study begun before melnas shared supernets did not)."""
+    return not (run_dir / CHECKPOINT).is_file() or snapshot_path(run_dir, 0).is_file()
+
+
+def started_as_follower(run_dir: Path) -> bool | None:
+    """Whether the search in ``run_dir`` was started with ``trainer.supernet_from`` (None: not
+    started): a resume must keep what it began with."""
+    if not (run_dir / CHECKPOINT).is_file():
+        return None
+    record = run_dir / STARTED_WITH
+    started_with = yaml.safe_load(record.read_text()) if record.is_file() else []
+    return any(str(o).startswith("trainer.supernet_from=") for o in started_with or [])
 
 
 def follows_another_search(step: Step) -> bool:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 
 from experiments.compose import compose_step
@@ -147,3 +148,23 @@ def test_each_search_trains_its_own_supernet_when_they_would_differ_or_when_told
     steps = [s for s in plan_steps(_demo_cfg(setting), tmp_path) if s.kind == "search"]
     assert len(steps) == 2
     assert not any(s.cfg.trainer.keep_epoch_supernets or s.cfg.trainer.supernet_from for s in steps)
+
+
+def test_a_study_begun_before_supernets_were_shared_finishes_as_it_began(tmp_path):
+    """A leader that ran without keeping its epochs cannot be followed, and a search started
+    with its own supernet resumes with it (a resume must match its start)."""
+    def started(name: str, *overrides: str) -> None:
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        (tmp_path / name / "checkpoints" / "last.pt").write_bytes(b"")
+        (tmp_path / name / "checkpoints" / "started_with.yaml").write_text(yaml.safe_dump(list(overrides)))
+
+    demo = _demo_cfg("demo.controllers=[enas_lstm,random,evolution]")
+    started("search_enas_lstm", "controller=enas_lstm")
+    searches = [s for s in plan_steps(demo, tmp_path) if s.kind == "search"]
+    assert not any(s.cfg.trainer.keep_epoch_supernets or s.cfg.trainer.supernet_from for s in searches)
+
+    (tmp_path / "search_enas_lstm" / "checkpoints" / "supernet_epoch_001.pt").write_bytes(b"")  # it keeps them
+    started("search_random", "controller=random")  # begun with its own supernet
+    searches = {s.name: s.cfg.trainer for s in plan_steps(demo, tmp_path) if s.kind == "search"}
+    assert searches["search_random"].supernet_from is None
+    assert searches["search_evolution"].supernet_from == str(tmp_path / "search_enas_lstm")

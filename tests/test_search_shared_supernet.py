@@ -54,6 +54,16 @@ def test_a_stopped_follower_resumes_and_ends_like_an_uninterrupted_one(
     assert read_log(stopped) == read_log(whole)
 
 
+def test_a_finished_follower_re_picks_without_its_source(workdir: Path, leader: Path, tmp_path: Path) -> None:  # noqa: F811
+    """The final phase alone needs no source: a finished follower re-picks after it is gone."""
+    source, follower = tmp_path / "source", tmp_path / "follower"
+    shutil.copytree(leader, source)
+    assert search(workdir, follower, "controller=random", SANDWICH, f"trainer.supernet_from={source}").finished
+    shutil.rmtree(source)
+    assert search(workdir, follower, "controller=random", SANDWICH, f"trainer.supernet_from={source}",
+                  "resume=true", "trainer.final.refit_examples=8").finished
+
+
 def test_a_follower_refuses_a_supernet_trained_otherwise(workdir: Path, leader: Path, tmp_path: Path) -> None:  # noqa: F811
     with pytest.raises(MelnasError, match=r"trainer\.lr: 0\.05 there, 0\.1 here"):
         search(workdir, tmp_path / "lr", "controller=random", SANDWICH, "trainer.lr=0.1",
@@ -69,6 +79,10 @@ def test_a_follower_names_the_epoch_its_source_has_not_written(workdir: Path, le
     snapshot_path(partial, 1).unlink()
     with pytest.raises(MelnasError, match=r"no shared weights after epoch 2 .*keep_epoch_supernets=true"):
         search(workdir, tmp_path / "f", "controller=random", SANDWICH, f"trainer.supernet_from={partial}")
+    unkept = tmp_path / "unkept"
+    assert search(workdir, unkept, "controller=enas_lstm", SANDWICH).finished
+    with pytest.raises(MelnasError, match=r"ran that epoch without trainer\.keep_epoch_supernets=true"):
+        search(workdir, tmp_path / "h", "controller=random", SANDWICH, f"trainer.supernet_from={unkept}")
     with pytest.raises(MelnasError, match=r"no search there"):
         search(workdir, tmp_path / "g", "controller=random", SANDWICH, f"trainer.supernet_from={tmp_path / 'nowhere'}")
 
@@ -79,7 +93,7 @@ def test_the_controller_sampling_cannot_follow_another_supernet(workdir: Path, l
 
 
 def test_only_settings_after_the_shared_training_may_differ() -> None:
-    identity = {"seed": 0, "trainer.lr": 0.05, "trainer.final.top_k": 5, "controller._target_": "x",
+    identity = {"seed": 0, "trainer.lr": 0.05, "trainer.final.top_k": 5, "controller._target_": "x", "trainer.bn_mode": "batch",
                 "reward.target_ms": 1.0, "trainer.controller_steps": 20, "trainer.supernet_from": "/a",
                 "latency_table.repeats": 20, "trainer.controller_steps_extra": 1}
     assert training_identity(identity) == {"seed": 0, "trainer.lr": 0.05, "trainer.controller_steps_extra": 1}

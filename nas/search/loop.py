@@ -161,7 +161,8 @@ def _run_search(
             f"{ctx.device}{f' x {world.size} processes' if world.distributed else ''}: {ctx.steps_per_epoch} train "
             f"steps/epoch; data and latency table ready in {setup_s:.1f} s{_target_note(inputs.reward, ctx.reward)}"
         )
-        source = None if settings.trainer.supernet_from is None else SupernetSource(
+        follows = settings.trainer.supernet_from is not None and ctx.state.epoch < settings.trainer.epochs
+        source = None if not follows else SupernetSource(
             settings.trainer.supernet_from, identity=run_identity, split_identity=ctx.split_identity,
             cache_dir=inputs.data["cache_dir"])
         if source is not None:

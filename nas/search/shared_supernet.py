@@ -28,14 +28,17 @@ from typing import Any, Mapping
 from nas.errors import MelnasError
 from nas.io.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from nas.search.phases import SearchContext
-from nas.search.resume import check_same_data
+from nas.search.resume import CHECKPOINT, check_same_data
 
 SNAPSHOT_FORMAT = 1
 # Flattened config keys (or their prefixes, ending in ".") a follower may set otherwise than
-# the run it follows: they act after the shared training (nas/search/resume.py's resume-free
-# keys, such as threads and progress, are never in an identity at all).
+# the run it follows: they act after the shared training (the controller phase's scoring
+# restores the batchnorm buffers it touches). nas/search/resume.py's resume-free keys
+# (threads, device, trainer.amp, progress) are never in an identity: they may differ as in
+# a resume, and then the follower sees the weights the followed run's device and threads made.
 TRAINING_FREE = ("controller.", "reward.", "latency_table.", "trainer.final.", "trainer.controller_steps",
-                 "trainer.archs_per_step", "trainer.controller_warmup", "trainer.supernet_from")
+                 "trainer.archs_per_step", "trainer.controller_warmup", "trainer.val_batch_size", "trainer.bn_mode",
+                 "trainer.bn_recalibration_batches", "trainer.supernet_from")
 
 
 def snapshot_path(run_dir: str | Path, epoch: int) -> Path:
@@ -86,10 +89,8 @@ class SupernetSource:
         start = time.perf_counter()
         path = snapshot_path(self.run_dir, epoch)
         if not path.is_file():
-            raise MelnasError(
-                f"trainer.supernet_from={self.run_dir}: it has no shared weights after epoch {epoch + 1} ({path}). "
-                "Run (or resume) that search to its end first, with trainer.keep_epoch_supernets=true; or drop "
-                "trainer.supernet_from to train this search's supernet itself")
+            raise MelnasError(f"trainer.supernet_from={self.run_dir}: it has no shared weights after epoch {epoch + 1} "
+                              f"({path}). {self._remedy(epoch)}")
         snapshot = load_checkpoint(path)
         self._check(snapshot, path)
         ctx.supernet.load_state_dict(snapshot["supernet"])
@@ -98,6 +99,16 @@ class SupernetSource:
         figures = dict(snapshot["figures"])
         return {"train_loss": figures["train_loss"], "train_accuracy": figures["train_accuracy"],
                 "shared_s": time.perf_counter() - start, "shared_trained_s": figures["shared_s"]}
+
+    def _remedy(self, epoch: int) -> str:
+        last = self.run_dir / CHECKPOINT
+        done = int(load_checkpoint(last)["state"]["epoch"]) if last.is_file() else 0
+        if done > epoch:
+            return (f"It ran that epoch without trainer.keep_epoch_supernets=true: follow a search started with it, or "
+                    "drop trainer.supernet_from (in melnas-demo / melnas-study: demo.share_supernet=false / "
+                    "study.share_supernet=false) to train this search's supernet itself")
+        return ("Run (or resume) that search to its end first, with trainer.keep_epoch_supernets=true; or drop "
+                "trainer.supernet_from to train this search's supernet itself")
 
     def _check(self, snapshot: Mapping[str, Any], path: Path) -> None:
         if snapshot.get("format") != SNAPSHOT_FORMAT:
@@ -112,5 +123,7 @@ class SupernetSource:
             details = "; ".join(f"{k}: {theirs.get(k)!r} there, {self._identity.get(k)!r} here" for k in changed[:12])
             raise MelnasError(
                 f"trainer.supernet_from={self.run_dir} trained its supernet with other settings than this search "
-                f"would ({details}). Only the controller, the reward, the latency table and trainer.final may "
-                "differ; use the same settings, or drop trainer.supernet_from")
+                f"would ({details}). Only the controller, the reward, the latency table, the controller phase "
+                "(trainer.controller_steps, archs_per_step, controller_warmup, val_batch_size, bn_mode, "
+                "bn_recalibration_batches) and trainer.final may differ; use the same settings, or drop "
+                "trainer.supernet_from")
