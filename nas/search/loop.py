@@ -77,7 +77,7 @@ from nas.search.referees import Referee, check_referees, load_referees
 from nas.search.resume import CHECKPOINT, CHECKPOINT_FORMAT, check_resumable, check_same_data, identity_of
 from nas.search.reward import Reward, RewardBuilder
 from nas.search.settings import TrainerSettings
-from nas.search.shared_supernet import SupernetSource, keep_epoch_supernet
+from nas.search.shared_supernet import SupernetSource, followed_source, keep_epoch_supernet
 from nas.search.tracking import LOGGER, RunTracker, SilentTracker
 from nas.train.amp import resolve_amp
 from nas.train.loop import few_steps_warning
@@ -161,13 +161,7 @@ def _run_search(
             f"{ctx.device}{f' x {world.size} processes' if world.distributed else ''}: {ctx.steps_per_epoch} train "
             f"steps/epoch; data and latency table ready in {setup_s:.1f} s{_target_note(inputs.reward, ctx.reward)}"
         )
-        follows = settings.trainer.supernet_from is not None and ctx.state.epoch < settings.trainer.epochs
-        source = None if not follows else SupernetSource(
-            settings.trainer.supernet_from, identity=run_identity, split_identity=ctx.split_identity,
-            cache_dir=inputs.data["cache_dir"])
-        if source is not None:
-            ctx.tracker.info(f"the shared weights of every epoch come from {source.run_dir} (trainer.supernet_from): "
-                             "this search trains none itself")
+        source = followed_source(ctx, identity=run_identity, cache_dir=inputs.data["cache_dir"])
         return _search(ctx, run_dir, space_config, run_identity, setup_s=setup_s, referees=inputs.referees,
                        source=source)
     finally:

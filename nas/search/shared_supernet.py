@@ -127,3 +127,16 @@ class SupernetSource:
                 "(trainer.controller_steps, archs_per_step, controller_warmup, val_batch_size, bn_mode, "
                 "bn_recalibration_batches) and trainer.final may differ; use the same settings, or drop "
                 "trainer.supernet_from")
+
+
+def followed_source(ctx: SearchContext, *, identity: Mapping[str, Any], cache_dir: str | Path) -> SupernetSource | None:
+    """The run ``trainer.supernet_from`` names, while this search has epochs left to take from
+    it (a finished follower re-picks without it)."""
+    settings = ctx.settings
+    if settings.supernet_from is None or ctx.state.epoch >= settings.epochs:
+        return None
+    source = SupernetSource(settings.supernet_from, identity=identity, split_identity=ctx.split_identity,
+                            cache_dir=cache_dir)
+    ctx.tracker.info(f"the shared weights of every epoch come from {source.run_dir} (trainer.supernet_from): "
+                     "this search trains none itself")
+    return source
