@@ -43,6 +43,7 @@ from nas.search.resume import CHECKPOINT
 from nas.search.shared_supernet import snapshot_path
 
 log = logging.getLogger("melnas.demo")
+FOLLOW = "trainer.supernet_from="  # the override that makes a search follow another's supernet
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def search_steps(demo: DemoSettings, seed: int, out_dir: Path, data: DictConfig)
     leader_dir = out_dir / leader.name
     if not (demo.share_supernet and others and shares_its_supernet(leader) and can_lead(leader_dir)):
         return [leader, *(step(c) for c in others)]
-    source = f"trainer.supernet_from={leader_dir.absolute()}"
+    source = f"{FOLLOW}{leader_dir.absolute()}"
     followers = []
     for controller in others:
         if started_as_follower(out_dir / f"search_{controller}") is False:
@@ -166,12 +167,12 @@ def started_as_follower(run_dir: Path) -> bool | None:
         return None
     record = run_dir / STARTED_WITH
     started_with = yaml.safe_load(record.read_text()) if record.is_file() else []
-    return any(str(o).startswith("trainer.supernet_from=") for o in started_with or [])
+    return any(str(o).startswith(FOLLOW) for o in started_with or [])
 
 
 def follows_another_search(step: Step) -> bool:
     """A search that loads another's shared weights (it runs after that one)."""
-    return any(o.startswith("trainer.supernet_from=") for o in step.overrides)
+    return any(o.startswith(FOLLOW) for o in step.overrides)
 
 
 def step_done(step: Step, out_dir: Path) -> bool:
