@@ -23,6 +23,7 @@ while other jobs run, so with ``jobs > 1`` it is noisier than in a sequential st
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -144,9 +145,34 @@ def run_study(cfg: DictConfig, out_dir: str | Path) -> StudyResult:
               "latency": (f"every model re-timed side by side after the runs (median of {study.remeasure_rounds} rounds)"
                           if study.remeasure_rounds > 0 else "as each retraining measured it")}
     report = write_study_report(rows, out_dir, baseline=study.baseline, bootstrap=study.bootstrap, budget=budget,
-                                resolve_effect=study.resolve_effect)
+                                resolve_effect=study.resolve_effect, winner_scores=winner_scores(planned))
     return StudyResult(out_dir, report, [f"{d.name}/{step.name}" for d, _, step in todo],
                        time.perf_counter() - start)
+
+
+def winner_scores(planned: list[tuple[Path, int, Step]]) -> dict[str, dict[int, float]]:
+    """controller -> search seed -> its winner's supernet score (``best_arch.json``), for
+    the seeds whose searches all scored on one supernet. Its weights do not depend on the
+    controller unless the controller samples the training archs (``trainer.sampling=controller``):
+    otherwise every search of a seed trains, or follows, the same supernet."""
+    searches: dict[int, list[tuple[Path, Step]]] = {}
+    for round_dir, seed, step in planned:
+        if step.kind == "search":
+            searches.setdefault(seed, []).append((round_dir, step))
+    scores: dict[str, dict[int, float]] = {}
+    for seed, steps in searches.items():
+        if any(OmegaConf.select(step.cfg, "trainer.sampling") == "controller" for _, step in steps):
+            continue
+        winners = {step.name.removeprefix("search_"): round_dir / step.name / "best_arch.json" for round_dir, step in steps}
+        found = {controller: json.loads(path.read_text()).get("accuracy") for controller, path in winners.items()}
+        unscored = [str(winners[c]) for c, score in found.items() if score is None]
+        if unscored:
+            log.warning("seed %d left out of the supernet scores: no 'accuracy' in %s (melnas-search "
+                        "resume=true on that run writes it again)", seed, ", ".join(unscored))
+            continue
+        for controller, score in found.items():
+            scores.setdefault(controller, {})[seed] = float(score)
+    return scores
 
 
 def _winner_prefixes(study: StudySettings) -> tuple[str, ...]:

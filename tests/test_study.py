@@ -23,6 +23,7 @@ from nas.evaluate.study_stats import (
     latency_matched,
     method_spreads,
     paired_differences,
+    score_against_test,
     seeds_for_difference,
     seeds_needed,
     spread,
@@ -146,6 +147,20 @@ def test_seeds_needed_reads_the_std_of_the_per_seed_differences():
     assert seeds_needed(one_seed, effect=0.01) is None  # no std from one seed
 
 
+def test_supernet_scores_are_set_against_test_accuracy_on_the_seeds_scored():
+    """A controller whose winners score higher on the supernet the less they retrain well:
+    the two differences are paired on the scored seeds only, and their correlation is -1."""
+    rows = [_row("random", s, 0.70) for s in range(4)] + [_row("enas", s, a) for s, a in enumerate((0.68, 0.69, 0.70, 0.60))]
+    scores = {"random": {0: 0.50, 1: 0.50, 2: 0.50}, "enas": {0: 0.54, 1: 0.52, 2: 0.50, 3: 0.9}}  # seed 3: unscored by random
+    (result,) = score_against_test(scores, rows, "random")
+    assert result.score.method == "enas" and result.score.per_seed == pytest.approx({0: 0.04, 1: 0.02, 2: 0.0})
+    assert result.test.per_seed == pytest.approx({0: -0.02, 1: -0.01, 2: 0.0})
+    assert result.test.mean == pytest.approx(-0.01) and result.correlation == pytest.approx(-1.0)
+    two_seeds = {m: {s: v for s, v in by_seed.items() if s < 2} for m, by_seed in scores.items()}
+    assert np.isnan(score_against_test(two_seeds, rows, "random")[0].correlation)  # too few seeds for an r
+    assert score_against_test({"enas": scores["enas"]}, rows, "random") == []  # the baseline unscored
+
+
 def test_a_missing_baseline_is_named():
     with pytest.raises(ValueError, match="baseline 'random'"):
         paired_differences([_row("enas", 0, 0.5)], "accuracy", "random")
@@ -195,8 +210,9 @@ def test_jobs_default_to_sequential_on_two_cores():
 def _fake_outputs(step, round_dir: Path, seed: int) -> None:
     run_dir = round_dir / step.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    if step.kind == "search":
-        (run_dir / "best_arch.json").write_text("{}")
+    if step.kind == "search":  # the winner's supernet score: enas_lstm 0.04 above random search's
+        score = 0.5 + 0.01 * seed + {"enas_lstm": 0.04, "evolution": 0.02}.get(step.name.removeprefix("search_"), 0.0)
+        (run_dir / "best_arch.json").write_text(json.dumps({"accuracy": score}))
         return
     bonus = {"enas_lstm": 0.03, "random": 0.0, "evolution": 0.01}.get(step.name.split("_t")[0].removeprefix("train_"), -0.02)
     accuracy = 0.6 + 0.05 * seed + bonus
@@ -261,6 +277,25 @@ def test_resume_skips_finished_steps_and_writes_the_report(tmp_path, monkeypatch
     assert "| enas_lstm | test acc (window) | 0.0000 | 2 (+0.0300) | 2 |" in markdown
     needed = {(n["method"], n["metric"]): n for n in summary["seeds_needed"]}
     assert needed[("enas_lstm", "accuracy")]["at_observed"] == 2 and needed[("enas_lstm", "accuracy")]["power"] == 0.8
+    # the winners' supernet scores against their test accuracy (constant differences: no r)
+    assert "| enas_lstm | 3 | +0.0400 [+0.0400, +0.0400] | +0.0300 [+0.0300, +0.0300] | - |" in markdown
+    against = {a["method"]: a for a in summary["supernet_score_against_test"]}
+    assert set(against) == {"enas_lstm", "evolution"} and against["evolution"]["score"]["mean"] == pytest.approx(0.02)
+    assert against["enas_lstm"]["test"]["per_seed"] == pytest.approx({"0": 0.03, "1": 0.03, "2": 0.03})
+    assert against["enas_lstm"]["correlation"] is None
+
+
+def test_winners_trained_on_separate_supernets_are_not_scored_against_each_other(tmp_path, no_data):
+    """Under trainer.sampling=controller each search trains its own supernet: no common score."""
+    shared = _study_cfg(tmp_path, "study.seeds=[0,1]", "study.controllers=[enas_lstm,random]")
+    separate = _study_cfg(tmp_path, "study.seeds=[0,1]", "study.controllers=[enas_lstm,random]",
+                          f"study.search_overrides={_hydra_list(['trainer.sampling=controller'])}")
+    for cfg, out in ((shared, tmp_path / "shared"), (separate, tmp_path / "separate")):
+        for round_dir, seed, step in plan_study(cfg, out):
+            _fake_outputs(step, round_dir, seed)
+    assert study_steps.winner_scores(plan_study(shared, tmp_path / "shared")) == {
+        "enas_lstm": {0: pytest.approx(0.54), 1: pytest.approx(0.55)}, "random": {0: 0.5, 1: 0.51}}
+    assert study_steps.winner_scores(plan_study(separate, tmp_path / "separate")) == {}
 
 
 def test_searches_that_follow_a_supernet_run_after_it_and_before_the_winners(tmp_path, monkeypatch, no_data):

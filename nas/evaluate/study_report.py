@@ -19,11 +19,13 @@ from nas.evaluate.study_stats import (
     Bootstrap,
     LatencyMatched,
     PairedDifference,
+    ScoreAgainstTest,
     SeedsNeeded,
     StudyRow,
     latency_line,
     latency_matched,
     paired_differences,
+    score_against_test,
     seeds_needed,
     summary_table,
     training_spreads,
@@ -91,10 +93,13 @@ def check_one_runtime(rows: Sequence[StudyRow]) -> None:
 
 def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baseline: str,
                        bootstrap: Bootstrap = Bootstrap(), budget: dict[str, Any] | None = None,
-                       resolve_effect: float = 0.01) -> StudyReport:
+                       resolve_effect: float = 0.01,
+                       winner_scores: Mapping[str, Mapping[int, float]] | None = None) -> StudyReport:
     """Write the four report files into ``out_dir`` and return the markdown table.
 
-    ``resolve_effect``: the accuracy difference whose search seeds needed the report gives."""
+    ``resolve_effect``: the accuracy difference whose search seeds needed the report gives.
+    ``winner_scores``: method -> search seed -> its winner's score on the supernet the
+    seed's searches share (``best_arch.json``); the report then sets it against test accuracy."""
     if not rows:
         raise ValueError("the study has no finished retrainings to report")
     check_one_runtime(rows)
@@ -106,6 +111,7 @@ def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baselin
     matched = latency_matched(rows, baseline, bootstrap)
     needed = [(d, n) for metric in SEEDS_NEEDED_METRICS for d in diffs[metric]
               if (n := seeds_needed(d, resolve_effect)) is not None]
+    against = score_against_test(winner_scores or {}, rows, baseline, bootstrap)
 
     csv_path = out_dir / "study.csv"
     fields = list(table[0]) + [f"{m}_diff_vs_{baseline}{s}" for m in METRICS for s in ("", "_low", "_high")]
@@ -117,7 +123,8 @@ def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baselin
     atomic_write_text(csv_path, buffer.getvalue())
 
     markdown = (_markdown(table, diffs, train_std, baseline, bootstrap, budget, methods_shared_by_rounds(rows))
-                + _seeds_needed_markdown(needed, baseline) + _matched_markdown(matched, baseline))
+                + _seeds_needed_markdown(needed, baseline) + _matched_markdown(matched, baseline)
+                + _score_markdown(against, baseline))
     markdown_path = out_dir / "study.md"
     atomic_write_text(markdown_path, markdown)
 
@@ -136,6 +143,10 @@ def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baselin
             "methods": {m: asdict(s) for m, s in matched.spreads.items()},
             "paired_differences": [_diff_json(d) for d in matched.differences],
         },
+        "supernet_score_against_test": [{"method": a.score.method, "score": _diff_json(a.score),
+                                         "test": _diff_json(a.test),
+                                         "correlation": None if math.isnan(a.correlation) else a.correlation}
+                                        for a in against],
         "runs": [asdict(r) for r in rows],
     }, indent=2) + "\n")
 
@@ -182,7 +193,7 @@ def _markdown(table: list[dict[str, Any]], diffs: dict[str, list[PairedDifferenc
         found = [next((d for d in diffs[m] if d.method == entry["method"]), None) for m in METRICS]
         if found[0] is None:
             continue
-        cells = [f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]" if d else "" for d in found]
+        cells = [_interval(d) if d else "" for d in found]
         lines.append(f"| {entry['method']} | {found[0].n} | " + " | ".join(cells) + " |")
     noise = ", ".join(f"{m} {v:.4f}" for m, v in train_std.items() if not math.isnan(v))
     lines += ["", f"Mean +- std over search seeds (each seed: the mean of its training seeds). Interval: {bootstrap.describe()}."]
@@ -229,9 +240,30 @@ def _matched_markdown(matched: LatencyMatched | None, baseline: str) -> str:
              f"| method | seeds | above the line | minus `{baseline}` [CI] |", "|---|---|---|---|"]
     for method, s in matched.spreads.items():
         diff = next((d for d in matched.differences if d.method == method), None)
-        cell = f"{diff.mean:+.4f} [{diff.low:+.4f}, {diff.high:+.4f}]" if diff else ""
+        cell = _interval(diff) if diff else ""
         lines.append(f"| {method} | {s.n} | {s.mean:+.4f} +- {s.std:.4f} | {cell} |")
     return "\n".join(lines) + "\n"
+
+
+def _score_markdown(against: Sequence[ScoreAgainstTest], baseline: str) -> str:
+    """Each controller's winners against the baseline's: on their common supernet, then retrained."""
+    if not against:
+        return ""
+    lines = ["", "Supernet score against test accuracy: each winner's score on the supernet its seed's searches "
+             "share (the final phase's accuracy on the whole val split, `best_arch.json`) minus the score of "
+             f"`{baseline}`'s winner, next to the retrained models' difference on the same seeds; r: the "
+             "correlation of the two over seeds. A controller whose winners score higher on the supernet and "
+             "not on the test split is held back by the supernet's score, not by its search.", "",
+             f"| method | seeds | supernet score minus `{baseline}` [CI] | test acc (window) minus `{baseline}` [CI] | r |",
+             "|---|---|---|---|---|"]
+    for a in against:
+        r = "-" if math.isnan(a.correlation) else f"{a.correlation:+.2f}"
+        lines.append(f"| {a.score.method} | {a.test.n} | {_interval(a.score)} | {_interval(a.test)} | {r} |")
+    return "\n".join(lines) + "\n"
+
+
+def _interval(diff: PairedDifference) -> str:
+    return f"{diff.mean:+.4f} [{diff.low:+.4f}, {diff.high:+.4f}]"
 
 
 def _pm(mean: float, std: float, metric: str) -> str:

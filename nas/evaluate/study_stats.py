@@ -203,17 +203,58 @@ def paired_differences(rows: Sequence[StudyRow], metric: str, baseline: str,
     means = per_seed_means(rows, metric)
     if baseline not in means:
         raise ValueError(f"the baseline {baseline!r} has no finished runs; methods: {', '.join(means)}")
+    return pair_by_seed(means, metric, baseline, bootstrap)
+
+
+def pair_by_seed(means: Mapping[str, Mapping[int, float]], metric: str, baseline: str,
+                 bootstrap: Bootstrap = Bootstrap()) -> list[PairedDifference]:
+    """Every other method minus ``baseline`` from ``method -> search seed -> value``, on the
+    seeds both have (none when ``baseline`` has none)."""
     out: list[PairedDifference] = []
     for method, seeds in means.items():
         if method == baseline:
             continue
-        common = sorted(set(seeds) & set(means[baseline]))
+        common = sorted(set(seeds) & set(means.get(baseline, {})))
         if not common:
             continue
         diffs = {s: seeds[s] - means[baseline][s] for s in common}
         low, high = bootstrap_interval(list(diffs.values()), bootstrap)
         out.append(PairedDifference(method, baseline, metric, diffs, float(np.mean(list(diffs.values()))),
                                     low, high, bootstrap.confidence))
+    return out
+
+
+@dataclass(frozen=True)
+class ScoreAgainstTest:
+    """A method's winners against the baseline's on the supernet that scored both, and after
+    retraining, paired by search seed: does a winner the supernet scores higher retrain
+    better? (A controller is only as good as the score it climbs: one that finds archs the
+    supernet rates higher than random search's, and no better test accuracy, is held back
+    by the score, not by its search.)"""
+
+    score: PairedDifference  # the supernet's score of the winner minus the baseline's
+    test: PairedDifference  # test accuracy (window) minus the baseline's, on the same seeds
+    correlation: float  # Pearson r of the two per-seed differences; nan below 3 seeds or for a constant
+
+
+def score_against_test(scores: Mapping[str, Mapping[int, float]], rows: Sequence[StudyRow], baseline: str,
+                       bootstrap: Bootstrap = Bootstrap()) -> list[ScoreAgainstTest]:
+    """``scores``: method -> search seed -> its winner's supernet score, for the seeds whose
+    searches scored on one supernet; each method with such seeds against ``baseline``."""
+    accuracy = per_seed_means(rows, "accuracy")
+    out: list[ScoreAgainstTest] = []
+    for score in pair_by_seed(scores, "supernet_score", baseline, bootstrap):
+        on_seeds = {m: {s: v for s, v in accuracy.get(m, {}).items() if s in score.per_seed}
+                    for m in (score.method, baseline)}
+        test = next(iter(pair_by_seed(on_seeds, "accuracy", baseline, bootstrap)), None)
+        if test is None:
+            continue
+        seeds = sorted(test.per_seed)
+        x = np.array([score.per_seed[s] for s in seeds])
+        y = np.array([test.per_seed[s] for s in seeds])
+        constant = len(seeds) < 3 or np.ptp(x) == 0.0 or np.ptp(y) == 0.0
+        correlation = math.nan if constant else float(np.corrcoef(x, y)[0, 1])
+        out.append(ScoreAgainstTest(score, test, correlation))
     return out
 
 
