@@ -57,6 +57,20 @@ def test_rank_of_the_supernet_top1_and_top_k_overlap():
     assert top_k_overlap(predicted, actual, 10) == 6  # k capped at the number of archs
 
 
+def test_the_search_top_placement_sets_its_picks_against_their_standalone_ranks():
+    from nas.search.rank.report import search_top_placement
+
+    origins = ["top", "top", "stratified", "stratified", "stratified", "stratified"]
+    predicted = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]  # the search's two picks scored highest...
+    actual = [0.5, 0.6, 0.9, 0.8, 0.7, 0.4]  # ...and 5th and 4th standalone; the others in the supernet's order
+    placement = search_top_placement(origins, predicted, actual)
+    assert placement == {"count": 2, "of": 6, "supernet_mean_rank": 1.5, "standalone_mean_rank": 4.5,
+                         "spread_kendall_tau": pytest.approx(1.0)}
+    assert search_top_placement(["stratified"] * 3, [0.1, 0.2, 0.3], [0.3, 0.2, 0.1]) is None
+    assert np.isnan(search_top_placement(["top", "top", "stratified"], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])
+                    ["spread_kendall_tau"])  # one spread arch: no order to read
+
+
 # ---- the draw -------------------------------------------------------------------------
 
 
@@ -233,6 +247,7 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
         [float(r["latency_ms"]) for r in table], [float(r["standalone_val"]) for r in table]), nan_ok=True)
     assert first["standalone_val_test_tau"] == pytest.approx(kendall_tau(  # the split's own noise
         [float(r["standalone_val"]) for r in table], [float(r["standalone_test"]) for r in table]), nan_ok=True)
+    assert first["search_top"]["count"] == sum(r["origin"] == "top" for r in table) == 2
     second = rank(6, "rank2")
     assert second["num_archs"] == 6
     assert second["standalone"] | {"trained_now": 2, "reused": 4} == second["standalone"]
@@ -365,11 +380,15 @@ def test_the_report_line_explains_nan_only_when_there_is_one(capsys):
         figures = {"kendall_tau": tau, "spearman_rho": tau, "top1_standalone_rank": 1, "top5_overlap": min(3, num_archs)}
         return {"num_archs": num_archs, "bn_mode": "recalibrate", **figures, "by_bn_mode": {"recalibrate": figures},
                 "latency_baseline": figures, "standalone_seed_tau": None, "attainable_tau": None,
-                "standalone_val_test_tau": 0.5, "referees": None}
+                "standalone_val_test_tau": 0.5, "referees": None,
+                "search_top": {"count": 5, "of": num_archs, "supernet_mean_rank": 3.0, "standalone_mean_rank": 9.4,
+                               "spread_kendall_tau": 0.3}}
 
     report(summary(0.4, 20), Path("out"))
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("top-5 overlap 3/5") and not any("nan" in line for line in lines)
+    assert ("the search's own top 5: mean rank 3.0 of 20 by the supernet, 9.4 standalone (a later standalone rank: "
+            "the supernet overrated what its search picked); the other archs alone: tau 0.300") in "\n".join(lines)
     report(summary(float("nan"), 3), Path("out"))
     first, second = capsys.readouterr().out.splitlines()[:2]
     assert first.endswith("top-5 overlap 3/3")

@@ -33,7 +33,9 @@ from nas.search.loop import CHECKPOINT, SearchSettings
 from nas.search.rank.draw import archs_to_rank
 from nas.search.referees import Referee, check_referees, load_referees, load_supernet
 from nas.search.resume import check_same_data
-from nas.search.rank.report import agreement, attainable_tau, seed_agreement, write_csv, write_json, write_plot
+from nas.search.rank.report import (
+    agreement, attainable_tau, search_top_placement, seed_agreement, write_csv, write_json, write_plot,
+)
 from nas.search.rank.stats import kendall_tau
 from nas.search.rank.standalone import (
     StandaloneJob, entry_key, entry_path, network_digest, stored_entry, threads_per_job, train_missing,
@@ -180,6 +182,7 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
         "by_bn_mode": {mode: agreement(scores[mode], val) for mode in r.bn_modes},
         "vs_standalone_test": agreement(scores[r.bn_modes[0]], [row["standalone_test"] for row in rows]),
         "latency_baseline": agreement([row["latency_ms"] for row in rows], val),
+        "search_top": search_top_placement([row["origin"] for row in rows], scores[r.bn_modes[0]], val),
         "referees": ({"runs": [str(referee.run_dir) for referee in referees], **agreement(ensemble, val),
                       "referees_alone": agreement(referees_mean, val)}
                      if referees else None),

@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from scipy import stats
+
 from nas.io.atomic import atomic_open, atomic_write_json
 from nas.search.rank.stats import kendall_tau, rank_of_top1, spearman_rho, top_k_overlap
 
@@ -20,6 +22,27 @@ def agreement(predicted: Sequence[float], actual: Sequence[float]) -> dict[str, 
         "top1_standalone_rank": rank_of_top1(predicted, actual),
         "top5_overlap": top_k_overlap(predicted, actual, 5),
     }
+
+
+def search_top_placement(origins: Sequence[str], predicted: Sequence[float],
+                         actual: Sequence[float]) -> dict[str, float | int] | None:
+    """Where the search's own top archs (origin ``top``) stand among all the ranked archs:
+    their mean rank (1 = best, ties averaged) by the supernet's score and standalone, and
+    the Kendall tau over the spread archs alone. The search picked its top archs because
+    its supernet scored them highest; their standalone rank says how much of that was the
+    supernet overrating them (a winner's curse, and its bias), the spread archs' tau how it
+    ranks archs it did not pick. None without top archs."""
+    top = [i for i, origin in enumerate(origins) if origin == "top"]
+    if not top:
+        return None
+    spread = [i for i in range(len(origins)) if i not in set(top)]
+    by_score, by_standalone = stats.rankdata([-p for p in predicted]), stats.rankdata([-a for a in actual])
+    spread_tau = (kendall_tau([predicted[i] for i in spread], [actual[i] for i in spread])
+                  if len(spread) >= 2 else math.nan)
+    return {"count": len(top), "of": len(origins),
+            "supernet_mean_rank": float(sum(by_score[i] for i in top) / len(top)),
+            "standalone_mean_rank": float(sum(by_standalone[i] for i in top) / len(top)),
+            "spread_kendall_tau": spread_tau}
 
 
 def seed_agreement(accuracies_by_seed: Sequence[Sequence[float]]) -> float | None:
