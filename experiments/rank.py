@@ -54,11 +54,14 @@ def report(summary: dict[str, Any], out_dir: Path, *, referees_of_search: bool =
         print(f"  with {len(ensemble['runs'])} referee supernet(s){whose}, the mean score: tau {ensemble['kendall_tau']:.3f} "
               f"rho {ensemble['spearman_rho']:.3f}, top-1 is standalone #{ensemble['top1_standalone_rank']}; "
               f"the referees alone: tau {ensemble['referees_alone']['kendall_tau']:.3f}")
-    top = summary["search_top"]
+    top = summary.get("search_top")
     if top:
         print(f"  the search's own top {top['count']}: mean rank {top['supernet_mean_rank']:.1f} of {top['of']} by the "
-              f"supernet, {top['standalone_mean_rank']:.1f} standalone (a later standalone rank: the supernet overrated "
-              f"what its search picked); the other archs alone: tau {top['spread_kendall_tau']:.3f}")
+              f"supernet, {top['standalone_mean_rank']:.1f} standalone (much later standalone: the supernet overrated "
+              "what its search picked)")
+        if not math.isnan(top["spread_kendall_tau"]):
+            print(f"  the other {top['of'] - top['count']} archs alone: tau {top['spread_kendall_tau']:.3f}, predicted "
+                  f"latency as the score {top['spread_latency_kendall_tau']:.3f}")
     baseline = summary["latency_baseline"]
     print(f"  predicted latency as the score (slower ranks higher): tau {baseline['kendall_tau']:.3f} "
           f"rho {baseline['spearman_rho']:.3f} (a supernet below this knows less than 'bigger is better')")

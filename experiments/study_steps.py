@@ -151,28 +151,29 @@ def run_study(cfg: DictConfig, out_dir: str | Path) -> StudyResult:
 
 
 def winner_scores(planned: list[tuple[Path, int, Step]]) -> dict[str, dict[int, float]]:
-    """controller -> search seed -> its winner's supernet score (``best_arch.json``), for
-    the seeds whose searches all scored on one supernet. Its weights do not depend on the
-    controller unless the controller samples the training archs (``trainer.sampling=controller``):
-    otherwise every search of a seed trains, or follows, the same supernet."""
+    """controller -> search seed -> the final phase's score of its winner (``best_arch.json``),
+    for the seeds whose searches scored on one supernet (``scored_on_one_supernet``)."""
     searches: dict[int, list[tuple[Path, Step]]] = {}
     for round_dir, seed, step in planned:
         if step.kind == "search":
             searches.setdefault(seed, []).append((round_dir, step))
     scores: dict[str, dict[int, float]] = {}
     for seed, steps in searches.items():
-        if any(OmegaConf.select(step.cfg, "trainer.sampling") == "controller" for _, step in steps):
+        if not scored_on_one_supernet([step for _, step in steps]):
             continue
-        winners = {step.name.removeprefix("search_"): round_dir / step.name / "best_arch.json" for round_dir, step in steps}
-        found = {controller: json.loads(path.read_text()).get("accuracy") for controller, path in winners.items()}
-        unscored = [str(winners[c]) for c, score in found.items() if score is None]
-        if unscored:
-            log.warning("seed %d left out of the supernet scores: no 'accuracy' in %s (melnas-search "
-                        "resume=true on that run writes it again)", seed, ", ".join(unscored))
-            continue
-        for controller, score in found.items():
-            scores.setdefault(controller, {})[seed] = float(score)
+        for round_dir, step in steps:
+            winner = json.loads((round_dir / step.name / "best_arch.json").read_text())
+            scores.setdefault(step.name.removeprefix("search_"), {})[seed] = float(winner["accuracy"])
     return scores
+
+
+def scored_on_one_supernet(searches: list[Step]) -> bool:
+    """Whether one seed's searches (the first of them the leader) picked their winners on one
+    supernet: every other search loads the first's (``study.share_supernet``), or all train
+    it under the sandwich rule, whose shared weights do not depend on the controller
+    (``nas/search/loop.py``). Under ``trainer.sampling=controller`` each trains its own."""
+    return (all(follows_another_search(step) for step in searches[1:])
+            or all(step.cfg.trainer.sampling == "sandwich" for step in searches))
 
 
 def _winner_prefixes(study: StudySettings) -> tuple[str, ...]:

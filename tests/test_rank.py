@@ -63,12 +63,13 @@ def test_the_search_top_placement_sets_its_picks_against_their_standalone_ranks(
     origins = ["top", "top", "stratified", "stratified", "stratified", "stratified"]
     predicted = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]  # the search's two picks scored highest...
     actual = [0.5, 0.6, 0.9, 0.8, 0.7, 0.4]  # ...and 5th and 4th standalone; the others in the supernet's order
-    placement = search_top_placement(origins, predicted, actual)
+    latency = [0.2, 0.2, 0.1, 0.2, 0.3, 0.4]  # the spread archs: slower is worse standalone here
+    placement = search_top_placement(origins, predicted, actual, latency)
     assert placement == {"count": 2, "of": 6, "supernet_mean_rank": 1.5, "standalone_mean_rank": 4.5,
-                         "spread_kendall_tau": pytest.approx(1.0)}
-    assert search_top_placement(["stratified"] * 3, [0.1, 0.2, 0.3], [0.3, 0.2, 0.1]) is None
-    assert np.isnan(search_top_placement(["top", "top", "stratified"], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])
-                    ["spread_kendall_tau"])  # one spread arch: no order to read
+                         "spread_kendall_tau": pytest.approx(1.0), "spread_latency_kendall_tau": pytest.approx(-1.0)}
+    assert search_top_placement(["stratified"] * 3, [0.1, 0.2, 0.3], [0.3, 0.2, 0.1], [1, 2, 3]) is None
+    few = search_top_placement(["top", "top", "stratified"], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1], [1, 2, 3])
+    assert np.isnan(few["spread_kendall_tau"]) and np.isnan(few["spread_latency_kendall_tau"])  # one spread arch
 
 
 # ---- the draw -------------------------------------------------------------------------
@@ -382,15 +383,19 @@ def test_the_report_line_explains_nan_only_when_there_is_one(capsys):
                 "latency_baseline": figures, "standalone_seed_tau": None, "attainable_tau": None,
                 "standalone_val_test_tau": 0.5, "referees": None,
                 "search_top": {"count": 5, "of": num_archs, "supernet_mean_rank": 3.0, "standalone_mean_rank": 9.4,
-                               "spread_kendall_tau": 0.3}}
+                               "spread_kendall_tau": 0.3 if num_archs > 6 else float("nan"),
+                               "spread_latency_kendall_tau": 0.41}}
 
     report(summary(0.4, 20), Path("out"))
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("top-5 overlap 3/5") and not any("nan" in line for line in lines)
-    assert ("the search's own top 5: mean rank 3.0 of 20 by the supernet, 9.4 standalone (a later standalone rank: "
-            "the supernet overrated what its search picked); the other archs alone: tau 0.300") in "\n".join(lines)
+    assert ("  the search's own top 5: mean rank 3.0 of 20 by the supernet, 9.4 standalone (much later standalone: "
+            "the supernet overrated what its search picked)") in lines
+    assert "  the other 15 archs alone: tau 0.300, predicted latency as the score 0.410" in lines
     report(summary(float("nan"), 3), Path("out"))
-    first, second = capsys.readouterr().out.splitlines()[:2]
+    printed = capsys.readouterr().out
+    assert "archs alone" not in printed  # no spread archs to order: no tau line
+    first, second = printed.splitlines()[:2]
     assert first.endswith("top-5 overlap 3/3")
     assert second.startswith("  nan: one of the two orders is constant (rank.csv)") and "train.batch_size" in second
     refereed = summary(0.4, 20) | {"referees": {"runs": ["a", "b"], "kendall_tau": 0.55, "spearman_rho": 0.7,

@@ -149,16 +149,36 @@ def test_seeds_needed_reads_the_std_of_the_per_seed_differences():
 
 def test_supernet_scores_are_set_against_test_accuracy_on_the_seeds_scored():
     """A controller whose winners score higher on the supernet the less they retrain well:
-    the two differences are paired on the scored seeds only, and their correlation is -1."""
-    rows = [_row("random", s, 0.70) for s in range(4)] + [_row("enas", s, a) for s, a in enumerate((0.68, 0.69, 0.70, 0.60))]
-    scores = {"random": {0: 0.50, 1: 0.50, 2: 0.50}, "enas": {0: 0.54, 1: 0.52, 2: 0.50, 3: 0.9}}  # seed 3: unscored by random
+    both differences are paired on the seeds with a score and a retraining of both methods,
+    and their correlation is -1 (the baseline moves from seed to seed, so raw values would
+    not correlate)."""
+    baseline_test = {0: 0.70, 1: 0.60, 2: 0.75, 3: 0.65, 4: 0.72}
+    rows = [_row("random", s, a) for s, a in baseline_test.items()]
+    rows += [_row("enas", s, baseline_test[s] + d) for s, d in {0: -0.02, 1: -0.01, 2: 0.0, 3: -0.03}.items()]
+    rows.append(_row("enas", 5, 0.9))
+    scores = {"random": {0: 0.50, 1: 0.40, 2: 0.55, 3: 0.45, 4: 0.5},
+              "enas": {0: 0.54, 1: 0.42, 2: 0.55, 3: 0.51, 4: 0.9, 5: 0.5}}  # 4: no enas model, 5: no random one
     (result,) = score_against_test(scores, rows, "random")
-    assert result.score.method == "enas" and result.score.per_seed == pytest.approx({0: 0.04, 1: 0.02, 2: 0.0})
-    assert result.test.per_seed == pytest.approx({0: -0.02, 1: -0.01, 2: 0.0})
-    assert result.test.mean == pytest.approx(-0.01) and result.correlation == pytest.approx(-1.0)
-    two_seeds = {m: {s: v for s, v in by_seed.items() if s < 2} for m, by_seed in scores.items()}
-    assert np.isnan(score_against_test(two_seeds, rows, "random")[0].correlation)  # too few seeds for an r
+    assert result.score.method == "enas" and result.score.per_seed == pytest.approx({0: 0.04, 1: 0.02, 2: 0.0, 3: 0.06})
+    assert result.test.per_seed == pytest.approx({0: -0.02, 1: -0.01, 2: 0.0, 3: -0.03})
+    assert result.score.mean == pytest.approx(0.03) and result.correlation == pytest.approx(-1.0)
+    assert result.correlation_low == pytest.approx(-1.0) and result.correlation_high == pytest.approx(-1.0)
+    three = {m: {s: v for s, v in by_seed.items() if s < 3} for m, by_seed in scores.items()}
+    (few,) = score_against_test(three, rows, "random")
+    assert few.correlation == pytest.approx(-1.0) and np.isnan(few.correlation_low)  # no interval from 3 seeds
+    two = {m: {s: v for s, v in by_seed.items() if s < 2} for m, by_seed in scores.items()}
+    assert np.isnan(score_against_test(two, rows, "random")[0].correlation)  # too few seeds for an r
     assert score_against_test({"enas": scores["enas"]}, rows, "random") == []  # the baseline unscored
+
+
+def test_the_fisher_interval_of_a_correlation():
+    from nas.evaluate.study_stats import fisher_interval
+
+    low, high = fisher_interval(-0.61, 10, 0.95)  # atanh(-0.61) -+ 1.96 / sqrt(7)
+    assert (low, high) == pytest.approx((np.tanh(np.arctanh(-0.61) - 1.959964 / 7 ** 0.5),
+                                         np.tanh(np.arctanh(-0.61) + 1.959964 / 7 ** 0.5)), abs=1e-6)
+    assert low < -0.61 < high < 0.1
+    assert all(np.isnan(fisher_interval(0.5, 3, 0.95))) and all(np.isnan(fisher_interval(float("nan"), 10, 0.95)))
 
 
 def test_a_missing_baseline_is_named():
@@ -285,17 +305,24 @@ def test_resume_skips_finished_steps_and_writes_the_report(tmp_path, monkeypatch
     assert against["enas_lstm"]["correlation"] is None
 
 
-def test_winners_trained_on_separate_supernets_are_not_scored_against_each_other(tmp_path, no_data):
-    """Under trainer.sampling=controller each search trains its own supernet: no common score."""
-    shared = _study_cfg(tmp_path, "study.seeds=[0,1]", "study.controllers=[enas_lstm,random]")
-    separate = _study_cfg(tmp_path, "study.seeds=[0,1]", "study.controllers=[enas_lstm,random]",
-                          f"study.search_overrides={_hydra_list(['trainer.sampling=controller'])}")
-    for cfg, out in ((shared, tmp_path / "shared"), (separate, tmp_path / "separate")):
-        for round_dir, seed, step in plan_study(cfg, out):
+def test_winners_are_scored_against_each_other_only_on_one_supernet(tmp_path, no_data):
+    """Followers load the first search's supernet and the sandwich rule trains the same one
+    for every controller; under trainer.sampling=controller each search trains its own, and
+    unshared uniform sampling is not promised to match: no common score then."""
+    def scores(name: str, *overrides: str) -> dict:
+        cfg = _study_cfg(tmp_path, "study.seeds=[0,1]", "study.controllers=[enas_lstm,random]", *overrides)
+        planned = plan_study(cfg, tmp_path / name)
+        for round_dir, seed, step in planned:
             _fake_outputs(step, round_dir, seed)
-    assert study_steps.winner_scores(plan_study(shared, tmp_path / "shared")) == {
-        "enas_lstm": {0: pytest.approx(0.54), 1: pytest.approx(0.55)}, "random": {0: 0.5, 1: 0.51}}
-    assert study_steps.winner_scores(plan_study(separate, tmp_path / "separate")) == {}
+        return study_steps.winner_scores(planned)
+
+    expected = {"enas_lstm": {0: pytest.approx(0.54), 1: pytest.approx(0.55)}, "random": {0: 0.5, 1: 0.51}}
+    assert scores("shared") == expected
+    assert scores("sandwich_unshared", "study.share_supernet=false") == expected
+    assert scores("uniform_shared", f"study.search_overrides={_hydra_list(['trainer.sampling=uniform'])}") == expected
+    assert scores("uniform_unshared", "study.share_supernet=false",
+                  f"study.search_overrides={_hydra_list(['trainer.sampling=uniform'])}") == {}
+    assert scores("controller", f"study.search_overrides={_hydra_list(['trainer.sampling=controller'])}") == {}
 
 
 def test_searches_that_follow_a_supernet_run_after_it_and_before_the_winners(tmp_path, monkeypatch, no_data):

@@ -145,7 +145,9 @@ def write_study_report(rows: Sequence[StudyRow], out_dir: str | Path, *, baselin
         },
         "supernet_score_against_test": [{"method": a.score.method, "score": _diff_json(a.score),
                                          "test": _diff_json(a.test),
-                                         "correlation": None if math.isnan(a.correlation) else a.correlation}
+                                         **{key: None if math.isnan(value) else value for key, value in (
+                                             ("correlation", a.correlation), ("correlation_low", a.correlation_low),
+                                             ("correlation_high", a.correlation_high))}}
                                         for a in against],
         "runs": [asdict(r) for r in rows],
     }, indent=2) + "\n")
@@ -249,15 +251,19 @@ def _score_markdown(against: Sequence[ScoreAgainstTest], baseline: str) -> str:
     """Each controller's winners against the baseline's: on their common supernet, then retrained."""
     if not against:
         return ""
-    lines = ["", "Supernet score against test accuracy: each winner's score on the supernet its seed's searches "
-             "share (the final phase's accuracy on the whole val split, `best_arch.json`) minus the score of "
-             f"`{baseline}`'s winner, next to the retrained models' difference on the same seeds; r: the "
-             "correlation of the two over seeds. A controller whose winners score higher on the supernet and "
-             "not on the test split is held back by the supernet's score, not by its search.", "",
-             f"| method | seeds | supernet score minus `{baseline}` [CI] | test acc (window) minus `{baseline}` [CI] | r |",
+    lines = ["", "Supernet score against test accuracy: each winner's score in its search's final phase (the "
+             "supernet its seed's searches share, on the whole val split, with the referees or the refit if set; "
+             f"`best_arch.json`) minus that of `{baseline}`'s winner, next to the retrained models' difference on "
+             "the same seeds; r: the correlation of the two over seeds, with its Fisher interval. A controller whose "
+             "winners score higher and do not retrain better is held back by the score it climbs (its bias or its "
+             "noise), not by how well it climbs it. (Under a soft latency reward the winners are picked by the "
+             "reward, which also weighs latency.)", "",
+             f"| method | seeds | supernet score minus `{baseline}` [CI] | test acc (window) minus `{baseline}` [CI] | r [CI] |",
              "|---|---|---|---|---|"]
     for a in against:
         r = "-" if math.isnan(a.correlation) else f"{a.correlation:+.2f}"
+        if not math.isnan(a.correlation_low):
+            r += f" [{a.correlation_low:+.2f}, {a.correlation_high:+.2f}]"
         lines.append(f"| {a.score.method} | {a.test.n} | {_interval(a.score)} | {_interval(a.test)} | {r} |")
     return "\n".join(lines) + "\n"
 

@@ -28,6 +28,11 @@ observed so far (Cohen 1988; the t quantiles make it exact enough for small n). 
 many seeds an interval of the mean difference would exclude 0 with probability ``power``
 (``POWER``, 0.8: the convention), if the true difference and std were those assumed. It is a planning
 figure for the next study, read off this one's noise, not a test of this one.
+
+``score_against_test`` pairs the winners twice: by the score their search picked them
+with and by their retrained test accuracy. The scores compare only where the searches of
+a seed picked on one supernet (the study decides which seeds: ``winner_scores``); the r
+of the two per-seed differences gets Fisher's interval, which with 10 seeds is wide.
 """
 
 from __future__ import annotations
@@ -226,36 +231,52 @@ def pair_by_seed(means: Mapping[str, Mapping[int, float]], metric: str, baseline
 
 @dataclass(frozen=True)
 class ScoreAgainstTest:
-    """A method's winners against the baseline's on the supernet that scored both, and after
+    """A method's winners against the baseline's on the supernet that picked both, and after
     retraining, paired by search seed: does a winner the supernet scores higher retrain
-    better? (A controller is only as good as the score it climbs: one that finds archs the
-    supernet rates higher than random search's, and no better test accuracy, is held back
-    by the score, not by its search.)"""
+    better? A controller that finds archs its supernet scores higher than random search's,
+    and no better test accuracy, is held back by the score it climbs (its bias, or its
+    noise: a winner is the best of many noisy scores), not by how well it climbs it."""
 
-    score: PairedDifference  # the supernet's score of the winner minus the baseline's
+    score: PairedDifference  # the final phase's score of the winner minus the baseline's
     test: PairedDifference  # test accuracy (window) minus the baseline's, on the same seeds
     correlation: float  # Pearson r of the two per-seed differences; nan below 3 seeds or for a constant
+    correlation_low: float  # its Fisher-z interval at the bootstrap's confidence; nan below 4 seeds
+    correlation_high: float
 
 
 def score_against_test(scores: Mapping[str, Mapping[int, float]], rows: Sequence[StudyRow], baseline: str,
                        bootstrap: Bootstrap = Bootstrap()) -> list[ScoreAgainstTest]:
-    """``scores``: method -> search seed -> its winner's supernet score, for the seeds whose
-    searches scored on one supernet; each method with such seeds against ``baseline``."""
+    """``scores``: method -> search seed -> its winner's score, for the seeds whose searches
+    picked on one supernet; each method against ``baseline`` on the seeds where both have a
+    score and a retrained model."""
     accuracy = per_seed_means(rows, "accuracy")
     out: list[ScoreAgainstTest] = []
-    for score in pair_by_seed(scores, "supernet_score", baseline, bootstrap):
-        on_seeds = {m: {s: v for s, v in accuracy.get(m, {}).items() if s in score.per_seed}
-                    for m in (score.method, baseline)}
-        test = next(iter(pair_by_seed(on_seeds, "accuracy", baseline, bootstrap)), None)
-        if test is None:
+    for method in scores:
+        pair = (method, baseline)
+        if method == baseline or any(m not in scores or m not in accuracy for m in pair):
             continue
-        seeds = sorted(test.per_seed)
+        seeds = sorted(set.intersection(*(set(values[m]) for values in (scores, accuracy) for m in pair)))
+        if not seeds:
+            continue
+        (score,) = pair_by_seed({m: {s: scores[m][s] for s in seeds} for m in pair}, "supernet_score", baseline, bootstrap)
+        (test,) = pair_by_seed({m: {s: accuracy[m][s] for s in seeds} for m in pair}, "accuracy", baseline, bootstrap)
         x = np.array([score.per_seed[s] for s in seeds])
         y = np.array([test.per_seed[s] for s in seeds])
         constant = len(seeds) < 3 or np.ptp(x) == 0.0 or np.ptp(y) == 0.0
         correlation = math.nan if constant else float(np.corrcoef(x, y)[0, 1])
-        out.append(ScoreAgainstTest(score, test, correlation))
+        out.append(ScoreAgainstTest(score, test, correlation,
+                                    *fisher_interval(correlation, len(seeds), bootstrap.confidence)))
     return out
+
+
+def fisher_interval(r: float, n: int, confidence: float) -> tuple[float, float]:
+    """The usual interval of a Pearson r from n pairs: tanh(atanh(r) +- z / sqrt(n - 3))
+    (Fisher 1921); nan below 4 pairs or for an undefined r."""
+    if n < 4 or math.isnan(r):
+        return math.nan, math.nan
+    centre = math.atanh(max(-1.0, min(1.0, r)) * (1.0 - 1e-12))  # r = +-1: a zero-width interval at it
+    half = stats.norm.ppf((1.0 + confidence) / 2.0) / math.sqrt(n - 3)
+    return math.tanh(centre - half), math.tanh(centre + half)
 
 
 @dataclass(frozen=True)

@@ -24,25 +24,30 @@ def agreement(predicted: Sequence[float], actual: Sequence[float]) -> dict[str, 
     }
 
 
-def search_top_placement(origins: Sequence[str], predicted: Sequence[float],
-                         actual: Sequence[float]) -> dict[str, float | int] | None:
+def search_top_placement(origins: Sequence[str], predicted: Sequence[float], actual: Sequence[float],
+                         latency: Sequence[float]) -> dict[str, float | int] | None:
     """Where the search's own top archs (origin ``top``) stand among all the ranked archs:
-    their mean rank (1 = best, ties averaged) by the supernet's score and standalone, and
-    the Kendall tau over the spread archs alone. The search picked its top archs because
-    its supernet scored them highest; their standalone rank says how much of that was the
-    supernet overrating them (a winner's curse, and its bias), the spread archs' tau how it
-    ranks archs it did not pick. None without top archs."""
+    their mean rank (1 = best, ties averaged) by the supernet's score and standalone; and
+    the Kendall tau over the spread archs alone, of the supernet's score and of predicted
+    latency. The search picked its top archs because its supernet scored them highest: a
+    much later standalone rank says the supernet overrated them (its bias, or a winner's
+    curse), while the spread archs' taus say how it orders archs it did not pick, against
+    "bigger is better". A standalone mean of few seeds pulls extreme ranks to the middle,
+    so read small rank gaps as noise. None without top archs."""
     top = [i for i, origin in enumerate(origins) if origin == "top"]
     if not top:
         return None
-    spread = [i for i in range(len(origins)) if i not in set(top)]
+    picked = set(top)
+    spread = [i for i in range(len(origins)) if i not in picked]
     by_score, by_standalone = stats.rankdata([-p for p in predicted]), stats.rankdata([-a for a in actual])
-    spread_tau = (kendall_tau([predicted[i] for i in spread], [actual[i] for i in spread])
-                  if len(spread) >= 2 else math.nan)
+
+    def spread_tau(score: Sequence[float]) -> float:
+        return kendall_tau([score[i] for i in spread], [actual[i] for i in spread]) if len(spread) >= 2 else math.nan
+
     return {"count": len(top), "of": len(origins),
             "supernet_mean_rank": float(sum(by_score[i] for i in top) / len(top)),
             "standalone_mean_rank": float(sum(by_standalone[i] for i in top) / len(top)),
-            "spread_kendall_tau": spread_tau}
+            "spread_kendall_tau": spread_tau(predicted), "spread_latency_kendall_tau": spread_tau(latency)}
 
 
 def seed_agreement(accuracies_by_seed: Sequence[Sequence[float]]) -> float | None:
