@@ -70,11 +70,14 @@ def report(summary: dict[str, Any], out_dir: Path, *, referees_of_search: bool =
               "training ranks the archs for another: the noise of the truth, which averages the seeds)")
     if summary["attainable_tau"] is not None:
         print(f"  a perfect ranker would reach about tau {summary['attainable_tau']:.3f} against this "
-              f"{len(summary['standalone']['keys'])}-seed mean (estimated from the seed agreement; more "
+              f"{len(summary['standalone']['seeds'])}-seed mean (estimated from the seed agreement; more "
               "rank.train_seeds raise it)")
     print(f"  standalone val against standalone test: tau {summary['standalone_val_test_tau']:.3f} (the val split's "
           "own noise: how well the truth on val ranks the same models on test; more seeds do not lower it)")
-    print(f"report: {out_dir / 'rank.json'}  {out_dir / 'rank.csv'}  {out_dir / 'rank.png'}")
+    if summary["standalone"].get("truths"):
+        print(f"  standalone results read from {summary['standalone']['truths']} (rank.truths: nothing trained)")
+    print(f"report: {out_dir / 'rank.json'}  {out_dir / 'rank.csv'}  {out_dir / 'rank.png'}  "
+          f"{out_dir / 'standalone.json'} (rank.truths=<it> ranks another search against the same archs untrained)")
 
 
 @hydra_app("rank", taken_from={group: "it comes from the search run (run=...), as its .hydra/config.yaml says"

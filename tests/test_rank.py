@@ -261,6 +261,13 @@ def test_melnas_rank_on_a_tiny_search(tmp_path):
     header = (tmp_path / "rank3" / "rank.csv").read_text().splitlines()[0]
     assert header.endswith("standalone_val,standalone_test,standalone_val_seed0,standalone_val_seed1")
     assert third["referees"] is None
+    # the third check's standalone.json as the truth: its archs and accuracies, nothing trained
+    again = rank(2, "rank3t", f"rank.truths={tmp_path / 'rank3'}")
+    assert again["standalone"]["trained_now"] == 0 and again["num_archs"] == 6 and again["search_top"] is None
+    columns = ("hash", "origin", "standalone_val", "standalone_test", "standalone_val_seed0", "standalone_val_seed1")
+    assert ([[row[c] for c in columns] for row in csv.DictReader(open(tmp_path / "rank3t" / "rank.csv"))]
+            == [[row[c] for c in columns] for row in csv.DictReader(open(tmp_path / "rank3" / "rank.csv"))])
+    assert again["kendall_tau"] == pytest.approx(third["kendall_tau"], nan_ok=True)
     refit = rank(6, "rank3r", "rank.refit_examples=20")  # each arch's output layer refitted: scoring only
     assert refit["standalone"]["trained_now"] == 0 and refit["rank"]["refit_examples"] == 20
     # another seed's search as the referee: each arch's ensemble score is the mean of the
@@ -381,7 +388,7 @@ def test_the_report_line_explains_nan_only_when_there_is_one(capsys):
         figures = {"kendall_tau": tau, "spearman_rho": tau, "top1_standalone_rank": 1, "top5_overlap": min(3, num_archs)}
         return {"num_archs": num_archs, "bn_mode": "recalibrate", **figures, "by_bn_mode": {"recalibrate": figures},
                 "latency_baseline": figures, "standalone_seed_tau": None, "attainable_tau": None,
-                "standalone_val_test_tau": 0.5, "referees": None,
+                "standalone_val_test_tau": 0.5, "referees": None, "standalone": {"seeds": [0, 1]},
                 "search_top": {"count": 5, "of": num_archs, "supernet_mean_rank": 3.0, "standalone_mean_rank": 9.4,
                                "spread_kendall_tau": 0.3 if num_archs > 6 else float("nan"),
                                "spread_latency_kendall_tau": 0.41}}
@@ -403,6 +410,9 @@ def test_the_report_line_explains_nan_only_when_there_is_one(capsys):
     report(refereed, Path("out"))
     assert ("with 2 referee supernet(s), the mean score: tau 0.550 rho 0.700, top-1 is standalone #2; "
             "the referees alone: tau 0.500") in capsys.readouterr().out
+    report(summary(0.4, 20) | {"standalone": {"seeds": [0, 1], "truths": "ref/standalone.json"}}, Path("out"))
+    assert ("  standalone results read from ref/standalone.json (rank.truths: nothing trained)"
+            in capsys.readouterr().out.splitlines())
 
 
 def test_network_digest_follows_the_network_not_the_arch_hash():

@@ -3,11 +3,13 @@ archs trained standalone (``melnas-rank``; experiments/rank.py passes the settin
 search's own settings and config groups, and the optimizer factory).
 
 Steps: load ``checkpoints/last.pt`` (weights only) into the space's supernet; draw the
-archs (``draw.archs_to_rank``: the search's top archs and a latency-stratified spread);
+archs (``draw.archs_to_rank``: the search's top archs and a latency-stratified spread),
+or with ``rank.truths`` take them and their standalone results from an earlier check;
 score each on the whole validation split under every ``rank.bn_modes`` (the first is the
 headline), and under the headline mode with the supernets of ``rank.referees`` (other
 searches of the same space and data: the mean of several supernets' scores); train each
-standalone with ``train=rank`` (``standalone``: cached, resumable, parallel); write ``rank.csv``, ``rank.json`` and ``rank.png`` (``report``).
+standalone with ``train=rank`` (``standalone``: cached, resumable, parallel); write ``rank.csv``,
+``rank.json``, ``rank.png`` (``report``) and ``standalone.json`` (``truths``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from nas.search.rank.report import (
     agreement, attainable_tau, search_top_placement, seed_agreement, write_csv, write_json, write_plot,
 )
 from nas.search.rank.stats import kendall_tau
+from nas.search.rank.truths import FILE_NAME as TRUTHS_FILE, Standalone, Truth, read_truths, write_truths
 from nas.search.rank.standalone import (
     StandaloneJob, entry_key, entry_path, network_digest, stored_entry, threads_per_job, train_missing,
 )
@@ -44,6 +47,7 @@ from nas.search.refit import check_refit, first_examples
 from nas.search.scoring import ArchScorer, LatencyLookup, check_bn_mode
 from nas.train.job import TrainSettings
 from nas.train.loop import few_steps_warning
+from search_spaces.base import Arch
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,8 @@ class RankSettings:
     train_seeds: list[int] = field(default_factory=lambda: [0])  # standalone accuracy: the mean over these
     # other search runs whose supernets score the archs too; None: those the search picked with
     referees: list[str] | None = None
+    # an earlier check's standalone.json (or its folder): its archs and standalone results, no training
+    truths: str | None = None
 
     def __post_init__(self) -> None:
         if not self.bn_modes:
@@ -135,10 +141,18 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     table = latency_table_for(space, num_classes=data.num_classes, input_shape=data.input_shape,
                               seed=search.settings.seed, **search.settings.latency_table.kwargs())
     latency = LatencyLookup(table.predict_arch, space)
-    chosen = archs_to_rank(space, latency, num_archs=r.num_archs, top=json.loads(top_file.read_text()),
-                           top_archs=r.top_archs, seed=r.seed, pool=r.pool)
-    log.info("ranking %d archs of %s (%d from the search's top)", len(chosen), run_dir,
-             sum(origin == "top" for _, origin in chosen))
+
+    def network_of(arch: Arch) -> str:
+        return network_digest(space.build(arch, num_classes=data.num_classes, input_shape=data.input_shape))
+
+    given, given_recipe = (read_truths(r.truths, space, split_identity=split_identity, space_config=search.space_config,
+                                       network_of=network_of) if r.truths else ([], {}))
+    chosen = ([(t.arch, t.origin) for t in given] if given else
+              archs_to_rank(space, latency, num_archs=r.num_archs, top=json.loads(top_file.read_text()),
+                            top_archs=r.top_archs, seed=r.seed, pool=r.pool))
+    log.info("ranking %d archs of %s (%s)", len(chosen), run_dir,
+             f"the archs and standalone results of {r.truths}" if given else
+             f"{sum(origin == 'top' for _, origin in chosen)} from the search's top")
 
     archs = [a for a, _ in chosen]
     with torch_threads(r.threads):
@@ -151,12 +165,62 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     ensemble = [mean(one) for one in zip(scores[r.bn_modes[0]], *by_referee)]
     scored_s = time.perf_counter() - started
 
-    cache = Path(r.cache_dir).expanduser() if r.cache_dir else run_dir / "rank_cache"
+    if given:
+        truths = given
+        standalone = {"truths": str(r.truths), "seeds": sorted(given[0].standalone.val_by_seed), "trained_now": 0,
+                      "reused": 0, "recipe": given_recipe}
+    else:
+        truths, standalone = train_truths(job, search, data, chosen, network_of, optimizer_factory)
+
+    seeds = standalone["seeds"]
+    rows = [{
+        "hash": t.arch.hash, "arch_str": space.arch_string(t.arch), "origin": t.origin, "latency_ms": latency(t.arch),
+        **{f"supernet_{mode}": scores[mode][i] for mode in r.bn_modes},
+        **({"supernet_referees": referees_mean[i], "supernet_ensemble": ensemble[i]} if referees else {}),
+        "standalone_val": t.standalone.val, "standalone_test": t.standalone.test,
+        **{f"standalone_val_seed{s}": t.standalone.val_by_seed[s] for s in seeds},
+    } for i, t in enumerate(truths)]
+    val = [row["standalone_val"] for row in rows]
+    seed_tau = seed_agreement([[t.standalone.val_by_seed[s] for t in truths] for s in seeds])
+    headline = agreement(scores[r.bn_modes[0]], val)
+    summary = {
+        "run": str(run_dir), "num_archs": len(rows), "bn_mode": r.bn_modes[0], **headline,
+        "by_bn_mode": {mode: agreement(scores[mode], val) for mode in r.bn_modes},
+        "vs_standalone_test": agreement(scores[r.bn_modes[0]], [row["standalone_test"] for row in rows]),
+        "latency_baseline": agreement([row["latency_ms"] for row in rows], val),
+        # given truths carry the top archs of the search that made them, not of this one
+        "search_top": None if given else search_top_placement(
+            [row["origin"] for row in rows], scores[r.bn_modes[0]], val, [row["latency_ms"] for row in rows]),
+        "referees": ({"runs": [str(referee.run_dir) for referee in referees], **agreement(ensemble, val),
+                      "referees_alone": agreement(referees_mean, val)}
+                     if referees else None),
+        "standalone_seed_tau": seed_tau,
+        "attainable_tau": attainable_tau(seed_tau, len(seeds)),
+        # the split's own noise, which seeds do not average away: how well the standalone
+        # accuracies on val rank the same models on test
+        "standalone_val_test_tau": kendall_tau(val, [row["standalone_test"] for row in rows]),
+        "standalone": standalone,
+        "rank": to_plain(asdict(r)), "scoring_s": scored_s, "total_s": time.perf_counter() - started,
+    }
+    write_truths(out_dir / TRUTHS_FILE, truths, space=space, split_identity=split_identity,
+                 space_config=search.space_config, recipe=standalone["recipe"])
+    write_csv(rows, out_dir / "rank.csv")
+    write_json(summary, out_dir / "rank.json")
+    write_plot(rows, summary, out_dir / "rank.png")
+    return summary
+
+
+def train_truths(job: RankJob, search: SearchRun, data: Any, chosen: Sequence[tuple[Arch, str]],
+                 network_of: Callable[[Arch], str], optimizer_factory: Callable[..., torch.optim.Optimizer],
+                 ) -> tuple[list[Truth], dict[str, Any]]:
+    """Each chosen arch trained standalone with every ``rank.train_seeds`` (the cached ones
+    read back), and what ``rank.json`` says of the trainings."""
+    r = job.rank
+    cache = Path(r.cache_dir).expanduser() if r.cache_dir else Path(job.run) / "rank_cache"
     cache.mkdir(parents=True, exist_ok=True)
     keys = {seed: entry_key(train=job.train, space_config=search.space_config,
                             data_id=data.identity, seed=seed) for seed in r.train_seeds}
-    networks = {arch.hash: network_digest(space.build(arch, num_classes=data.num_classes, input_shape=data.input_shape))
-                for arch, _ in chosen}
+    networks = {arch.hash: network_of(arch) for arch, _ in chosen}
     jobs = [StandaloneJob(arch.to_json_dict(), dict(search.space_config), str(data.cache_dir), job.train,
                           optimizer_factory, seed, job.device, r.threads or threads_per_job(r.jobs),
                           str(entry_path(cache, arch.hash, keys[seed])), networks[arch.hash])
@@ -165,41 +229,12 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
     entries = train_missing(jobs, processes=r.jobs, on_done=lambda e: log.info(
         "standalone %s: val %.4f test %.4f (%.0f s)", e["arch_str"], e["val_accuracy"], e["test_accuracy"], e["seconds"]))
     by_seed = {seed: entries[i * len(chosen):(i + 1) * len(chosen)] for i, seed in enumerate(r.train_seeds)}
-
-    rows = [{
-        "hash": arch.hash, "arch_str": space.arch_string(arch), "origin": origin, "latency_ms": latency(arch),
-        **{f"supernet_{mode}": scores[mode][i] for mode in r.bn_modes},
-        **({"supernet_referees": referees_mean[i], "supernet_ensemble": ensemble[i]} if referees else {}),
-        "standalone_val": mean(by_seed[s][i]["val_accuracy"] for s in r.train_seeds),
-        "standalone_test": mean(by_seed[s][i]["test_accuracy"] for s in r.train_seeds),
-        **{f"standalone_val_seed{s}": by_seed[s][i]["val_accuracy"] for s in r.train_seeds},
-    } for i, (arch, origin) in enumerate(chosen)]
-    val = [row["standalone_val"] for row in rows]
-    seed_tau = seed_agreement([[e["val_accuracy"] for e in by_seed[s]] for s in r.train_seeds])
-    headline = agreement(scores[r.bn_modes[0]], val)
-    summary = {
-        "run": str(run_dir), "num_archs": len(rows), "bn_mode": r.bn_modes[0], **headline,
-        "by_bn_mode": {mode: agreement(scores[mode], val) for mode in r.bn_modes},
-        "vs_standalone_test": agreement(scores[r.bn_modes[0]], [row["standalone_test"] for row in rows]),
-        "latency_baseline": agreement([row["latency_ms"] for row in rows], val),
-        "search_top": search_top_placement([row["origin"] for row in rows], scores[r.bn_modes[0]], val,
-                                           [row["latency_ms"] for row in rows]),
-        "referees": ({"runs": [str(referee.run_dir) for referee in referees], **agreement(ensemble, val),
-                      "referees_alone": agreement(referees_mean, val)}
-                     if referees else None),
-        "standalone_seed_tau": seed_tau,
-        "attainable_tau": attainable_tau(seed_tau, len(r.train_seeds)),
-        # the split's own noise, which seeds do not average away: how well the standalone
-        # accuracies on val rank the same models on test
-        "standalone_val_test_tau": kendall_tau(val, [row["standalone_test"] for row in rows]),
-        "standalone": {"cache_dir": str(cache), "keys": keys, "trained_now": len(jobs) - trained_before,
-                       "reused": trained_before, "recipe": to_plain(asdict(job.train))},
-        "rank": to_plain(asdict(r)), "scoring_s": scored_s, "total_s": time.perf_counter() - started,
-    }
-    write_csv(rows, out_dir / "rank.csv")
-    write_json(summary, out_dir / "rank.json")
-    write_plot(rows, summary, out_dir / "rank.png")
-    return summary
+    truths = [Truth(arch, origin, networks[arch.hash], Standalone(
+        {s: by_seed[s][i]["val_accuracy"] for s in r.train_seeds},
+        {s: by_seed[s][i]["test_accuracy"] for s in r.train_seeds})) for i, (arch, origin) in enumerate(chosen)]
+    return truths, {"cache_dir": str(cache), "seeds": list(r.train_seeds), "keys": keys,
+                    "trained_now": len(jobs) - trained_before, "reused": trained_before,
+                    "recipe": to_plain(asdict(job.train))}
 
 
 @dataclass(frozen=True)

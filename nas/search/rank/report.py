@@ -111,14 +111,14 @@ def write_plot(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], pa
 
     x_key = f"supernet_{summary['bn_mode']}"
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for origin, marker in (("stratified", "o"), ("top", "*")):
+    for origin in sorted({r["origin"] for r in rows}, reverse=True):  # stratified, then top
         points = [r for r in rows if r["origin"] == origin]
-        if points:
-            ax.scatter([r[x_key] for r in points], [r["standalone_val"] for r in points], marker=marker,
-                       s=80 if origin == "top" else 30, label=f"{origin} ({len(points)})")
+        ax.scatter([r[x_key] for r in points], [r["standalone_val"] for r in points],
+                   marker="*" if origin == "top" else "o", s=80 if origin == "top" else 30,
+                   label=f"{origin} ({len(points)})")
     ax.set_xlabel(f"supernet val accuracy (bn {summary['bn_mode']})")
     standalone = summary["standalone"]
-    seeds = len(standalone["keys"])
+    seeds = len(standalone["seeds"])
     ax.set_ylabel(f"standalone val accuracy ({standalone['recipe']['epochs']} epochs, "
                   f"{'mean of ' if seeds > 1 else ''}{seeds} seed{'s' if seeds > 1 else ''})")
     title = (f"Kendall tau {summary['kendall_tau']:.2f}, Spearman rho {summary['spearman_rho']:.2f}; "
