@@ -6,7 +6,7 @@ Why: every supernet ranks archs with a bias of its own training. The sandwich ru
 supernet overrates the largest archs' choices; a one-arch ENAS supernet
 (``trainer.sampling=controller``) overrates the archs its own controller favoured, but
 another one-arch search's favourites are not its own. Averaged, they rank archs
-better than either alone (README, "Does the supernet rank?").
+better than either alone (docs/rank.md).
 
 Referee k (1..N) of a search of seed s is the search composed with the same overrides
 and ``controller=enas_lstm trainer.sampling=controller seed=s+k``: it depends neither on

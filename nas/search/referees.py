@@ -4,8 +4,8 @@ scores are averaged with a search's own (``trainer.final.referees``, ``rank.refe
 Why: every supernet ranks archs with a bias of its own training. The sandwich rule's supernet
 overrates the largest archs; a one-arch ENAS supernet (``trainer.sampling=controller``)
 overrates the archs its own controller favoured. Neither bias carries over to the other
-search's archs, so the mean score of the two kinds ranks better than either (README,
-"Does the supernet rank?": 0.44 -> 0.59 Kendall tau over 20 archs with 5 referees).
+search's archs, so the mean score of the two kinds ranks better than either (docs/rank.md,
+"Referees": 0.44 -> 0.59 Kendall tau over 20 archs with 5 referees).
 """
 
 from __future__ import annotations
