@@ -4,11 +4,14 @@ check's standalone results, read back only where they hold for the search being 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nas.errors import MelnasError
+from nas.io.registry import build_space
+from nas.search.rank.standalone import network_digest
 from nas.search.rank.truths import Standalone, Truth, read_truths, write_truths
 from search_spaces.mobilenetv3 import MobileNetV3Space
 
@@ -30,7 +33,7 @@ def some_truths(count: int = 3) -> list[Truth]:
 
 def written(tmp_path, truths=None, **changes):
     path = write_truths(tmp_path / "standalone.json", truths or some_truths(), space=SPACE, split_identity="splits-a",
-                        space_config=CONFIG, recipe={"epochs": 24})
+                        space_config=CONFIG, recipe={"epochs": 24}, num_classes=11, input_shape=(1, 64, 63))
     if changes:
         path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
     return path
@@ -74,3 +77,20 @@ def test_a_file_that_is_not_truths_is_refused_with_its_name(tmp_path):
     path = written(tmp_path, some_truths()[:1])
     with pytest.raises(MelnasError, match=r"needs 2 or more archs"):
         read(path)
+
+
+def test_the_bundled_sets_reference_holds_for_todays_space_code():
+    """benchmarks/reference/ keeps standalone truths of the bundled set; they stay usable
+    only while the space's code builds each arch into the network that was trained. An
+    edit that changes those networks fails here: make the reference again (its README)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "reference" / "mix_quick_standalone.json"
+    document = json.loads(path.read_text())
+    space = build_space(document["space"])
+
+    def network_of(arch):
+        return network_digest(space.build(arch, num_classes=document["num_classes"],
+                                          input_shape=tuple(document["input_shape"])))
+
+    truths, recipe = read_truths(path, space, split_identity=document["split_identity"],
+                                 space_config=document["space"], network_of=network_of)
+    assert len(truths) == 24 and sorted(truths[0].standalone.val_by_seed) == [0, 1] and recipe["epochs"] == 24

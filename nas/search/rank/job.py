@@ -203,7 +203,8 @@ def run_rank(job: RankJob, search: SearchRun, *, out_dir: str | Path,
         "rank": to_plain(asdict(r)), "scoring_s": scored_s, "total_s": time.perf_counter() - started,
     }
     write_truths(out_dir / TRUTHS_FILE, truths, space=space, split_identity=split_identity,
-                 space_config=search.space_config, recipe=standalone["recipe"])
+                 space_config=search.space_config, recipe=standalone["recipe"], num_classes=data.num_classes,
+                 input_shape=data.input_shape)
     write_csv(rows, out_dir / "rank.csv")
     write_json(summary, out_dir / "rank.json")
     write_plot(rows, summary, out_dir / "rank.png")

@@ -55,11 +55,13 @@ class Truth:
 
 
 def write_truths(path: Path, truths: Sequence[Truth], *, space: SearchSpace, split_identity: str,
-                 space_config: Mapping[str, Any], recipe: Mapping[str, Any]) -> Path:
-    """``standalone.json``: every arch's standalone accuracies per seed and what they hold for."""
+                 space_config: Mapping[str, Any], recipe: Mapping[str, Any], num_classes: int,
+                 input_shape: Sequence[int]) -> Path:
+    """``standalone.json``: every arch's standalone accuracies per seed and what they hold
+    for (the classes and input shape say what each network was built for)."""
     return atomic_write_json(path, {
         "format": FORMAT, "split_identity": split_identity, "space": to_plain(dict(space_config)),
-        "recipe": to_plain(dict(recipe)),
+        "recipe": to_plain(dict(recipe)), "num_classes": num_classes, "input_shape": list(input_shape),
         "archs": [{"arch": t.arch.to_json_dict(), "arch_str": space.arch_string(t.arch), "origin": t.origin,
                    "network": t.network, "val_by_seed": {str(s): a for s, a in t.standalone.val_by_seed.items()},
                    "test_by_seed": {str(s): a for s, a in t.standalone.test_by_seed.items()}}
