@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from nas.search.sampling import (
-    check_space_sampling, controller_untrained, fair_group, fair_group_size, group_forward, group_loss, sandwich_group, step_archs,
+    LatencyBand, check_space_sampling, controller_untrained, fair_group, fair_group_size, group_forward, group_loss,
+    sandwich_group, step_archs,
 )
 from nas.search.settings import TrainerSettings
 from nas.train.loop import train_step
@@ -127,6 +128,37 @@ def test_tilted_sandwich_trains_every_size_between_the_extremes():
     assert min(tilted) < 0.1 and max(tilted) > 0.9
     with pytest.raises(ValueError, match="trainer.sandwich_draw='spread'"):
         TrainerSettings(sampling="sandwich", sandwich_draw="spread")
+
+
+def test_budget_sandwich_trains_the_archs_of_its_latency_band():
+    """sandwich_draw=budget: every random arch of a group predicts within the band (here a
+    stand-in predictor, the share of the largest arch's values), the extremes stay; a band
+    no draw reaches gives the nearest draws; a band that is no band is refused."""
+    space = MobileNetV3Space(**QUICK)
+    largest = space.extreme_arch(largest=True)
+
+    def share_of_largest(arch):
+        return float(np.mean([str(arch[d.name]) == str(largest[d.name]) for d in space.decisions]))
+
+    def random_archs(band):
+        groups = step_archs(space, None, "sandwich", steps=50, rng=np.random.default_rng(0), uniform=False,
+                            sandwich_random=2, sandwich_draw="budget", band=band)
+        assert all(group[:2] == [largest, space.extreme_arch(largest=False)] for group in groups)
+        return [share_of_largest(arch) for group in groups for arch in group[2:]]
+
+    uniform = [share_of_largest(arch) for group in step_archs(
+        space, None, "sandwich", steps=50, rng=np.random.default_rng(0), uniform=False) for arch in group[2:]]
+    assert np.mean([0.55 <= v <= 0.65 for v in uniform]) < 0.6  # most uniform draws lie outside the band
+    in_band = random_archs(LatencyBand(share_of_largest, 0.55, 0.65))
+    assert len(in_band) == 100 and all(0.55 <= v <= 0.65 for v in in_band)
+    assert len(set(in_band)) > 3  # uniform within the band, not one arch
+    out_of_reach = random_archs(LatencyBand(share_of_largest, 1.5, 2.0))
+    assert min(out_of_reach) > max(uniform) - 0.1  # the nearest of many draws: the largest-like archs
+    with pytest.raises(ValueError, match=r"trainer.sandwich_draw=budget needs"):
+        sandwich_group(space, np.random.default_rng(0), 2, draw="budget")
+    for band in ([1.0, 0.8], [0.8], [-0.1, 1.0]):
+        with pytest.raises(ValueError, match=r"trainer.sandwich_band=\["):
+            TrainerSettings(sampling="sandwich", sandwich_draw="budget", sandwich_band=band)
 
 
 def test_distillation_loss_is_cross_entropy_of_the_teacher_plus_kl_of_the_students():

@@ -97,3 +97,31 @@ def test_only_settings_after_the_shared_training_may_differ() -> None:
                 "reward.target_ms": 1.0, "trainer.controller_steps": 20, "trainer.supernet_from": "/a",
                 "latency_table.repeats": 20, "trainer.controller_steps_extra": 1}
     assert training_identity(identity) == {"seed": 0, "trainer.lr": 0.05, "trainer.controller_steps_extra": 1}
+
+
+def test_under_the_budget_draw_the_reward_and_latency_table_shape_the_supernet() -> None:
+    """sandwich_draw=budget draws the training archs near the reward's target, as the latency
+    table predicts them: a follower must share both."""
+    identity = {"trainer.sampling": "sandwich", "trainer.sandwich_draw": "budget", "reward.target_ms": 1.0,
+                "latency_table.repeats": 20, "controller._target_": "x", "trainer.final.top_k": 5}
+    assert training_identity(identity) == {"trainer.sampling": "sandwich", "trainer.sandwich_draw": "budget",
+                                           "reward.target_ms": 1.0, "latency_table.repeats": 20}
+    uniform = {**identity, "trainer.sandwich_draw": "uniform"}
+    assert training_identity(uniform) == {"trainer.sampling": "sandwich", "trainer.sandwich_draw": "uniform"}
+
+
+def test_the_budget_draw_needs_a_latency_target(workdir: Path, tmp_path: Path) -> None:  # noqa: F811
+    with pytest.raises(ValueError, match=r"trainer\.sandwich_draw=budget .* set reward\.target_ms"):
+        search(workdir, tmp_path / "b", SANDWICH, "trainer.sandwich_draw=budget", "reward=accuracy",
+               "reward.target_ms=null")
+
+
+def test_a_search_trains_its_supernet_on_the_budget_draw(workdir: Path, tmp_path: Path) -> None:  # noqa: F811
+    """The draw runs through the search, and its random search follows the supernet as any sandwich does."""
+    budget = [SANDWICH, "trainer.sandwich_draw=budget", "trainer.sandwich_band=[0.5,1.0]"]
+    assert search(workdir, tmp_path / "enas", *budget, "trainer.keep_epoch_supernets=true").finished
+    assert search(workdir, tmp_path / "random", *budget, "controller=random",
+                  f"trainer.supernet_from={tmp_path / 'enas'}").finished
+    with pytest.raises(MelnasError, match=r"reward\.target_ms: .* there, .* here"):
+        search(workdir, tmp_path / "other", *budget, "controller=random", "reward.target_ms=0.05",
+               f"trainer.supernet_from={tmp_path / 'enas'}")

@@ -202,6 +202,10 @@ def build_context(
     space = build_space(space_config)  # the space's settings are checked before any data is read or timed
     check_space_sampling(space, settings.sampling)
     inputs.reward.check(space)
+    if settings.sampling == "sandwich" and settings.sandwich_draw == "budget" and inputs.reward.target_ms is None:
+        raise ValueError("trainer.sandwich_draw=budget trains the archs near the reward's latency target, and this "
+                         "reward has none: set reward.target_ms (ms, or a preset such as mobilenetv3_small) or "
+                         "another trainer.sandwich_draw")
     device = local_device(resolve_device(settings.device), world)
     if settings.batch_size % world.size:
         raise ValueError(f"trainer.batch_size={settings.batch_size} is the global batch: it must be a multiple "

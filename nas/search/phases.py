@@ -37,8 +37,9 @@ from controllers.base import Controller, Sample
 from nas.distributed import SINGLE, World, average_buffers, average_gradients, gather, sum_over_ranks
 from nas.search.few_shot import FewShotSupernet, per_option
 from nas.search.referees import MeanScorer
+from nas.search.reward import Reward
 from nas.search.refit import first_examples
-from nas.search.sampling import controller_untrained, group_forward, group_loss, step_archs
+from nas.search.sampling import LatencyBand, controller_untrained, group_forward, group_loss, step_archs
 from nas.search.scoring import ArchScorer, Batch, LatencyLookup
 from nas.search.tracking import RunTracker
 from nas.evaluate.accuracy import count_correct
@@ -79,7 +80,7 @@ class SearchContext:
     supernet: Supernet
     controller: Controller
     controller_name: str
-    reward: Callable[[float, float], float]
+    reward: Reward  # (accuracy, latency ms) -> reward; its target_ms places sandwich_draw=budget's band
     latency: LatencyLookup
     make_loader: LoaderFactory  # make_loader(split, *, batch_size, shuffle, seed, drop_last)
     steps_per_epoch: int  # shared-weight minibatches per epoch (the train split, last partial batch dropped)
@@ -104,6 +105,14 @@ class SearchContext:
 # ---- phase 1: shared weights ------------------------------------------------------------
 
 
+def sandwich_band(ctx: SearchContext) -> LatencyBand | None:
+    """``trainer.sandwich_band`` in ms of the reward's target, where ``sandwich_draw=budget`` draws."""
+    if ctx.settings.sandwich_draw != "budget" or ctx.reward.target_ms is None:  # no target: refused at setup
+        return None
+    low, high = ctx.settings.sandwich_band
+    return LatencyBand(ctx.latency, low * ctx.reward.target_ms, high * ctx.reward.target_ms)
+
+
 def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
     """One pass over the train split; returns mean loss, accuracy and the time taken."""
     start = time.perf_counter()
@@ -121,6 +130,7 @@ def train_shared_epoch(ctx: SearchContext, epoch: int) -> dict[str, float]:
         rng=np.random.default_rng(derive_seed(ctx.seed, "sampling", epoch)),
         uniform=controller_untrained(ctx.state.controller_step, s.warmup_steps),
         sandwich_random=s.sandwich_random, sandwich_draw=s.sandwich_draw, sandwich_unsized=s.sandwich_unsized,
+        band=sandwich_band(ctx),
     )
     group_size = None
     if isinstance(ctx.supernet, FewShotSupernet) and bool(ctx.supernet.is_split) and s.sampling == "sandwich":

@@ -17,7 +17,11 @@
   picks how the random archs are drawn: ``uniform`` per decision (BigNAS), which crowds
   the middle of the size range, or ``tilted`` (``search_spaces.base.tilted_arch``),
   spread from the smallest arch to the largest, so that every size between the two
-  extremes is trained (AttentiveNAS's point: sample over the cost range, not the choices).
+  extremes is trained (AttentiveNAS's point: sample over the cost range, not the choices),
+  or ``budget`` (``band_arch``): uniform archs whose predicted latency lies in
+  ``trainer.sandwich_band`` (fractions of the reward's target; 0.8-1.0 by default), the
+  archs among which a search under a latency budget picks its winner (AttentiveNAS,
+  Wang et al. 2021, trains most the archs at the costs it deploys).
   ``trainer.sandwich_distill=false`` trains every arch of the group on the labels instead
   (the sandwich rule without in-place distillation). ``trainer.sandwich_unsized=uniform``
   lets the extremes draw the space's decisions of no size (``unsized_decisions``:
@@ -32,6 +36,7 @@ resumed run repeats an uninterrupted one.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -44,12 +49,45 @@ from nas.runtime import torch_threads
 from search_spaces.base import Arch, Categorical, SearchSpace, check_options_by_size, tilted_arch, uniform_values
 
 SAMPLING_MODES = ("controller", "uniform", "fair", "sandwich")
-SANDWICH_DRAWS = ("uniform", "tilted")  # trainer.sandwich_draw
+SANDWICH_DRAWS = ("uniform", "tilted", "budget")  # trainer.sandwich_draw
 SANDWICH_UNSIZED = ("fixed", "uniform")  # trainer.sandwich_unsized
+
+
+BAND_TRIES = 256  # uniform draws per arch before band_arch settles for the one nearest the band
+
+
+@dataclass(frozen=True)
+class LatencyBand:
+    """Predicted latencies ``[low_ms, high_ms]`` and the predictor that places an arch in them."""
+
+    latency_ms: Callable[[Arch], float]
+    low_ms: float
+    high_ms: float
+
+    def distance(self, arch: Arch) -> float:
+        """0 inside the band, else how many ms the arch's predicted latency lies outside it."""
+        ms = self.latency_ms(arch)
+        return max(self.low_ms - ms, ms - self.high_ms, 0.0)
+
+
+def band_arch(space: SearchSpace, rng: np.random.Generator, band: LatencyBand) -> Arch:
+    """A uniform arch of the band (rejection sampling: uniform over the band's archs); if
+    ``BAND_TRIES`` draws all miss it, the draw nearest to it."""
+    nearest, nearest_distance = None, math.inf
+    for _ in range(BAND_TRIES):
+        arch = space.arch(uniform_values(space.decisions, rng))
+        distance = band.distance(arch)
+        if distance == 0.0:
+            return arch
+        if distance < nearest_distance:
+            nearest, nearest_distance = arch, distance
+    assert nearest is not None
+    return nearest
 
 
 def check_sampling(
     mode: str, sandwich_random: int, sandwich_draw: str = "uniform", sandwich_unsized: str = "fixed",
+    sandwich_band: Sequence[float] = (0.8, 1.0),
 ) -> None:
     if mode not in SAMPLING_MODES:
         raise ValueError(f"trainer.sampling={mode!r} is not one of {', '.join(SAMPLING_MODES)}")
@@ -59,6 +97,9 @@ def check_sampling(
         raise ValueError(f"trainer.sandwich_draw={sandwich_draw!r} is not one of {', '.join(SANDWICH_DRAWS)}")
     if sandwich_unsized not in SANDWICH_UNSIZED:
         raise ValueError(f"trainer.sandwich_unsized={sandwich_unsized!r} is not one of {', '.join(SANDWICH_UNSIZED)}")
+    if len(sandwich_band) != 2 or not 0.0 <= sandwich_band[0] < sandwich_band[1]:
+        raise ValueError(f"trainer.sandwich_band={list(sandwich_band)}: give [low, high] fractions of the reward's "
+                         "latency target with 0 <= low < high, e.g. [0.8, 1.0]")
 
 
 def controller_untrained(controller_step: int, warmup_steps: int) -> bool:
@@ -95,9 +136,11 @@ def fair_group(space: SearchSpace, rng: np.random.Generator) -> list[Arch]:
 
 def sandwich_group(
     space: SearchSpace, rng: np.random.Generator, num_random: int, draw: str = "uniform", unsized: str = "fixed",
+    band: LatencyBand | None = None,
 ) -> list[Arch]:
     """The largest arch first (the teacher), then the smallest, then ``num_random`` random
-    ones (``draw``: ``uniform`` per decision, or ``tilted`` over the size range).
+    ones (``draw``: ``uniform`` per decision, ``tilted`` over the size range, or ``budget``:
+    uniform within ``band``).
     ``unsized="uniform"``: the extremes take a uniform draw of the space's unsized decisions."""
     extremes = [space.extreme_arch(largest=True), space.extreme_arch(largest=False)]
     if unsized == "uniform":
@@ -108,21 +151,27 @@ def sandwich_group(
             space.decisions, rng)) if name in space.unsized_decisions}}) for arch in extremes]
     if draw == "tilted":
         return extremes + [tilted_arch(space, rng) for _ in range(num_random)]
+    if draw == "budget":
+        if band is None:
+            raise ValueError("trainer.sandwich_draw=budget needs the reward's latency band (a reward with target_ms)")
+        return extremes + [band_arch(space, rng, band) for _ in range(num_random)]
     return extremes + [space.arch(uniform_values(space.decisions, rng)) for _ in range(num_random)]
 
 
 def step_archs(
     space: SearchSpace, controller: Controller, mode: str, *, steps: int, rng: np.random.Generator,
     uniform: bool, sandwich_random: int = 2, sandwich_draw: str = "uniform", sandwich_unsized: str = "fixed",
+    band: LatencyBand | None = None,
 ) -> list[list[Arch]]:
     """The archs of each of ``steps`` shared-weight steps (one list per step).
 
     ``uniform``: the controller is in warm-up, so ``controller`` mode draws uniformly.
+    ``band``: where ``sandwich_draw=budget`` draws the random archs.
     """
     if mode == "fair":
         return [fair_group(space, rng) for _ in range(steps)]
     if mode == "sandwich":
-        return [sandwich_group(space, rng, sandwich_random, sandwich_draw, sandwich_unsized) for _ in range(steps)]
+        return [sandwich_group(space, rng, sandwich_random, sandwich_draw, sandwich_unsized, band) for _ in range(steps)]
     if uniform or mode == "uniform":
         return [[space.arch(uniform_values(space.decisions, rng))] for _ in range(steps)]
     with torch.no_grad(), torch_threads(controller.threads):

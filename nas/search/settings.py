@@ -52,7 +52,8 @@ class TrainerSettings:
     controller_warmup: float = 0.0  # fraction of controller steps without updates (TuNAS: 0.25)
     sampling: str = "controller"  # archs per shared step: controller | uniform | fair | sandwich (nas/search/sampling.py)
     sandwich_random: int = 2  # sandwich: random archs per step besides the largest and smallest
-    sandwich_draw: str = "uniform"  # sandwich: how those are drawn: uniform | tilted (nas/search/sampling.py)
+    sandwich_draw: str = "uniform"  # sandwich: how those are drawn: uniform | tilted | budget (nas/search/sampling.py)
+    sandwich_band: tuple[float, float] = (0.8, 1.0)  # sandwich_draw=budget: predicted latency, fractions of the target
     sandwich_distill: bool = True  # sandwich: the others learn the largest's soft labels (false: the labels)
     sandwich_unsized: str = "fixed"  # sandwich: the extremes' unsized decisions (activation): fixed | uniform per step
     zero_init_residual: bool = False  # the supernet's residual blocks start as the identity (BigNAS)
@@ -101,7 +102,7 @@ class TrainerSettings:
                        "train the shared weights, so no other search's supernet is this one's): drop one of them")
         if bad:
             raise ValueError("invalid search trainer settings: " + "; ".join(bad))
-        check_sampling(self.sampling, self.sandwich_random, self.sandwich_draw, self.sandwich_unsized)
+        check_sampling(self.sampling, self.sandwich_random, self.sandwich_draw, self.sandwich_unsized, self.sandwich_band)
 
     @property
     def warmup_steps(self) -> int:

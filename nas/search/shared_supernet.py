@@ -46,10 +46,17 @@ def snapshot_path(run_dir: str | Path, epoch: int) -> Path:
     return Path(run_dir) / CHECKPOINT.parent / f"supernet_epoch_{epoch + 1:03d}.pt"
 
 
+# ...except under trainer.sandwich_draw=budget, whose training archs are drawn near the
+# reward's target as the latency table predicts them.
+SHAPED_BY_BUDGET = ("reward.", "latency_table.")
+
+
 def training_identity(identity: Mapping[str, Any]) -> dict[str, Any]:
     """A run identity (``nas.search.resume.identity_of``) minus what does not shape the supernet."""
+    budget = identity.get("trainer.sampling") == "sandwich" and identity.get("trainer.sandwich_draw") == "budget"
+    free_keys = [key for key in TRAINING_FREE if not (budget and key in SHAPED_BY_BUDGET)]
     return {k: v for k, v in identity.items()
-            if not any(k == free or (free.endswith(".") and k.startswith(free)) for free in TRAINING_FREE)}
+            if not any(k == free or (free.endswith(".") and k.startswith(free)) for free in free_keys)}
 
 
 def keep_epoch_supernet(ctx: SearchContext, run_dir: Path, epoch: int, figures: Mapping[str, float],
@@ -123,7 +130,8 @@ class SupernetSource:
             details = "; ".join(f"{k}: {theirs.get(k)!r} there, {self._identity.get(k)!r} here" for k in changed[:12])
             raise MelnasError(
                 f"trainer.supernet_from={self.run_dir} trained its supernet with other settings than this search "
-                f"would ({details}). Only the controller, the reward, the latency table, the controller phase "
+                f"would ({details}). Only the controller, the reward and the latency table (not under "
+                "trainer.sandwich_draw=budget), the controller phase "
                 "(trainer.controller_steps, archs_per_step, controller_warmup, val_batch_size, bn_mode, "
                 "bn_recalibration_batches) and trainer.final may differ; use the same settings, or drop "
                 "trainer.supernet_from")
