@@ -156,7 +156,7 @@ def test_budget_sandwich_trains_the_archs_of_its_latency_band():
     assert min(out_of_reach) > max(uniform) - 0.1  # the nearest of many draws: the largest-like archs
     with pytest.raises(ValueError, match=r"trainer.sandwich_draw=budget needs"):
         sandwich_group(space, np.random.default_rng(0), 2, draw="budget")
-    for band in ([1.0, 0.8], [0.8], [-0.1, 1.0]):
+    for band in ([1.0, 0.8], [0.8], [-0.1, 1.0], ["0.8", "1.0"]):
         with pytest.raises(ValueError, match=r"trainer.sandwich_band=\["):
             TrainerSettings(sampling="sandwich", sandwich_draw="budget", sandwich_band=band)
 

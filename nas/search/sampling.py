@@ -97,7 +97,8 @@ def check_sampling(
         raise ValueError(f"trainer.sandwich_draw={sandwich_draw!r} is not one of {', '.join(SANDWICH_DRAWS)}")
     if sandwich_unsized not in SANDWICH_UNSIZED:
         raise ValueError(f"trainer.sandwich_unsized={sandwich_unsized!r} is not one of {', '.join(SANDWICH_UNSIZED)}")
-    if len(sandwich_band) != 2 or not 0.0 <= sandwich_band[0] < sandwich_band[1]:
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sandwich_band)
+    if len(sandwich_band) != 2 or not numbers or not 0.0 <= sandwich_band[0] < sandwich_band[1]:
         raise ValueError(f"trainer.sandwich_band={list(sandwich_band)}: give [low, high] fractions of the reward's "
                          "latency target with 0 <= low < high, e.g. [0.8, 1.0]")
 

@@ -39,16 +39,14 @@ SNAPSHOT_FORMAT = 1
 TRAINING_FREE = ("controller.", "reward.", "latency_table.", "trainer.final.", "trainer.controller_steps",
                  "trainer.archs_per_step", "trainer.controller_warmup", "trainer.val_batch_size", "trainer.bn_mode",
                  "trainer.bn_recalibration_batches", "trainer.supernet_from")
+# ...except under trainer.sandwich_draw=budget, whose training archs are drawn near the
+# reward's target as the latency table predicts them.
+SHAPED_BY_BUDGET = ("reward.", "latency_table.")
 
 
 def snapshot_path(run_dir: str | Path, epoch: int) -> Path:
     """The shared weights after epoch ``epoch`` (0-based) of the search in ``run_dir``."""
     return Path(run_dir) / CHECKPOINT.parent / f"supernet_epoch_{epoch + 1:03d}.pt"
-
-
-# ...except under trainer.sandwich_draw=budget, whose training archs are drawn near the
-# reward's target as the latency table predicts them.
-SHAPED_BY_BUDGET = ("reward.", "latency_table.")
 
 
 def training_identity(identity: Mapping[str, Any]) -> dict[str, Any]:
